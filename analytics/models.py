@@ -1,0 +1,1 @@
+"""Adherence, reminder effectiveness, outcomes and care gaps (a later issue builds them)."""

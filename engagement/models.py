@@ -1,0 +1,1 @@
+"""Outreach: channels, consent, rules, templates, outbox (issue #4 builds it)."""

@@ -1,0 +1,206 @@
+"""Encrypted PHI fields and blind indexes.
+
+Fields: django-encrypted-model-fields (Fernet; FIELD_ENCRYPTION_KEY is a list, the first key
+encrypts, all decrypt), made strict: the library silently returns the ciphertext when no key
+decrypts it (and date fields then fail on "invalid date format"); ours raise `DecryptionError`,
+naming the field, never the value.
+
+Blind indexes: an HMAC-SHA256, under BLIND_INDEX_KEY, of the normalized value and the
+organization id, stored in an indexed column beside the ciphertext. Equal values in one
+organization hash equally, so exact-match search is an index lookup; the same phone number in
+two organizations hashes differently, so the indexes cannot be joined across tenants.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import unicodedata
+from collections.abc import Callable, Iterator
+from datetime import date
+from typing import Any
+
+import cryptography.fernet
+import phonenumbers
+from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.db import models
+from encrypted_model_fields import fields as encrypted_fields
+
+REDACTED = "[REDACTED]"
+
+
+class DecryptionError(Exception):
+    """A stored value could not be decrypted with any configured key."""
+
+
+def _crypter() -> cryptography.fernet.MultiFernet:
+    # Looked up at call time: the library builds it once at import, tests may swap it.
+    return encrypted_fields.CRYPTER
+
+
+class _StrictDecryption:
+    """Decrypt values coming from the database or fail loudly; leave other values alone."""
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            plaintext = _crypter().decrypt(value.encode("utf-8")).decode("utf-8")
+        except cryptography.fernet.InvalidToken:
+            raise DecryptionError(
+                f"{self.model._meta.label}.{self.name} holds a value that no key in FIELD_ENCRYPTION_KEY "  # type: ignore[attr-defined]
+                "decrypts (a removed or wrong key?). Run `manage.py check_encryption`."
+            ) from None
+        return self.to_python(plaintext)
+
+    def to_python(self, value: Any) -> Any:
+        # Values reaching to_python come from forms and code, in clear: skip the library's
+        # lenient "decrypt if you can" step and use the plain Django field's conversion.
+        return super(encrypted_fields.EncryptedMixin, self).to_python(value)  # type: ignore[misc]
+
+
+class EncryptedCharField(_StrictDecryption, encrypted_fields.EncryptedCharField):
+    pass
+
+
+class EncryptedTextField(_StrictDecryption, encrypted_fields.EncryptedTextField):
+    pass
+
+
+class EncryptedDateField(_StrictDecryption, encrypted_fields.EncryptedDateField):
+    pass
+
+
+class EncryptedEmailField(_StrictDecryption, encrypted_fields.EncryptedEmailField):
+    pass
+
+
+def is_encrypted(field: models.Field) -> bool:
+    return isinstance(field, encrypted_fields.EncryptedMixin)
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalizers: what counts as "the same value" for exact-match search.
+
+
+def normalize_name(value: str) -> str:
+    """Case-folded, accents stripped, inner whitespace collapsed: 'José  Núñez' -> 'jose nunez'."""
+    decomposed = unicodedata.normalize("NFKD", str(value))
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(stripped.casefold().split())
+
+
+def normalize_phone(value: str, region: str | None = None) -> str:
+    """E.164 ('+15550102030'); raises ValidationError for something that is not a phone number."""
+    try:
+        number = phonenumbers.parse(str(value), region or getattr(settings, "PHONE_DEFAULT_REGION", "US"))
+    except phonenumbers.NumberParseException:
+        raise ValidationError("Enter a valid phone number.", code="invalid_phone") from None
+    if not phonenumbers.is_possible_number(number):
+        raise ValidationError("Enter a valid phone number.", code="invalid_phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def validate_phone(value: str) -> None:
+    if value:
+        normalize_phone(value)
+
+
+def normalize_email(value: str) -> str:
+    return str(value).strip().lower()
+
+
+def normalize_date(value: date | str) -> str:
+    if isinstance(value, date):
+        return value.isoformat()
+    return date.fromisoformat(str(value).strip()).isoformat()
+
+
+def normalize_identifier(value: str) -> str:
+    return "".join(str(value).split()).upper()
+
+
+NORMALIZERS: dict[str, Callable[[Any], str]] = {
+    "name": normalize_name,
+    "phone": normalize_phone,
+    "email": normalize_email,
+    "date": normalize_date,
+    "identifier": normalize_identifier,
+}
+
+
+def blind_index(value: Any, kind: str, organization_id: int) -> str:
+    """The keyed hash of a normalized value, scoped to one organization (hex, 64 characters)."""
+    normalized = NORMALIZERS[kind](value)
+    message = f"{kind}\x1f{organization_id}\x1f{normalized}".encode()
+    return hmac.new(settings.BLIND_INDEX_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+class BlindIndexField(models.CharField):
+    """An indexed HMAC of another (encrypted) field, computed on every save and bulk_create."""
+
+    def __init__(self, *args: Any, source: str = "", kind: str = "name", **kwargs: Any) -> None:
+        if kind not in NORMALIZERS:
+            raise ValueError(f"Unknown blind index kind {kind!r}: choose from {sorted(NORMALIZERS)}")
+        self.source = source
+        self.kind = kind
+        kwargs.setdefault("max_length", 64)
+        kwargs.setdefault("editable", False)
+        kwargs.setdefault("null", True)
+        kwargs.setdefault("blank", True)
+        kwargs.setdefault("db_index", True)
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> tuple[Any, ...]:
+        name, path, args, kwargs = super().deconstruct()
+        kwargs["source"] = self.source
+        kwargs["kind"] = self.kind
+        for key in ("max_length", "editable", "null", "blank", "db_index"):
+            kwargs.pop(key, None)
+        return name, path, args, kwargs
+
+    def digest(self, value: Any, organization_id: int) -> str | None:
+        if value is None or value == "":
+            return None
+        return blind_index(value, self.kind, organization_id)
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> str | None:
+        value = self.digest(getattr(model_instance, self.source), model_instance.organization_id)  # type: ignore[attr-defined]
+        setattr(model_instance, self.attname, value)
+        return value
+
+
+def blind_index_field_for(model: type[models.Model], source: str) -> BlindIndexField:
+    for field in model._meta.get_fields():
+        if isinstance(field, BlindIndexField) and field.source == source:
+            return field
+    raise FieldDoesNotExist(f"{model._meta.label} has no blind index over {source!r}.")
+
+
+def protected_field_names(model: type[models.Model]) -> list[str]:
+    """Fields whose values must never appear in clear outside the row: ciphertexts and their hashes."""
+    return [f.name for f in model._meta.concrete_fields if is_encrypted(f) or isinstance(f, BlindIndexField)]
+
+
+def phi_models() -> Iterator[type[models.Model]]:
+    """Every installed model that stores at least one encrypted field."""
+    for model in apps.get_models():
+        if any(is_encrypted(f) for f in model._meta.concrete_fields):
+            yield model
+
+
+@functools.cache
+def _phi_model_set() -> frozenset[type[models.Model]]:
+    return frozenset(phi_models())
+
+
+def is_phi_model(model: type[models.Model]) -> bool:
+    return model in _phi_model_set()
+
+
+def redact(value: Any) -> str:
+    """django-auditlog mask callable: nothing of the value survives (its default keeps half)."""
+    return REDACTED

@@ -1,0 +1,195 @@
+"""Tenancy core models: organizations, their sites, who belongs to them, and the tenant base."""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models.functions import Lower
+
+from healthcrm.roles import Role
+from healthcrm.tenancy import get_current_organization, require_current_organization
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError("%(value)s is not a known time zone (use an IANA name such as America/Chicago).",
+                              params={"value": value})
+
+
+class Organization(models.Model):
+    """A clinic or clinic network: the tenant. Its rows are platform data, not tenant data."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    timezone = models.CharField(max_length=64, default="America/New_York", validators=[validate_timezone])
+    phone = models.CharField(max_length=32, blank=True)
+    require_mfa = models.BooleanField(
+        default=True, help_text="Staff must confirm a TOTP code from an authenticator app at each sign-in."
+    )
+    settings = models.JSONField(default=dict, blank=True, help_text="Organization-level options (per feature).")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="organization_name_unique_ci",
+                                    violation_error_message="An organization with this name already exists."),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class TenantQuerySet(models.QuerySet):
+    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        """Stamp the current organization on new rows, and refuse rows of another one."""
+        organization = require_current_organization()
+        objs = list(objs)
+        for obj in objs:
+            if obj.organization_id is None:
+                obj.organization = organization
+            elif obj.organization_id != organization.pk:
+                raise NoCrossTenantWriteError(
+                    f"Refusing to bulk-create a {self.model._meta.label} of organization {obj.organization_id} "
+                    f"while organization {organization.pk} is current."
+                )
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def blind_match(self, **lookups: Any) -> TenantQuerySet:
+        """Exact-match search on encrypted fields through their blind indexes.
+
+        `Patient.objects.blind_match(phone="(555) 010-2030")` compares the keyed hash of the
+        normalized value with the indexed column beside the ciphertext; nothing is decrypted.
+        """
+        from healthcrm.crypto import blind_index_field_for
+
+        organization = require_current_organization()
+        filters = {}
+        for source, value in lookups.items():
+            field = blind_index_field_for(self.model, source)
+            filters[field.attname] = field.digest(value, organization.pk)
+        return self.filter(**filters)
+
+
+class TenantManager(models.Manager.from_queryset(TenantQuerySet)):  # type: ignore[misc]
+    """Default manager of tenant models: the current organization's rows, or an error."""
+
+    def get_queryset(self) -> TenantQuerySet:
+        organization = require_current_organization()
+        return super().get_queryset().filter(organization_id=organization.pk)
+
+    def all_organizations(self) -> TenantQuerySet:
+        """Every organization's rows, for platform code that truly needs them (say so where used).
+
+        The application-level filter is skipped; PostgreSQL row-level security still applies
+        under the application's database role.
+        """
+        return super().get_queryset()
+
+
+class TenantModel(models.Model):
+    """Base of every tenant-owned model: one organization per row, never null, never cascaded."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+", editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        current = get_current_organization()
+        if self.organization_id is None:
+            self.organization = require_current_organization()
+        elif current is not None and current.pk != self.organization_id:
+            raise NoCrossTenantWriteError(
+                f"Refusing to save a {self._meta.label} of organization {self.organization_id} "
+                f"while organization {current.pk} is current."
+            )
+        super().save(*args, **kwargs)
+
+    def refresh_blind_indexes(self) -> None:
+        """Recompute blind indexes now (save does it too), so full_clean can check constraints on them."""
+        from healthcrm.crypto import BlindIndexField
+
+        for field in self._meta.concrete_fields:
+            if isinstance(field, BlindIndexField):
+                try:
+                    digest = field.digest(getattr(self, field.source), self.organization_id)
+                except (ValidationError, ValueError):
+                    digest = None  # the source field's own validation reports it
+                setattr(self, field.attname, digest)
+
+    def full_clean(self, *args: Any, **kwargs: Any) -> None:
+        if self.organization_id is None:
+            self.organization = require_current_organization()
+        self.refresh_blind_indexes()
+        super().full_clean(*args, **kwargs)
+
+    def get_additional_data(self) -> dict[str, Any]:
+        # django-auditlog stores this with each entry, so the audit viewer can filter by tenant.
+        return {"organization_id": self.organization_id}
+
+
+class NoCrossTenantWriteError(RuntimeError):
+    pass
+
+
+class Location(TenantModel):
+    """A site of an organization (clinic, lab, satellite office)."""
+
+    name = models.CharField(max_length=200)
+    address = models.TextField(blank=True)
+    phone = models.CharField(max_length=32, blank=True)
+    timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone],
+                                help_text="Leave empty to use the organization's time zone.")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint("organization", Lower("name"), name="location_name_unique_per_org",
+                                    violation_error_message="This organization already has a location with this name."),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's role in one organization. A user may belong to several and switch between them.
+
+    Not a TenantModel: the middleware reads a user's memberships before any organization is
+    current. Row-level security still guards the table (own rows, or the current organization's).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    title = models.CharField(max_length=100, blank=True, help_text="Shown to colleagues, e.g. 'RN' or 'MD'.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organization__name", "user__email"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "organization"], name="membership_unique_per_org",
+                                    violation_error_message="This user already belongs to this organization."),
+            models.CheckConstraint(condition=models.Q(role__in=Role.values), name="membership_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.get_role_display()} at {self.organization}"

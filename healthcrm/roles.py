@@ -1,0 +1,62 @@
+"""Staff roles and the permission groups they map to.
+
+A role is held per organization (Membership.role). Each role has a Django group, `role:<name>`,
+whose permissions platform administrators may extend in the admin; `OrganizationRoleBackend`
+grants a user the group of their role in the *current* organization only, so a nurse in one
+clinic and administrator in another is a nurse while working in the first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Administrator"
+    PROVIDER = "provider", "Provider"
+    NURSE = "nurse", "Nurse"
+    COORDINATOR = "coordinator", "Care coordinator"
+    FRONTDESK = "frontdesk", "Front desk"
+    ANALYST = "analyst", "Analyst"
+    COMPLIANCE = "compliance", "Compliance officer"
+
+
+def group_name(role: str) -> str:
+    return f"role:{role}"
+
+
+_CLINICAL = ["patients.view_patient", "patients.add_patient", "patients.change_patient"]
+
+# Default permissions per role: "app_label.codename". Missing codenames (an app not migrated yet)
+# are skipped; extra permissions an administrator added by hand are kept.
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    Role.ADMIN: [
+        "healthcrm.view_location", "healthcrm.add_location", "healthcrm.change_location",
+        "healthcrm.delete_location", "healthcrm.view_membership", "healthcrm.add_membership",
+        "healthcrm.change_membership", "healthcrm.view_organization", "healthcrm.change_organization",
+        *_CLINICAL, "patients.delete_patient", "compliance.view_accesslog",
+    ],
+    Role.PROVIDER: [*_CLINICAL, "healthcrm.view_location"],
+    Role.NURSE: [*_CLINICAL, "healthcrm.view_location"],
+    Role.COORDINATOR: [*_CLINICAL, "healthcrm.view_location"],
+    Role.FRONTDESK: [*_CLINICAL, "healthcrm.view_location"],
+    Role.ANALYST: ["healthcrm.view_location"],
+    Role.COMPLIANCE: ["compliance.view_accesslog", "healthcrm.view_membership"],
+}
+
+
+def sync_role_groups(sender: Any = None, using: str = "default", **kwargs: Any) -> None:
+    """Create each role's group and add its default permissions (post_migrate receiver)."""
+    from django.contrib.auth.models import Group, Permission
+
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.using(using).get_or_create(name=group_name(role))
+        wanted = []
+        for perm in perms:
+            app_label, codename = perm.split(".", 1)
+            wanted.extend(
+                Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename)
+            )
+        group.permissions.add(*wanted)

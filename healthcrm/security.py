@@ -1,0 +1,92 @@
+"""Session lifetime, client IP and second-factor enforcement."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+
+_LAST_SEEN = "healthcrm_last_seen"
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """REMOTE_ADDR, or the right-most untrusted X-Forwarded-For hop when the peer is a trusted proxy.
+
+    X-Forwarded-For is whatever the client sent plus what each proxy appended; only the part our
+    own proxies appended can be believed.
+    """
+    remote = request.META.get("REMOTE_ADDR") or None
+    trusted = set(settings.TRUSTED_PROXIES)
+    if remote is None or remote not in trusted:
+        return remote
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if hop in trusted:
+            continue
+        try:
+            return str(ipaddress.ip_address(hop))
+        except ValueError:
+            return remote
+    return remote
+
+
+class ClientIPMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.client_ip = client_ip(request)  # type: ignore[attr-defined]
+        return self.get_response(request)
+
+
+class SessionTimeoutMiddleware:
+    """Sign out after SESSION_IDLE_TIMEOUT seconds without a request (server-side, not a cookie age)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.user.is_authenticated:
+            now = int(time.time())
+            last_seen = request.session.get(_LAST_SEEN)
+            if last_seen is not None and now - int(last_seen) > settings.SESSION_IDLE_TIMEOUT:
+                logout(request)
+                messages.info(request, "You were signed out after a period of inactivity.")
+                if request.headers.get("HX-Request"):
+                    response = HttpResponse(status=204)
+                    response["HX-Redirect"] = reverse("login")
+                    return response
+                return redirect(f"{reverse('login')}?next={request.path}")
+            request.session[_LAST_SEEN] = now
+        return self.get_response(request)
+
+
+# Paths a signed-in user may reach before confirming the second factor.
+_MFA_EXEMPT_PREFIXES = ("/accounts/", "/static/", "/healthz", "/organization/switch")
+
+
+class MFARequiredMiddleware:
+    """Require a verified TOTP device when the current organization requires a second factor."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        organization = getattr(request, "organization", None)
+        user = request.user
+        if (
+            organization is not None
+            and organization.require_mfa
+            and user.is_authenticated
+            and not user.is_verified()  # type: ignore[union-attr]
+            and not request.path.startswith(_MFA_EXEMPT_PREFIXES)
+        ):
+            return redirect(f"{reverse('mfa_verify')}?next={request.path}")
+        return self.get_response(request)

@@ -1,0 +1,329 @@
+"""HealthCRM settings: one module, read from the environment.
+
+Development defaults let `make run` work on a fresh machine; with HEALTHCRM_ENV=production every
+development key is refused by name and the secure transport settings are switched on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+from healthcrm.environment import env_bool, env_choice, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+HEALTHCRM_ENV = env_choice("HEALTHCRM_ENV", "development", ("development", "production"))
+PRODUCTION = HEALTHCRM_ENV == "production"
+
+# Development-only secrets. They are public (they are in git), so production refuses them.
+_DEV_SECRET_KEY = "dev-OLtxndboEP4jdfWMQp1qlLUW9jW0ziTsKMOBRzTdOxG2Ch3Atq0Hhftwqcnt1thL44o"
+_DEV_FIELD_ENCRYPTION_KEY = "VRjemGYS_ZFQGP16K2ar-lfsARzRwFqmGgwo2TTjX-0="
+_DEV_BLIND_INDEX_KEY = "182a6e645b053593a1b38930c116f8d54079e242629976d6bbd1b422294a59ac"
+_DEV_APP_DATABASE_PASSWORD = "healthcrm-app-dev"
+
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY)
+DEBUG = env_bool("DEBUG", not PRODUCTION)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Fernet keys, newest first: the first encrypts, every key decrypts (MultiFernet).
+FIELD_ENCRYPTION_KEY = env_list("FIELD_ENCRYPTION_KEY", [_DEV_FIELD_ENCRYPTION_KEY])
+# HMAC key for blind indexes (exact-match search over encrypted values). Never rotate it casually:
+# every index must be recomputed (`manage.py rotate_encryption_key --reindex`).
+BLIND_INDEX_KEY = env_str("BLIND_INDEX_KEY", _DEV_BLIND_INDEX_KEY)
+
+if not FIELD_ENCRYPTION_KEY:
+    raise ImproperlyConfigured("The setting FIELD_ENCRYPTION_KEY is empty: give at least one Fernet key.")
+if len(BLIND_INDEX_KEY) < 32:
+    raise ImproperlyConfigured("The setting BLIND_INDEX_KEY must be at least 32 characters long.")
+
+# ---------------------------------------------------------------------------------------------
+# Database. DATABASE_URL names the server, the database and its owner (who migrates). The web
+# and worker processes log in as APP_DATABASE_USER, a role that is neither owner, superuser nor
+# BYPASSRLS, so PostgreSQL row-level security applies to every query they make.
+# ---------------------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:54329/healthcrm")
+DATABASE_LOGIN = env_choice("DATABASE_LOGIN", "app", ("app", "owner"))
+APP_DATABASE_USER = env_str("APP_DATABASE_USER", "healthcrm_app")
+APP_DATABASE_PASSWORD = env_str("APP_DATABASE_PASSWORD", _DEV_APP_DATABASE_PASSWORD)
+
+_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60), conn_health_checks=True)
+if not _db["ENGINE"].endswith("postgresql"):
+    raise ImproperlyConfigured("The setting DATABASE_URL must point to PostgreSQL (postgresql://...).")
+DATABASE_OWNER = {"USER": _db["USER"], "PASSWORD": _db["PASSWORD"]}
+DATABASE_APP = {"USER": APP_DATABASE_USER, "PASSWORD": APP_DATABASE_PASSWORD}
+if DATABASE_LOGIN == "app":
+    _db.update(DATABASE_APP)
+_db["OPTIONS"] = {"application_name": "healthcrm"}
+# The tenant middleware and the task base class open the transaction themselves (so the
+# organization can be set transaction-locally before the view runs): see healthcrm/tenancy.py.
+_db["ATOMIC_REQUESTS"] = False
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:63799/0")
+
+# ---------------------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_filters",
+    "guardian",
+    "auditlog",
+    "axes",
+    "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "healthcrm",
+    "compliance",
+    "patients",
+    "engagement",
+    "integrations",
+    "analytics",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "healthcrm.security.SessionTimeoutMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "healthcrm.security.ClientIPMiddleware",
+    # Opens the request transaction and sets the organization in it; everything below runs
+    # inside, so the audit rows and the change they describe commit together.
+    "healthcrm.tenancy.TenantMiddleware",
+    "healthcrm.security.MFARequiredMiddleware",
+    "auditlog.middleware.AuditlogMiddleware",
+    # Last, as django-axes asks.
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "healthcrm.urls"
+WSGI_APPLICATION = "healthcrm.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
+                "healthcrm.tenancy.organization_context_processor",
+            ],
+        },
+    },
+]
+
+AUTH_USER_MODEL = "auth.User"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "healthcrm.auth.OrganizationRoleBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+# Sessions: a new id at login (Django's default), server-side idle timeout and an absolute lifetime.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_IDLE_TIMEOUT = env_int("SESSION_IDLE_TIMEOUT", 15 * 60)
+SESSION_COOKIE_AGE = env_int("SESSION_ABSOLUTE_LIFETIME", 12 * 60 * 60)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_HTTPONLY = True
+CSRF_FAILURE_VIEW = "healthcrm.views.csrf_failure"
+
+# Transport and headers.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 63072000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
+SECURE_HSTS_PRELOAD = PRODUCTION
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (see docs/architecture.md).
+if env_bool("SECURE_PROXY_SSL_HEADER", PRODUCTION):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Client IPs: X-Forwarded-For is believed only when REMOTE_ADDR is one of these proxies.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'self'"],
+        "object-src": ["'none'"],
+    },
+}
+
+# django-axes: lock an account+IP after repeated failures.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 30) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "healthcrm.security.client_ip"
+AXES_VERBOSE = False
+
+# django-otp: TOTP devices are named after the product in authenticator apps.
+OTP_TOTP_ISSUER = "HealthCRM"
+
+# django-guardian creates an AnonymousUser row on migrate; we never grant it anything.
+GUARDIAN_RAISE_403 = False
+
+# django-auditlog: the actor comes from its middleware (requests) or set_actor (tasks).
+# Encrypted fields are registered with a full-redaction mask (compliance/audit.py).
+AUDITLOG_INCLUDE_ALL_MODELS = False
+AUDITLOG_DISABLE_REMOTE_ADDR = False
+
+# ---------------------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+
+# Email: console in development; EMAIL_URL (smtp://user:pass@host:port, smtp+tls://...) otherwise.
+EMAIL_URL = env_str("EMAIL_URL", "console://")
+if EMAIL_URL.startswith("console:"):
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+elif EMAIL_URL.startswith("locmem:"):
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+else:
+    from urllib.parse import unquote, urlsplit
+
+    _email = urlsplit(EMAIL_URL)
+    if _email.scheme not in ("smtp", "smtp+tls", "smtp+ssl"):
+        raise ImproperlyConfigured("The setting EMAIL_URL must start with console://, smtp://, smtp+tls:// or smtp+ssl://.")
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = _email.hostname or "localhost"
+    EMAIL_PORT = _email.port or 25
+    EMAIL_HOST_USER = unquote(_email.username or "")
+    EMAIL_HOST_PASSWORD = unquote(_email.password or "")
+    EMAIL_USE_TLS = _email.scheme == "smtp+tls"
+    EMAIL_USE_SSL = _email.scheme == "smtp+ssl"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "HealthCRM <no-reply@healthcrm.example>")
+
+# Twilio: off unless enabled; its other settings matter only then.
+TWILIO_ENABLED = env_bool("TWILIO_ENABLED", False)
+TWILIO_API_URL = env_str("TWILIO_API_URL", "https://api.twilio.com")
+
+# ---------------------------------------------------------------------------------------------
+# Celery: Redis broker; payloads are ids only (the broker keeps them in clear); results ignored.
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TASK_ROUTES = {
+    "engagement.tasks.*": {"queue": "outreach"},
+    "integrations.tasks.*": {"queue": "integrations"},
+}
+CELERY_TIMEZONE = "UTC"
+# The database is the schedule: beat runs short "what is due now?" scans that enqueue ids.
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "compliance-purge-expired-sessions": {
+        "task": "healthcrm.tasks.clear_expired_sessions_task",
+        "schedule": crontab(minute=17),
+    },
+}
+
+# ---------------------------------------------------------------------------------------------
+# Logging: structured enough to grep, never PHI (we log ids, never values).
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Celery's INFO lines carry task arguments and return values; ours are ids only, but keep
+        # the noise down.
+        "celery.app.trace": {"level": "WARNING"},
+    },
+}
+
+# ---------------------------------------------------------------------------------------------
+if PRODUCTION:
+    _refused = [
+        name
+        for name, value, dev_value in (
+            ("SECRET_KEY", SECRET_KEY, _DEV_SECRET_KEY),
+            ("BLIND_INDEX_KEY", BLIND_INDEX_KEY, _DEV_BLIND_INDEX_KEY),
+            ("APP_DATABASE_PASSWORD", APP_DATABASE_PASSWORD, _DEV_APP_DATABASE_PASSWORD),
+        )
+        if value == dev_value
+    ]
+    if _DEV_FIELD_ENCRYPTION_KEY in FIELD_ENCRYPTION_KEY:
+        _refused.append("FIELD_ENCRYPTION_KEY")
+    if _refused:
+        raise ImproperlyConfigured(
+            "HEALTHCRM_ENV=production refuses the development value of: "
+            + ", ".join(_refused)
+            + ". Set real secrets (or NAME_FILE pointing to them)."
+        )
+    if DEBUG:
+        raise ImproperlyConfigured("The setting DEBUG must be off when HEALTHCRM_ENV=production.")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("The setting ALLOWED_HOSTS is required when HEALTHCRM_ENV=production.")

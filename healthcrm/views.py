@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import qrcode
+import qrcode.image.svg
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+from django_otp import login as otp_login
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from compliance.access import phi_free
+from healthcrm.forms import TOTPForm
+from healthcrm.tenancy import SESSION_KEY
+
+View = Callable[..., HttpResponse]
+
+
+def organization_required(view: View) -> View:
+    """Views of tenant data need a current organization; users without one see why."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if getattr(request, "organization", None) is None:
+            return render(request, "healthcrm/no_organization.html", status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _safe_next(request: HttpRequest, fallback: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return fallback
+
+
+@phi_free
+@login_required
+@organization_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    from patients.models import Patient
+
+    can_see_patients = request.user.has_perm("patients.view_patient")
+    context = {
+        "patient_count": Patient.objects.filter(is_active=True).count() if can_see_patients else None,
+        "can_see_patients": can_see_patients,
+    }
+    return render(request, "healthcrm/dashboard.html", context)
+
+
+@phi_free
+@login_required
+@require_POST
+def organization_switch(request: HttpRequest) -> HttpResponse:
+    try:
+        wanted = int(request.POST.get("organization", ""))
+    except ValueError:
+        wanted = None
+    allowed = {m.organization_id for m in request.memberships}  # type: ignore[attr-defined]
+    if wanted in allowed or (wanted and request.user.is_superuser):
+        request.session[SESSION_KEY] = wanted
+        # Permissions are per organization: the cached set belongs to the old one.
+        request.user.__dict__.pop("_healthcrm_role_perms", None)
+        return redirect("dashboard")
+    messages.error(request, "You are not a member of that organization.")
+    return redirect("dashboard")
+
+
+@phi_free
+@never_cache
+@login_required
+def mfa_verify(request: HttpRequest) -> HttpResponse:
+    """Confirm the second factor; users without a device set one up first."""
+    device = TOTPDevice.objects.filter(user=request.user, confirmed=True).first()
+    if device is None:
+        return redirect(f"{reverse('mfa_setup')}?next={_safe_next(request, reverse('dashboard'))}")
+    form = TOTPForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if device.verify_token(form.cleaned_data["token"]):
+            otp_login(request, device)
+            return redirect(_safe_next(request, reverse("dashboard")))
+        form.add_error("token", "That code is not valid. Check your authenticator app's clock and try again.")
+    return render(request, "registration/mfa_verify.html", {"form": form, "next": _safe_next(request, "")},
+                  status=400 if form.errors else 200)
+
+
+@phi_free
+@never_cache
+@login_required
+def mfa_setup(request: HttpRequest) -> HttpResponse:
+    """Register a TOTP authenticator: scan the QR code, confirm with a code."""
+    if TOTPDevice.objects.filter(user=request.user, confirmed=True).exists():
+        return redirect("mfa_verify")
+    device = TOTPDevice.objects.filter(user=request.user, confirmed=False).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=request.user, name="Authenticator", confirmed=False)
+    form = TOTPForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if device.verify_token(form.cleaned_data["token"]):
+            device.confirmed = True
+            device.save(update_fields=["confirmed"])
+            otp_login(request, device)
+            messages.success(request, "Two-factor authentication is set up.")
+            return redirect(_safe_next(request, reverse("dashboard")))
+        form.add_error("token", "That code is not valid. Scan the code again and enter the current 6 digits.")
+    image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage)
+    buffer = io.BytesIO()
+    image.save(buffer)
+    qr_data_uri = "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
+    secret = base64.b32encode(device.bin_key).decode()
+    return render(request, "registration/mfa_setup.html",
+                  {"form": form, "qr_data_uri": qr_data_uri, "secret": secret, "next": _safe_next(request, "")},
+                  status=400 if form.errors else 200)
+
+
+@phi_free
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Database, Redis and worker status, for load balancers and operators."""
+    import redis
+
+    from healthcrm.celery import app as celery_app
+
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - report, don't crash the probe
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["redis"] = f"error: {type(exc).__name__}"
+    if checks["redis"] == "ok":
+        try:
+            replies = celery_app.control.ping(timeout=0.5)
+            checks["worker"] = f"ok ({len(replies)})" if replies else "none responding"
+        except Exception as exc:  # noqa: BLE001
+            checks["worker"] = f"error: {type(exc).__name__}"
+    else:
+        checks["worker"] = "unknown (no broker)"
+    healthy = checks["database"] == "ok" and checks["redis"] == "ok"
+    return JsonResponse({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return render(request, "403_csrf.html", status=403)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    # No context processors, no database: the page must render whatever broke.
+    from django.template import loader
+
+    return HttpResponse(loader.get_template("500.html").render(), status=500)
