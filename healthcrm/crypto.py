@@ -120,7 +120,8 @@ def normalize_date(value: date | str) -> str:
 
 
 def normalize_identifier(value: str) -> str:
-    return "".join(str(value).split()).upper()
+    """Letters and digits only, upper-cased: 'ns-0001 ' and 'NS0001' are the same MRN."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", str(value)) if ch.isalnum()).upper()
 
 
 NORMALIZERS: dict[str, Callable[[Any], str]] = {
@@ -204,3 +205,14 @@ def is_phi_model(model: type[models.Model]) -> bool:
 def redact(value: Any) -> str:
     """django-auditlog mask callable: nothing of the value survives (its default keeps half)."""
     return REDACTED
+
+
+def reload_keys() -> None:
+    """Rebuild the library's crypter from settings.FIELD_ENCRYPTION_KEY (it is built once at import)."""
+    encrypted_fields.CRYPTER = encrypted_fields.get_crypter()
+
+
+def primary_fernet() -> cryptography.fernet.Fernet:
+    """The key that encrypts (the first of FIELD_ENCRYPTION_KEY)."""
+    keys = settings.FIELD_ENCRYPTION_KEY
+    return cryptography.fernet.Fernet(keys[0] if isinstance(keys, list | tuple) else keys)

@@ -68,17 +68,22 @@ class TenantQuerySet(models.QuerySet):
     def blind_match(self, **lookups: Any) -> TenantQuerySet:
         """Exact-match search on encrypted fields through their blind indexes.
 
-        `Patient.objects.blind_match(phone="(555) 010-2030")` compares the keyed hash of the
-        normalized value with the indexed column beside the ciphertext; nothing is decrypted.
+        `Patient.objects.blind_match(phone_mobile="(555) 010-2030")` compares the keyed hash of
+        the normalized value with the indexed column beside the ciphertext; nothing is decrypted.
         """
-        from healthcrm.crypto import blind_index_field_for
+        return self.filter(blind_q(self.model, **lookups))
 
-        organization = require_current_organization()
-        filters = {}
-        for source, value in lookups.items():
-            field = blind_index_field_for(self.model, source)
-            filters[field.attname] = field.digest(value, organization.pk)
-        return self.filter(**filters)
+
+def blind_q(model: type[models.Model], **lookups: Any) -> models.Q:
+    """A Q matching every lookup (source field -> clear value) through blind indexes, in the current organization."""
+    from healthcrm.crypto import blind_index_field_for
+
+    organization = require_current_organization()
+    filters = {}
+    for source, value in lookups.items():
+        field = blind_index_field_for(model, source)
+        filters[field.attname] = field.digest(value, organization.pk)
+    return models.Q(**filters)
 
 
 class TenantManager(models.Manager.from_queryset(TenantQuerySet)):  # type: ignore[misc]

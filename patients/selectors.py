@@ -6,12 +6,11 @@ import re
 from datetime import date, datetime
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from healthcrm.crypto import BlindIndexField, normalize_phone
 from healthcrm.guards import get_object_for_user
-from healthcrm.tenancy import require_current_organization
+from healthcrm.models import blind_q
 from patients.models import Patient
 
 _DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y")
@@ -24,12 +23,6 @@ def _as_date(text: str) -> date | None:
         except ValueError:
             continue
     return None
-
-
-def _digest(field_name: str, value: object) -> str | None:
-    field = Patient._meta.get_field(field_name)
-    assert isinstance(field, BlindIndexField)
-    return field.digest(value, require_current_organization().pk)
 
 
 def search_kind(query: str) -> str:
@@ -56,17 +49,16 @@ def patient_list(*, query: str = "") -> QuerySet[Patient]:
         return patients
     kind = search_kind(text)
     if kind == "date":
-        return patients.filter(date_of_birth_bidx=_digest("date_of_birth_bidx", _as_date(text)))
+        return patients.blind_match(date_of_birth=_as_date(text))
     if kind == "email":
-        return patients.filter(email_bidx=_digest("email_bidx", text))
+        return patients.blind_match(email=text)
     if kind == "phone":
         try:
-            return patients.filter(phone_mobile_bidx=_digest("phone_mobile_bidx", normalize_phone(text)))
+            return patients.blind_match(phone_mobile=text)
         except ValidationError:
             pass  # digits that are no phone number may still be an MRN
-    name = _digest("given_name_bidx", text)
     return patients.filter(
-        Q(mrn_bidx=_digest("mrn_bidx", text)) | Q(given_name_bidx=name) | Q(family_name_bidx=_digest("family_name_bidx", text))
+        blind_q(Patient, mrn=text) | blind_q(Patient, given_name=text) | blind_q(Patient, family_name=text)
     )
 
 

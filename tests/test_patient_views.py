@@ -1,0 +1,147 @@
+"""Patient pages: three personas each, access-logged, never across organizations."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from compliance.access import search_fingerprint
+from compliance.models import AccessAction, AccessLog
+from healthcrm.tenancy import organization_context
+from patients.models import Patient
+from tests.factories import PatientFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def patient_a(org_a):
+    with organization_context(org_a):
+        return PatientFactory(given_name="Alma", family_name="Northcott", mrn="N-1")
+
+
+@pytest.fixture
+def patient_b(org_b):
+    with organization_context(org_b):
+        return PatientFactory(given_name="Bert", family_name="Lakeman", mrn="L-1")
+
+
+def _log(org, **filters):
+    with organization_context(org):
+        return list(AccessLog.objects.filter(**filters))
+
+
+def test_detail_writer_sees_it_and_the_view_is_access_logged(client_for, writer, patient_a, org_a) -> None:
+    response = client_for(writer).get(reverse("patients:detail", args=[patient_a.pk]), REMOTE_ADDR="10.1.2.3")
+    assert response.status_code == 200
+    assert b"Northcott" in response.content
+    [entry] = _log(org_a, action=AccessAction.VIEW)
+    assert (entry.actor, entry.object_type, entry.object_ids, entry.view_name, entry.ip_address) == (
+        writer, "patients.patient", [str(patient_a.pk)], "patients:detail", "10.1.2.3")
+
+
+def test_detail_read_only_role_gets_403_and_the_attempt_is_logged(client_for, reader, patient_a, org_a) -> None:
+    response = client_for(reader).get(reverse("patients:detail", args=[patient_a.pk]))
+    assert response.status_code == 403
+    assert b"Northcott" not in response.content
+    [entry] = _log(org_a)
+    assert (entry.action, entry.actor, entry.object_ids) == (AccessAction.DENIED, reader, [str(patient_a.pk)])
+
+
+def test_detail_other_organization_gets_404(client_for, other, patient_a, org_a, org_b) -> None:
+    response = client_for(other).get(reverse("patients:detail", args=[patient_a.pk]))
+    assert response.status_code == 404
+    assert b"Northcott" not in response.content
+    assert _log(org_a) == [] and _log(org_b) == []
+
+
+def test_list_shows_only_the_current_organization(client_for, writer, other, patient_a, patient_b) -> None:
+    page = client_for(writer).get(reverse("patients:list")).content
+    assert b"Northcott" in page and b"Lakeman" not in page
+    page = client_for(other).get(reverse("patients:list")).content
+    assert b"Lakeman" in page and b"Northcott" not in page
+
+
+def test_list_read_only_role_gets_403(client_for, reader, patient_a) -> None:
+    assert client_for(reader).get(reverse("patients:list")).status_code == 403
+
+
+def test_search_is_logged_by_fingerprint_never_by_term(client_for, writer, patient_a, patient_b, org_a) -> None:
+    response = client_for(writer).get(reverse("patients:list"), {"q": "Northcott"})
+    assert b"Northcott" in response.content
+    # Another organization's patient is not found by its exact MRN either.
+    assert b"Lakeman" not in client_for(writer).get(reverse("patients:list"), {"q": "L-1"}).content
+    entries = _log(org_a, action=AccessAction.SEARCH)
+    assert len(entries) == 2
+    assert entries[-1].search_fields == ["q"]
+    assert entries[-1].search_fingerprint == search_fingerprint({"q": "Northcott"})
+    assert entries[-1].object_ids == [str(patient_a.pk)]
+    assert "Northcott" not in repr([vars(e) for e in entries])
+
+
+def test_htmx_search_returns_only_the_table_partial(client_for, writer, patient_a) -> None:
+    response = client_for(writer).get(reverse("patients:list"), {"q": "N-1"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert b"<html" not in response.content and b"Northcott" in response.content
+
+
+def test_list_query_count_does_not_grow_with_the_page(client_for, writer, org_a, django_assert_max_num_queries) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = client_for(writer)
+    counts = []
+    for batch in (2, 23):
+        with organization_context(org_a):
+            PatientFactory.create_batch(batch)
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(reverse("patients:list")).status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1]  # 2 rows or a full page of 25: the same queries
+    with django_assert_max_num_queries(19):
+        client.get(reverse("patients:list"))
+
+
+def test_create_patient_with_bad_input_re_renders_and_saves_nothing(client_for, writer, org_a) -> None:
+    data = {"mrn": "N-9", "given_name": "Cleo", "family_name": "Stone", "date_of_birth": "2999-01-01",
+            "sex": "female", "phone_mobile": "12", "email": "not-an-email"}
+    response = client_for(writer).post(reverse("patients:create"), data)
+    assert response.status_code == 400
+    content = response.content.decode()
+    assert "Enter a valid phone number." in content
+    assert "cannot be in the future" in content
+    assert "Enter a valid email address." in content
+    assert 'value="Cleo"' in content  # nothing the user typed is lost
+    with organization_context(org_a):
+        assert Patient.objects.count() == 0
+
+
+def test_create_patient_then_duplicate_mrn_is_a_clear_error(client_for, writer, org_a) -> None:
+    data = {"mrn": "N-9", "given_name": "Cleo", "family_name": "Stone", "date_of_birth": "1990-01-01",
+            "sex": "female", "phone_mobile": "(312) 555-0111", "email": "cleo@example.org"}
+    client = client_for(writer)
+    response = client.post(reverse("patients:create"), data)
+    assert response.status_code == 302
+    with organization_context(org_a):
+        patient = Patient.objects.get()
+        assert patient.phone_mobile == "+13125550111"
+    response = client.post(reverse("patients:create"), {**data, "mrn": "n9"})
+    assert response.status_code == 400
+    assert "A patient with this MRN already exists in this organization." in response.content.decode()
+
+
+def test_create_patient_read_only_role_gets_403(client_for, reader) -> None:
+    assert client_for(reader).get(reverse("patients:create")).status_code == 403
+
+
+def test_access_log_page_is_for_compliance_and_admins_only(client_for, writer, org_a, patient_a) -> None:
+    from tests.factories import MembershipFactory, UserFactory
+
+    officer = UserFactory(username="compliance@north.example")
+    MembershipFactory(user=officer, organization=org_a, role="compliance")
+    client = client_for(writer)
+    client.get(reverse("patients:detail", args=[patient_a.pk]))
+    assert client.get(reverse("compliance:access_log")).status_code == 403
+    response = client_for(officer).get(reverse("compliance:access_log"))
+    assert response.status_code == 200
+    assert b"nurse@north.example" in response.content and b"Northcott" not in response.content
