@@ -100,9 +100,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "healthcrm.security.SessionTimeoutMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After MessageMiddleware: it tells the user why they were signed out.
+    "healthcrm.security.SessionTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -111,7 +112,7 @@ MIDDLEWARE = [
     # inside, so the audit rows and the change they describe commit together.
     "healthcrm.tenancy.TenantMiddleware",
     "healthcrm.security.MFARequiredMiddleware",
-    "auditlog.middleware.AuditlogMiddleware",
+    "healthcrm.security.AuditlogMiddleware",
     # Last, as django-axes asks.
     "axes.middleware.AxesMiddleware",
 ]

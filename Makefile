@@ -1,0 +1,94 @@
+# HealthCRM developer commands (GNU make).
+#
+#   make run             venv, local PostgreSQL + Redis, migrate, seed, web + worker + beat
+#   make test            venv, local PostgreSQL + Redis, pytest (PYTEST_ARGS="-k foo -x")
+#   make lint            ruff check + ruff format --check
+#   make migrate | seed | shell
+#   make services-start | services-status | services-stop
+#   make clean           stop the services, remove .venv and .data
+#
+# With DATABASE_URL and/or REDIS_URL in the environment, those servers are used and no local one is
+# started (CI does this). Otherwise scripts/devservices.py runs PostgreSQL 16 and Redis from the
+# `local` extra under .data/ (ports 54329 and 63799; DEV_PG_PORT / DEV_REDIS_PORT override).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+SEED_ARGS ?= --if-empty
+
+# Every recipe runs in one bash, stopping at the first failing line: the URLs exported by
+# $(with_services) stay set for the recipe's later lines, and a failure's exit code is make's.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := help
+
+# Start the local services this checkout manages (a no-op for each one whose URL is already set,
+# or that is already running) and export their URLs into the recipe's shell.
+define with_services
+$(PY) scripts/devservices.py start
+devservices_env="$$($(PY) scripts/devservices.py env)"
+eval "$$devservices_env"
+endef
+
+.PHONY: help venv run test lint migrate seed shell services-start services-status services-stop clean
+
+help:
+	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
+
+$(PY):
+	$(PYTHON) -c 'import sys; sys.version_info >= (3, 11) or sys.exit("Python >= 3.11 is required, found " + sys.version)'
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstalled whenever pyproject.toml changes.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[local,dev]'
+	touch $@
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(with_services)
+	$(PY) manage.py db_bootstrap
+	DATABASE_LOGIN=owner $(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo --if-empty
+	exec $(PY) scripts/run.py
+
+test: $(STAMP)
+	$(with_services)
+	$(PY) manage.py db_bootstrap
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	status=0
+	$(VENV)/bin/ruff check . || status=$$?
+	$(VENV)/bin/ruff format --check . || status=$$?
+	exit $$status
+
+migrate: $(STAMP)
+	$(with_services)
+	$(PY) manage.py db_bootstrap
+	DATABASE_LOGIN=owner $(PY) manage.py migrate --noinput
+
+seed: $(STAMP)
+	$(with_services)
+	$(PY) manage.py seed_demo $(SEED_ARGS)
+
+shell: $(STAMP)
+	$(with_services)
+	$(PY) manage.py shell
+
+services-start: $(STAMP)
+	$(with_services)
+
+services-status:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) scripts/devservices.py status
+
+# Works without the venv too: stopping needs no server binaries.
+services-stop:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) scripts/devservices.py stop
+
+clean: services-stop
+	rm -rf $(VENV) .data

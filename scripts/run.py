@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Run the development web server, a Celery worker and Celery beat together (`make run`).
+
+Each child inherits the environment; its output is prefixed with its name. Ctrl-C or SIGTERM stops
+all of them (SIGTERM, then SIGKILL after 10 s); if any child dies on its own, the others are stopped
+and this script exits non-zero. The binaries are the ones beside this interpreter (the venv's).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+GRACE_SECONDS = 10.0
+
+
+def commands() -> dict[str, list[str]]:
+    port = os.environ.get("PORT", "8000")
+    celery = str(BIN / "celery")
+    return {
+        "web": [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        "worker": [
+            celery, "-A", "healthcrm", "worker", "-l", "info",
+            "-Q", "default,outreach,integrations", "--concurrency", "2",
+        ],
+        "beat": [celery, "-A", "healthcrm", "beat", "-l", "info", "--schedule", ".data/celerybeat-schedule"],
+    }  # fmt: skip
+
+
+class Supervisor:
+    def __init__(self, specs: dict[str, list[str]]) -> None:
+        self.specs = specs
+        self.width = max(len(name) for name in specs)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.readers: list[threading.Thread] = []
+        self.output_lock = threading.Lock()
+        self.stop_signal: int | None = None
+        self.signal_count = 0
+
+    def say(self, name: str, text: str) -> None:
+        with self.output_lock:
+            sys.stdout.write(f"{name:<{self.width}} | {text}\n")
+            sys.stdout.flush()
+
+    def pump(self, name: str, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self.say(name, raw.decode(errors="replace").rstrip("\r\n"))
+        stream.close()
+
+    def start(self) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        for name, argv in self.specs.items():
+            # Each child gets its own session: the terminal's Ctrl-C reaches only us, and we stop
+            # the children in order; killpg then also reaches their own children (Celery's pool).
+            proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                argv,
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            self.procs[name] = proc
+            reader = threading.Thread(target=self.pump, args=(name, proc.stdout), daemon=True)
+            reader.start()
+            self.readers.append(reader)
+            self.say("run", f"started {name} (pid {proc.pid}): {' '.join(argv)}")
+
+    def on_signal(self, signum: int, _frame) -> None:
+        self.signal_count += 1
+        if self.stop_signal is None:
+            self.stop_signal = signum
+        if self.signal_count > 1:
+            # A second Ctrl-C: no more waiting.
+            self.kill_all(signal.SIGKILL)
+
+    def kill_all(self, sig: int) -> None:
+        for proc in self.procs.values():
+            try:
+                if sig == signal.SIGKILL:
+                    os.killpg(proc.pid, sig)
+                elif proc.poll() is None:
+                    proc.send_signal(sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def stop_all(self) -> None:
+        running = [name for name, proc in self.procs.items() if proc.poll() is None]
+        if running:
+            self.say("run", f"stopping {', '.join(running)}")
+        self.kill_all(signal.SIGTERM)
+        deadline = time.monotonic() + GRACE_SECONDS
+        while time.monotonic() < deadline and any(p.poll() is None for p in self.procs.values()):
+            time.sleep(0.1)
+        left = [name for name, proc in self.procs.items() if proc.poll() is None]
+        if left:
+            self.say("run", f"{', '.join(left)} still running after {GRACE_SECONDS:.0f} s: SIGKILL")
+        # Also sweeps up grandchildren that outlived their parent.
+        self.kill_all(signal.SIGKILL)
+        for proc in self.procs.values():
+            proc.wait()
+        for reader in self.readers:
+            reader.join(timeout=2)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, self.on_signal)
+        signal.signal(signal.SIGTERM, self.on_signal)
+        try:
+            self.start()
+        except OSError as exc:
+            self.say("run", f"cannot start: {exc}")
+            self.stop_all()
+            return 1
+        exited: tuple[str, int] | None = None
+        while self.stop_signal is None and exited is None:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    exited = (name, proc.returncode)
+                    break
+            else:
+                time.sleep(0.2)
+        if exited is not None:
+            name, code = exited
+            self.say("run", f"{name} exited with code {code}: stopping the others")
+            self.stop_all()
+            return code if code > 0 else 1
+        self.say("run", f"received {signal.Signals(self.stop_signal).name}")
+        self.stop_all()
+        return 0
+
+
+def main() -> int:
+    (REPO / ".data").mkdir(exist_ok=True)  # beat's schedule file lives there
+    return Supervisor(commands()).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
