@@ -10,11 +10,15 @@ from auditlog.middleware import AuditlogMiddleware as _AuditlogMiddleware
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
+from django.contrib.auth.signals import user_logged_in
+from django.contrib.auth.views import redirect_to_login
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
 _LAST_SEEN = "healthcrm_last_seen"
+_SIGNED_IN_AT = "healthcrm_signed_in_at"
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -48,7 +52,12 @@ class ClientIPMiddleware:
 
 
 class SessionTimeoutMiddleware:
-    """Sign out after SESSION_IDLE_TIMEOUT seconds without a request (server-side, not a cookie age)."""
+    """Sign out after SESSION_IDLE_TIMEOUT seconds without a request, and SESSION_COOKIE_AGE after sign-in.
+
+    Both are enforced on the server; the session's own expiry date moves with every save, so it
+    cannot be the absolute limit. The last-seen time is saved at most every 30 s, to spare a
+    session write on every request.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -56,17 +65,35 @@ class SessionTimeoutMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.user.is_authenticated:
             now = int(time.time())
-            last_seen = request.session.get(_LAST_SEEN)
+            session = request.session
+            last_seen = session.get(_LAST_SEEN)
+            signed_in_at = session.setdefault(_SIGNED_IN_AT, now)
             if last_seen is not None and now - int(last_seen) > settings.SESSION_IDLE_TIMEOUT:
-                logout(request)
-                messages.info(request, "You were signed out after a period of inactivity.")
-                if request.headers.get("HX-Request"):
-                    response = HttpResponse(status=204)
-                    response["HX-Redirect"] = reverse("login")
-                    return response
-                return redirect(f"{reverse('login')}?next={request.path}")
-            request.session[_LAST_SEEN] = now
+                return self._sign_out(request, "You were signed out after a period of inactivity.")
+            if now - int(signed_in_at) > settings.SESSION_COOKIE_AGE:
+                return self._sign_out(request, "Your session has ended. Please sign in again.")
+            if last_seen is None or now - int(last_seen) >= 30:
+                session[_LAST_SEEN] = now
         return self.get_response(request)
+
+    @staticmethod
+    def _sign_out(request: HttpRequest, message: str) -> HttpResponse:
+        logout(request)
+        messages.info(request, message)
+        if request.headers.get("HX-Request"):
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = reverse("login")
+            return response
+        # The path only: a query string may hold search terms.
+        return redirect_to_login(request.path)
+
+
+@receiver(user_logged_in)
+def _stamp_sign_in(sender: object, request: HttpRequest | None, user: object, **kwargs: object) -> None:
+    if request is not None and hasattr(request, "session"):
+        now = int(time.time())
+        request.session[_SIGNED_IN_AT] = now
+        request.session[_LAST_SEEN] = now
 
 
 # Paths a signed-in user may reach before confirming the second factor.
@@ -89,7 +116,7 @@ class MFARequiredMiddleware:
             and not user.is_verified()  # type: ignore[union-attr]
             and not request.path.startswith(_MFA_EXEMPT_PREFIXES)
         ):
-            return redirect(f"{reverse('mfa_verify')}?next={request.path}")
+            return redirect_to_login(request.path, reverse("mfa_verify"))
         return self.get_response(request)
 
 

@@ -1,0 +1,161 @@
+"""Production settings: `check --deploy` is clean, and every unsafe or malformed value stops start-up.
+
+Settings are read once per process, so each case runs `manage.py` in a subprocess with its own
+environment. No database is needed: `check` does not connect.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Variables that would leak from the developer's or CI's environment into the subprocess.
+_SETTINGS_VARIABLES = (
+    "HEALTHCRM_ENV",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "FIELD_ENCRYPTION_KEY",
+    "BLIND_INDEX_KEY",
+    "APP_DATABASE_PASSWORD",
+    "DATABASE_LOGIN",
+    "EMAIL_URL",
+    "DJANGO_SETTINGS_MODULE",
+    # Set by the browser fixture in this process (Playwright's event loop); never in production.
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+)
+
+
+def production_env(**overrides: str | None) -> dict[str, str]:
+    """A complete, valid production environment; an override of None removes the variable."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in _SETTINGS_VARIABLES and not any(key == f"{name}_FILE" for name in _SETTINGS_VARIABLES)
+    }
+    env.update(
+        HEALTHCRM_ENV="production",
+        SECRET_KEY=secrets.token_urlsafe(60)[:60],
+        FIELD_ENCRYPTION_KEY=Fernet.generate_key().decode(),
+        BLIND_INDEX_KEY=secrets.token_hex(32),
+        APP_DATABASE_PASSWORD=secrets.token_urlsafe(24),
+        ALLOWED_HOSTS="crm.example.org",
+    )
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter and manage.py, fixed arguments
+        [sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_production_deploy_check_has_no_issues() -> None:
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env())
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "no issues" in output, output
+
+
+def test_development_defaults_pass_the_plain_check() -> None:
+    env = production_env(
+        HEALTHCRM_ENV="development",
+        SECRET_KEY=None,
+        FIELD_ENCRYPTION_KEY=None,
+        BLIND_INDEX_KEY=None,
+        APP_DATABASE_PASSWORD=None,
+        ALLOWED_HOSTS=None,
+    )
+    result = manage("check", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named", "message"),
+    [
+        pytest.param(
+            {"SECRET_KEY": None}, "SECRET_KEY", "refuses the development value", id="dev-secret-key"
+        ),
+        pytest.param(
+            {"BLIND_INDEX_KEY": None},
+            "BLIND_INDEX_KEY",
+            "refuses the development value",
+            id="dev-blind-index-key",
+        ),
+        pytest.param(
+            {"FIELD_ENCRYPTION_KEY": None},
+            "FIELD_ENCRYPTION_KEY",
+            "refuses the development value",
+            id="dev-field-key",
+        ),
+        pytest.param(
+            {"APP_DATABASE_PASSWORD": None},
+            "APP_DATABASE_PASSWORD",
+            "refuses the development value",
+            id="dev-db-password",
+        ),
+        pytest.param({"DEBUG": "maybe"}, "DEBUG", "is not a boolean", id="debug-typo"),
+        pytest.param({"DEBUG": "true"}, "DEBUG", "must be off", id="debug-on"),
+        pytest.param({"HEALTHCRM_ENV": "staging"}, "HEALTHCRM_ENV", "must be one of", id="unknown-env"),
+        pytest.param(
+            {"FIELD_ENCRYPTION_KEY": "not-a-key"},
+            "FIELD_ENCRYPTION_KEY",
+            "Fernet key",
+            id="malformed-field-key",
+        ),
+        pytest.param({"FIELD_ENCRYPTION_KEY": ""}, "FIELD_ENCRYPTION_KEY", "is empty", id="empty-field-key"),
+        pytest.param(
+            {"BLIND_INDEX_KEY": "short"}, "BLIND_INDEX_KEY", "at least 32", id="short-blind-index-key"
+        ),
+        pytest.param({"ALLOWED_HOSTS": None}, "ALLOWED_HOSTS", "is required", id="no-allowed-hosts"),
+        pytest.param(
+            {"SESSION_IDLE_TIMEOUT": "15m"},
+            "SESSION_IDLE_TIMEOUT",
+            "not a whole number",
+            id="idle-timeout-typo",
+        ),
+    ],
+)
+def test_unsafe_or_malformed_settings_stop_start_up(
+    overrides: dict[str, str | None], named: str, message: str
+) -> None:
+    result = manage("check", env=production_env(**overrides))
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("django.core.exceptions.ImproperlyConfigured:"), result.stderr
+    assert named in last_line and message in last_line, last_line
+
+
+def test_secrets_can_come_from_files(tmp_path: Path) -> None:
+    secret = tmp_path / "secret_key"
+    secret.write_text(secrets.token_urlsafe(60)[:60] + "\n")
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env=production_env(SECRET_KEY=None, SECRET_KEY_FILE=str(secret)),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_unreadable_secret_file_is_named() -> None:
+    result = manage("check", env=production_env(SECRET_KEY=None, SECRET_KEY_FILE="/nonexistent/secret"))
+    assert result.returncode != 0
+    assert "SECRET_KEY_FILE" in result.stderr.strip().splitlines()[-1]
