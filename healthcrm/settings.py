@@ -26,7 +26,9 @@ _DEV_BLIND_INDEX_KEY = "182a6e645b053593a1b38930c116f8d54079e242629976d6bbd1b422
 _DEV_APP_DATABASE_PASSWORD = "healthcrm-app-dev"
 
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY)
-DEBUG = env_bool("DEBUG", not PRODUCTION)
+# Off unless asked for, even in development: Django's debug pages print local variables, which
+# in this application can be PHI.
+DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 

@@ -15,6 +15,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -38,6 +39,17 @@ def organization_required(view: View) -> View:
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def _check_token(device: TOTPDevice, token: str) -> str | None:
+    """None when the code is right, else what to tell the user (wrong, or too soon after a wrong one)."""
+    allowed, data = device.verify_is_allowed()
+    if not allowed and data and data.get("locked_until"):
+        seconds = max(1, int((data["locked_until"] - timezone.now()).total_seconds() + 0.999))
+        return f"Too many wrong codes: wait {seconds} second{'s' if seconds != 1 else ''}, then try again."
+    if device.verify_token(token):
+        return None
+    return "That code is not valid. Check your authenticator app's clock and try again."
 
 
 def _safe_next(request: HttpRequest, fallback: str) -> str:
@@ -89,10 +101,11 @@ def mfa_verify(request: HttpRequest) -> HttpResponse:
         return redirect(f"{reverse('mfa_setup')}?next={_safe_next(request, reverse('dashboard'))}")
     form = TOTPForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if device.verify_token(form.cleaned_data["token"]):
+        problem = _check_token(device, form.cleaned_data["token"])
+        if problem is None:
             otp_login(request, device)
             return redirect(_safe_next(request, reverse("dashboard")))
-        form.add_error("token", "That code is not valid. Check your authenticator app's clock and try again.")
+        form.add_error("token", problem)
     return render(request, "registration/mfa_verify.html", {"form": form, "next": _safe_next(request, "")},
                   status=400 if form.errors else 200)
 
@@ -109,13 +122,14 @@ def mfa_setup(request: HttpRequest) -> HttpResponse:
         device = TOTPDevice.objects.create(user=request.user, name="Authenticator", confirmed=False)
     form = TOTPForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if device.verify_token(form.cleaned_data["token"]):
+        problem = _check_token(device, form.cleaned_data["token"])
+        if problem is None:
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             otp_login(request, device)
             messages.success(request, "Two-factor authentication is set up.")
             return redirect(_safe_next(request, reverse("dashboard")))
-        form.add_error("token", "That code is not valid. Scan the code again and enter the current 6 digits.")
+        form.add_error("token", problem)
     image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage)
     buffer = io.BytesIO()
     image.save(buffer)

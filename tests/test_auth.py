@@ -308,6 +308,17 @@ def test_mfa_verify_refuses_a_wrong_code(client: Any, mfa_user: Any, no_throttle
     assert client.get("/")["Location"] == f"{MFA_VERIFY}?next=/"
 
 
+def test_mfa_verify_says_to_wait_after_a_wrong_code(client: Any, mfa_user: Any) -> None:
+    device = TOTPDevice.objects.create(user=mfa_user, name="Authenticator", confirmed=True)
+    client.force_login(mfa_user)
+    wrong = f"{(totp(device.bin_key) + 1) % 1_000_000:06d}"
+    client.post(MFA_VERIFY, {"token": wrong, "next": "/"})
+    # Right code, too soon: django-otp refuses it; the user is told why instead of "not valid".
+    response = client.post(MFA_VERIFY, {"token": f"{totp(device.bin_key):06d}", "next": "/"})
+    assert response.status_code == 400
+    assert "Too many wrong codes: wait 1 second, then try again." in response.content.decode()
+
+
 def test_mfa_verify_ignores_an_offsite_next(client: Any, mfa_user: Any) -> None:
     device = TOTPDevice.objects.create(user=mfa_user, name="Authenticator", confirmed=True)
     client.force_login(mfa_user)
