@@ -130,8 +130,9 @@ class PHIAdminMixin:
             recorder.write(request)
         return response
 
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
-                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         recorder = AccessRecorder(AccessAction.VIEW, f"admin:{self.opts.app_label}_{self.opts.model_name}_change")  # type: ignore[attr-defined]
         request.phi_access = recorder  # type: ignore[attr-defined]
         response = super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]

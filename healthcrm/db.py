@@ -47,9 +47,7 @@ class EnableRowLevelSecurity(Operation):
         using = TENANT_PREDICATE if not self.extra_using else f"({TENANT_PREDICATE}) OR ({self.extra_using})"
         schema_editor.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
         schema_editor.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-        schema_editor.execute(
-            f"CREATE POLICY {POLICY_NAME} ON {table} USING ({using}) WITH CHECK ({TENANT_PREDICATE})"
-        )
+        schema_editor.execute(f"CREATE POLICY {POLICY_NAME} ON {table} USING ({using}) WITH CHECK ({TENANT_PREDICATE})")
 
     def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
         table = schema_editor.quote_name(self._table(app_label, from_state))
@@ -97,14 +95,18 @@ def ensure_app_role(cursor: Any, user: str, password: str) -> bool:
     if row is None:
         cursor.execute(
             sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {}")
-            .format(sql.Identifier(user), sql.Literal(password)).as_string(cursor.connection)
+            .format(sql.Identifier(user), sql.Literal(password))
+            .as_string(cursor.connection)
         )
         return True
     if row[0] or row[1]:
-        raise RuntimeError(f"The database role {user!r} is a superuser or has BYPASSRLS: row-level security "
-                           "would not apply to it. Use another APP_DATABASE_USER.")
+        raise RuntimeError(
+            f"The database role {user!r} is a superuser or has BYPASSRLS: row-level security "
+            "would not apply to it. Use another APP_DATABASE_USER."
+        )
     cursor.execute(
-        sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(password))
+        sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}")
+        .format(sql.Identifier(user), sql.Literal(password))
         .as_string(cursor.connection)
     )
     return False

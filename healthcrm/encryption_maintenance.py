@@ -30,8 +30,10 @@ class EncryptionReport:
     def lines(self) -> Iterator[str]:
         labels = sorted(set(self.current) | set(self.rotated) | set(self.undecryptable))
         for label in labels:
-            yield (f"{label}: {self.rotated[label]} re-encrypted, {self.current[label]} already current, "
-                   f"{self.undecryptable[label]} undecryptable")
+            yield (
+                f"{label}: {self.rotated[label]} re-encrypted, {self.current[label]} already current, "
+                f"{self.undecryptable[label]} undecryptable"
+            )
             if self.undecryptable_rows.get(label):
                 yield f"    undecryptable in rows (first ids): {', '.join(self.undecryptable_rows[label])}"
 

@@ -23,7 +23,7 @@ def _raw(name: str) -> str | None:
         try:
             return Path(file_name).read_text().strip()
         except OSError as exc:
-            raise ImproperlyConfigured(f"{name}_FILE points to {file_name!r}, which cannot be read: {exc}")
+            raise ImproperlyConfigured(f"{name}_FILE points to {file_name!r}, which cannot be read: {exc}") from None
     return os.environ.get(name)
 
 
@@ -45,7 +45,9 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if folded in _FALSE:
         return False
-    raise ImproperlyConfigured(f"The setting {name}={value!r} is not a boolean: use one of 1/0, true/false, yes/no, on/off.")
+    raise ImproperlyConfigured(
+        f"The setting {name}={value!r} is not a boolean: use one of 1/0, true/false, yes/no, on/off."
+    )
 
 
 def env_int(name: str, default: int) -> int:

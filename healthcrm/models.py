@@ -16,8 +16,9 @@ from healthcrm.tenancy import get_current_organization, require_current_organiza
 
 def validate_timezone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
-        raise ValidationError("%(value)s is not a known time zone (use an IANA name such as America/Chicago).",
-                              params={"value": value})
+        raise ValidationError(
+            "%(value)s is not a known time zone (use an IANA name such as America/Chicago).", params={"value": value}
+        )
 
 
 class Organization(models.Model):
@@ -38,8 +39,11 @@ class Organization(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(Lower("name"), name="organization_name_unique_ci",
-                                    violation_error_message="An organization with this name already exists."),
+            models.UniqueConstraint(
+                Lower("name"),
+                name="organization_name_unique_ci",
+                violation_error_message="An organization with this name already exists.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -158,15 +162,23 @@ class Location(TenantModel):
     name = models.CharField(max_length=200)
     address = models.TextField(blank=True)
     phone = models.CharField(max_length=32, blank=True)
-    timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone],
-                                help_text="Leave empty to use the organization's time zone.")
+    timezone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_timezone],
+        help_text="Leave empty to use the organization's time zone.",
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint("organization", Lower("name"), name="location_name_unique_per_org",
-                                    violation_error_message="This organization already has a location with this name."),
+            models.UniqueConstraint(
+                "organization",
+                Lower("name"),
+                name="location_name_unique_per_org",
+                violation_error_message="This organization already has a location with this name.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -191,8 +203,11 @@ class Membership(models.Model):
     class Meta:
         ordering = ["organization__name", "user__email"]
         constraints = [
-            models.UniqueConstraint(fields=["user", "organization"], name="membership_unique_per_org",
-                                    violation_error_message="This user already belongs to this organization."),
+            models.UniqueConstraint(
+                fields=["user", "organization"],
+                name="membership_unique_per_org",
+                violation_error_message="This user already belongs to this organization.",
+            ),
             models.CheckConstraint(condition=models.Q(role__in=Role.values), name="membership_role_valid"),
         ]
 

@@ -33,10 +33,18 @@ _CLINICAL = ["patients.view_patient", "patients.add_patient", "patients.change_p
 # are skipped; extra permissions an administrator added by hand are kept.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     Role.ADMIN: [
-        "healthcrm.view_location", "healthcrm.add_location", "healthcrm.change_location",
-        "healthcrm.delete_location", "healthcrm.view_membership", "healthcrm.add_membership",
-        "healthcrm.change_membership", "healthcrm.view_organization", "healthcrm.change_organization",
-        *_CLINICAL, "patients.delete_patient", "compliance.view_accesslog",
+        "healthcrm.view_location",
+        "healthcrm.add_location",
+        "healthcrm.change_location",
+        "healthcrm.delete_location",
+        "healthcrm.view_membership",
+        "healthcrm.add_membership",
+        "healthcrm.change_membership",
+        "healthcrm.view_organization",
+        "healthcrm.change_organization",
+        *_CLINICAL,
+        "patients.delete_patient",
+        "compliance.view_accesslog",
     ],
     Role.PROVIDER: [*_CLINICAL, "healthcrm.view_location"],
     Role.NURSE: [*_CLINICAL, "healthcrm.view_location"],
@@ -56,7 +64,5 @@ def sync_role_groups(sender: Any = None, using: str = "default", **kwargs: Any) 
         wanted = []
         for perm in perms:
             app_label, codename = perm.split(".", 1)
-            wanted.extend(
-                Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename)
-            )
+            wanted.extend(Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename))
         group.permissions.add(*wanted)

@@ -249,7 +249,9 @@ else:
 
     _email = urlsplit(EMAIL_URL)
     if _email.scheme not in ("smtp", "smtp+tls", "smtp+ssl"):
-        raise ImproperlyConfigured("The setting EMAIL_URL must start with console://, smtp://, smtp+tls:// or smtp+ssl://.")
+        raise ImproperlyConfigured(
+            "The setting EMAIL_URL must start with console://, smtp://, smtp+tls:// or smtp+ssl://."
+        )
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_HOST = _email.hostname or "localhost"
     EMAIL_PORT = _email.port or 25

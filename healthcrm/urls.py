@@ -18,7 +18,11 @@ _auth = [
     path("password_change/done/", phi_free(auth_views.PasswordChangeDoneView.as_view()), name="password_change_done"),
     path("password_reset/", phi_free(auth_views.PasswordResetView.as_view()), name="password_reset"),
     path("password_reset/done/", phi_free(auth_views.PasswordResetDoneView.as_view()), name="password_reset_done"),
-    path("reset/<uidb64>/<token>/", phi_free(auth_views.PasswordResetConfirmView.as_view()), name="password_reset_confirm"),
+    path(
+        "reset/<uidb64>/<token>/",
+        phi_free(auth_views.PasswordResetConfirmView.as_view()),
+        name="password_reset_confirm",
+    ),
     path("reset/done/", phi_free(auth_views.PasswordResetCompleteView.as_view()), name="password_reset_complete"),
     path("mfa/", views.mfa_verify, name="mfa_verify"),
     path("mfa/setup/", views.mfa_setup, name="mfa_setup"),

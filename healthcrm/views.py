@@ -106,8 +106,12 @@ def mfa_verify(request: HttpRequest) -> HttpResponse:
             otp_login(request, device)
             return redirect(_safe_next(request, reverse("dashboard")))
         form.add_error("token", problem)
-    return render(request, "registration/mfa_verify.html", {"form": form, "next": _safe_next(request, "")},
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "registration/mfa_verify.html",
+        {"form": form, "next": _safe_next(request, "")},
+        status=400 if form.errors else 200,
+    )
 
 
 @phi_free
@@ -135,9 +139,12 @@ def mfa_setup(request: HttpRequest) -> HttpResponse:
     image.save(buffer)
     qr_data_uri = "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
     secret = base64.b32encode(device.bin_key).decode()
-    return render(request, "registration/mfa_setup.html",
-                  {"form": form, "qr_data_uri": qr_data_uri, "secret": secret, "next": _safe_next(request, "")},
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "registration/mfa_setup.html",
+        {"form": form, "qr_data_uri": qr_data_uri, "secret": secret, "next": _safe_next(request, "")},
+        status=400 if form.errors else 200,
+    )
 
 
 @phi_free

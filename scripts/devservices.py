@@ -325,9 +325,7 @@ def pg_is_running(run_as: RunAs, bindir: Path | None) -> bool:
     if not (PGDATA / "PG_VERSION").exists():
         return False
     if bindir is not None:
-        result = pg_command(
-            run_as, [str(bindir / "pg_ctl"), "status", "-D", str(PGDATA)], capture_output=True
-        )
+        result = pg_command(run_as, [str(bindir / "pg_ctl"), "status", "-D", str(PGDATA)], capture_output=True)
         return result.returncode == 0
     info = pg_postmaster_info()
     return bool(info) and pid_alive(int(info["pid"]))

@@ -37,7 +37,12 @@ def current_login() -> str:
 def ensure_app_role_exists() -> None:
     db = settings.DATABASES["default"]
     owner = settings.DATABASE_OWNER
-    with psycopg.connect(dbname="postgres", host=db["HOST"] or None, port=db["PORT"] or None,
-                         user=owner["USER"], password=owner["PASSWORD"] or None, autocommit=True) as conn:
-        with conn.cursor() as cursor:
-            ensure_app_role(cursor, settings.APP_DATABASE_USER, settings.APP_DATABASE_PASSWORD)
+    with psycopg.connect(
+        dbname="postgres",
+        host=db["HOST"] or None,
+        port=db["PORT"] or None,
+        user=owner["USER"],
+        password=owner["PASSWORD"] or None,
+        autocommit=True,
+    ) as conn, conn.cursor() as cursor:
+        ensure_app_role(cursor, settings.APP_DATABASE_USER, settings.APP_DATABASE_PASSWORD)

@@ -33,8 +33,14 @@ def test_every_phi_model_is_registered_with_auditlog_and_redacts_every_protected
 
 def test_audit_entries_hold_no_plaintext_phi(org_a, writer) -> None:
     with organization_context(org_a), set_actor(writer):
-        patient = patient_create(mrn="SECRET-1", given_name="Philomena", family_name="Crabtree",
-                                 date_of_birth="1950-05-06", phone_mobile="312 555 0123", email="pc@example.org")
+        patient = patient_create(
+            mrn="SECRET-1",
+            given_name="Philomena",
+            family_name="Crabtree",
+            date_of_birth="1950-05-06",
+            phone_mobile="312 555 0123",
+            email="pc@example.org",
+        )
         patient_update(patient=patient, given_name="Philippa", is_active=False)
     entries = LogEntry.objects.get_for_object(patient).order_by("timestamp")
     assert [e.action for e in entries] == [LogEntry.Action.CREATE, LogEntry.Action.UPDATE]

@@ -104,16 +104,12 @@ def _fail(client: Any, username: str, ip: str, times: int) -> list[int]:
     ]
 
 
-def test_axes_locks_out_a_user_and_ip_after_the_failure_limit(
-    client: Any, writer: Any, settings: Any
-) -> None:
+def test_axes_locks_out_a_user_and_ip_after_the_failure_limit(client: Any, writer: Any, settings: Any) -> None:
     assert settings.AXES_FAILURE_LIMIT == 5
     statuses = _fail(client, writer.username, "203.0.113.7", settings.AXES_FAILURE_LIMIT)
     assert statuses[:-1] == [200] * (settings.AXES_FAILURE_LIMIT - 1)
 
-    response = client.post(
-        LOGIN, {"username": writer.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.7"
-    )
+    response = client.post(LOGIN, {"username": writer.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.7")
 
     assert response.status_code == 429
     assert "Too many failed sign-in attempts" in response.content.decode()
@@ -180,9 +176,7 @@ def test_idle_session_is_signed_out(client_for: Any, writer: Any, settings: Any)
     assert "signed out after a period of inactivity" in page.content.decode()
 
 
-def test_idle_timeout_answers_htmx_with_a_redirect_header(
-    client_for: Any, writer: Any, settings: Any
-) -> None:
+def test_idle_timeout_answers_htmx_with_a_redirect_header(client_for: Any, writer: Any, settings: Any) -> None:
     settings.SESSION_IDLE_TIMEOUT = 60
     client = client_for(writer)
     client.get("/")
@@ -322,17 +316,13 @@ def test_mfa_verify_says_to_wait_after_a_wrong_code(client: Any, mfa_user: Any) 
 def test_mfa_verify_ignores_an_offsite_next(client: Any, mfa_user: Any) -> None:
     device = TOTPDevice.objects.create(user=mfa_user, name="Authenticator", confirmed=True)
     client.force_login(mfa_user)
-    response = client.post(
-        MFA_VERIFY, {"token": f"{totp(device.bin_key):06d}", "next": "https://evil.example/"}
-    )
+    response = client.post(MFA_VERIFY, {"token": f"{totp(device.bin_key):06d}", "next": "https://evil.example/"})
     assert response.status_code == 302
     assert response["Location"] == "/"
 
 
 @pytest.mark.parametrize("persona", ["writer", "reader", "other"])
-def test_organizations_without_mfa_never_ask(
-    client_for: Any, persona: str, request: pytest.FixtureRequest
-) -> None:
+def test_organizations_without_mfa_never_ask(client_for: Any, persona: str, request: pytest.FixtureRequest) -> None:
     client = client_for(request.getfixturevalue(persona))
     assert client.get("/").status_code == 200
 
@@ -384,17 +374,13 @@ def test_organization_switch_refuses_an_organization_of_someone_else(
     assert _heading(response) == org_b.name
 
 
-def test_organization_switch_needs_post_and_a_signed_in_user(
-    client: Any, float_nurse: Any, org_b: Any
-) -> None:
+def test_organization_switch_needs_post_and_a_signed_in_user(client: Any, float_nurse: Any, org_b: Any) -> None:
     assert client.post(SWITCH, {"organization": org_b.pk})["Location"] == f"{LOGIN}?next={SWITCH}"
     client.force_login(float_nurse)
     assert client.get(SWITCH).status_code == 405
 
 
-def test_switching_back_to_a_dropped_membership_falls_back(
-    client_for: Any, float_nurse: Any, org_a: Any
-) -> None:
+def test_switching_back_to_a_dropped_membership_falls_back(client_for: Any, float_nurse: Any, org_a: Any) -> None:
     """A session pointing at an organization the user has left does not keep its access."""
     from healthcrm.models import Membership
     from healthcrm.tenancy import organization_context
@@ -466,9 +452,7 @@ def test_pages_have_no_inline_scripts_or_styles(client_for: Any, writer: Any) ->
 
 
 @pytest.mark.parametrize("signed_in", [False, True])
-def test_unknown_url_shows_the_friendly_404_page(
-    client: Any, writer: Any, settings: Any, signed_in: bool
-) -> None:
+def test_unknown_url_shows_the_friendly_404_page(client: Any, writer: Any, settings: Any, signed_in: bool) -> None:
     settings.DEBUG = False
     if signed_in:
         client.force_login(writer)

@@ -31,13 +31,9 @@ def clinics(transactional_db: None) -> Clinics:
     north = OrganizationFactory(slug="north", name="North Clinic", require_mfa=False)
     lake = OrganizationFactory(slug="lake", name="Lake Clinic", require_mfa=False)
     with organization_context(north):
-        north_patients = [
-            PatientFactory(mrn=f"N-{i}", family_name=f"Northcott{'abc'[i - 1]}") for i in (1, 2, 3)
-        ]
+        north_patients = [PatientFactory(mrn=f"N-{i}", family_name=f"Northcott{'abc'[i - 1]}") for i in (1, 2, 3)]
     with organization_context(lake):
-        lake_patients = [
-            PatientFactory(mrn=f"L-{i}", family_name=f"Lakewood{'abc'[i - 1]}") for i in (1, 2, 3)
-        ]
+        lake_patients = [PatientFactory(mrn=f"L-{i}", family_name=f"Lakewood{'abc'[i - 1]}") for i in (1, 2, 3)]
     nurse = UserFactory(username="float.nurse@example.test")
     MembershipFactory(user=nurse, organization=north, role="nurse")
     MembershipFactory(user=nurse, organization=lake, role="nurse")
@@ -74,10 +70,7 @@ def _heading(page: Any) -> str:
 
 def _table_mrns(page: Any) -> set[str]:
     # The MRN is the table's third column.
-    return {
-        cell.strip()
-        for cell in page.locator("#patient-results table tbody tr td:nth-child(3)").all_inner_texts()
-    }
+    return {cell.strip() for cell in page.locator("#patient-results table tbody tr td:nth-child(3)").all_inner_texts()}
 
 
 def _open_patients(page: Any, base_url: str) -> None:
@@ -130,9 +123,7 @@ def test_sign_in_switch_organizations_and_see_only_that_clinics_patients(
     assert errors == []
 
 
-def test_search_as_you_type_and_no_detail_page_across_clinics(
-    live_server: Any, page: Any, clinics: Clinics
-) -> None:
+def test_search_as_you_type_and_no_detail_page_across_clinics(live_server: Any, page: Any, clinics: Clinics) -> None:
     from playwright.sync_api import expect
 
     base = live_server.url
@@ -148,9 +139,7 @@ def test_search_as_you_type_and_no_detail_page_across_clinics(
     page.evaluate("window.__noReload = true")
     full_page_loads: list[str] = []
     page.on("load", lambda loaded: full_page_loads.append(loaded.url))
-    with page.expect_response(
-        lambda r: "/patients/?q=N-2" in r.url and r.request.headers.get("hx-request") == "true"
-    ):
+    with page.expect_response(lambda r: "/patients/?q=N-2" in r.url and r.request.headers.get("hx-request") == "true"):
         page.get_by_label("Find a patient").press_sequentially("N-2", delay=50)
     expect(page.locator("#patient-results tbody tr")).to_have_count(1)
     assert _table_mrns(page) == {"N-2"}

@@ -36,8 +36,14 @@ def keys(settings):
 
 def test_raw_sql_sees_only_ciphertext_in_encrypted_columns(org_a) -> None:
     with organization_context(org_a):
-        patient = PatientFactory(given_name="Zebulon", family_name="Quartermaine", mrn="Q-777",
-                                 phone_mobile="+13125550142", email="zq@example.org", date_of_birth=date(1961, 7, 4))
+        patient = PatientFactory(
+            given_name="Zebulon",
+            family_name="Quartermaine",
+            mrn="Q-777",
+            phone_mobile="+13125550142",
+            email="zq@example.org",
+            date_of_birth=date(1961, 7, 4),
+        )
         with connection.cursor() as cursor:
             cursor.execute("SELECT * FROM patients_patient WHERE id = %s", [patient.pk])
             row = " ".join(str(value) for value in cursor.fetchone())
@@ -48,11 +54,28 @@ def test_raw_sql_sees_only_ciphertext_in_encrypted_columns(org_a) -> None:
 
 def test_blind_indexes_find_patients_without_decrypting(org_a) -> None:
     with organization_context(org_a):
-        target = PatientFactory(given_name="José", family_name="Núñez", mrn="ab-123", phone_mobile="+13125550199",
-                                email="Jose.Nunez@Example.org", date_of_birth=date(1970, 2, 3))
+        target = PatientFactory(
+            given_name="José",
+            family_name="Núñez",
+            mrn="ab-123",
+            phone_mobile="+13125550199",
+            email="Jose.Nunez@Example.org",
+            date_of_birth=date(1970, 2, 3),
+        )
         PatientFactory.create_batch(3)
-        for query in ("AB-123", "ab 123", "(312) 555-0199", "312.555.0199", "+1 312 555 0199",
-                      "jose.nunez@example.org", "1970-02-03", "02/03/1970", "jose", "NUNEZ", "Núñez"):
+        for query in (
+            "AB-123",
+            "ab 123",
+            "(312) 555-0199",
+            "312.555.0199",
+            "+1 312 555 0199",
+            "jose.nunez@example.org",
+            "1970-02-03",
+            "02/03/1970",
+            "jose",
+            "NUNEZ",
+            "Núñez",
+        ):
             assert list(patient_list(query=query)) == [target], query
         assert Patient.objects.blind_match(phone_mobile="312-555-0199").get() == target
         assert list(patient_list(query="Jos")) == []  # exact match only (prefixes: see patients issue)

@@ -37,7 +37,12 @@ def test_detail_writer_sees_it_and_the_view_is_access_logged(client_for, writer,
     assert b"Northcott" in response.content
     [entry] = _log(org_a, action=AccessAction.VIEW)
     assert (entry.actor, entry.object_type, entry.object_ids, entry.view_name, entry.ip_address) == (
-        writer, "patients.patient", [str(patient_a.pk)], "patients:detail", "10.1.2.3")
+        writer,
+        "patients.patient",
+        [str(patient_a.pk)],
+        "patients:detail",
+        "10.1.2.3",
+    )
 
 
 def test_detail_read_only_role_gets_403_and_the_attempt_is_logged(client_for, reader, patient_a, org_a) -> None:
@@ -104,8 +109,15 @@ def test_list_query_count_does_not_grow_with_the_page(client_for, writer, org_a,
 
 
 def test_create_patient_with_bad_input_re_renders_and_saves_nothing(client_for, writer, org_a) -> None:
-    data = {"mrn": "N-9", "given_name": "Cleo", "family_name": "Stone", "date_of_birth": "2999-01-01",
-            "sex": "female", "phone_mobile": "12", "email": "not-an-email"}
+    data = {
+        "mrn": "N-9",
+        "given_name": "Cleo",
+        "family_name": "Stone",
+        "date_of_birth": "2999-01-01",
+        "sex": "female",
+        "phone_mobile": "12",
+        "email": "not-an-email",
+    }
     response = client_for(writer).post(reverse("patients:create"), data)
     assert response.status_code == 400
     content = response.content.decode()
@@ -118,8 +130,15 @@ def test_create_patient_with_bad_input_re_renders_and_saves_nothing(client_for, 
 
 
 def test_create_patient_then_duplicate_mrn_is_a_clear_error(client_for, writer, org_a) -> None:
-    data = {"mrn": "N-9", "given_name": "Cleo", "family_name": "Stone", "date_of_birth": "1990-01-01",
-            "sex": "female", "phone_mobile": "(312) 555-0111", "email": "cleo@example.org"}
+    data = {
+        "mrn": "N-9",
+        "given_name": "Cleo",
+        "family_name": "Stone",
+        "date_of_birth": "1990-01-01",
+        "sex": "female",
+        "phone_mobile": "(312) 555-0111",
+        "email": "cleo@example.org",
+    }
     client = client_for(writer)
     response = client.post(reverse("patients:create"), data)
     assert response.status_code == 302

@@ -89,9 +89,7 @@ def test_development_defaults_pass_the_plain_check() -> None:
 @pytest.mark.parametrize(
     ("overrides", "named", "message"),
     [
-        pytest.param(
-            {"SECRET_KEY": None}, "SECRET_KEY", "refuses the development value", id="dev-secret-key"
-        ),
+        pytest.param({"SECRET_KEY": None}, "SECRET_KEY", "refuses the development value", id="dev-secret-key"),
         pytest.param(
             {"BLIND_INDEX_KEY": None},
             "BLIND_INDEX_KEY",
@@ -120,9 +118,7 @@ def test_development_defaults_pass_the_plain_check() -> None:
             id="malformed-field-key",
         ),
         pytest.param({"FIELD_ENCRYPTION_KEY": ""}, "FIELD_ENCRYPTION_KEY", "is empty", id="empty-field-key"),
-        pytest.param(
-            {"BLIND_INDEX_KEY": "short"}, "BLIND_INDEX_KEY", "at least 32", id="short-blind-index-key"
-        ),
+        pytest.param({"BLIND_INDEX_KEY": "short"}, "BLIND_INDEX_KEY", "at least 32", id="short-blind-index-key"),
         pytest.param({"ALLOWED_HOSTS": None}, "ALLOWED_HOSTS", "is required", id="no-allowed-hosts"),
         pytest.param(
             {"SESSION_IDLE_TIMEOUT": "15m"},
@@ -132,9 +128,7 @@ def test_development_defaults_pass_the_plain_check() -> None:
         ),
     ],
 )
-def test_unsafe_or_malformed_settings_stop_start_up(
-    overrides: dict[str, str | None], named: str, message: str
-) -> None:
+def test_unsafe_or_malformed_settings_stop_start_up(overrides: dict[str, str | None], named: str, message: str) -> None:
     result = manage("check", env=production_env(**overrides))
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]

@@ -66,14 +66,13 @@ def test_app_role_with_no_organization_set_sees_no_rows(org_a, org_b) -> None:
 def test_rls_refuses_inserting_a_row_for_another_organization(org_a, org_b) -> None:
     from django.db import DatabaseError, transaction
 
-    with organization_context(org_a):
-        with pytest.raises(DatabaseError, match="row-level security"):
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(
-                    "INSERT INTO healthcrm_location (organization_id, name, address, phone, timezone, is_active,"
-                    " created_at, updated_at) VALUES (%s, 'x', '', '', '', true, now(), now())",
-                    [org_b.pk],
-                )
+    with organization_context(org_a), pytest.raises(DatabaseError, match="row-level security"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO healthcrm_location (organization_id, name, address, phone, timezone, is_active,"
+                " created_at, updated_at) VALUES (%s, 'x', '', '', '', true, now(), now())",
+                [org_b.pk],
+            )
 
 
 def test_default_manager_refuses_to_query_without_an_organization(org_a) -> None:
@@ -135,6 +134,5 @@ def test_per_organization_uniqueness_allows_the_same_mrn_in_two_organizations(or
     for org in (org_a, org_b):
         with organization_context(org):
             patient_create(**fields)
-    with organization_context(org_a):
-        with pytest.raises(ValidationError, match="MRN already exists"):
-            patient_create(**{**fields, "mrn": " a-1 "})
+    with organization_context(org_a), pytest.raises(ValidationError, match="MRN already exists"):
+        patient_create(**{**fields, "mrn": " a-1 "})

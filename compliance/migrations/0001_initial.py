@@ -3,8 +3,9 @@
 import django.contrib.postgres.fields
 import django.db.models.deletion
 from django.conf import settings
-from healthcrm.db import EnableRowLevelSecurity
 from django.db import migrations, models
+
+from healthcrm.db import EnableRowLevelSecurity
 
 
 class Migration(migrations.Migration):
@@ -21,9 +22,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
@@ -80,12 +79,8 @@ class Migration(migrations.Migration):
                 "ordering": ["-created_at", "-id"],
                 "indexes": [
                     models.Index(fields=["organization", "-created_at"], name="accesslog_org_time"),
-                    models.Index(
-                        fields=["organization", "object_type", "-created_at"], name="accesslog_org_type_time"
-                    ),
-                    models.Index(
-                        fields=["organization", "actor", "-created_at"], name="accesslog_org_actor_time"
-                    ),
+                    models.Index(fields=["organization", "object_type", "-created_at"], name="accesslog_org_type_time"),
+                    models.Index(fields=["organization", "actor", "-created_at"], name="accesslog_org_actor_time"),
                 ],
                 "constraints": [
                     models.CheckConstraint(

@@ -2,10 +2,11 @@
 
 import django.db.models.deletion
 import django.db.models.functions.text
-import healthcrm.models
 from django.conf import settings
-from healthcrm.db import EnableRowLevelSecurity
 from django.db import migrations, models
+
+import healthcrm.models
+from healthcrm.db import EnableRowLevelSecurity
 
 
 class Migration(migrations.Migration):
@@ -21,9 +22,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("name", models.CharField(max_length=200)),
                 ("slug", models.SlugField(max_length=64, unique=True)),
@@ -45,9 +44,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "settings",
-                    models.JSONField(
-                        blank=True, default=dict, help_text="Organization-level options (per feature)."
-                    ),
+                    models.JSONField(blank=True, default=dict, help_text="Organization-level options (per feature)."),
                 ),
                 ("is_active", models.BooleanField(default=True)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
@@ -69,9 +66,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 (
                     "role",
@@ -90,9 +85,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "title",
-                    models.CharField(
-                        blank=True, help_text="Shown to colleagues, e.g. 'RN' or 'MD'.", max_length=100
-                    ),
+                    models.CharField(blank=True, help_text="Shown to colleagues, e.g. 'RN' or 'MD'.", max_length=100),
                 ),
                 ("is_active", models.BooleanField(default=True)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
@@ -147,9 +140,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),

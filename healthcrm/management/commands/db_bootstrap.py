@@ -23,7 +23,9 @@ class Command(BaseCommand):
         db = settings.DATABASES["default"]
         owner = settings.DATABASE_OWNER
         if owner["USER"] == settings.APP_DATABASE_USER:
-            raise CommandError("DATABASE_URL must name the owner, not APP_DATABASE_USER: the app role must not own tables.")
+            raise CommandError(
+                "DATABASE_URL must name the owner, not APP_DATABASE_USER: the app role must not own tables."
+            )
         params = {
             "host": db["HOST"] or None,
             "port": db["PORT"] or None,
