@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -25,6 +26,7 @@ import cryptography.fernet
 import phonenumbers
 from django.apps import apps
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models
 from encrypted_model_fields import fields as encrypted_fields
@@ -130,6 +132,7 @@ NORMALIZERS: dict[str, Callable[[Any], str]] = {
     "email": normalize_email,
     "date": normalize_date,
     "identifier": normalize_identifier,
+    "name_prefix": normalize_name,  # normalize_name is idempotent: a normalized prefix hashes the same
 }
 
 
@@ -174,6 +177,76 @@ class BlindIndexField(models.CharField):
         return value
 
 
+# ---------------------------------------------------------------------------------------------
+# Name-prefix blind indexes: find a patient by the first letters of a name without decrypting.
+#
+# Per name, the HMACs (kind `name_prefix`, so never equal to a whole-value hash; organization id
+# in every message) of the normalized name's prefixes of min..max letters, for the whole name and
+# each of its words ("Mary Ann" is found by "mar", "mary a" and "ann"). Longer queries compare
+# their max-length prefix. A 3-letter prefix is a small space: like every blind index these
+# hashes are only as safe as BLIND_INDEX_KEY, and they are never shown or logged.
+
+PREFIX_KIND = "name_prefix"
+
+_WORD_SPLIT = re.compile(r"[^\w]+")
+
+
+def name_prefixes(value: Any, min_length: int, max_length: int) -> set[str]:
+    """The normalized prefixes that a name is findable by (whole name and each word)."""
+    normalized = normalize_name(value or "")
+    if not normalized:
+        return set()
+    words = [normalized, *(w for w in _WORD_SPLIT.split(normalized) if w)]
+    prefixes = set()
+    for word in words:
+        for length in range(min_length, min(len(word), max_length) + 1):
+            prefixes.add(word[:length])
+    return prefixes
+
+
+def prefix_digest(prefix: str, organization_id: int) -> str:
+    return blind_index(prefix, PREFIX_KIND, organization_id)
+
+
+class BlindPrefixIndexField(ArrayField):
+    """An indexed array of HMACs of a name's prefixes, computed on every save and bulk_create."""
+
+    def __init__(self, *args: Any, source: str = "", min_length: int = 3, max_length: int = 8, **kwargs: Any) -> None:
+        self.source = source
+        self.min_length = min_length
+        self.prefix_max_length = max_length
+        kwargs["base_field"] = models.CharField(max_length=64)
+        kwargs.setdefault("default", list)
+        kwargs.setdefault("editable", False)
+        kwargs.setdefault("blank", True)
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> tuple[Any, ...]:
+        name, path, args, kwargs = super().deconstruct()
+        kwargs.pop("base_field", None)
+        kwargs.pop("size", None)
+        for key in ("default", "editable", "blank"):
+            kwargs.pop(key, None)
+        kwargs["source"] = self.source
+        kwargs["min_length"] = self.min_length
+        kwargs["max_length"] = self.prefix_max_length
+        return name, path, args, kwargs
+
+    def digests(self, value: Any, organization_id: int | None) -> list[str]:
+        if organization_id is None:
+            return []
+        prefixes = name_prefixes(value, self.min_length, self.prefix_max_length)
+        return sorted(prefix_digest(p, organization_id) for p in prefixes)
+
+    def refresh(self, model_instance: models.Model) -> list[str]:
+        value = self.digests(getattr(model_instance, self.source), model_instance.organization_id)  # type: ignore[attr-defined]
+        setattr(model_instance, self.attname, value)
+        return value
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> list[str]:
+        return self.refresh(model_instance)
+
+
 def blind_index_field_for(model: type[models.Model], source: str) -> BlindIndexField:
     for field in model._meta.get_fields():
         if isinstance(field, BlindIndexField) and field.source == source:
@@ -181,9 +254,13 @@ def blind_index_field_for(model: type[models.Model], source: str) -> BlindIndexF
     raise FieldDoesNotExist(f"{model._meta.label} has no blind index over {source!r}.")
 
 
+def is_blind_index(field: models.Field) -> bool:
+    return isinstance(field, BlindIndexField | BlindPrefixIndexField)
+
+
 def protected_field_names(model: type[models.Model]) -> list[str]:
     """Fields whose values must never appear in clear outside the row: ciphertexts and their hashes."""
-    return [f.name for f in model._meta.concrete_fields if is_encrypted(f) or isinstance(f, BlindIndexField)]
+    return [f.name for f in model._meta.concrete_fields if is_encrypted(f) or is_blind_index(f)]
 
 
 def phi_models() -> Iterator[type[models.Model]]:

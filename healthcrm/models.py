@@ -131,10 +131,12 @@ class TenantModel(models.Model):
 
     def refresh_blind_indexes(self) -> None:
         """Recompute blind indexes now (save does it too), so full_clean can check constraints on them."""
-        from healthcrm.crypto import BlindIndexField
+        from healthcrm.crypto import BlindIndexField, BlindPrefixIndexField
 
         for field in self._meta.concrete_fields:
-            if isinstance(field, BlindIndexField):
+            if isinstance(field, BlindPrefixIndexField):
+                field.refresh(self)
+            elif isinstance(field, BlindIndexField):
                 try:
                     digest = field.digest(getattr(self, field.source), self.organization_id)
                 except (ValidationError, ValueError):

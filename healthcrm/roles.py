@@ -28,6 +28,8 @@ def group_name(role: str) -> str:
 
 
 _CLINICAL = ["patients.view_patient", "patients.add_patient", "patients.change_patient"]
+_SCHEDULING = ["patients.view_appointment", "patients.add_appointment", "patients.change_appointment",
+               "patients.view_practitioner"]
 
 # Default permissions per role: "app_label.codename". Missing codenames (an app not migrated yet)
 # are skipped; extra permissions an administrator added by hand are kept.
@@ -46,10 +48,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "patients.delete_patient",
         "compliance.view_accesslog",
     ],
-    Role.PROVIDER: [*_CLINICAL, "healthcrm.view_location"],
-    Role.NURSE: [*_CLINICAL, "healthcrm.view_location"],
-    Role.COORDINATOR: [*_CLINICAL, "healthcrm.view_location"],
-    Role.FRONTDESK: [*_CLINICAL, "healthcrm.view_location"],
+    Role.PROVIDER: [*_CLINICAL, *_SCHEDULING, "healthcrm.view_location"],
+    Role.NURSE: [*_CLINICAL, *_SCHEDULING, "healthcrm.view_location"],
+    Role.COORDINATOR: [*_CLINICAL, *_SCHEDULING, "healthcrm.view_location"],
+    Role.FRONTDESK: [*_CLINICAL, *_SCHEDULING, "healthcrm.view_location"],
     Role.ANALYST: ["healthcrm.view_location"],
     Role.COMPLIANCE: ["compliance.view_accesslog", "healthcrm.view_membership"],
 }

@@ -265,6 +265,11 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "HealthCRM <no-reply@healthcr
 TWILIO_ENABLED = env_bool("TWILIO_ENABLED", False)
 TWILIO_API_URL = env_str("TWILIO_API_URL", "https://api.twilio.com")
 
+# Telehealth: each telehealth appointment gets a room at this URL ({room}: 22 random characters).
+TELEHEALTH_URL_TEMPLATE = env_str("TELEHEALTH_URL_TEMPLATE", "https://telehealth.healthcrm.example/room/{room}")
+if "{room}" not in TELEHEALTH_URL_TEMPLATE:
+    raise ImproperlyConfigured("The setting TELEHEALTH_URL_TEMPLATE must contain {room}.")
+
 # ---------------------------------------------------------------------------------------------
 # Celery: Redis broker; payloads are ids only (the broker keeps them in clear); results ignored.
 CELERY_BROKER_URL = REDIS_URL

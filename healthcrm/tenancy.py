@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from django.db import connections, transaction
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 if TYPE_CHECKING:
     from healthcrm.models import Membership, Organization
@@ -118,7 +119,8 @@ class TenantMiddleware:
                 response = self.get_response(request)
             else:
                 request.organization = organization  # type: ignore[attr-defined]
-                with organization_context(organization):
+                # Pages show times in the organization's time zone; the database keeps UTC.
+                with organization_context(organization), timezone.override(organization.zone):
                     response = self.get_response(request)
             if response.status_code >= 500:
                 transaction.set_rollback(True)

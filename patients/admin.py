@@ -1,19 +1,102 @@
 from django.contrib import admin
 
 from compliance.access import PHIAdminMixin
-from patients.models import Patient
+from patients.models import (
+    Allergy,
+    Appointment,
+    Condition,
+    Coverage,
+    Immunization,
+    Medication,
+    Observation,
+    Patient,
+    PatientIdentifier,
+    Practitioner,
+)
 from patients.selectors import patient_list
 
 
 @admin.register(Patient)
 class PatientAdmin(PHIAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "given_name", "family_name", "date_of_birth", "is_active", "created_at"]
-    list_filter = ["is_active"]
+    list_filter = ["is_active", "preferred_language", "preferred_channel"]
     search_fields = ["mrn"]  # shows the search box; the search itself uses blind indexes
-    search_help_text = "Exact MRN, phone, email, date of birth, or first or last name."
+    search_help_text = "Exact MRN, phone, email, date of birth, or the first 3+ letters of a first or last name."
     list_per_page = 50
 
     def get_search_results(self, request, queryset, search_term):  # type: ignore[no-untyped-def]
         if not search_term:
             return queryset, False
         return queryset & patient_list(query=search_term), False
+
+
+class _PatientPartAdmin(PHIAdminMixin, admin.ModelAdmin):
+    """Parts of a patient record: listed by patient number, never searched in clear text."""
+
+    raw_id_fields = ["patient"]
+    list_per_page = 50
+
+    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+        return super().get_queryset(request).select_related("patient")
+
+
+@admin.register(PatientIdentifier)
+class PatientIdentifierAdmin(_PatientPartAdmin):
+    list_display = ["__str__", "patient", "system", "created_at"]
+    list_filter = ["system"]
+
+
+@admin.register(Coverage)
+class CoverageAdmin(_PatientPartAdmin):
+    list_display = ["__str__", "patient", "payer_name", "valid_from", "valid_to", "is_primary"]
+    list_filter = ["is_primary"]
+
+
+@admin.register(Condition)
+class ConditionAdmin(_PatientPartAdmin):
+    list_display = ["__str__", "patient", "code_system", "code", "clinical_status"]
+    list_filter = ["clinical_status", "code_system"]
+
+
+@admin.register(Medication)
+class MedicationAdmin(_PatientPartAdmin):
+    list_display = ["__str__", "patient", "code", "status", "refill_due"]
+    list_filter = ["status"]
+
+
+@admin.register(Allergy)
+class AllergyAdmin(_PatientPartAdmin):
+    list_display = ["__str__", "patient", "substance_code", "criticality"]
+    list_filter = ["criticality"]
+
+
+@admin.register(Observation)
+class ObservationAdmin(_PatientPartAdmin):
+    list_display = ["__str__", "patient", "code", "display", "value_quantity", "unit", "abnormal_flag", "effective_at"]
+    list_filter = ["category", "abnormal_flag", "code"]
+    readonly_fields = ["abnormal_flag"]
+
+
+@admin.register(Immunization)
+class ImmunizationAdmin(_PatientPartAdmin):
+    list_display = ["__str__", "patient", "vaccine_code", "display", "occurrence_date", "status"]
+    list_filter = ["status", "vaccine_code"]
+
+
+@admin.register(Practitioner)
+class PractitionerAdmin(admin.ModelAdmin):
+    list_display = ["display_name", "specialty", "npi", "user", "is_active"]
+    list_filter = ["is_active", "specialty"]
+    search_fields = ["display_name", "npi"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(Appointment)
+class AppointmentAdmin(PHIAdminMixin, admin.ModelAdmin):
+    list_display = ["__str__", "starts_at", "practitioner", "location", "kind", "appointment_type", "status"]
+    list_filter = ["status", "kind", "appointment_type", "practitioner"]
+    date_hierarchy = "starts_at"
+    raw_id_fields = ["patient"]
+    list_select_related = ["practitioner", "location"]
+    readonly_fields = ["status_changed_at", "status_changed_by", "source_system", "source_id"]
+

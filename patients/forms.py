@@ -1,10 +1,26 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
+from typing import Any
 
 from django import forms
+from django.utils import timezone
 
-from patients.models import Patient
+from healthcrm.models import Location
+from healthcrm.tenancy import require_current_organization
+from patients.models import (
+    BLOOD_PRESSURE,
+    ICD10CM,
+    SNOMED,
+    Allergy,
+    AppointmentKind,
+    AppointmentType,
+    Condition,
+    Medication,
+    Patient,
+    Practitioner,
+)
+from patients.services import OBSERVATION_PRESETS
 
 
 class PatientForm(forms.ModelForm):
@@ -29,5 +45,163 @@ class PatientSearchForm(forms.Form):
         required=False,
         max_length=100,
         label="Find a patient",
-        help_text="MRN, phone, email, date of birth, or a first or last name.",
+        help_text="MRN, phone, email, date of birth, or the first 3 letters (or more) of a first or last name.",
     )
+
+
+class PatientEditForm(PatientForm):
+    """Every field of the record staff may change; validated again (constraints) by the service."""
+
+    class Meta:
+        model = Patient
+        fields = [
+            "mrn",
+            "given_name",
+            "family_name",
+            "preferred_name",
+            "date_of_birth",
+            "sex",
+            "gender_identity",
+            "pronouns",
+            "phone_mobile",
+            "email",
+            "preferred_language",
+            "preferred_channel",
+            "contact_window_start",
+            "contact_window_end",
+            "timezone",
+            "address_line1",
+            "address_line2",
+            "address_city",
+            "address_state",
+            "address_postal_code",
+            "address_country",
+            "emergency_contact_name",
+            "emergency_contact_relationship",
+            "emergency_contact_phone",
+        ]
+        widgets = {
+            "phone_mobile": forms.TextInput(attrs={"type": "tel", "autocomplete": "off"}),
+            "emergency_contact_phone": forms.TextInput(attrs={"type": "tel", "autocomplete": "off"}),
+            "contact_window_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+            "contact_window_end": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        }
+
+
+class ConditionForm(forms.ModelForm):
+    code_system = forms.ChoiceField(choices=[(SNOMED, "SNOMED CT"), (ICD10CM, "ICD-10-CM")], label="Code system")
+
+    class Meta:
+        model = Condition
+        fields = ["code_system", "code", "display", "onset_date", "clinical_status"]
+        labels = {"display": "Description"}
+        widgets = {"onset_date": forms.DateInput(attrs={"type": "date"})}
+
+    def clean_onset_date(self) -> date | None:
+        value = self.cleaned_data.get("onset_date")
+        if value and value > date.today():
+            raise forms.ValidationError("The onset date cannot be in the future.")
+        return value
+
+
+class MedicationForm(forms.ModelForm):
+    class Meta:
+        model = Medication
+        fields = ["name", "code", "dose_text", "schedule_text", "start_date", "end_date", "refill_due", "status"]
+        labels = {"code": "RxNorm code", "dose_text": "Dose", "schedule_text": "Schedule"}
+        widgets = {name: forms.DateInput(attrs={"type": "date"}) for name in ("start_date", "end_date", "refill_due")}
+
+
+class AllergyForm(forms.ModelForm):
+    class Meta:
+        model = Allergy
+        fields = ["substance_display", "substance_code", "reaction", "criticality"]
+        labels = {"substance_display": "Substance", "substance_code": "Substance code (SNOMED CT)"}
+        widgets = {"reaction": forms.Textarea(attrs={"rows": 2})}
+
+
+class ObservationForm(forms.Form):
+    """One measurement; blood pressure is entered as systolic and diastolic."""
+
+    code = forms.ChoiceField(
+        label="Measurement", choices=[(code, preset[0]) for code, preset in OBSERVATION_PRESETS.items()]
+    )
+    value_quantity = forms.DecimalField(
+        label="Value", required=False, max_digits=12, decimal_places=4, help_text="Not for blood pressure."
+    )
+    systolic = forms.DecimalField(
+        required=False, min_value=20, max_value=300, decimal_places=0, help_text="Blood pressure only (mm[Hg])."
+    )
+    diastolic = forms.DecimalField(
+        required=False, min_value=10, max_value=200, decimal_places=0, help_text="Blood pressure only (mm[Hg])."
+    )
+    effective_at = forms.DateTimeField(
+        label="Measured at", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        code = data.get("code")
+        if code == BLOOD_PRESSURE:
+            for name in ("systolic", "diastolic"):
+                if data.get(name) is None and name not in self.errors:
+                    self.add_error(name, "Enter the systolic and diastolic values.")
+            if (
+                data.get("systolic") is not None
+                and data.get("diastolic") is not None
+                and data["diastolic"] >= data["systolic"]
+            ):
+                self.add_error("diastolic", "The diastolic value must be below the systolic value.")
+        elif code and data.get("value_quantity") is None and "value_quantity" not in self.errors:
+            self.add_error("value_quantity", "Enter a value.")
+        effective_at = data.get("effective_at")
+        if effective_at and effective_at > timezone.now():
+            self.add_error("effective_at", "The measurement cannot be in the future.")
+        return data
+
+
+# -- Appointments --------------------------------------------------------------------------------
+
+DURATIONS = [(15, "15 minutes"), (20, "20 minutes"), (30, "30 minutes"), (45, "45 minutes"), (60, "1 hour"),
+             (90, "1½ hours")]
+
+
+class _TimesMixin(forms.Form):
+    date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    start_time = forms.TimeField(label="Start time", widget=forms.TimeInput(attrs={"type": "time", "step": 300}))
+    duration = forms.TypedChoiceField(choices=DURATIONS, coerce=int, initial=30)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("date") and data.get("start_time") and data.get("duration"):
+            zone = require_current_organization().zone
+            starts = datetime.combine(data["date"], data["start_time"]).replace(tzinfo=zone)
+            data["starts_at"] = starts
+            data["ends_at"] = starts + timedelta(minutes=data["duration"])
+        return data
+
+
+class AppointmentForm(_TimesMixin, forms.Form):
+    practitioner = forms.ModelChoiceField(queryset=Practitioner.objects.all_organizations().none())
+    location = forms.ModelChoiceField(queryset=Location.objects.all_organizations().none(), required=False)
+    kind = forms.ChoiceField(choices=AppointmentKind.choices, initial=AppointmentKind.IN_PERSON, label="Visit")
+    appointment_type = forms.ChoiceField(choices=AppointmentType.choices, initial="follow_up", label="Type")
+    reason = forms.CharField(required=False, max_length=500, widget=forms.Textarea(attrs={"rows": 2}),
+                             label="Reason for visit")
+
+    field_order = ["practitioner", "location", "kind", "appointment_type", "date", "start_time", "duration", "reason"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["practitioner"].queryset = Practitioner.objects.filter(is_active=True)
+        self.fields["location"].queryset = Location.objects.filter(is_active=True)
+
+
+class RescheduleForm(_TimesMixin, forms.Form):
+    practitioner = forms.ModelChoiceField(queryset=Practitioner.objects.all_organizations().none())
+
+    field_order = ["practitioner", "date", "start_time", "duration"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["practitioner"].queryset = Practitioner.objects.filter(is_active=True)

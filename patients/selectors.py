@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
+from healthcrm.crypto import BlindPrefixIndexField, normalize_name, prefix_digest
 from healthcrm.guards import get_object_for_user
-from healthcrm.models import blind_q
-from patients.models import Patient
+from healthcrm.models import Location, blind_q
+from healthcrm.tenancy import require_current_organization
+from patients.models import (
+    Allergy,
+    Appointment,
+    Condition,
+    Coverage,
+    Immunization,
+    Medication,
+    Observation,
+    Patient,
+    PatientIdentifier,
+    Practitioner,
+)
 
 _DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y")
+
+NAME_PREFIX_MIN = 3
+NAME_SEARCH_HINT = f"Type at least {NAME_PREFIX_MIN} letters of a first or last name to search by name."
 
 
 def _as_date(text: str) -> date | None:
@@ -37,11 +54,40 @@ def search_kind(query: str) -> str:
     return "text"
 
 
-def patient_list(*, query: str = "") -> QuerySet[Patient]:
-    """Active patients of the current organization, optionally matched exactly by a search entry.
+def name_search_hint(query: str) -> str:
+    """A hint to show when a text search is too short to look for names ('' when it is not)."""
+    text = query.strip()
+    if text and search_kind(text) == "text" and len(normalize_name(text)) < NAME_PREFIX_MIN:
+        return NAME_SEARCH_HINT
+    return ""
 
-    Every match goes through blind indexes: MRN, phone (any format, as E.164), email, date of
-    birth, or a given or family name; nothing is decrypted to search.
+
+def _name_prefix_q(text: str) -> Q | None:
+    """Patients whose given or family name (or one of its words) starts with `text`, by blind index.
+
+    Shorter than 3 letters: None (exact whole names still match through the plain blind index).
+    Longer than the stored prefixes (8): the 8-letter prefix matches, a superset the caller narrows
+    to whole-name matches when there are any.
+    """
+    normalized = normalize_name(text)
+    if len(normalized) < NAME_PREFIX_MIN:
+        return None
+    organization = require_current_organization()
+    q = Q()
+    for name in ("given_name_prefixes", "family_name_prefixes"):
+        field = Patient._meta.get_field(name)
+        assert isinstance(field, BlindPrefixIndexField)
+        digest = prefix_digest(normalized[: field.prefix_max_length], organization.pk)
+        q |= Q(**{f"{name}__contains": [digest]})
+    return q
+
+
+def patient_list(*, query: str = "") -> QuerySet[Patient]:
+    """Active patients of the current organization, optionally matched by a search entry.
+
+    Every match goes through blind indexes, nothing is decrypted to search: MRN (exact), phone (any
+    format, as E.164), email, date of birth, or the start (3 letters or more) of a given or family
+    name, case and accents folded.
     """
     patients = Patient.objects.filter(is_active=True)
     text = query.strip()
@@ -57,11 +103,78 @@ def patient_list(*, query: str = "") -> QuerySet[Patient]:
             return patients.blind_match(phone_mobile=text)
         except ValidationError:
             pass  # digits that are no phone number may still be an MRN
-    return patients.filter(
-        blind_q(Patient, mrn=text) | blind_q(Patient, given_name=text) | blind_q(Patient, family_name=text)
-    )
+    whole_name = blind_q(Patient, given_name=text) | blind_q(Patient, family_name=text)
+    mrn = blind_q(Patient, mrn=text)
+    prefix = _name_prefix_q(text)
+    if prefix is None:
+        return patients.filter(mrn | whole_name)
+    if len(normalize_name(text)) > Patient._meta.get_field("given_name_prefixes").prefix_max_length:
+        # Only the first 8 letters are indexed: prefer patients whose whole name is the query.
+        exact = patients.filter(mrn | whole_name)
+        if exact.exists():
+            return exact
+    return patients.filter(mrn | prefix)
 
 
 def get_patient_for_user(request: HttpRequest, pk: object, perm: str = "patients.view_patient") -> Patient:
     """The guarded fetch for patients: 404 across organizations, 403 without `perm`."""
-    return get_object_for_user(request, Patient.objects.all(), pk, perm)
+    return get_object_for_user(request, Patient.objects.select_related("organization"), pk, perm)
+
+
+@dataclass(frozen=True)
+class PatientSummary:
+    """What the patient page shows beside the demographics, fetched in a fixed number of queries."""
+
+    identifiers: list[PatientIdentifier]
+    coverages: list[Coverage]
+    conditions: list[Condition]
+    medications: list[Medication]
+    allergies: list[Allergy]
+    latest_observations: list[Observation]
+    immunizations: list[Immunization]
+
+
+def patient_summary(*, patient: Patient) -> PatientSummary:
+    """The patient's identifiers, insurance and clinical summary: seven queries, whatever the record size.
+
+    Observations: the latest of each code (DISTINCT ON), newest first.
+    """
+    latest = list(Observation.objects.filter(patient=patient).order_by("code", "-effective_at", "-id").distinct("code"))
+    latest.sort(key=lambda o: o.effective_at, reverse=True)
+    return PatientSummary(
+        identifiers=list(PatientIdentifier.objects.filter(patient=patient)),
+        coverages=list(Coverage.objects.filter(patient=patient)),
+        conditions=list(Condition.objects.filter(patient=patient)),
+        medications=list(Medication.objects.filter(patient=patient)),
+        allergies=list(Allergy.objects.filter(patient=patient)),
+        latest_observations=latest,
+        immunizations=list(Immunization.objects.filter(patient=patient)),
+    )
+
+
+# -- Appointments --------------------------------------------------------------------------------
+
+def appointment_calendar(
+    *, start: datetime, end: datetime, practitioner: Practitioner | None = None, location: Location | None = None
+) -> list[Appointment]:
+    """Appointments starting in [start, end), with what the calendar shows, in two queries at most."""
+    appointments = Appointment.objects.filter(starts_at__gte=start, starts_at__lt=end).select_related(
+        "patient", "practitioner", "location"
+    )
+    if practitioner is not None:
+        appointments = appointments.filter(practitioner=practitioner)
+    if location is not None:
+        appointments = appointments.filter(location=location)
+    return list(appointments.order_by("starts_at", "id"))
+
+
+def appointment_list_for_patient(*, patient: Patient) -> list[Appointment]:
+    return list(
+        Appointment.objects.filter(patient=patient).select_related("practitioner", "location").order_by("-starts_at")
+    )
+
+
+def get_appointment_for_user(request: HttpRequest, pk: object, perm: str = "patients.view_appointment") -> Appointment:
+    """The guarded fetch for appointments: 404 across organizations, 403 without `perm`."""
+    queryset = Appointment.objects.select_related("patient", "practitioner", "location", "status_changed_by")
+    return get_object_for_user(request, queryset, pk, perm)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from healthcrm.models import Location, Membership, Organization
 from healthcrm.tenancy import user_context
@@ -77,3 +78,24 @@ class PatientFactory(factory.django.DjangoModelFactory):
     sex = "female"
     phone_mobile = factory.Sequence(lambda n: f"+1312555{100 + n % 100:04d}")
     email = factory.LazyAttribute(lambda o: f"{o.given_name}.{o.family_name}@example.org".lower())
+
+
+class PractitionerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "patients.Practitioner"
+
+    display_name = factory.Sequence(lambda n: f"Dr. Example {n}")
+
+
+class AppointmentFactory(factory.django.DjangoModelFactory):
+    """Needs organization_context; starts_at defaults to tomorrow 10:00 UTC, 30 minutes."""
+
+    class Meta:
+        model = "patients.Appointment"
+
+    patient = factory.SubFactory(PatientFactory)
+    practitioner = factory.SubFactory(PractitionerFactory)
+    starts_at = factory.LazyFunction(
+        lambda: (timezone.now() + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    )
+    ends_at = factory.LazyAttribute(lambda o: o.starts_at + timedelta(minutes=30))

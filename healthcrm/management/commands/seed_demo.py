@@ -1,7 +1,8 @@
 """Fill the database with two synthetic demo organizations, their staff and patients.
 
-Everything here is made up (Faker names, fictional 555-01xx phone numbers, example.org emails).
-Bulk paths keep `--patients 100000` to minutes; bulk inserts are not individually audited.
+Everything here is made up (Faker names and addresses, fictional 555-01xx phone numbers,
+example.org emails, plausible but invented clinical histories). Bulk paths keep
+`--patients 100000` to minutes; bulk inserts are not individually audited.
 """
 
 from __future__ import annotations
@@ -9,18 +10,37 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.utils import timezone
 from faker import Faker
 
 from healthcrm.models import Location, Membership, Organization
 from healthcrm.roles import Role
-from healthcrm.tenancy import organization_context, user_context
-from patients.models import Patient, Sex
+from healthcrm.tenancy import organization_context, require_current_organization, user_context
+from integrations.telehealth import telehealth_join_url
+from patients.models import (
+    BLOOD_PRESSURE,
+    Allergy,
+    Appointment,
+    AppointmentKind,
+    AppointmentType,
+    Channel,
+    Condition,
+    Immunization,
+    Medication,
+    Observation,
+    Patient,
+    Practitioner,
+    Sex,
+)
+from patients.services import blood_pressure_components
 
 DEFAULT_PASSWORD = "demo-password-2026"
 BATCH = 2000
@@ -37,12 +57,28 @@ class DemoOrganization:
 
 
 DEMO_ORGANIZATIONS = (
-    DemoOrganization("northside", "Northside Family Health", "America/Chicago", ("312", "773", "872"), "NS",
-                     (("Northside Main Clinic", "100 Example Ave, Chicago, IL"),
-                      ("Northside Lakeview Office", "200 Sample St, Chicago, IL"))),
-    DemoOrganization("lakeside", "Lakeside Community Clinic", "America/Los_Angeles", ("206", "425", "253"), "LS",
-                     (("Lakeside Downtown", "300 Demo Blvd, Seattle, WA"),
-                      ("Lakeside Eastside", "400 Placeholder Rd, Bellevue, WA"))),
+    DemoOrganization(
+        "northside",
+        "Northside Family Health",
+        "America/Chicago",
+        ("312", "773", "872"),
+        "NS",
+        (
+            ("Northside Main Clinic", "100 Example Ave, Chicago, IL"),
+            ("Northside Lakeview Office", "200 Sample St, Chicago, IL"),
+        ),
+    ),
+    DemoOrganization(
+        "lakeside",
+        "Lakeside Community Clinic",
+        "America/Los_Angeles",
+        ("206", "425", "253"),
+        "LS",
+        (
+            ("Lakeside Downtown", "300 Demo Blvd, Seattle, WA"),
+            ("Lakeside Eastside", "400 Placeholder Rd, Bellevue, WA"),
+        ),
+    ),
 )
 
 # A nurse who works for both clinics, to show switching organizations.
@@ -55,7 +91,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--patients", type=int, default=200, help="Patients per organization (default 200).")
-        parser.add_argument("--password", default=None, help=f"Password of every demo user (default {DEFAULT_PASSWORD}).")
+        parser.add_argument(
+            "--password", default=None, help=f"Password of every demo user (default {DEFAULT_PASSWORD})."
+        )
         parser.add_argument("--seed", type=int, default=2026, help="Random seed, for repeatable data.")
         parser.add_argument("--if-empty", action="store_true", help="Do nothing when any organization exists.")
 
@@ -73,18 +111,26 @@ class Command(BaseCommand):
         users = self._users(password)
         for spec in DEMO_ORGANIZATIONS:
             organization, _ = Organization.objects.update_or_create(
-                slug=spec.slug, defaults={"name": spec.name, "timezone": spec.timezone, "require_mfa": False,
-                                          "phone": f"+1{spec.area_codes[0]}5550100"},
+                slug=spec.slug,
+                defaults={
+                    "name": spec.name,
+                    "timezone": spec.timezone,
+                    "require_mfa": False,
+                    "phone": f"+1{spec.area_codes[0]}5550100",
+                },
             )
             with organization_context(organization):
                 self._locations(spec)
                 self._memberships(organization, spec, users)
                 created = self._patients(spec, options["patients"], rng, fake)
-            self.stdout.write(f"{spec.slug}: {created} patients created.")
+                booked = schedule_demo(spec, users, created, rng, fake)
+            self.stdout.write(f"{spec.slug}: {created} patients and {booked} appointments created.")
         self.stdout.write(self.style.SUCCESS(f"Demo data ready in {time.monotonic() - started:.1f} s."))
-        self.stdout.write(f"Sign in as <role>@northside.example or <role>@lakeside.example "
-                          f"(roles: {', '.join(Role.values)}), {FLOAT_NURSE} (both clinics) or "
-                          f"{PLATFORM_ADMIN} (platform admin); password: {password}")
+        self.stdout.write(
+            f"Sign in as <role>@northside.example or <role>@lakeside.example "
+            f"(roles: {', '.join(Role.values)}), {FLOAT_NURSE} (both clinics) or "
+            f"{PLATFORM_ADMIN} (platform admin); password: {password}"
+        )
 
     def _users(self, password: str) -> dict[str, Any]:
         User = get_user_model()
@@ -120,21 +166,301 @@ class Command(BaseCommand):
         batch: list[Patient] = []
         for number in range(start + 1, start + count + 1):
             sex = rng.choice((Sex.FEMALE, Sex.MALE, Sex.FEMALE, Sex.MALE, Sex.OTHER))
-            given = fake.first_name_female() if sex == Sex.FEMALE else fake.first_name_male() if sex == Sex.MALE else fake.first_name()
+            given = (
+                fake.first_name_female()
+                if sex == Sex.FEMALE
+                else fake.first_name_male()
+                if sex == Sex.MALE
+                else fake.first_name()
+            )
             family = fake.last_name()
-            batch.append(Patient(
-                mrn=f"{spec.mrn_prefix}-{number:07d}",
-                given_name=given,
-                family_name=family,
-                date_of_birth=today - timedelta(days=rng.randint(18 * 365, 95 * 365)),
-                sex=sex,
-                # 555-0100..0199 are reserved for fiction.
-                phone_mobile=f"+1{rng.choice(spec.area_codes)}55501{rng.randint(0, 99):02d}" if rng.random() < 0.92 else "",
-                email=f"{given}.{family}.{number}@example.org".lower() if rng.random() < 0.7 else "",
-            ))
+            phone = f"+1{rng.choice(spec.area_codes)}55501{rng.randint(0, 99):02d}" if rng.random() < 0.92 else ""
+            email = f"{given}.{family}.{number}@example.org".lower() if rng.random() < 0.7 else ""
+            spanish = rng.random() < 0.15
+            window = rng.random() < 0.4
+            batch.append(
+                Patient(
+                    mrn=f"{spec.mrn_prefix}-{number:07d}",
+                    given_name=given,
+                    family_name=family,
+                    date_of_birth=today - timedelta(days=rng.randint(18 * 365, 95 * 365)),
+                    sex=sex,
+                    # 555-0100..0199 are reserved for fiction.
+                    phone_mobile=phone,
+                    email=email,
+                    preferred_language="es" if spanish else "en",
+                    preferred_channel=(
+                        Channel.SMS
+                        if phone and rng.random() < 0.7
+                        else Channel.EMAIL
+                        if email
+                        else Channel.PHONE
+                        if phone
+                        else Channel.NONE
+                    ),
+                    contact_window_start=clock_time(rng.choice((8, 9, 10))) if window else None,
+                    contact_window_end=clock_time(rng.choice((17, 18, 19))) if window else None,
+                    address_line1=f"{rng.randint(1, 9999)} {fake.street_name()}",
+                    address_line2=f"Apt {rng.randint(1, 40)}" if rng.random() < 0.2 else "",
+                    address_city=fake.city(),
+                    address_state=fake.state_abbr(),
+                    address_postal_code=fake.postcode(),
+                    address_country="US",
+                    emergency_contact_name=f"{fake.first_name()} {family}" if rng.random() < 0.8 else "",
+                    emergency_contact_relationship=rng.choice(("spouse", "parent", "child", "sibling", "friend")),
+                    emergency_contact_phone=f"+1{rng.choice(spec.area_codes)}55501{rng.randint(0, 99):02d}",
+                )
+            )
             if len(batch) >= BATCH:
-                Patient.objects.bulk_create(batch)
+                self._with_history(Patient.objects.bulk_create(batch), rng)
                 batch.clear()
         if batch:
-            Patient.objects.bulk_create(batch)
+            self._with_history(Patient.objects.bulk_create(batch), rng)
         return count
+
+    def _with_history(self, patients: list[Patient], rng: random.Random) -> None:
+        """Give each new patient a plausible (synthetic) clinical summary, in a few bulk inserts."""
+        rows: dict[type, list[Any]] = {Condition: [], Medication: [], Allergy: [], Observation: [], Immunization: []}
+        today = date.today()
+        now = datetime.now(UTC)
+        for patient in patients:
+            problems = rng.sample(CONDITIONS, k=rng.choices((0, 1, 2, 3), weights=(35, 35, 20, 10))[0])
+            for code, display, drug in problems:
+                rows[Condition].append(
+                    Condition(
+                        patient=patient,
+                        code=code,
+                        display=display,
+                        clinical_status="active",
+                        onset_date=today - timedelta(days=rng.randint(200, 5000)),
+                    )
+                )
+                rxnorm, name, dose, schedule = drug
+                rows[Medication].append(
+                    Medication(
+                        patient=patient,
+                        code=rxnorm,
+                        name=name,
+                        dose_text=dose,
+                        schedule_text=schedule,
+                        start_date=today - timedelta(days=rng.randint(60, 1500)),
+                        refill_due=today + timedelta(days=rng.randint(-5, 60)),
+                        status="active",
+                    )
+                )
+            if rng.random() < 0.2:
+                substance, code, reaction, criticality = rng.choice(ALLERGIES)
+                rows[Allergy].append(
+                    Allergy(
+                        patient=patient,
+                        substance_display=substance,
+                        substance_code=code,
+                        reaction=reaction,
+                        criticality=criticality,
+                    )
+                )
+            diabetic = any(code == "44054006" for code, _, _ in problems)
+            hypertensive = any(code == "38341003" for code, _, _ in problems)
+            weight = Decimal(rng.randint(50, 120))
+            for _ in range(rng.randint(1, 4)):
+                when = now - timedelta(days=rng.randint(0, 730), hours=rng.randint(0, 8))
+                systolic = rng.randint(125, 165) if hypertensive else rng.randint(100, 138)
+                diastolic = min(systolic - 30, rng.randint(70, 98) if hypertensive else rng.randint(60, 86))
+                rows[Observation].append(
+                    _observation(
+                        patient,
+                        BLOOD_PRESSURE,
+                        "Blood pressure panel",
+                        "vital-signs",
+                        when,
+                        unit="mm[Hg]",
+                        components=blood_pressure_components(Decimal(systolic), Decimal(diastolic)),
+                    )
+                )
+                rows[Observation].append(
+                    _observation(
+                        patient,
+                        "29463-7",
+                        "Body weight",
+                        "vital-signs",
+                        when,
+                        unit="kg",
+                        value=weight + Decimal(rng.randint(-30, 30)) / 10,
+                    )
+                )
+            if diabetic:
+                for _ in range(rng.randint(2, 4)):
+                    when = now - timedelta(days=rng.randint(0, 730))
+                    rows[Observation].append(
+                        _observation(
+                            patient,
+                            "4548-4",
+                            "Hemoglobin A1c/Hemoglobin.total in Blood",
+                            "laboratory",
+                            when,
+                            unit="%",
+                            value=Decimal(rng.randint(58, 98)) / 10,
+                            low=Decimal("4.0"),
+                            high=Decimal("5.6"),
+                        )
+                    )
+            for year_back in range(2):
+                if rng.random() < 0.55:
+                    cvx, display = rng.choice(
+                        (("141", "Influenza, seasonal, injectable"), ("158", "Influenza, injectable, quadrivalent"))
+                    )
+                    rows[Immunization].append(
+                        Immunization(
+                            patient=patient,
+                            vaccine_code=cvx,
+                            display=display,
+                            status="completed",
+                            occurrence_date=date(today.year - year_back - 1, rng.randint(9, 12), rng.randint(1, 28)),
+                            lot_number=f"FL{rng.randint(1000, 9999)}",
+                        )
+                    )
+        for model, objs in rows.items():
+            model.objects.bulk_create(objs, batch_size=BATCH)
+
+
+def _observation(
+    patient: Patient,
+    code: str,
+    display: str,
+    category: str,
+    when: datetime,
+    *,
+    unit: str,
+    value: Decimal | None = None,
+    low: Decimal | None = None,
+    high: Decimal | None = None,
+    components: list[dict[str, str]] | None = None,
+) -> Observation:
+    observation = Observation(
+        patient=patient,
+        code=code,
+        display=display,
+        category=category,
+        effective_at=when,
+        unit=unit,
+        value_quantity=value,
+        reference_low=low,
+        reference_high=high,
+        components=components or [],
+    )
+    # bulk_create skips save(): compute the flag here.
+    observation.abnormal_flag = observation.compute_abnormal_flag()
+    return observation
+
+
+# Synthetic problem list: SNOMED CT condition, with the RxNorm medication that usually treats it.
+CONDITIONS = [
+    (
+        "44054006",
+        "Type 2 diabetes mellitus",
+        ("860975", "Metformin 500 MG (24 hr extended release)", "500 mg", "Once daily with the evening meal"),
+    ),
+    ("38341003", "Hypertensive disorder", ("314076", "Lisinopril 10 MG Oral Tablet", "10 mg", "Once daily")),
+    ("195967001", "Asthma", ("745752", "Albuterol 0.09 MG/ACTUAT inhaler", "2 puffs", "Every 4-6 hours as needed")),
+    ("55822004", "Hyperlipidemia", ("617310", "Atorvastatin 20 MG Oral Tablet", "20 mg", "Once daily at bedtime")),
+]
+ALLERGIES = [
+    ("Penicillin", "764146007", "Hives", "high"),
+    ("Peanut", "762952008", "Swelling of the lips", "high"),
+    ("Latex", "111088007", "Contact dermatitis", "low"),
+    ("Sulfonamide", "387406002", "Rash", "low"),
+    ("Shellfish", "227037002", "Itching", "unable-to-assess"),
+]
+
+
+# -- Practitioners and appointments ------------------------------------------------------------
+
+SLOT_MINUTES = 30
+WORKDAY = (8, 17)  # local hours
+DAYS_BACK, DAYS_AHEAD = 180, 30
+APPOINTMENTS_PER_PATIENT = 2.5
+
+
+def schedule_demo(
+    spec: DemoOrganization, users: dict[str, Any], patients_added: int, rng: random.Random, fake: Faker
+) -> int:
+    """Practitioners (the provider user and synthetic clinicians) and a calendar of past and coming visits.
+
+    Slots are laid out per practitioner without overlap (the database refuses double booking).
+    """
+    organization = require_current_organization()
+    zone = organization.zone
+    if patients_added == 0:
+        return 0
+    patient_ids = list(Patient.objects.order_by("-id").values_list("id", flat=True)[:patients_added])
+    wanted = max(4, patients_added // 400)
+    practitioners = list(Practitioner.objects.filter(is_active=True))
+    if not any(p.user_id for p in practitioners):
+        provider = users[f"provider@{spec.slug}.example"]
+        practitioners.append(
+            Practitioner.objects.create(
+                display_name=f"Dr. {provider.first_name} Provider", user=provider, specialty="Family medicine"
+            )
+        )
+    new = [
+        Practitioner(
+            display_name=f"Dr. {fake.first_name()} {fake.last_name()}",
+            specialty=rng.choice(
+                ("Family medicine", "Internal medicine", "Nurse practitioner", "Endocrinology", "Cardiology")
+            ),
+        )
+        for _ in range(max(0, wanted - len(practitioners)))
+    ]
+    practitioners += Practitioner.objects.bulk_create(new)
+    locations = list(Location.objects.filter(is_active=True))
+    today = timezone.now().astimezone(zone).date()
+    days = [
+        today + timedelta(days=n)
+        for n in range(-DAYS_BACK, DAYS_AHEAD + 1)
+        if (today + timedelta(days=n)).weekday() < 5
+    ]
+    slots_per_day = (WORKDAY[1] - WORKDAY[0]) * 60 // SLOT_MINUTES
+    total_slots = len(days) * slots_per_day * len(practitioners)
+    share = min(1.0, APPOINTMENTS_PER_PATIENT * len(patient_ids) / total_slots)
+    now = timezone.now()
+    types = list(AppointmentType.values)
+    batch: list[Appointment] = []
+    count = 0
+    for practitioner in practitioners:
+        location = rng.choice(locations) if locations else None
+        for day in days:
+            for slot in range(slots_per_day):
+                if rng.random() >= share:
+                    continue
+                starts = datetime.combine(day, clock_time(WORKDAY[0]), tzinfo=zone) + timedelta(
+                    minutes=slot * SLOT_MINUTES
+                )
+                past = starts < now
+                if past:
+                    status = rng.choices(("completed", "no_show", "cancelled"), (80, 8, 12))[0]
+                else:
+                    status = rng.choices(("booked", "confirmed", "cancelled"), (60, 35, 5))[0]
+                telehealth = rng.random() < 0.2
+                batch.append(
+                    Appointment(
+                        patient_id=rng.choice(patient_ids),
+                        practitioner=practitioner,
+                        location=None if telehealth else location,
+                        kind=AppointmentKind.TELEHEALTH if telehealth else AppointmentKind.IN_PERSON,
+                        appointment_type=rng.choice(types),
+                        starts_at=starts,
+                        ends_at=starts + timedelta(minutes=SLOT_MINUTES),
+                        status=status,
+                        status_changed_at=starts,
+                        telehealth_url=telehealth_join_url() if telehealth else "",
+                        reason=rng.choice(("", "", "Follow-up", "Medication review", "Blood pressure check")),
+                    )
+                )
+                if len(batch) >= BATCH:
+                    Appointment.objects.bulk_create(batch)
+                    count += len(batch)
+                    batch.clear()
+    if batch:
+        Appointment.objects.bulk_create(batch)
+        count += len(batch)
+    return count

@@ -1,0 +1,178 @@
+"""The patient record, its external identifiers and its insurance coverage.
+
+Every PHI value is encrypted; searchable ones carry a blind index beside them. Preferences that say
+nothing about a person's health or identity on their own (language, channel, contact window, time
+zone, country) are plain columns, so outreach can filter on them.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+
+from django.contrib.postgres.indexes import GinIndex
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Q
+
+from healthcrm.crypto import (
+    BlindIndexField,
+    BlindPrefixIndexField,
+    EncryptedCharField,
+    EncryptedDateField,
+    EncryptedEmailField,
+    validate_phone,
+)
+from healthcrm.models import TenantModel, validate_timezone
+
+# BCP-47 as used in practice: a 2-3 letter language, optional script, region or variant subtags.
+_BCP47 = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{4})?(-([A-Z]{2}|\d{3}))?(-[A-Za-z0-9]{5,8})*$")
+
+
+def validate_language_tag(value: str) -> None:
+    if value and not _BCP47.match(value):
+        raise ValidationError("Enter a BCP-47 language tag such as en, es or pt-BR.", code="invalid_language")
+
+
+class Sex(models.TextChoices):
+    FEMALE = "female", "Female"
+    MALE = "male", "Male"
+    OTHER = "other", "Other"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class Channel(models.TextChoices):
+    SMS = "sms", "Text message"
+    EMAIL = "email", "Email"
+    PHONE = "phone", "Phone call"
+    NONE = "none", "No outreach"
+
+
+class Patient(TenantModel):
+    mrn = EncryptedCharField("MRN", max_length=64)
+    mrn_bidx = BlindIndexField(source="mrn", kind="identifier")
+    given_name = EncryptedCharField(max_length=100)
+    given_name_bidx = BlindIndexField(source="given_name", kind="name")
+    given_name_prefixes = BlindPrefixIndexField(source="given_name", min_length=3, max_length=8)
+    family_name = EncryptedCharField(max_length=100)
+    family_name_bidx = BlindIndexField(source="family_name", kind="name")
+    family_name_prefixes = BlindPrefixIndexField(source="family_name", min_length=3, max_length=8)
+    preferred_name = EncryptedCharField(max_length=100, blank=True)
+    date_of_birth = EncryptedDateField()
+    date_of_birth_bidx = BlindIndexField(source="date_of_birth", kind="date")
+    sex = EncryptedCharField(max_length=16, choices=Sex.choices, default=Sex.UNKNOWN)
+    gender_identity = EncryptedCharField(max_length=64, blank=True)
+    pronouns = EncryptedCharField(max_length=32, blank=True)
+    phone_mobile = EncryptedCharField("mobile phone", max_length=32, blank=True, validators=[validate_phone])
+    phone_mobile_bidx = BlindIndexField(source="phone_mobile", kind="phone")
+    email = EncryptedEmailField(blank=True)
+    email_bidx = BlindIndexField(source="email", kind="email")
+
+    # Not PHI on their own: plain, so outreach can filter on them.
+    preferred_language = models.CharField(
+        max_length=35, default="en", validators=[validate_language_tag], help_text="BCP-47 tag, e.g. en, es, pt-BR."
+    )
+    preferred_channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.NONE)
+    contact_window_start = models.TimeField(null=True, blank=True, help_text="Local time, e.g. 09:00.")
+    contact_window_end = models.TimeField(
+        null=True, blank=True, help_text="Local time; earlier than the start means overnight."
+    )
+    timezone = models.CharField(
+        max_length=64, blank=True, validators=[validate_timezone], help_text="Leave empty to use the organization's."
+    )
+
+    address_line1 = EncryptedCharField("address line 1", max_length=200, blank=True)
+    address_line2 = EncryptedCharField("address line 2", max_length=200, blank=True)
+    address_city = EncryptedCharField("city", max_length=100, blank=True)
+    address_state = EncryptedCharField("state", max_length=64, blank=True)
+    address_postal_code = EncryptedCharField("postal code", max_length=16, blank=True)
+    address_country = models.CharField("country", max_length=2, default="US", blank=True, help_text="ISO 3166 code.")
+
+    emergency_contact_name = EncryptedCharField(max_length=200, blank=True)
+    emergency_contact_relationship = EncryptedCharField(max_length=64, blank=True)
+    emergency_contact_phone = EncryptedCharField(max_length=32, blank=True, validators=[validate_phone])
+
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "mrn_bidx"],
+                name="patient_mrn_unique_per_org",
+                violation_error_message="A patient with this MRN already exists in this organization.",
+            ),
+            models.CheckConstraint(condition=Q(preferred_channel__in=Channel.values), name="patient_channel_valid"),
+            models.CheckConstraint(
+                condition=Q(contact_window_start__isnull=True, contact_window_end__isnull=True)
+                | Q(contact_window_start__isnull=False, contact_window_end__isnull=False),
+                name="patient_contact_window_complete",
+                violation_error_message="Give both ends of the contact window, or neither.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="patient_org_created"),
+            GinIndex(fields=["given_name_prefixes"], name="patient_given_prefix_gin"),
+            GinIndex(fields=["family_name_prefixes"], name="patient_family_prefix_gin"),
+        ]
+
+    def __str__(self) -> str:
+        # Never PHI: django-auditlog stores this string as object_repr.
+        return f"Patient #{self.pk}"
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.given_name} {self.family_name}".strip()
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        """The patient's time zone, or the organization's when none is set."""
+        return zoneinfo.ZoneInfo(self.timezone) if self.timezone else self.organization.zone
+
+
+class PatientIdentifier(TenantModel):
+    """An identifier another system gives the patient (FHIR Identifier: system + value)."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="identifiers")
+    system = models.CharField(max_length=255, help_text='A URI such as "http://hospital.example/mrn" or an EHR name.')
+    value = EncryptedCharField(max_length=128)
+    value_bidx = BlindIndexField(source="value", kind="identifier")
+
+    class Meta:
+        ordering = ["system", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "system", "value_bidx"],
+                name="patientidentifier_unique_per_org",
+                violation_error_message="Another patient already has this identifier in this system.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Identifier #{self.pk}"
+
+
+class Coverage(TenantModel):
+    """An insurance coverage. The payer's name is not PHI on its own; member and group numbers are."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="coverages")
+    payer_name = models.CharField(max_length=200)
+    member_id = EncryptedCharField("member id", max_length=64)
+    member_id_bidx = BlindIndexField(source="member_id", kind="identifier")
+    group_number = EncryptedCharField(max_length=64, blank=True)
+    valid_from = models.DateField()
+    valid_to = models.DateField(null=True, blank=True)
+    is_primary = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["-is_primary", "-valid_from", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(valid_to__isnull=True) | Q(valid_to__gte=F("valid_from")),
+                name="coverage_valid_range",
+                violation_error_message="The coverage cannot end before it starts.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Coverage #{self.pk}"

@@ -1,0 +1,154 @@
+"""Practitioners and appointments.
+
+Times are stored in UTC and shown in the organization's (or location's) time zone. A practitioner
+cannot be double-booked: the service checks and says so in the form, and an exclusion constraint
+makes the database refuse the race the check cannot see.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import RangeOperators
+from django.db import models
+from django.db.models import F, Func, Q
+
+from healthcrm.crypto import EncryptedTextField
+from healthcrm.models import Location, TenantModel
+
+
+class Practitioner(TenantModel):
+    """Someone patients are booked with: usually a staff user, or a clinician known from the EHR."""
+
+    display_name = models.CharField(max_length=200)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    npi = models.CharField("NPI", max_length=10, blank=True)
+    specialty = models.CharField(max_length=100, blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["display_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "user"],
+                condition=Q(user__isnull=False),
+                name="practitioner_user_unique_per_org",
+                violation_error_message="This user is already a practitioner of this organization.",
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "npi"],
+                condition=~Q(npi=""),
+                name="practitioner_npi_unique_per_org",
+                violation_error_message="A practitioner with this NPI already exists.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class AppointmentKind(models.TextChoices):
+    IN_PERSON = "in_person", "In person"
+    TELEHEALTH = "telehealth", "Telehealth"
+
+
+class AppointmentStatus(models.TextChoices):
+    BOOKED = "booked", "Booked"
+    CONFIRMED = "confirmed", "Confirmed"
+    CHECKED_IN = "checked_in", "Checked in"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    NO_SHOW = "no_show", "No-show"
+
+
+# Which status may follow which. Completed, cancelled and no-show are final.
+STATUS_TRANSITIONS: dict[str, frozenset[str]] = {
+    AppointmentStatus.BOOKED: frozenset({"confirmed", "checked_in", "cancelled", "no_show"}),
+    AppointmentStatus.CONFIRMED: frozenset({"booked", "checked_in", "cancelled", "no_show"}),
+    AppointmentStatus.CHECKED_IN: frozenset({"completed", "cancelled"}),
+    AppointmentStatus.COMPLETED: frozenset(),
+    AppointmentStatus.CANCELLED: frozenset(),
+    AppointmentStatus.NO_SHOW: frozenset(),
+}
+# Statuses that hold the practitioner's time.
+ACTIVE_STATUSES = ("booked", "confirmed", "checked_in", "completed")
+
+
+class TsTzRange(Func):
+    function = "TSTZRANGE"
+    output_field = models.Field()
+
+
+class AppointmentType(models.TextChoices):
+    NEW_PATIENT = "new_patient", "New patient"
+    FOLLOW_UP = "follow_up", "Follow-up"
+    ANNUAL = "annual", "Annual wellness visit"
+    CHRONIC_CARE = "chronic_care", "Chronic care review"
+    PRENATAL = "prenatal", "Prenatal visit"
+    POST_DISCHARGE = "post_discharge", "Post-discharge follow-up"
+    LAB = "lab", "Lab visit"
+
+
+class Appointment(TenantModel):
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="appointments")
+    practitioner = models.ForeignKey(Practitioner, on_delete=models.PROTECT, related_name="appointments")
+    location = models.ForeignKey(Location, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=12, choices=AppointmentKind.choices, default=AppointmentKind.IN_PERSON)
+    appointment_type = models.CharField(max_length=32, choices=AppointmentType.choices, default="follow_up")
+    reason = EncryptedTextField("reason for visit", blank=True)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    status = models.CharField(max_length=12, choices=AppointmentStatus.choices, default=AppointmentStatus.BOOKED)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    status_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    telehealth_url = models.URLField(max_length=300, blank=True)
+    # Where the appointment came from when imported (FHIR): system + resource id, for idempotent upserts.
+    source_system = models.CharField(max_length=200, blank=True)
+    source_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["starts_at", "id"]
+        indexes = [
+            models.Index(fields=["organization", "practitioner", "starts_at"], name="appt_org_pract_start"),
+            models.Index(fields=["organization", "location", "starts_at"], name="appt_org_loc_start"),
+            models.Index(fields=["organization", "patient", "starts_at"], name="appt_org_patient_start"),
+            models.Index(fields=["organization", "status", "starts_at"], name="appt_org_status_start"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=F("starts_at")),
+                name="appointment_ends_after_start",
+                violation_error_message="The appointment must end after it starts.",
+            ),
+            models.CheckConstraint(condition=Q(status__in=AppointmentStatus.values), name="appointment_status_valid"),
+            models.CheckConstraint(condition=Q(kind__in=AppointmentKind.values), name="appointment_kind_valid"),
+            models.UniqueConstraint(
+                fields=["organization", "source_system", "source_id"],
+                condition=~Q(source_id=""),
+                name="appointment_source_unique_per_org",
+            ),
+            ExclusionConstraint(
+                name="appointment_no_double_booking",
+                expressions=[
+                    ("organization", RangeOperators.EQUAL),
+                    ("practitioner", RangeOperators.EQUAL),
+                    (TsTzRange("starts_at", "ends_at", models.Value("[)")), RangeOperators.OVERLAPS),
+                ],
+                condition=Q(status__in=ACTIVE_STATUSES),
+                violation_error_message="This practitioner already has an appointment at that time.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Appointment #{self.pk}"
+
+    @property
+    def is_final(self) -> bool:
+        return not STATUS_TRANSITIONS[self.status]
+
+    def can_become(self, status: str) -> bool:
+        return status in STATUS_TRANSITIONS[self.status]

@@ -1,0 +1,27 @@
+"""seed_demo gives synthetic patients a plausible record, with the search indexes of real ones."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from healthcrm.models import Organization
+from healthcrm.tenancy import organization_context
+from patients.models import Condition, Medication, Observation, Patient
+from patients.selectors import patient_list
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_creates_clinical_histories() -> None:
+    call_command("seed_demo", "--patients", "30", stdout=io.StringIO())
+    with organization_context(Organization.objects.get(slug="northside")):
+        assert Patient.objects.count() == 30
+        assert Observation.objects.filter(code="85354-9").exists()
+        assert Condition.objects.count() == Medication.objects.count() > 0
+        assert not Observation.objects.filter(code="4548-4", abnormal_flag="").exists()
+        patient = Patient.objects.first()
+        assert patient.address_line1 and patient.preferred_language in ("en", "es")
+        assert patient in patient_list(query=patient.family_name[:3])
