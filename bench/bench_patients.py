@@ -1,0 +1,165 @@
+"""Patient search, list and page timings at clinic-network scale (issue #3's numbers).
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/healthcrm REDIS_URL=redis://127.0.0.1:6379/0 \
+        .venv/bin/python bench/bench_patients.py [--patients 100000] [--appointments 1000000] [--samples 300]
+
+It works in its own database (DATABASE_URL's name + "_bench"), created and migrated on the first
+run and reused after (`--fresh` starts over). Data: `--patients` synthetic patients in one
+organization (and 2 % of that in the other), `--appointments` spread over both, non-overlapping
+per practitioner. All data is synthetic.
+
+What it prints, per search kind (MRN, phone, date of birth, name prefix): server-side p50/p95 of
+`patient_list(query=...)` evaluated for one page (25 rows, decrypted), of the same query against
+plaintext indexed columns of a copy of the table built in the same run (the ratio is what the
+blind index costs), and a decrypt-and-scan baseline (what the blind index saves). Then p50/p95
+of the patient list page and the patient page through Django's full request stack (middleware,
+RLS transaction, access log, template), with their query counts. Times are wall-clock on this
+machine, in-process (no network, no browser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _bench_url(url: str) -> str:
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/") or "healthcrm"
+    return urlunsplit(parts._replace(path="/" + (name if name.endswith("_bench") else f"{name}_bench")))
+
+
+def _manage(*args: str, owner: bool = False) -> None:
+    env = dict(os.environ, DATABASE_LOGIN="owner" if owner else "app")
+    subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return statistics.median(ordered) * 1000, p95 * 1000
+
+
+def _timed(fn, inputs):  # type: ignore[no-untyped-def]
+    samples = []
+    for value in inputs:
+        started = time.perf_counter()
+        fn(value)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--appointments", type=int, default=1_000_000)
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--fresh", action="store_true", help="drop the bench database first")
+    args = parser.parse_args()
+
+    os.environ["DATABASE_URL"] = _bench_url(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:54329/healthcrm"))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthcrm.settings")
+    if args.fresh:
+        import psycopg
+
+        parts = urlsplit(os.environ["DATABASE_URL"])
+        with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
+    _manage("db_bootstrap")
+    _manage("migrate", "--noinput", owner=True)
+
+    import django
+
+    django.setup()
+    from bench.patients_data import ensure_data
+
+    from django.db import connection
+    from django.test import Client
+
+    from healthcrm.models import Organization
+    from healthcrm.tenancy import organization_context
+    from patients.models import Patient
+    from patients.selectors import patient_list
+
+    started = time.perf_counter()
+    facts = ensure_data(patients=args.patients, appointments=args.appointments)
+    print(f"data: {facts['patients']} patients in {facts['slug']}, {facts['appointments_total']} appointments in "
+          f"all organizations (ready in {time.perf_counter() - started:.0f} s)")
+
+    rng = random.Random(7)
+    organization = Organization.objects.get(slug=facts["slug"])
+    with organization_context(organization):
+        sample = list(Patient.objects.order_by("?").values_list("pk", flat=True)[: args.samples])
+        people = {p.pk: p for p in Patient.objects.filter(pk__in=sample)}
+        kinds = {
+            "MRN": ("mrn_plain = %s", [people[pk].mrn for pk in sample]),
+            "phone": ("phone_plain = %s", [people[pk].phone_mobile for pk in sample]),
+            "date of birth": ("dob_plain = %s", [people[pk].date_of_birth.isoformat() for pk in sample]),
+            "name prefix": (
+                "(given_plain LIKE %s OR family_plain LIKE %s)",
+                [people[pk].family_name[: rng.randint(3, 5)] for pk in sample],
+            ),
+        }
+        print(f"\n{'search':<14} {'blind p50':>10} {'blind p95':>10} {'plain p50':>10} {'plain p95':>10} "
+              f"{'p95 ratio':>10} {'rows/query':>11}")
+        for label, (predicate, values) in kinds.items():
+            rows: list[int] = []
+
+            def blind(value, rows=rows):  # type: ignore[no-untyped-def]
+                rows.append(len(list(patient_list(query=value)[:25])))
+
+            def plain(value, predicate=predicate, label=label):  # type: ignore[no-untyped-def]
+                needle = value.casefold() + "%" if label == "name prefix" else value
+                params = [organization.pk, needle, needle] if label == "name prefix" else [organization.pk, needle]
+                list(Patient.objects.raw(
+                    f"SELECT * FROM bench_plain_patient WHERE organization_id = %s AND {predicate} "  # noqa: S608
+                    "ORDER BY created_at DESC, id DESC LIMIT 25",
+                    params,
+                ))
+
+            for fn in (blind, plain):  # warm caches and plans
+                _timed(fn, values[:20])
+            rows.clear()
+            b50, b95 = _percentiles(_timed(blind, values))
+            p50, p95 = _percentiles(_timed(plain, values))
+            print(f"{label:<14} {b50:>8.2f}ms {b95:>8.2f}ms {p50:>8.2f}ms {p95:>8.2f}ms {b95 / p95:>9.2f}x "
+                  f"{statistics.mean(rows):>11.1f}")
+
+        mrn = people[sample[0]].mrn
+        started = time.perf_counter()
+        found = [p.pk for p in Patient.objects.only("id", "mrn").iterator(chunk_size=5000) if p.mrn == mrn]
+        scan = time.perf_counter() - started
+        print(f"decrypt-and-scan baseline (MRN, {facts['patients']} rows): {scan * 1000:.0f} ms for one query "
+              f"(found {len(found)})")
+
+    from django.contrib.auth import get_user_model
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username=f"nurse@{facts['slug']}.example"))
+    client.get("/")
+    pages = max(1, facts["patients"] // 25)
+    for label, urls in (
+        ("patient list page", [f"/patients/?page={rng.randint(1, pages)}" for _ in range(args.samples // 3)]),
+        ("patient list search", [f"/patients/?q={people[pk].family_name[:4]}" for pk in sample[: args.samples // 3]]),
+        ("patient page", [f"/patients/{pk}/" for pk in sample[: args.samples // 3]]),
+    ):
+        queries = []
+        with connection.execute_wrapper(lambda execute, sql, *rest: (queries.append(sql), execute(sql, *rest))[1]):
+            assert client.get(urls[0]).status_code == 200
+        samples = _timed(lambda url: client.get(url), urls)
+        p50, p95 = _percentiles(samples)
+        print(f"{label:<20} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  ({len(queries)} queries)")
+
+
+if __name__ == "__main__":
+    main()
