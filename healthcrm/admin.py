@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from healthcrm.models import Location, Membership, Organization
+from healthcrm.notifications import Notification
 from healthcrm.tenancy import get_current_organization
 
 
@@ -51,3 +52,10 @@ class MembershipAdmin(admin.ModelAdmin):
         if not change:
             obj.organization = get_current_organization()
         super().save_model(request, obj, form, change)
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "recipient", "kind", "message", "read_at", "created_at"]
+    list_filter = ["kind"]
+    raw_id_fields = ["recipient"]

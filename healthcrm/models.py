@@ -215,3 +215,7 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} · {self.get_role_display()} at {self.organization}"
+
+
+# In-app notifications live in their own module; imported here so Django registers the model.
+from healthcrm.notifications import Notification  # noqa: E402, F401

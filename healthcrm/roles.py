@@ -28,8 +28,44 @@ def group_name(role: str) -> str:
 
 
 _CLINICAL = ["patients.view_patient", "patients.add_patient", "patients.change_patient"]
-_SCHEDULING = ["patients.view_appointment", "patients.add_appointment", "patients.change_appointment",
-               "patients.view_practitioner"]
+_SCHEDULING = [
+    "patients.view_appointment",
+    "patients.add_appointment",
+    "patients.change_appointment",
+    "patients.view_practitioner",
+]
+
+# Care coordination: the clinical field group (problems, medications, results, care plans, notes),
+# care teams, plans and tasks. The front desk gets tasks (a role queue) but not the clinical group.
+_CARE = [
+    "patients.view_clinical_summary",
+    "patients.view_careteammember",
+    "patients.add_careteammember",
+    "patients.change_careteammember",
+    "patients.view_careplan",
+    "patients.add_careplan",
+    "patients.change_careplan",
+    "patients.view_caretask",
+    "patients.add_caretask",
+    "patients.change_caretask",
+    "patients.view_patientnote",
+    "patients.add_patientnote",
+    "patients.view_careplantemplate",
+]
+_TEMPLATES = [
+    "patients.view_careplantemplate",
+    "patients.add_careplantemplate",
+    "patients.change_careplantemplate",
+    "patients.view_goaltemplate",
+    "patients.add_goaltemplate",
+    "patients.change_goaltemplate",
+    "patients.view_interventiontemplate",
+    "patients.add_interventiontemplate",
+    "patients.change_interventiontemplate",
+    "patients.view_tasktemplate",
+    "patients.add_tasktemplate",
+    "patients.change_tasktemplate",
+]
 
 # Default permissions per role: "app_label.codename". Missing codenames (an app not migrated yet)
 # are skipped; extra permissions an administrator added by hand are kept.
@@ -47,11 +83,22 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         *_CLINICAL,
         "patients.delete_patient",
         "compliance.view_accesslog",
+        # Administrators manage care teams and the organization's plan templates, not clinical details.
+        "patients.view_careteammember",
+        "patients.add_careteammember",
+        "patients.change_careteammember",
+        *_TEMPLATES,
     ],
-    Role.PROVIDER: [*_CLINICAL, *_SCHEDULING, "healthcrm.view_location"],
-    Role.NURSE: [*_CLINICAL, *_SCHEDULING, "healthcrm.view_location"],
-    Role.COORDINATOR: [*_CLINICAL, *_SCHEDULING, "healthcrm.view_location"],
-    Role.FRONTDESK: [*_CLINICAL, *_SCHEDULING, "healthcrm.view_location"],
+    Role.PROVIDER: [*_CLINICAL, *_SCHEDULING, *_CARE, "healthcrm.view_location"],
+    Role.NURSE: [*_CLINICAL, *_SCHEDULING, *_CARE, "healthcrm.view_location"],
+    Role.COORDINATOR: [*_CLINICAL, *_SCHEDULING, *_CARE, *_TEMPLATES, "healthcrm.view_location"],
+    Role.FRONTDESK: [
+        *_CLINICAL,
+        *_SCHEDULING,
+        "patients.view_caretask",
+        "patients.change_caretask",
+        "healthcrm.view_location",
+    ],
     Role.ANALYST: ["healthcrm.view_location"],
     Role.COMPLIANCE: ["compliance.view_accesslog", "healthcrm.view_membership"],
 }

@@ -4,14 +4,25 @@ from compliance.access import PHIAdminMixin
 from patients.models import (
     Allergy,
     Appointment,
+    CarePlan,
+    CarePlanActivity,
+    CarePlanTemplate,
+    CareTask,
+    CareTeamMember,
     Condition,
     Coverage,
+    Goal,
+    GoalTemplate,
     Immunization,
+    Intervention,
+    InterventionTemplate,
     Medication,
     Observation,
     Patient,
     PatientIdentifier,
+    PatientNote,
     Practitioner,
+    TaskTemplate,
 )
 from patients.selectors import patient_list
 
@@ -100,3 +111,111 @@ class AppointmentAdmin(PHIAdminMixin, admin.ModelAdmin):
     list_select_related = ["practitioner", "location"]
     readonly_fields = ["status_changed_at", "status_changed_by", "source_system", "source_id"]
 
+
+# -- Care coordination ------------------------------------------------------------------------------
+
+
+@admin.register(CareTeamMember)
+class CareTeamMemberAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "patient", "user", "team_role", "active", "created_at"]
+    list_filter = ["team_role", "active"]
+    raw_id_fields = ["patient", "user", "added_by"]
+    list_select_related = ["patient", "user"]
+
+
+class GoalTemplateInline(admin.TabularInline):
+    model = GoalTemplate
+    extra = 0
+
+
+class InterventionTemplateInline(admin.TabularInline):
+    model = InterventionTemplate
+    extra = 0
+
+
+class TaskTemplateInline(admin.TabularInline):
+    model = TaskTemplate
+    extra = 0
+
+
+@admin.register(CarePlanTemplate)
+class CarePlanTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "code", "review_interval_days", "is_active"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "code"]
+    inlines = [GoalTemplateInline, InterventionTemplateInline, TaskTemplateInline]
+
+
+@admin.register(GoalTemplate)
+class GoalTemplateAdmin(admin.ModelAdmin):
+    list_display = ["description", "template", "observation_code", "unit", "due_in_days"]
+    list_select_related = ["template"]
+
+
+@admin.register(InterventionTemplate)
+class InterventionTemplateAdmin(admin.ModelAdmin):
+    list_display = ["description", "template"]
+    list_select_related = ["template"]
+
+
+@admin.register(TaskTemplate)
+class TaskTemplateAdmin(admin.ModelAdmin):
+    list_display = ["title", "template", "assignee_role", "due_in_days", "priority"]
+    list_select_related = ["template"]
+
+
+class _CarePlanPartInline(admin.TabularInline):
+    extra = 0
+
+
+class GoalInline(_CarePlanPartInline):
+    model = Goal
+
+
+class InterventionInline(_CarePlanPartInline):
+    model = Intervention
+
+
+@admin.register(CarePlan)
+class CarePlanAdmin(_PatientPartAdmin):
+    list_display = ["__str__", "patient", "template", "status", "review_date", "created_at"]
+    list_filter = ["status", "template"]
+    raw_id_fields = ["patient", "started_by"]
+    inlines = [GoalInline, InterventionInline]
+
+
+@admin.register(Goal)
+class GoalAdmin(PHIAdminMixin, admin.ModelAdmin):
+    list_display = ["__str__", "care_plan", "observation_code", "due_date", "status"]
+    list_filter = ["status", "observation_code"]
+    raw_id_fields = ["care_plan"]
+    list_per_page = 50
+
+
+@admin.register(Intervention)
+class InterventionAdmin(PHIAdminMixin, admin.ModelAdmin):
+    list_display = ["__str__", "care_plan", "status"]
+    list_filter = ["status"]
+    raw_id_fields = ["care_plan"]
+    list_per_page = 50
+
+
+@admin.register(CareTask)
+class CareTaskAdmin(_PatientPartAdmin):
+    list_display = ["__str__", "patient", "assignee", "assignee_role", "due_date", "priority", "status"]
+    list_filter = ["status", "priority", "assignee_role"]
+    raw_id_fields = ["patient", "care_plan", "assignee", "completed_by"]
+    readonly_fields = ["completed_at"]
+
+
+@admin.register(CarePlanActivity)
+class CarePlanActivityAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "patient", "care_plan", "change", "actor_label", "created_at"]
+    list_filter = ["change"]
+    raw_id_fields = ["patient", "care_plan", "task", "actor"]
+
+
+@admin.register(PatientNote)
+class PatientNoteAdmin(_PatientPartAdmin):
+    list_display = ["__str__", "patient", "author_label", "created_at"]
+    raw_id_fields = ["patient", "author"]

@@ -139,11 +139,22 @@ class PatientSummary:
     immunizations: list[Immunization]
 
 
-def patient_summary(*, patient: Patient) -> PatientSummary:
+def patient_summary(*, patient: Patient, clinical: bool = True) -> PatientSummary:
     """The patient's identifiers, insurance and clinical summary: seven queries, whatever the record size.
 
-    Observations: the latest of each code (DISTINCT ON), newest first.
+    Observations: the latest of each code (DISTINCT ON), newest first. `clinical=False` (users
+    without the clinical field group) reads identifiers and insurance only: two queries.
     """
+    if not clinical:
+        return PatientSummary(
+            identifiers=list(PatientIdentifier.objects.filter(patient=patient)),
+            coverages=list(Coverage.objects.filter(patient=patient)),
+            conditions=[],
+            medications=[],
+            allergies=[],
+            latest_observations=[],
+            immunizations=[],
+        )
     latest = list(Observation.objects.filter(patient=patient).order_by("code", "-effective_at", "-id").distinct("code"))
     latest.sort(key=lambda o: o.effective_at, reverse=True)
     return PatientSummary(
@@ -159,6 +170,7 @@ def patient_summary(*, patient: Patient) -> PatientSummary:
 
 # -- Appointments --------------------------------------------------------------------------------
 
+
 def appointment_calendar(
     *, start: datetime, end: datetime, practitioner: Practitioner | None = None, location: Location | None = None
 ) -> list[Appointment]:
@@ -173,10 +185,12 @@ def appointment_calendar(
     return list(appointments.order_by("starts_at", "id"))
 
 
-def appointment_list_for_patient(*, patient: Patient) -> list[Appointment]:
-    return list(
+def appointment_list_for_patient(*, patient: Patient, limit: int | None = None) -> QuerySet[Appointment]:
+    """The patient's appointments, newest first (a queryset: paginate it, or give a limit)."""
+    appointments = (
         Appointment.objects.filter(patient=patient).select_related("practitioner", "location").order_by("-starts_at")
     )
+    return appointments[:limit] if limit else appointments
 
 
 def get_appointment_for_user(request: HttpRequest, pk: object, perm: str = "patients.view_appointment") -> Appointment:

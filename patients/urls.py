@@ -1,6 +1,7 @@
 from django.urls import path
 
 from patients import views
+from patients.care import views as care
 
 app_name = "patients"
 
@@ -18,4 +19,19 @@ urlpatterns = [
     path("appointments/<int:pk>/", views.appointment_detail_view, name="appointment_detail"),
     path("appointments/<int:pk>/reschedule/", views.appointment_reschedule_view, name="appointment_reschedule"),
     path("appointments/<int:pk>/status/", views.appointment_status_view, name="appointment_status"),
+    # Care coordination: patient tabs, care team, care plans, tasks, notes, queues.
+    path("<int:pk>/care-plan/", care.care_plan_tab_view, name="care_plan"),
+    path("<int:pk>/appointments/", care.appointments_tab_view, name="appointments"),
+    path("<int:pk>/timeline/", care.timeline_tab_view, name="timeline"),
+    path("<int:pk>/notes/new/", care.note_add_view, name="note_add"),
+    path("<int:pk>/care-team/add/", care.care_team_add_view, name="care_team_add"),
+    path("care-team/<int:pk>/remove/", care.care_team_remove_view, name="care_team_remove"),
+    path("<int:pk>/care-plans/new/", care.care_plan_start_view, name="care_plan_start"),
+    path("care-plans/<int:pk>/edit/", care.care_plan_update_view, name="care_plan_update"),
+    path("<int:pk>/tasks/new/", care.task_add_view, name="task_add"),
+    path("tasks/<int:pk>/status/", care.task_status_view, name="task_status"),
+    path("tasks/mine/", care.my_tasks_view, name="my_tasks"),
+    path("tasks/team/", care.team_queue_view, name="team_queue"),
+    path("follow-up/", care.follow_up_view, name="follow_up"),
+    path("notifications/", care.notifications_view, name="notifications"),
 ]

@@ -20,6 +20,8 @@ from healthcrm.guards import require_perm
 from healthcrm.models import Location
 from healthcrm.views import organization_required
 from patients import services
+from patients.care.forms import PatientFilter
+from patients.care.views import render_patient_tab
 from patients.forms import (
     AllergyForm,
     AppointmentForm,
@@ -32,6 +34,7 @@ from patients.forms import (
     RescheduleForm,
 )
 from patients.models import AppointmentStatus, Patient, Practitioner
+from patients.policies import can_see_clinical, require_clinical
 from patients.selectors import (
     appointment_calendar,
     appointment_list_for_patient,
@@ -53,11 +56,25 @@ def patient_list_view(request: HttpRequest) -> HttpResponse:
     require_perm(request, "patients.view_patient")
     form = PatientSearchForm(request.GET)
     query = form.cleaned_data["q"] if form.is_valid() else ""
-    page = Paginator(patient_list(query=query), PAGE_SIZE).get_page(request.GET.get("page"))
+    # Filters that reveal clinical facts (condition, overdue tasks) are for the clinical field group.
+    clinical = can_see_clinical(request.user)
+    filters = PatientFilter(request.GET if clinical else None, queryset=patient_list(query=query), request=request)
+    patients = filters.qs  # invalid filter values are shown as errors and left out
+    page = Paginator(patients, PAGE_SIZE).get_page(request.GET.get("page"))
     recorder = access_recorder(request)
     recorder.saw(page.object_list)
     recorder.searched(q=query)
-    context = {"form": form, "page": page, "query": query, "hint": name_search_hint(query)}
+    if clinical:
+        recorder.searched(
+            **{k: str(v) for k, v in getattr(filters.form, "cleaned_data", {}).items() if v not in (None, "")}
+        )
+    context = {
+        "form": form,
+        "page": page,
+        "query": query,
+        "hint": name_search_hint(query),
+        "filters": filters if clinical else None,
+    }
     template = "patients/partials/patient_table.html" if request.htmx else "patients/patient_list.html"
     return render(request, template, context)
 
@@ -66,18 +83,18 @@ def patient_list_view(request: HttpRequest) -> HttpResponse:
 @organization_required
 @phi_view(AccessAction.VIEW)
 def patient_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """The Summary tab: demographics and appointments for everyone who may see the patient; the
+    clinical summary only for the clinical field group (patients.policies)."""
     patient = get_patient_for_user(request, pk)
+    clinical = can_see_clinical(request.user)
     context = {
-        "patient": patient,
-        "summary": patient_summary(patient=patient),
-        "appointments": appointment_list_for_patient(patient=patient),
+        "summary": patient_summary(patient=patient, clinical=clinical),
+        "appointments": appointment_list_for_patient(patient=patient, limit=PAGE_SIZE),
         "can_book": request.user.has_perm("patients.add_appointment"),
         # Refills due within a week (or overdue) are highlighted.
         "refill_soon": date.today() + timedelta(days=7),
-        "can_edit": request.user.has_perm("patients.change_patient")
-        or request.user.has_perm("patients.change_patient", patient),
     }
-    return render(request, "patients/patient_detail.html", context)
+    return render_patient_tab(request, patient, "summary", "patients/patient_detail.html", context)
 
 
 @login_required
@@ -125,8 +142,12 @@ def _form_page(request: HttpRequest, patient: Patient, form: Form, *, title: str
 def _add_to_record(
     request: HttpRequest, pk: int, form_class: type[Form], service: Callable[..., Any], *, title: str, done: str
 ) -> HttpResponse:
-    """The add-to-the-record pages share one shape: guarded fetch, form, service, back to the patient."""
+    """The add-to-the-record pages share one shape: guarded fetch, form, service, back to the patient.
+
+    They edit the clinical summary: the front desk (no clinical field group) gets 403.
+    """
     patient = get_patient_for_user(request, pk, "patients.change_patient")
+    require_clinical(request, patient)
     form = form_class(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -179,6 +200,7 @@ def observation_add_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 # -- Appointments --------------------------------------------------------------------------------
+
 
 def _form_error(form, exc: ValidationError) -> None:  # type: ignore[no-untyped-def]
     """Put a service's errors on the form: times on the start time, the rest on the form."""
@@ -275,22 +297,32 @@ def appointment_reschedule_view(request: HttpRequest, pk: int) -> HttpResponse:
     zone = request.organization.zone  # type: ignore[attr-defined]
     local = appointment.starts_at.astimezone(zone)
     minutes = int((appointment.ends_at - appointment.starts_at).total_seconds() // 60)
-    initial = {"practitioner": appointment.practitioner_id, "date": local.date(), "start_time": local.time(),
-               "duration": minutes}
+    initial = {
+        "practitioner": appointment.practitioner_id,
+        "date": local.date(),
+        "start_time": local.time(),
+        "duration": minutes,
+    }
     form = RescheduleForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            appointment_reschedule(appointment=appointment, starts_at=data["starts_at"], ends_at=data["ends_at"],
-                                   practitioner=data["practitioner"], actor=request.user)
+            appointment_reschedule(
+                appointment=appointment,
+                starts_at=data["starts_at"],
+                ends_at=data["ends_at"],
+                practitioner=data["practitioner"],
+                actor=request.user,
+            )
         except ValidationError as exc:
             _form_error(form, exc)
         else:
             messages.success(request, "Appointment rescheduled.")
             return redirect("patients:appointment_detail", pk=appointment.pk)
     status = 400 if request.method == "POST" else 200
-    return render(request, "patients/appointment_reschedule.html", {"form": form, "appointment": appointment},
-                  status=status)
+    return render(
+        request, "patients/appointment_reschedule.html", {"form": form, "appointment": appointment}, status=status
+    )
 
 
 @login_required

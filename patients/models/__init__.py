@@ -1,6 +1,30 @@
 """Patient records and their clinical summary (re-exported: import from `patients.models`)."""
 
+from auditlog.registry import auditlog
+
 from compliance.audit import register_phi
+from patients.models.care import (
+    CARE_PLAN_TRANSITIONS,
+    OPEN_TASK_STATUSES,
+    CarePlan,
+    CarePlanActivity,
+    CarePlanChange,
+    CarePlanStatus,
+    CarePlanTemplate,
+    CareTask,
+    CareTeamMember,
+    Comparator,
+    Goal,
+    GoalStatus,
+    GoalTemplate,
+    Intervention,
+    InterventionStatus,
+    InterventionTemplate,
+    Priority,
+    TaskStatus,
+    TaskTemplate,
+    TeamRole,
+)
 from patients.models.clinical import (
     BLOOD_PRESSURE,
     CVX,
@@ -24,6 +48,7 @@ from patients.models.clinical import (
     ObservationCategory,
     abnormal_flag,
 )
+from patients.models.notes import PatientNote
 from patients.models.patient import (
     Channel,
     Coverage,
@@ -52,11 +77,40 @@ _PHI_MODELS = (
     Allergy,
     Observation,
     Immunization,
+    CarePlan,
+    Goal,
+    Intervention,
+    CareTask,
+    PatientNote,
 )
 for _model in _PHI_MODELS:
     register_phi(_model)
+# Not PHI (ids, codes, statuses), audited all the same: who joined a care team, who changed a template.
+for _model in (CareTeamMember, CarePlanTemplate, GoalTemplate, InterventionTemplate, TaskTemplate):
+    auditlog.register(_model)
 
 __all__ = [
+    "CARE_PLAN_TRANSITIONS",
+    "OPEN_TASK_STATUSES",
+    "CarePlan",
+    "CarePlanActivity",
+    "CarePlanChange",
+    "CarePlanStatus",
+    "CarePlanTemplate",
+    "CareTask",
+    "CareTeamMember",
+    "Comparator",
+    "Goal",
+    "GoalStatus",
+    "GoalTemplate",
+    "Intervention",
+    "InterventionStatus",
+    "InterventionTemplate",
+    "PatientNote",
+    "Priority",
+    "TaskStatus",
+    "TaskTemplate",
+    "TeamRole",
     "ACTIVE_STATUSES",
     "STATUS_TRANSITIONS",
     "Appointment",

@@ -96,6 +96,10 @@ class Patient(TenantModel):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [
+            # Field groups: roles without it (front desk) see demographics and appointments only.
+            ("view_clinical_summary", "Can see clinical details (problems, medications, care plans, notes)"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "mrn_bidx"],

@@ -25,3 +25,23 @@ def test_seed_demo_creates_clinical_histories() -> None:
         patient = Patient.objects.first()
         assert patient.address_line1 and patient.preferred_language in ("en", "es")
         assert patient in patient_list(query=patient.family_name[:3])
+
+
+def test_seed_demo_coordinates_care() -> None:
+    from patients.models import CarePlan, CarePlanTemplate, CareTask, CareTeamMember, PatientNote
+
+    call_command("seed_demo", "--patients", "60", stdout=io.StringIO())
+    with organization_context(Organization.objects.get(slug="northside")):
+        assert set(CarePlanTemplate.objects.values_list("code", flat=True)) >= {
+            "t2dm",
+            "hypertension",
+            "post-discharge",
+            "prenatal",
+        }
+        plan = CarePlan.objects.first()
+        assert plan is not None and plan.goals.exists() and plan.tasks.exists()
+        assert Condition.objects.filter(patient=plan.patient, code__in=["44054006", "38341003"]).exists()
+        assert CareTeamMember.objects.exists() and PatientNote.objects.exists()
+        member = CareTeamMember.objects.select_related("user", "patient").first()
+        assert member.user.has_perm("patients.view_patient", member.patient)
+        assert CareTask.objects.filter(status="open").exists()

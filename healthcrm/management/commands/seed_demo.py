@@ -124,7 +124,10 @@ class Command(BaseCommand):
                 self._memberships(organization, spec, users)
                 created = self._patients(spec, options["patients"], rng, fake)
                 booked = schedule_demo(spec, users, created, rng, fake)
-            self.stdout.write(f"{spec.slug}: {created} patients and {booked} appointments created.")
+                plans, tasks = coordinate_demo(spec, users, created, rng)
+            self.stdout.write(
+                f"{spec.slug}: {created} patients, {booked} appointments, {plans} care plans and {tasks} tasks created."
+            )
         self.stdout.write(self.style.SUCCESS(f"Demo data ready in {time.monotonic() - started:.1f} s."))
         self.stdout.write(
             f"Sign in as <role>@northside.example or <role>@lakeside.example "
@@ -464,3 +467,143 @@ def schedule_demo(
         Appointment.objects.bulk_create(batch)
         count += len(batch)
     return count
+
+
+# -- Care coordination -------------------------------------------------------------------------
+
+NOTES = (
+    "Prefers morning calls; daughter helps with medications.",
+    "Discussed diet and exercise; patient motivated.",
+    "Needs transportation support for visits.",
+    "Reports good adherence, occasional missed evening dose.",
+)
+
+
+def coordinate_demo(
+    spec: DemoOrganization, users: dict[str, Any], patients_added: int, rng: random.Random
+) -> tuple[int, int]:
+    """Templates, care teams, care plans (diabetes, hypertension) for patients with those conditions,
+    their goals, interventions and tasks (some overdue), and notes: bulk inserts, not audited."""
+    from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
+    from guardian.models import UserObjectPermission
+
+    from patients.care.defaults import HYPERTENSION, T2DM, care_plan_templates_install
+    from patients.models import (
+        CarePlan,
+        CarePlanActivity,
+        CarePlanTemplate,
+        CareTask,
+        CareTeamMember,
+        Goal,
+        Intervention,
+        PatientNote,
+    )
+
+    care_plan_templates_install()
+    if patients_added == 0:
+        return 0, 0
+    templates = {t.code: t for t in CarePlanTemplate.objects.prefetch_related("goals", "interventions", "tasks")}
+    by_condition = {T2DM: templates["t2dm"], HYPERTENSION: templates["hypertension"]}
+    patient_ids = list(Patient.objects.order_by("-id").values_list("id", flat=True)[:patients_added])
+    wanted = Condition.objects.filter(patient_id__in=patient_ids, code__in=list(by_condition)).values_list(
+        "patient_id", "code"
+    )
+    staff = {role: users[f"{role}@{spec.slug}.example"] for role in ("provider", "nurse", "coordinator")}
+    today = timezone.localdate()
+    zone_today = timezone.now()
+    team: list[Any] = []
+    for patient_id in patient_ids:
+        if rng.random() < 0.5:
+            for role, user in staff.items():
+                if rng.random() < 0.6:
+                    team.append(CareTeamMember(patient_id=patient_id, user=user, team_role=role))
+    CareTeamMember.objects.bulk_create(team, batch_size=BATCH, ignore_conflicts=True)
+    # Object permissions of the team, in bulk too (guardian's assign_perm is one row per call).
+    content_type = ContentType.objects.get_for_model(Patient)
+    perms = list(Permission.objects.filter(content_type=content_type, codename__in=["view_patient", "change_patient"]))
+    UserObjectPermission.objects.bulk_create(
+        [
+            UserObjectPermission(user=m.user, permission=p, content_type=content_type, object_pk=str(m.patient_id))
+            for m in team
+            for p in perms
+        ],
+        batch_size=BATCH,
+        ignore_conflicts=True,
+    )
+    plans: list[Any] = []
+    for patient_id, code in wanted:
+        template = by_condition[code]
+        started = today - timedelta(days=rng.randint(0, 200))
+        plans.append(
+            CarePlan(
+                patient_id=patient_id,
+                template=template,
+                title=template.name,
+                status="active",
+                review_date=started + timedelta(days=template.review_interval_days),
+                started_by=staff["provider"],
+            )
+        )
+    plans = CarePlan.objects.bulk_create(plans, batch_size=BATCH)
+    goals: list[Any] = []
+    interventions: list[Any] = []
+    tasks: list[Any] = []
+    activity: list[Any] = []
+    for plan in plans:
+        template = plan.template
+        start = plan.review_date - timedelta(days=template.review_interval_days)
+        for goal in template.goals.all():
+            goals.append(
+                Goal(
+                    care_plan=plan,
+                    description=goal.description,
+                    observation_code=goal.observation_code,
+                    targets=goal.targets,
+                    unit=goal.unit,
+                    due_date=start + timedelta(days=goal.due_in_days),
+                )
+            )
+        for intervention in template.interventions.all():
+            interventions.append(Intervention(care_plan=plan, description=intervention.description))
+        for task in template.tasks.all():
+            due = start + timedelta(days=task.due_in_days)
+            done = due < today and rng.random() < 0.7  # the rest of the past ones are overdue
+            tasks.append(
+                CareTask(
+                    patient_id=plan.patient_id,
+                    care_plan=plan,
+                    title=task.title,
+                    assignee_role=task.assignee_role,
+                    due_date=due,
+                    priority=task.priority,
+                    status="done" if done else "open",
+                    completed_at=zone_today if done else None,
+                    completed_by=staff.get(task.assignee_role) if done else None,
+                )
+            )
+        activity.append(
+            CarePlanActivity(
+                patient_id=plan.patient_id,
+                care_plan=plan,
+                change="started",
+                actor=staff["provider"],
+                actor_label=staff["provider"].get_username(),
+            )
+        )
+    Goal.objects.bulk_create(goals, batch_size=BATCH)
+    Intervention.objects.bulk_create(interventions, batch_size=BATCH)
+    CareTask.objects.bulk_create(tasks, batch_size=BATCH)
+    CarePlanActivity.objects.bulk_create(activity, batch_size=BATCH)
+    notes = [
+        PatientNote(
+            patient_id=patient_id,
+            author=staff["nurse"],
+            author_label=staff["nurse"].get_username(),
+            body=rng.choice(NOTES),
+        )
+        for patient_id in patient_ids
+        if rng.random() < 0.3
+    ]
+    PatientNote.objects.bulk_create(notes, batch_size=BATCH)
+    return len(plans), len(tasks)

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import django_filters
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, OuterRef, QuerySet
+
+from healthcrm.roles import Role
+from healthcrm.tenancy import require_current_organization
+from patients.care.selectors import overdue_tasks_exist
+from patients.models import (
+    AppointmentStatus,
+    CarePlanStatus,
+    CarePlanTemplate,
+    CareTeamMember,
+    Condition,
+    Patient,
+    Priority,
+    TaskStatus,
+    TeamRole,
+)
+
+
+def staff_of_organization() -> QuerySet[Any]:
+    """Users with an active membership in the current organization."""
+    organization = require_current_organization()
+    return (
+        get_user_model()
+        .objects.filter(memberships__organization=organization, memberships__is_active=True)
+        .order_by("username")
+    )
+
+
+class StaffChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return obj.get_full_name() or obj.get_username()
+
+
+class CareTeamAddForm(forms.Form):
+    user = StaffChoiceField(queryset=get_user_model().objects.none(), label="Staff member")
+    team_role = forms.ChoiceField(choices=TeamRole.choices, label="Role on the team")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["user"].queryset = staff_of_organization()
+
+
+class CarePlanStartForm(forms.Form):
+    template = forms.ModelChoiceField(
+        queryset=CarePlanTemplate.objects.all_organizations().none(),
+        required=False,
+        empty_label="No template (blank plan)",
+    )
+    title = forms.CharField(required=False, max_length=200, help_text="Leave empty to use the template's name.")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["template"].queryset = CarePlanTemplate.objects.filter(is_active=True)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not data.get("template") and not (data.get("title") or "").strip():
+            self.add_error("title", "Give the plan a title or choose a template.")
+        return data
+
+
+class CarePlanUpdateForm(forms.Form):
+    status = forms.ChoiceField(choices=CarePlanStatus.choices)
+    review_date = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean_review_date(self) -> date | None:
+        value = self.cleaned_data.get("review_date")
+        if value and value < date.today():
+            raise forms.ValidationError("The review date cannot be in the past.")
+        return value
+
+
+class TaskForm(forms.Form):
+    title = forms.CharField(max_length=255)
+    assignee = StaffChoiceField(queryset=get_user_model().objects.none(), required=False, label="Assign to a person")
+    assignee_role = forms.ChoiceField(choices=[("", "—"), *Role.choices], required=False, label="or to a role")
+    due_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    priority = forms.ChoiceField(choices=Priority.choices, initial=Priority.ROUTINE)
+    details = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["assignee"].queryset = staff_of_organization()
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not data.get("assignee") and not data.get("assignee_role") and "assignee" not in self.errors:
+            self.add_error("assignee", "Assign the task to a person or to a role.")
+        return data
+
+    def clean_due_date(self) -> date:
+        value = self.cleaned_data["due_date"]
+        if value < date.today():
+            raise forms.ValidationError("The due date cannot be in the past.")
+        return value
+
+
+class NoteForm(forms.Form):
+    body = forms.CharField(label="Note", max_length=10_000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class TeamQueueFilter(forms.Form):
+    role = forms.ChoiceField(choices=[("", "Any role"), *Role.choices], required=False)
+    assignee = StaffChoiceField(queryset=get_user_model().objects.none(), required=False, empty_label="Anyone")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["assignee"].queryset = staff_of_organization()
+
+
+TASK_STATUS_CHOICES = [(s, TaskStatus(s).label) for s in TaskStatus.values]
+
+
+class PatientFilter(django_filters.FilterSet):
+    """Patient list filters; the free-text search (blind indexes) is applied before them."""
+
+    care_team_member = django_filters.ModelChoiceFilter(
+        queryset=lambda request: staff_of_organization(), method="filter_care_team", label="Care team member"
+    )
+    condition = django_filters.CharFilter(
+        method="filter_condition", label="Condition code", help_text="SNOMED CT or ICD-10 code, e.g. 44054006."
+    )
+    last_visit_after = django_filters.DateFilter(
+        method="filter_last_visit_after", label="Last visit on or after", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    last_visit_before = django_filters.DateFilter(
+        method="filter_last_visit_before", label="Last visit before", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    has_overdue_tasks = django_filters.BooleanFilter(
+        method="filter_overdue",
+        label="Has overdue tasks",
+        widget=forms.Select(choices=[("", "Any"), ("true", "Yes"), ("false", "No")]),
+    )
+
+    class Meta:
+        model = Patient
+        fields: list[str] = []
+
+    def filter_care_team(self, queryset: QuerySet[Patient], name: str, value: Any) -> QuerySet[Patient]:
+        team = CareTeamMember.objects.filter(patient=OuterRef("pk"), user=value, active=True)
+        return queryset.filter(Exists(team))
+
+    def filter_condition(self, queryset: QuerySet[Patient], name: str, value: str) -> QuerySet[Patient]:
+        conditions = Condition.objects.filter(
+            patient=OuterRef("pk"), code=value.strip(), clinical_status__in=["active", "recurrence", "relapse"]
+        )
+        return queryset.filter(Exists(conditions))
+
+    def _visits(self, **lookups: Any) -> Exists:
+        from patients.models import Appointment
+
+        return Exists(Appointment.objects.filter(patient=OuterRef("pk"), status=AppointmentStatus.COMPLETED, **lookups))
+
+    def filter_last_visit_after(self, queryset: QuerySet[Patient], name: str, value: date) -> QuerySet[Patient]:
+        return queryset.filter(self._visits(starts_at__date__gte=value))
+
+    def filter_last_visit_before(self, queryset: QuerySet[Patient], name: str, value: date) -> QuerySet[Patient]:
+        # Seen before that date, and not since.
+        return queryset.filter(self._visits(starts_at__date__lt=value)).exclude(
+            self._visits(starts_at__date__gte=value)
+        )
+
+    def filter_overdue(self, queryset: QuerySet[Patient], name: str, value: bool | None) -> QuerySet[Patient]:
+        if value is None:
+            return queryset
+        return queryset.filter(overdue_tasks_exist()) if value else queryset.exclude(overdue_tasks_exist())

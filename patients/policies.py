@@ -1,0 +1,37 @@
+"""Who may see which part of a patient record: one small, explicit policy for views and templates.
+
+Field groups:
+- demographics, contacts, insurance and appointments: `patients.view_patient` (every clinical role,
+  the front desk, care team members through django-guardian);
+- clinical details (problems, medications, allergies, observations, immunizations, care plans,
+  notes, the clinical entries of the timeline): `patients.view_clinical_summary`, held by
+  providers, nurses and coordinators, not by the front desk;
+- analysts and compliance officers see no patient page at all (no `view_patient`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+
+from compliance.access import record_denied
+
+CLINICAL_PERMISSION = "patients.view_clinical_summary"
+
+
+def can_see_clinical(user: Any) -> bool:
+    """May this user see the clinical field group (in the current organization)?"""
+    return bool(user.is_authenticated and user.has_perm(CLINICAL_PERMISSION))
+
+
+def require_clinical(request: HttpRequest, patient: Any) -> None:
+    """403 (access-logged as denied) for users who may see the patient but not the clinical details."""
+    if not can_see_clinical(request.user):
+        record_denied(request, patient)
+        raise PermissionDenied
+
+
+def can_change_patient(user: Any, patient: Any) -> bool:
+    return bool(user.has_perm("patients.change_patient") or user.has_perm("patients.change_patient", patient))

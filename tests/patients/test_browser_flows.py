@@ -1,0 +1,176 @@
+"""Issue #3 flows in real Chromium: find a patient, start a care plan and assign a task, book and
+reschedule (with the double-booking error), complete a task from "My tasks"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from healthcrm.tenancy import organization_context
+from patients.care.defaults import care_plan_templates_install
+from patients.models import CareTask
+from tests.factories import (
+    PASSWORD,
+    AppointmentFactory,
+    MembershipFactory,
+    OrganizationFactory,
+    PatientFactory,
+    PractitionerFactory,
+    UserFactory,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@dataclass
+class Clinic:
+    organization: Any
+    nurse: Any
+    patient: Any
+    other: Any
+    practitioner: Any
+
+
+@pytest.fixture
+def clinic(transactional_db: None) -> Clinic:
+    organization = OrganizationFactory(slug="north", name="North Clinic", timezone="America/Chicago", require_mfa=False)
+    nurse = UserFactory(username="nurse@north.example")
+    MembershipFactory(user=nurse, organization=organization, role="nurse")
+    with organization_context(organization):
+        care_plan_templates_install()
+        patient = PatientFactory(given_name="Rosalind", family_name="Quenby", mrn="Q-1", phone_mobile="+13125550142")
+        other = PatientFactory(given_name="Samuel", family_name="Abbott", mrn="Q-2", phone_mobile="+13125550143")
+        practitioner = PractitionerFactory(display_name="Dr. Ada Flow")
+    return Clinic(organization, nurse, patient, other, practitioner)
+
+
+def _sign_in(page: Any, base: str, username: str) -> None:
+    page.goto(base + "/accounts/login/")
+    page.get_by_label("Email or username").fill(username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(base + "/")
+
+
+def _results(page: Any) -> list[str]:
+    return [t.strip() for t in page.locator("#patient-results tbody tr td:nth-child(3)").all_inner_texts()]
+
+
+def test_find_a_patient_by_partial_name_and_by_phone(live_server: Any, page: Any, clinic: Clinic) -> None:
+    from playwright.sync_api import expect
+
+    base = live_server.url
+    _sign_in(page, base, clinic.nurse.username)
+    page.goto(base + "/patients/")
+    search = page.get_by_label("Find a patient")
+    with page.expect_response(lambda r: "q=Que" in r.url and r.request.headers.get("hx-request") == "true"):
+        search.press_sequentially("Que", delay=40)
+    expect(page.locator("#patient-results tbody tr")).to_have_count(1)
+    assert _results(page) == ["Q-1"]
+    assert page.url.endswith("/patients/?q=Que"), page.url  # empty filters are left out of the address
+    search.fill("")
+    with page.expect_response(lambda r: "q=%28312%29" in r.url or "q=(312)" in r.url):
+        search.press_sequentially("(312) 555-0143", delay=20)
+    expect(page.locator("#patient-results tbody tr")).to_have_count(1)
+    assert _results(page) == ["Q-2"]
+    page.get_by_role("link", name="Abbott, Samuel").click()
+    expect(page.locator("main h1")).to_contain_text("Samuel Abbott")
+
+
+def test_start_a_care_plan_from_a_template_and_assign_a_task(live_server: Any, page: Any, clinic: Clinic) -> None:
+    from playwright.sync_api import expect
+
+    base = live_server.url
+    _sign_in(page, base, clinic.nurse.username)
+    page.goto(f"{base}/patients/{clinic.patient.pk}/")
+    page.get_by_role("link", name="Care plan", exact=True).click()  # htmx tab
+    expect(page.get_by_role("heading", name="Care team")).to_be_visible()
+    assert page.url.endswith(f"/patients/{clinic.patient.pk}/care-plan/")
+    page.get_by_role("link", name="Start a care plan").click()
+    page.get_by_label("Template").select_option(label="Type 2 diabetes")
+    page.get_by_role("button", name="Start plan").click()
+    expect(page.locator(".messages")).to_contain_text("Care plan started.")
+    plan = page.locator("article.care-plan").first
+    expect(plan).to_contain_text("HbA1c below 7 %")
+    expect(plan).to_contain_text("< 140/90 mm[Hg]")
+    expect(plan).to_contain_text("Order HbA1c lab")
+
+    plan.get_by_role("link", name="Assign a task").click()
+    page.get_by_role("button", name="Assign").click()  # empty: inline errors, nothing saved
+    expect(page.locator(".field.has-error")).to_have_count(3)
+    page.get_by_label("Title").fill("Call about glucose meter")
+    page.get_by_label("Assign to a person").select_option(label=clinic.nurse.username)
+    page.get_by_label("Due date").fill((timezone.localdate() + timedelta(days=3)).isoformat())
+    page.get_by_label("Priority").select_option("urgent")
+    page.get_by_role("button", name="Assign").click()
+    expect(page.locator(".messages")).to_contain_text("Task assigned.")
+    expect(page.locator("article.care-plan").first).to_contain_text("Call about glucose meter")
+
+
+def test_book_and_reschedule_an_appointment_with_the_double_booking_error(
+    live_server: Any, page: Any, clinic: Clinic
+) -> None:
+    from playwright.sync_api import expect
+
+    zone = clinic.organization.zone
+    day = timezone.now().astimezone(zone).date() + timedelta(days=2)
+    busy = timezone.make_aware(timezone.datetime.combine(day, timezone.datetime.min.time()), zone) + timedelta(hours=9)
+    with organization_context(clinic.organization):
+        AppointmentFactory(patient=clinic.other, practitioner=clinic.practitioner, starts_at=busy)
+    base = live_server.url
+    _sign_in(page, base, clinic.nurse.username)
+    page.goto(f"{base}/patients/{clinic.patient.pk}/appointments/new/")
+
+    def fill(time: str) -> None:
+        page.get_by_label("Practitioner").select_option(label="Dr. Ada Flow")
+        page.get_by_label("Date").fill(day.isoformat())
+        page.get_by_label("Start time").fill(time)
+
+    fill("09:00")
+    page.get_by_role("button", name="Book", exact=True).click()
+    expect(page.get_by_text("This practitioner already has an appointment at that time.")).to_be_visible()
+    fill("10:00")
+    page.get_by_role("button", name="Book", exact=True).click()
+    expect(page.locator(".messages")).to_contain_text("Appointment booked.")
+    page.get_by_role("link", name="Reschedule", exact=True).click()
+    page.get_by_label("Start time").fill("09:15")
+    page.get_by_role("button", name="Reschedule", exact=True).click()
+    expect(page.get_by_text("This practitioner already has an appointment at that time.")).to_be_visible()
+    page.get_by_label("Start time").fill("11:00")
+    page.get_by_role("button", name="Reschedule", exact=True).click()
+    expect(page.locator(".messages")).to_contain_text("Appointment rescheduled.")
+    page.goto(f"{base}/patients/{clinic.patient.pk}/appointments/")
+    expect(page.locator("#tab-panel")).to_contain_text("11:00")
+
+
+def test_complete_a_task_from_my_tasks(live_server: Any, page: Any, clinic: Clinic) -> None:
+    from playwright.sync_api import expect
+
+    today = timezone.now().astimezone(clinic.organization.zone).date()
+    with organization_context(clinic.organization):
+        late = CareTask.objects.create(
+            patient=clinic.patient, title="Overdue callback", due_date=today - timedelta(days=2), assignee=clinic.nurse
+        )
+        CareTask.objects.create(
+            patient=clinic.other, title="Role task", due_date=today + timedelta(days=2), assignee_role="nurse"
+        )
+    base = live_server.url
+    _sign_in(page, base, clinic.nurse.username)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="My tasks").click()
+    rows = page.locator("#task-queue tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("Overdue callback")  # overdue first
+    expect(rows.first).to_contain_text("Overdue")
+    page.evaluate("window.__noReload = true")
+    row = page.get_by_test_id(f"task-{late.pk}")
+    row.get_by_role("button", name="Complete").click()
+    expect(row).to_contain_text("Done")
+    expect(row.get_by_role("button", name="Complete")).to_have_count(0)
+    assert page.evaluate("window.__noReload") is True  # the row changed in place
+    with organization_context(clinic.organization):
+        late.refresh_from_db()
+        assert late.status == "done" and late.completed_by_id == clinic.nurse.pk
