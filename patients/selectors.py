@@ -24,6 +24,7 @@ from patients.models import (
     Observation,
     Patient,
     PatientIdentifier,
+    PatientNamePrefix,
     Practitioner,
 )
 
@@ -75,13 +76,12 @@ def _name_prefix_q(text: str) -> Q | None:
     if len(normalized) < NAME_PREFIX_MIN:
         return None
     organization = require_current_organization()
-    q = Q()
-    for name in ("given_name_prefixes", "family_name_prefixes"):
-        field = Patient._meta.get_field(name)
-        assert isinstance(field, BlindPrefixIndexField)
-        digest = prefix_digest(normalized[: field.prefix_max_length], organization.pk)
-        q |= Q(**{f"{name}__contains": [digest]})
-    return q
+    field = Patient._meta.get_field("given_name_prefixes")
+    assert isinstance(field, BlindPrefixIndexField)
+    digest = prefix_digest(normalized[: field.prefix_max_length], organization.pk)
+    # Equality on the prefix table (leakproof, so its index works under RLS); see PatientNamePrefix.
+    matches = PatientNamePrefix.objects.filter(organization_id=organization.pk, digest=digest)
+    return Q(pk__in=matches.values("patient_id"))
 
 
 def patient_list(*, query: str = "") -> QuerySet[Patient]:

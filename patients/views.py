@@ -7,7 +7,6 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -18,6 +17,7 @@ from compliance.access import access_recorder, phi_view
 from compliance.models import AccessAction
 from healthcrm.guards import require_perm
 from healthcrm.models import Location
+from healthcrm.pagination import paginate_by_pk
 from healthcrm.views import organization_required
 from patients import services
 from patients.care.forms import PatientFilter
@@ -60,7 +60,7 @@ def patient_list_view(request: HttpRequest) -> HttpResponse:
     clinical = can_see_clinical(request.user)
     filters = PatientFilter(request.GET if clinical else None, queryset=patient_list(query=query), request=request)
     patients = filters.qs  # invalid filter values are shown as errors and left out
-    page = Paginator(patients, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = paginate_by_pk(patients, request.GET.get("page"), PAGE_SIZE)
     recorder = access_recorder(request)
     recorder.saw(page.object_list)
     recorder.searched(q=query)

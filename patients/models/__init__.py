@@ -54,6 +54,7 @@ from patients.models.patient import (
     Coverage,
     Patient,
     PatientIdentifier,
+    PatientNamePrefix,
     Sex,
     validate_language_tag,
 )
@@ -141,7 +142,7 @@ __all__ = [
     "Observation",
     "ObservationCategory",
     "Patient",
-    "PatientIdentifier",
+    "PatientIdentifier", "PatientNamePrefix",
     "Sex",
     "abnormal_flag",
     "validate_language_tag",

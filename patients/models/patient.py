@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import zoneinfo
 
-from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
@@ -116,8 +115,11 @@ class Patient(TenantModel):
         ]
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="patient_org_created"),
-            GinIndex(fields=["given_name_prefixes"], name="patient_given_prefix_gin"),
-            GinIndex(fields=["family_name_prefixes"], name="patient_family_prefix_gin"),
+            # The patient list: active patients, newest first; the page's ids come from this index
+            # alone (healthcrm.pagination.paginate_by_pk).
+            models.Index(
+                fields=["organization", "-created_at", "-id"], condition=Q(is_active=True), name="patient_active_recent"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -132,6 +134,26 @@ class Patient(TenantModel):
     def zone(self) -> zoneinfo.ZoneInfo:
         """The patient's time zone, or the organization's when none is set."""
         return zoneinfo.ZoneInfo(self.timezone) if self.timezone else self.organization.zone
+
+
+class PatientNamePrefix(models.Model):
+    """One row per name-prefix hash of a patient, kept in step by a database trigger (migration 0005).
+
+    Name search looks the hashes up here rather than in a GIN index on the patient's prefix arrays:
+    under row-level security PostgreSQL uses an index only for leakproof operators, and array
+    containment (@>) is not leakproof, so the arrays' index was never used (a sequential scan of
+    every patient per search); equality on a varchar is leakproof and uses the b-tree below.
+    """
+
+    organization = models.ForeignKey("healthcrm.Organization", on_delete=models.PROTECT, related_name="+")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+")
+    digest = models.CharField(max_length=64)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "digest"], name="patient_prefix_lookup")]
+
+    def __str__(self) -> str:
+        return f"Name prefix of patient #{self.patient_id}"
 
 
 class PatientIdentifier(TenantModel):
