@@ -52,7 +52,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="patientnameprefix",
-            index=models.Index(fields=["organization", "digest"], name="patient_prefix_lookup"),
+            index=models.Index(fields=["organization", "digest", "patient"], name="patient_prefix_lookup"),
         ),
         EnableRowLevelSecurity("patientnameprefix"),
         # Keep the prefix rows in step with the patient's prefix arrays, whatever writes them
