@@ -118,7 +118,9 @@ def patient_list(*, query: str = "") -> QuerySet[Patient]:
         exact = patients.filter(mrn | whole_name)
         if exact.exists():
             return exact
-    return patients.filter(mrn | prefix)
+    # Letters only: a name (entries with a digit went the MRN way above). Alone, the prefix lookup
+    # plans as a semi-join from the prefix index, so counting thousands of matches stays cheap.
+    return patients.filter(prefix)
 
 
 def get_patient_for_user(request: HttpRequest, pk: object, perm: str = "patients.view_patient") -> Patient:
