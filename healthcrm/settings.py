@@ -296,6 +296,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "healthcrm.tasks.clear_expired_sessions_task",
         "schedule": crontab(minute=17),
     },
+    "integrations-fhir-pull-due": {"task": "integrations.fhir.tasks.fhir_pull_due_task", "schedule": crontab()},
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -35,5 +35,6 @@ urlpatterns = [
     path("accounts/", include(_auth)),
     path("patients/", include("patients.urls")),
     path("compliance/", include("compliance.urls")),
+    path("integrations/", include("integrations.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -5,3 +5,8 @@ class IntegrationsConfig(AppConfig):
     name = "integrations"
     verbose_name = "Integrations"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Celery's autodiscovery imports `<app>.tasks` only; the sub-packages' tasks register here,
+        # in every process that loads the app registry (web, worker, beat).
+        from integrations.fhir import tasks  # noqa: F401

@@ -1,1 +1,299 @@
-"""FHIR, Twilio, devices and telehealth adapters (issues #4 and #5 build them)."""
+"""Integration state: FHIR source links, import jobs, EHR connections, EHR-only clinical records,
+device tokens and device alerts.
+
+Encounters, procedures and EHR care plans live here, not in patients/, because patients/ does not
+model them yet and its migrations belong to the patients work; they are read-only copies of what
+the EHR says (imported and exported as FHIR) and can move to patients/ with a state-only migration.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.db.models import Q
+
+from compliance.audit import register_phi
+from healthcrm.crypto import EncryptedCharField, EncryptedTextField
+from healthcrm.models import Location, TenantModel
+
+
+class FhirResourceLink(TenantModel):
+    """Where a local row came from: (source system, resource type, resource id) -> object.
+
+    One row per imported resource makes every upsert idempotent, whatever the resource type: the
+    content hash says whether the resource changed since it was last imported. Resources kept only
+    as references (FHIR Organization) have no local object.
+    """
+
+    source_system = models.CharField(max_length=255)
+    resource_type = models.CharField(max_length=64)
+    resource_id = models.CharField(max_length=64)
+    content_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    object_id = models.BigIntegerField(null=True, blank=True)
+    content_hash = models.CharField(max_length=64)
+    last_updated = models.DateTimeField(null=True, blank=True, help_text="meta.lastUpdated, when the source gave it.")
+
+    target = GenericForeignKey("content_type", "object_id")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "source_system", "resource_type", "resource_id"],
+                name="fhirresourcelink_unique_per_org",
+                violation_error_message="This resource is already linked.",
+            ),
+        ]
+        indexes = [models.Index(fields=["organization", "content_type", "object_id"], name="fhirlink_org_object")]
+
+    def __str__(self) -> str:
+        return f"{self.resource_type}/{self.resource_id}"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    PARTIAL = "partial", "Finished with failures"
+    FAILED = "failed", "Failed"
+
+
+class JobKind(models.TextChoices):
+    UPLOAD = "upload", "Upload"
+    COMMAND = "command", "Command line"
+    PULL = "pull", "Scheduled pull"
+
+
+class ImportJob(TenantModel):
+    """One import (an upload, or one pull of a connection) and its report.
+
+    The uploaded file is kept Fernet-encrypted (`payload`) until the task has read it, then
+    cleared. The report holds counts, entry indexes, FHIR paths and reasons: never values.
+    """
+
+    kind = models.CharField(max_length=8, choices=JobKind.choices, default=JobKind.UPLOAD)
+    connection = models.ForeignKey(
+        "FhirConnection", null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
+    )
+    source_system = models.CharField(max_length=255)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    size_bytes = models.BigIntegerField(default=0)
+    payload = models.BinaryField(default=b"", editable=False)
+    total = models.PositiveIntegerField(default=0, help_text="Entries to import (known once the file is scanned).")
+    processed = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, help_text="Why the whole job failed (no PHI).")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=JobStatus.values), name="importjob_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk}"
+
+    @property
+    def is_done(self) -> bool:
+        return self.status in (JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED)
+
+    @property
+    def percent(self) -> int:
+        if self.is_done:
+            return 100
+        if not self.total:
+            return 0
+        return min(99, int(100 * self.processed / self.total))
+
+
+class AuthType(models.TextChoices):
+    NONE = "none", "None"
+    BEARER = "bearer", "Bearer token"
+    SMART = "smart", "SMART Backend Services"
+
+
+DEFAULT_PULL_TYPES = [
+    "Patient",
+    "Practitioner",
+    "Location",
+    "Encounter",
+    "Condition",
+    "Observation",
+    "MedicationRequest",
+    "AllergyIntolerance",
+    "Immunization",
+    "Procedure",
+    "CarePlan",
+    "Appointment",
+]
+
+
+class FhirConnection(TenantModel):
+    """An organization's EHR FHIR server, pulled incrementally (`_lastUpdated` cursors per type)."""
+
+    name = models.CharField(max_length=100)
+    base_url = models.URLField(max_length=300, help_text="e.g. https://ehr.example/fhir/R4")
+    auth_type = models.CharField(max_length=8, choices=AuthType.choices, default=AuthType.NONE)
+    bearer_token = EncryptedCharField(max_length=2000, blank=True)
+    client_id = models.CharField(max_length=200, blank=True, help_text="SMART Backend Services client id.")
+    token_url = models.URLField(max_length=300, blank=True)
+    private_key_pem = EncryptedTextField(blank=True, help_text="RSA private key (PEM) that signs the assertion.")
+    key_id = models.CharField(max_length=100, blank=True)
+    scope = models.CharField(max_length=500, default="system/*.read", blank=True)
+    resource_types = models.JSONField(default=list, blank=True, help_text="Types to pull, in order.")
+    interval_minutes = models.PositiveIntegerField(default=60)
+    is_active = models.BooleanField(default=True)
+    cursors = models.JSONField(default=dict, blank=True, help_text="Resource type -> last meta.lastUpdated seen.")
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"],
+                name="fhirconnection_name_unique_per_org",
+                violation_error_message="A connection with this name already exists.",
+            ),
+            models.CheckConstraint(condition=Q(auth_type__in=AuthType.values), name="fhirconnection_auth_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def pull_types(self) -> list[str]:
+        return list(self.resource_types or DEFAULT_PULL_TYPES)
+
+
+# -- EHR-only clinical records (see the module docstring) ------------------------------------------
+
+
+class Encounter(TenantModel):
+    """A visit as the EHR recorded it (FHIR Encounter)."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="encounters")
+    status = models.CharField(max_length=20)
+    class_code = models.CharField(max_length=32, blank=True)
+    type_system = models.CharField(max_length=255, blank=True)
+    type_code = models.CharField(max_length=32, blank=True)
+    type_display = EncryptedCharField(max_length=255, blank=True)
+    reason_display = EncryptedCharField(max_length=255, blank=True)
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    practitioner = models.ForeignKey(
+        "patients.Practitioner", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    location = models.ForeignKey(Location, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-period_start", "-id"]
+        indexes = [models.Index(fields=["patient", "-period_start"], name="encounter_patient_start")]
+
+    def __str__(self) -> str:
+        return f"Encounter #{self.pk}"
+
+
+class Procedure(TenantModel):
+    """A procedure performed on the patient (FHIR Procedure)."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="procedures")
+    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=20)
+    code_system = models.CharField(max_length=255, blank=True)
+    code = models.CharField(max_length=32)
+    display = EncryptedCharField(max_length=255)
+    performed_start = models.DateTimeField(null=True, blank=True)
+    performed_end = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-performed_start", "-id"]
+
+    def __str__(self) -> str:
+        return f"Procedure #{self.pk}"
+
+
+class EhrCarePlan(TenantModel):
+    """A care plan as the EHR wrote it (FHIR CarePlan); HealthCRM's own plans are patients' CarePlan."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="ehr_care_plans")
+    status = models.CharField(max_length=20)
+    intent = models.CharField(max_length=20)
+    category_system = models.CharField(max_length=255, blank=True)
+    category_code = models.CharField(max_length=32, blank=True)
+    title = EncryptedCharField(max_length=255, blank=True)
+    description = EncryptedTextField(blank=True)
+    activities = EncryptedTextField(blank=True, help_text="Planned activities, one per line.")
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-period_start", "-id"]
+        verbose_name = "EHR care plan"
+
+    def __str__(self) -> str:
+        return f"EHR care plan #{self.pk}"
+
+
+# -- Devices -------------------------------------------------------------------------------------
+
+
+class DeviceToken(TenantModel):
+    """A per-organization API token for home-device readings; only its SHA-256 is stored."""
+
+    name = models.CharField(max_length=100)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=16, editable=False, help_text="The token's first characters, to recognize it.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    is_active = models.BooleanField(default=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+class DeviceAlert(TenantModel):
+    """A home-device reading outside the patient's thresholds, for the care team to act on.
+
+    Numbers are plain, like Observation's (see patients/models/clinical.py). When patients/ offers
+    a care-task service, an alert also creates a task there (integrations/devices/services.py).
+    """
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="device_alerts")
+    observation = models.ForeignKey("patients.Observation", on_delete=models.CASCADE, related_name="+")
+    code = models.CharField(max_length=32, help_text="LOINC code of the value out of range.")
+    value = models.DecimalField(max_digits=12, decimal_places=4)
+    low = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    high = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    threshold_source = models.CharField(max_length=16, help_text="care_plan or organization.")
+    status = models.CharField(max_length=8, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=AlertStatus.values), name="devicealert_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Device alert #{self.pk}"
+
+
+for _model in (Encounter, Procedure, EhrCarePlan, FhirConnection, DeviceAlert):
+    register_phi(_model)

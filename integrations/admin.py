@@ -1,0 +1,48 @@
+from django.contrib import admin
+
+from compliance.access import PHIAdminMixin
+from integrations.models import (
+    DeviceAlert,
+    DeviceToken,
+    EhrCarePlan,
+    Encounter,
+    FhirConnection,
+    FhirResourceLink,
+    ImportJob,
+    Procedure,
+)
+
+
+class TenantAdmin(admin.ModelAdmin):
+    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+        # Platform admin pages list every organization's rows (RLS still applies to the app role).
+        return self.model.objects.all_organizations()
+
+
+@admin.register(FhirConnection)
+class FhirConnectionAdmin(PHIAdminMixin, TenantAdmin):
+    list_display = ("name", "organization", "base_url", "auth_type", "is_active", "last_run_at", "last_success_at")
+    readonly_fields = ("last_run_at", "last_success_at", "last_error", "cursors")
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(TenantAdmin):
+    list_display = ("__str__", "organization", "kind", "status", "created_at")
+    readonly_fields = ("report", "error", "status", "total", "processed", "started_at", "finished_at")
+    exclude = ("payload",)
+
+
+@admin.register(FhirResourceLink)
+class FhirResourceLinkAdmin(TenantAdmin):
+    list_display = ("__str__", "organization", "source_system", "content_type", "object_id")
+
+
+@admin.register(DeviceToken)
+class DeviceTokenAdmin(TenantAdmin):
+    list_display = ("name", "organization", "prefix", "is_active", "last_used_at")
+    readonly_fields = ("prefix", "last_used_at")
+
+
+@admin.register(Encounter, Procedure, EhrCarePlan, DeviceAlert)
+class ClinicalCopyAdmin(PHIAdminMixin, TenantAdmin):
+    list_display = ("__str__", "organization", "created_at")

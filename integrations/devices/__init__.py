@@ -1,0 +1,1 @@
+"""Home-device readings (FHIR Observations) sent with a per-organization API token."""

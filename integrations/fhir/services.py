@@ -1,0 +1,271 @@
+"""FHIR writes: import jobs (upload, command), pulls from EHR servers, exports (audited).
+
+Imports commit one unit (bundle, NDJSON chunk, search page) at a time, each in its own
+organization_context transaction, so a failed unit writes nothing and earlier ones stay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from auditlog.context import set_actor
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from healthcrm.crypto import primary_fernet
+from healthcrm.models import Organization
+from healthcrm.tenancy import organization_context
+from integrations.fhir.client import FhirClient, FhirClientError, SmartBackendAuth
+from integrations.fhir.importer import Failure, ImportReport, UnitImporter, fhir_import_data
+from integrations.fhir.parsing import FhirInputError, check_bundle_header
+from integrations.models import AuthType, FhirConnection, ImportJob, JobKind, JobStatus
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+PULL_PAGE_SIZE = "100"
+
+
+def max_upload_bytes() -> int:
+    return int(getattr(settings, "FHIR_IMPORT_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+
+
+def _progress_key(job_id: int) -> str:
+    return f"healthcrm:fhir-import:{job_id}:progress"
+
+
+def _redis() -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+
+
+def import_progress_set(job_id: int, processed: int, total: int) -> None:
+    """Progress lives in Redis (counts only): the import's own transaction hides its rows until commit."""
+    try:
+        _redis().set(_progress_key(job_id), f"{processed}/{total}", ex=3600)
+    except Exception:  # noqa: BLE001 - progress is cosmetic; the import must not fail for it
+        logger.warning("could not record progress of import job %s", job_id)
+
+
+def import_progress_get(job_id: int) -> tuple[int, int] | None:
+    try:
+        value = _redis().get(_progress_key(job_id))
+    except Exception:  # noqa: BLE001
+        return None
+    if not value:
+        return None
+    processed, _, total = value.decode().partition("/")
+    return int(processed), int(total)
+
+
+@transaction.atomic
+def import_job_create(*, data: bytes, source_system: str, actor: Any = None, kind: str = JobKind.UPLOAD) -> ImportJob:
+    """Store an uploaded file (encrypted) as a queued job and enqueue its import after commit."""
+    from integrations.fhir.tasks import fhir_import_task
+
+    job = ImportJob.objects.create(
+        kind=kind,
+        source_system=(source_system.strip() or "upload")[:255],
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        size_bytes=len(data),
+        payload=primary_fernet().encrypt(data),
+    )
+    organization_id = job.organization_id
+    actor_id = job.created_by_id
+    if getattr(settings, "FHIR_IMPORT_EAGER", False):
+        return job  # tests and scripts call import_job_run themselves
+    transaction.on_commit(lambda: fhir_import_task.delay(organization_id, job.pk, actor_id=actor_id))
+    return job
+
+
+def _units_in(organization: Organization) -> Callable[[Callable[[], None]], None]:
+    def run(fn: Callable[[], None]) -> None:
+        with organization_context(organization):
+            fn()
+
+    return run
+
+
+def import_job_run(*, organization: Organization, job_id: int, actor: Any = None) -> ImportJob | None:
+    """Run a queued import job (outside any transaction: each unit commits on its own)."""
+    with organization_context(organization):
+        claimed = ImportJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+            status=JobStatus.RUNNING, started_at=timezone.now()
+        )
+        job = ImportJob.objects.filter(pk=job_id).first()
+    if job is None or not claimed:
+        return job  # gone, or another worker has it
+    report = ImportReport()
+    error = ""
+    try:
+        data = primary_fernet().decrypt(bytes(job.payload))
+        job.payload = b""
+
+        def progress(processed: int, total: int) -> None:
+            import_progress_set(job_id, processed, total)
+
+        with set_actor(actor):
+            fhir_import_data(
+                data,
+                source_system=job.source_system,
+                actor=actor,
+                report=report,
+                run_unit=_units_in(organization),
+                progress=progress,
+            )
+    except Exception as exc:  # noqa: BLE001 - a job must end in a state people can see
+        logger.exception("import job %s failed", job_id)
+        error = f"The import stopped unexpectedly ({type(exc).__name__})."
+    status = JobStatus.FAILED if error else JobStatus.SUCCEEDED if report.ok else JobStatus.PARTIAL
+    if not error and report.ok is False and report.units_failed == report.units:
+        status = JobStatus.FAILED
+    with organization_context(organization):
+        ImportJob.objects.filter(pk=job_id).update(
+            status=status,
+            payload=b"",
+            report=report.as_dict(),
+            error=error,
+            total=sum(sum(c.values()) for c in report.counts.values()),
+            processed=sum(sum(c.values()) for c in report.counts.values()),
+            finished_at=timezone.now(),
+        )
+        return ImportJob.objects.get(pk=job_id)
+
+
+# -- Pulls -----------------------------------------------------------------------------------------
+
+
+def connection_client(connection: FhirConnection, **kwargs: Any) -> FhirClient:
+    smart = None
+    if connection.auth_type == AuthType.SMART:
+        smart = SmartBackendAuth(
+            token_url=connection.token_url,
+            client_id=connection.client_id,
+            private_key_pem=connection.private_key_pem,
+            key_id=connection.key_id,
+            scope=connection.scope,
+        )
+    bearer = connection.bearer_token if connection.auth_type == AuthType.BEARER else ""
+    return FhirClient(connection.base_url, bearer_token=bearer, smart=smart, **kwargs)
+
+
+def _latest(page: dict[str, Any], current: str | None) -> str | None:
+    latest = current
+    for entry in page.get("entry") or []:
+        value = (
+            ((entry.get("resource") or {}).get("meta") or {}).get("lastUpdated") if isinstance(entry, dict) else None
+        )
+        if isinstance(value, str) and (latest is None or value > latest):
+            latest = value
+    return latest
+
+
+def fhir_pull_connection(
+    *, organization: Organization, connection_id: int, actor: Any = None, client: FhirClient | None = None
+) -> ImportJob | None:
+    """Pull what changed since the last success, type by type, page by page (each page one unit).
+
+    A type's cursor moves only when all of its pages imported; a failed page is reported and the
+    next run asks again from the old cursor.
+    """
+    with organization_context(organization):
+        connection = FhirConnection.objects.filter(pk=connection_id, is_active=True).first()
+        if connection is None:
+            return None
+        job = ImportJob.objects.create(
+            kind=JobKind.PULL,
+            connection=connection,
+            source_system=connection.base_url,
+            status=JobStatus.RUNNING,
+            started_at=timezone.now(),
+        )
+    client = client or connection_client(connection)
+    report = ImportReport()
+    cursors = dict(connection.cursors or {})
+    error = ""
+    run = _units_in(organization)
+    with set_actor(actor):
+        for resource_type in connection.pull_types:
+            since = cursors.get(resource_type)
+            params = {"_count": PULL_PAGE_SIZE, "_sort": "_lastUpdated"}
+            if since:
+                params["_lastUpdated"] = f"gt{since}"
+            latest = since
+            type_ok = True
+            try:
+                for page in client.search(resource_type, params):
+                    try:
+                        check_bundle_header({k: v for k, v in page.items() if k != "entry"})
+                    except FhirInputError as exc:
+                        report.units += 1
+                        report.units_failed += 1
+                        report.fail(Failure(-1, "Bundle", exc.field, str(exc)))
+                        type_ok = False
+                        continue
+                    entries = [e for e in page.get("entry") or [] if (e.get("search") or {}).get("mode") != "outcome"]
+                    importer = UnitImporter(source_system=connection.base_url, actor=actor, report=report)
+                    failed_before = report.units_failed
+                    run(lambda importer=importer, entries=entries: importer._run(enumerate(entries), "searchset"))
+                    if report.units_failed > failed_before:
+                        type_ok = False
+                    else:
+                        latest = _latest(page, latest)
+            except FhirClientError as exc:
+                error = f"{resource_type}: {exc}"
+                type_ok = False
+                if exc.permanent:
+                    break
+                continue
+            if type_ok and latest:
+                cursors[resource_type] = latest
+    now = timezone.now()
+    status = JobStatus.FAILED if error else JobStatus.SUCCEEDED if report.ok else JobStatus.PARTIAL
+    with organization_context(organization):
+        counted = sum(sum(c.values()) for c in report.counts.values())
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=status, report=report.as_dict(), error=error, total=counted, processed=counted, finished_at=now
+        )
+        changes: dict[str, Any] = {
+            "cursors": cursors,
+            "last_run_at": now,
+            "last_error": error or _first_failure(report),
+        }
+        if status == JobStatus.SUCCEEDED:
+            changes["last_success_at"] = now
+        FhirConnection.objects.filter(pk=connection_id).update(**changes)
+        return ImportJob.objects.get(pk=job.pk)
+
+
+def _first_failure(report: ImportReport) -> str:
+    if not report.failures:
+        return ""
+    f = report.failures[0]
+    return f"entry {f.entry} ({f.resource_type}) {f.field}: {f.reason}"
+
+
+def connections_due(now: datetime | None = None) -> list[int]:
+    """Ids of this organization's active connections whose interval has passed."""
+    now = now or timezone.now()
+    due = []
+    for connection in FhirConnection.objects.filter(is_active=True):
+        if (
+            connection.last_run_at is None
+            or (now - connection.last_run_at).total_seconds() >= 60 * connection.interval_minutes
+        ):
+            due.append(connection.pk)
+    return due
+
+
+# -- Export ----------------------------------------------------------------------------------------
+
+
+def fhir_export_patient_json(*, patient: Any) -> str:
+    from integrations.fhir.export import fhir_export_patient
+
+    return json.dumps(fhir_export_patient(patient=patient), indent=1)

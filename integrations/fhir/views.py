@@ -1,0 +1,138 @@
+"""FHIR pages: upload a file and watch its import, EHR connections, a patient's export."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from compliance.access import phi_free, phi_view
+from compliance.models import AccessAction
+from healthcrm.views import organization_required
+from integrations.fhir import services
+from integrations.fhir.export import fhir_export_patient
+from integrations.fhir.forms import ImportUploadForm
+from integrations.fhir.importer import ImportReport
+from integrations.models import FhirConnection, ImportJob
+from patients.policies import require_clinical
+from patients.selectors import get_patient_for_user
+
+
+def require_integrations_admin(request: HttpRequest) -> None:
+    """Imports and connections are for the organization's administrators (or a granted permission)."""
+    membership = getattr(request, "membership", None)
+    if request.user.is_superuser or (membership is not None and membership.role == "admin"):
+        return
+    if request.user.has_perm("integrations.add_importjob"):
+        return
+    raise PermissionDenied
+
+
+def _job_for_user(request: HttpRequest, pk: int) -> ImportJob:
+    job = ImportJob.objects.filter(pk=pk).first()  # tenant manager: another organization's job is not found
+    if job is None:
+        raise Http404("No import matches the given id.")
+    require_integrations_admin(request)
+    return job
+
+
+@phi_free  # counts, entry numbers and FHIR paths only
+@login_required
+@organization_required
+def import_upload_view(request: HttpRequest) -> HttpResponse:
+    require_integrations_admin(request)
+    form = ImportUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data["file"].read()
+        job = services.import_job_create(
+            data=data, source_system=form.cleaned_data["source_system"], actor=request.user
+        )
+        return redirect("integrations:fhir_import_job", pk=job.pk)
+    jobs = ImportJob.objects.select_related("created_by")[:20]
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request,
+        "integrations/fhir_import.html",
+        {"form": form, "jobs": jobs, "max_mb": services.max_upload_bytes() // (1024 * 1024)},
+        status=status,
+    )
+
+
+@phi_free  # counts, entry numbers, FHIR paths and patient ids only
+@login_required
+@organization_required
+def import_job_view(request: HttpRequest, pk: int) -> HttpResponse:
+    job = _job_for_user(request, pk)
+    processed, total = job.processed, job.total
+    if not job.is_done:
+        live = services.import_progress_get(job.pk)
+        if live:
+            processed, total = live
+    percent = 100 if job.is_done else (min(99, int(100 * processed / total)) if total else 0)
+    context = {
+        "job": job,
+        "report": ImportReport.from_dict(job.report) if job.is_done else None,
+        "processed": processed,
+        "total": total,
+        "percent": percent,
+    }
+    template = "integrations/partials/fhir_job_status.html" if request.htmx else "integrations/fhir_import_job.html"
+    return render(request, template, context)
+
+
+@phi_free  # connection settings; the token and key are never shown
+@login_required
+@organization_required
+def connection_list_view(request: HttpRequest) -> HttpResponse:
+    require_integrations_admin(request)
+    return render(request, "integrations/fhir_connections.html", {"connections": FhirConnection.objects.all()})
+
+
+@phi_free
+@login_required
+@organization_required
+def connection_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = FhirConnection.objects.filter(pk=pk).first()
+    if connection is None:
+        raise Http404("No connection matches the given id.")
+    require_integrations_admin(request)
+    jobs = ImportJob.objects.filter(connection=connection)[:20]
+    return render(request, "integrations/fhir_connection.html", {"connection": connection, "jobs": jobs})
+
+
+@phi_free
+@login_required
+@organization_required
+@require_POST
+def connection_pull_view(request: HttpRequest, pk: int) -> HttpResponse:
+    from django.db import transaction
+
+    from integrations.fhir.tasks import fhir_pull_task
+
+    connection = FhirConnection.objects.filter(pk=pk).first()
+    if connection is None:
+        raise Http404("No connection matches the given id.")
+    require_integrations_admin(request)
+    organization_id, user_id = connection.organization_id, request.user.pk
+    transaction.on_commit(lambda: fhir_pull_task.delay(organization_id, connection.pk, actor_id=user_id))
+    messages.success(request, "Pull queued.")
+    return redirect("integrations:fhir_connection", pk=pk)
+
+
+@login_required
+@organization_required
+@phi_view(AccessAction.EXPORT)
+def patient_export_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """The patient's record as a FHIR R4 Bundle download (access requests); access-logged as an export."""
+    patient = get_patient_for_user(request, pk)
+    require_clinical(request, patient)  # the export holds the whole clinical record
+    bundle = fhir_export_patient(patient=patient)
+    response = HttpResponse(json.dumps(bundle, indent=1), content_type="application/fhir+json")
+    response["Content-Disposition"] = f'attachment; filename="patient-{patient.pk}-fhir.json"'
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,125 @@
+"""Home-device readings: token auth (hashed), Observation recorded, out-of-range readings alert."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.urls import reverse
+
+from healthcrm.tenancy import organization_context
+from integrations.devices.services import device_token_create
+from integrations.models import DeviceAlert, DeviceToken
+from patients.models import Observation
+from tests.factories import PatientFactory
+
+pytestmark = pytest.mark.django_db
+URL = "/integrations/devices/observations/"
+
+
+@pytest.fixture
+def token(org_a: Any) -> str:
+    with organization_context(org_a):
+        PatientFactory(mrn="DEV-1")
+        _, clear = device_token_create(name="BP cuffs")
+    return clear
+
+
+def reading(code: str, **value: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": "reading-1",
+        "status": "final",
+        "category": [{"coding": [{"code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}], "text": code},
+        "subject": {"identifier": {"system": "urn:mrn", "value": "DEV-1"}},
+        "effectiveDateTime": "2025-03-01T08:00:00Z",
+    }
+    resource.update(value)
+    return resource
+
+
+def blood_pressure(systolic: int, diastolic: int) -> dict[str, Any]:
+    return reading(
+        "85354-9",
+        component=[
+            {"code": {"coding": [{"code": "8480-6"}]}, "valueQuantity": {"value": systolic, "code": "mm[Hg]"}},
+            {"code": {"coding": [{"code": "8462-4"}]}, "valueQuantity": {"value": diastolic, "code": "mm[Hg]"}},
+        ],
+    )
+
+
+def post(client: Any, token: str, body: Any) -> Any:
+    return client.post(
+        URL, data=json.dumps(body), content_type="application/fhir+json", headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def test_url_name() -> None:
+    assert reverse("integrations:device_observation") == URL
+
+
+def test_out_of_range_reading_creates_an_alert(org_a, client, token) -> None:
+    response = post(client, token, blood_pressure(182, 95))
+    assert response.status_code == 201, response.content
+    assert response.json()["alerts"] == 1
+    with organization_context(org_a):
+        observation = Observation.objects.get()
+        assert observation.value_display == "182/95 mm[Hg]"
+        alert = DeviceAlert.objects.get()
+        assert (alert.code, alert.value, alert.high, alert.threshold_source) == ("8480-6", 182, 160, "organization")
+        assert alert.patient == observation.patient and alert.status == "open"
+    # The device re-sends the same reading: nothing new.
+    again = post(client, token, blood_pressure(182, 95))
+    assert again.status_code == 200
+    with organization_context(org_a):
+        assert Observation.objects.count() == 1 and DeviceAlert.objects.count() == 1
+
+
+def test_in_range_reading_and_organization_thresholds(org_a, client, token) -> None:
+    assert post(client, token, reading("59408-5", valueQuantity={"value": 97, "code": "%"})).json()["alerts"] == 0
+    org_a.settings = {"device_thresholds": {"29463-7": {"high": "100"}}}
+    org_a.save()
+    weight = reading("29463-7", id="w1", valueQuantity={"value": 104.5, "code": "kg"})
+    assert post(client, token, weight).json()["alerts"] == 1
+
+
+def test_tokens_are_stored_hashed_and_checked(org_a, org_b, client, token) -> None:
+    with organization_context(org_a):
+        stored = DeviceToken.objects.get()
+        assert token not in (stored.token_hash, stored.prefix) and len(stored.token_hash) == 64
+    assert post(client, token + "x", blood_pressure(120, 80)).status_code == 401
+    assert post(client, "", blood_pressure(120, 80)).status_code == 401
+    forged = token.replace(f"hcd_{org_a.pk}_", f"hcd_{org_b.pk}_")  # the secret of A claiming B
+    assert post(client, forged, blood_pressure(120, 80)).status_code == 401
+    with organization_context(org_a):
+        DeviceToken.objects.update(is_active=False)
+    assert post(client, token, blood_pressure(120, 80)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ("not json", 400, "body"),
+        ({"resourceType": "Patient"}, 400, "resourceType"),
+        (reading("85354-9", status="done-ish", component=[]), 400, "Observation.status"),
+        (reading("4548-4", valueQuantity={"value": 7}), 400, "Observation.code"),
+        (
+            reading("59408-5", valueQuantity={"value": 90}, subject={"identifier": {"value": "NOPE"}}),
+            404,
+            "Observation.subject.identifier",
+        ),
+    ],
+)
+def test_bad_readings_are_refused_with_the_element_named(org_a, client, token, body, status, field) -> None:
+    response = client.post(
+        URL,
+        data=body if isinstance(body, str) else json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == status
+    assert response.json()["issue"][0]["expression"] == [field]
+    with organization_context(org_a):
+        assert not Observation.objects.exists()
