@@ -1,1 +1,287 @@
-"""Outreach: channels, consent, rules, templates, outbox (issue #4 builds it)."""
+"""Outreach: channel settings, consent, templates, rules, the outbox and SMS conversations.
+
+The outbox (`OutboundMessage`) is the schedule: one row per intended message, unique per
+(organization, patient, rule, subject, channel, slot), so a rule evaluated twice, a beat that
+runs twice or a redelivered task never creates or sends a message twice.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+
+from auditlog.registry import auditlog
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+
+from compliance.audit import register_phi
+from healthcrm.crypto import BlindIndexField, EncryptedCharField, EncryptedTextField
+from healthcrm.models import TenantModel
+
+
+class MessageChannel(models.TextChoices):
+    SMS = "sms", "SMS"
+    EMAIL = "email", "Email"
+
+
+class ChannelSettings(TenantModel):
+    """An organization's outreach settings: Twilio credentials (encrypted), sender, limits, etiquette."""
+
+    sms_enabled = models.BooleanField(default=True)
+    twilio_account_sid = models.CharField("Twilio account SID", max_length=64, blank=True)
+    twilio_auth_token = EncryptedCharField("Twilio auth token", max_length=128, blank=True)
+    sms_from_number = models.CharField("sender number", max_length=20, blank=True, help_text="E.164, e.g. +13125550100")
+    messaging_service_sid = models.CharField("Messaging Service SID", max_length=64, blank=True)
+    email_enabled = models.BooleanField(default=True)
+    email_from = models.CharField("email from-address", max_length=200, blank=True)
+    contact_phone = models.CharField("clinic contact phone (HELP replies)", max_length=32, blank=True)
+    send_rate_per_second = models.PositiveIntegerField(
+        default=10, help_text="Most messages per second this organization sends (the provider's limit)."
+    )
+    quiet_start = models.TimeField(default=time(8, 0), help_text="Local time (the patient's) sending may start.")
+    quiet_end = models.TimeField(default=time(21, 0), help_text="Local time (the patient's) sending must stop.")
+    cap_per_day = models.PositiveIntegerField(default=1, help_text="Non-urgent messages per patient per 24 h.")
+    cap_per_week = models.PositiveIntegerField(default=3, help_text="Non-urgent messages per patient per 7 days.")
+    max_attempts = models.PositiveIntegerField(default=6, help_text="Sends tried before a message is marked failed.")
+
+    class Meta:
+        verbose_name_plural = "channel settings"
+        constraints = [
+            models.UniqueConstraint(fields=["organization"], name="channelsettings_one_per_org"),
+            models.CheckConstraint(condition=Q(send_rate_per_second__gte=1), name="channelsettings_rate_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Channel settings of organization #{self.organization_id}"
+
+
+class ConsentStatus(models.TextChoices):
+    OPTED_IN = "opted_in", "Opted in"
+    OPTED_OUT = "opted_out", "Opted out"
+
+
+class ConsentSource(models.TextChoices):
+    STAFF = "staff", "Recorded by staff"
+    SMS_KEYWORD = "sms_keyword", "SMS keyword"
+    LINK = "link", "Unsubscribe link"
+    IMPORT = "import", "Imported"
+    INTAKE = "intake", "Intake form"
+
+
+class Consent(TenantModel):
+    """A patient's current consent for one channel, with where and when it was given or withdrawn."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="consents")
+    channel = models.CharField(max_length=8, choices=MessageChannel.choices)
+    status = models.CharField(max_length=12, choices=ConsentStatus.choices)
+    source = models.CharField(max_length=16, choices=ConsentSource.choices)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "patient", "channel"],
+                name="consent_unique_per_patient_channel",
+                violation_error_message="This patient already has a consent for this channel.",
+            ),
+            models.CheckConstraint(condition=Q(status__in=ConsentStatus.values), name="consent_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Consent #{self.pk}"
+
+
+class MessageTemplate(TenantModel):
+    """The text of a kind of message (`key`) in one language for one channel."""
+
+    key = models.SlugField(max_length=64, help_text="What the message is, e.g. appointment_reminder.")
+    language = models.CharField(max_length=35, default="en")
+    channel = models.CharField(max_length=8, choices=MessageChannel.choices)
+    subject = models.CharField(max_length=200, blank=True, help_text="Email only.")
+    body = models.TextField()
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["key", "language", "channel"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "key", "language", "channel"],
+                name="messagetemplate_unique_per_org",
+                violation_error_message="A template for this message, language and channel already exists.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.language}, {self.channel})"
+
+
+class RuleKind(models.TextChoices):
+    APPOINTMENT_REMINDER = "appointment_reminder", "Appointment reminder"
+    POST_VISIT = "post_visit", "Post-visit follow-up"
+    MEDICATION_REFILL = "medication_refill", "Medication refill due"
+    ADHERENCE = "adherence", "Daily adherence reminder"
+    PREVENTIVE_RECALL = "preventive_recall", "Preventive-care recall"
+    CARE_PLAN_UPDATE = "care_plan_update", "Care plan update notice"
+    LAB_RESULTS = "lab_results", "Lab results available"
+    CAMPAIGN = "campaign", "Education / wellness campaign"
+
+
+# Marketing-like outreach needs an explicit opt-in; care messages go unless the patient opted out.
+OPT_IN_KINDS = frozenset({RuleKind.CAMPAIGN})
+
+
+class Rule(TenantModel):
+    """When to message whom: evaluated by the beat, materialized as outbox rows."""
+
+    name = models.CharField(max_length=120)
+    kind = models.CharField(max_length=24, choices=RuleKind.choices)
+    template_key = models.SlugField(max_length=64)
+    is_active = models.BooleanField(default=True)
+    is_urgent = models.BooleanField(
+        default=False, help_text="Urgent messages ignore frequency caps (quiet hours still apply)."
+    )
+    offsets_hours = ArrayField(
+        models.PositiveIntegerField(),
+        default=list,
+        blank=True,
+        help_text="Hours before the appointment, e.g. 72, 24, 2.",
+    )
+    appointment_types = ArrayField(
+        models.CharField(max_length=32), default=list, blank=True, help_text="Leave empty for every type."
+    )
+    params = models.JSONField(default=dict, blank=True, help_text="Kind-specific options (cohort filter, schedule).")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"],
+                name="rule_name_unique_per_org",
+                violation_error_message="A rule with this name already exists.",
+            ),
+            models.CheckConstraint(condition=Q(kind__in=RuleKind.values), name="rule_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OutboxStatus(models.TextChoices):
+    PENDING = "pending", "Scheduled"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class OutboundMessage(TenantModel):
+    """One intended message. `next_attempt_at` is the schedule (quiet hours, caps and backoff move it)."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="outbound_messages")
+    rule = models.ForeignKey(Rule, null=True, blank=True, on_delete=models.PROTECT, related_name="messages")
+    template_key = models.SlugField(max_length=64, blank=True)
+    subject_type = models.CharField(max_length=32, help_text="What the message is about: appointment, care_plan, ...")
+    subject_id = models.BigIntegerField(null=True, blank=True)
+    channel = models.CharField(max_length=8, choices=MessageChannel.choices)
+    slot = models.CharField(max_length=64, help_text="Which occurrence: '24h@<start>', a date, a reply id.")
+    is_urgent = models.BooleanField(default=False)
+    status = models.CharField(max_length=12, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
+    due_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Not worth sending after this.")
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    # Filled at send time: the text actually sent and where to (PHI, encrypted).
+    to_address = EncryptedCharField(max_length=254, blank=True)
+    body = EncryptedTextField(blank=True)
+    provider_sid = models.CharField(max_length=64, blank=True)
+    segments = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    # Reasons and provider error texts, never values (no PHI).
+    status_reason = models.CharField(max_length=200, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-due_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "patient", "rule", "subject_type", "subject_id", "channel", "slot"],
+                nulls_distinct=False,
+                name="outbox_message_unique",
+                violation_error_message="This message already exists.",
+            ),
+            models.CheckConstraint(condition=Q(status__in=OutboxStatus.values), name="outbox_status_valid"),
+            models.CheckConstraint(condition=Q(channel__in=MessageChannel.values), name="outbox_channel_valid"),
+        ]
+        indexes = [
+            # The due scan: pending rows of one organization by next attempt (partial: stays small).
+            models.Index(
+                fields=["organization", "next_attempt_at"],
+                condition=Q(status="pending"),
+                name="outbox_due_scan",
+            ),
+            # Stale claims (a worker died between claim and result).
+            models.Index(fields=["organization", "claimed_at"], condition=Q(status="sending"), name="outbox_sending"),
+            models.Index(fields=["organization", "provider_sid"], name="outbox_provider_sid"),
+            models.Index(fields=["organization", "patient", "-due_at"], name="outbox_patient_due"),
+            models.Index(fields=["organization", "status", "-due_at"], name="outbox_status_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Message #{self.pk}"
+
+
+class Direction(models.TextChoices):
+    INBOUND = "in", "Received"
+    OUTBOUND = "out", "Sent"
+
+
+class ConversationMessage(TenantModel):
+    """An SMS received from (or a staff reply to) a phone number, shown in the conversation inbox."""
+
+    patient = models.ForeignKey(
+        "patients.Patient", null=True, blank=True, on_delete=models.CASCADE, related_name="conversation_messages"
+    )
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    phone = EncryptedCharField(max_length=32)
+    phone_bidx = BlindIndexField(source="phone", kind="phone")
+    body = EncryptedTextField()
+    provider_sid = models.CharField(max_length=64, blank=True)
+    outbound = models.ForeignKey(OutboundMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    keyword = models.CharField(max_length=16, blank=True, help_text="The keyword acted on (STOP, START, HELP, C, R).")
+    read_at = models.DateTimeField(null=True, blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # A replayed inbound webhook stores nothing twice.
+            models.UniqueConstraint(
+                fields=["organization", "provider_sid"],
+                condition=~Q(provider_sid=""),
+                name="conversationmessage_sid_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "patient", "created_at"], name="conversation_patient"),
+            models.Index(fields=["organization", "read_at"], condition=Q(direction="in"), name="conversation_unread"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Conversation message #{self.pk}"
+
+
+# Encrypted fields fully redacted in the change log; the rest audited as is.
+for _model in (ChannelSettings, OutboundMessage, ConversationMessage):
+    register_phi(_model)
+for _model in (Consent, MessageTemplate, Rule):
+    auditlog.register(_model)

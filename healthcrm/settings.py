@@ -12,7 +12,7 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from healthcrm.environment import env_bool, env_choice, env_int, env_list, env_str
+from healthcrm.environment import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -264,6 +264,18 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "HealthCRM <no-reply@healthcr
 # Twilio: off unless enabled; its other settings matter only then.
 TWILIO_ENABLED = env_bool("TWILIO_ENABLED", False)
 TWILIO_API_URL = env_str("TWILIO_API_URL", "https://api.twilio.com")
+TWILIO_TIMEOUT = env_float("TWILIO_TIMEOUT_SECONDS", 10.0)
+
+# Outreach (engagement/). SMS go to Twilio (`twilio`) or, in development, to a local sink that marks
+# them sent with a fake id (`outbox_sink`). Twilio signs webhooks with the public URL it called:
+# PUBLIC_BASE_URL rebuilds it (never the Host header).
+ENGAGEMENT_SMS_BACKEND = env_choice(
+    "SMS_BACKEND", "twilio" if TWILIO_ENABLED else "outbox_sink", ("twilio", "outbox_sink")
+)
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "" if PRODUCTION else "http://127.0.0.1:8000")
+ENGAGEMENT_RETRY_BASE = env_float("ENGAGEMENT_RETRY_BASE_SECONDS", 30.0)
+ENGAGEMENT_REQUEUE_AFTER = env_float("ENGAGEMENT_REQUEUE_AFTER_SECONDS", 60.0)
+ENGAGEMENT_SENDING_STALE_AFTER = env_float("ENGAGEMENT_SENDING_STALE_AFTER_SECONDS", 300.0)
 
 # Telehealth: each telehealth appointment gets a room at this URL ({room}: 22 random characters).
 TELEHEALTH_URL_TEMPLATE = env_str("TELEHEALTH_URL_TEMPLATE", "https://telehealth.healthcrm.example/room/{room}")
@@ -285,6 +297,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
+# Keep a worker's database connection across tasks (Celery's Django fixup closes it after each by
+# default: a new login per message). Safe with RLS: the organization is set per transaction.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 100)
 CELERY_TASK_ROUTES = {
     "engagement.tasks.*": {"queue": "outreach"},
     "integrations.tasks.*": {"queue": "integrations"},
@@ -297,6 +312,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": crontab(minute=17),
     },
     "integrations-fhir-pull-due": {"task": "integrations.fhir.tasks.fhir_pull_due_task", "schedule": crontab()},
+    "engagement-dispatch-due": {"task": "engagement.tasks.outbox_dispatch_task", "schedule": 2.0},
+    "engagement-materialize-rules": {"task": "engagement.tasks.rules_materialize_all_task", "schedule": 300.0},
 }
 
 # ---------------------------------------------------------------------------------------------

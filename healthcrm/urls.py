@@ -36,5 +36,7 @@ urlpatterns = [
     path("patients/", include("patients.urls")),
     path("compliance/", include("compliance.urls")),
     path("integrations/", include("integrations.urls")),
+    path("integrations/twilio/", include("integrations.twilio.urls")),
+    path("engagement/", include("engagement.urls")),
     path("admin/", admin.site.urls),
 ]

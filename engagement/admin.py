@@ -1,0 +1,41 @@
+from django.contrib import admin
+
+from compliance.access import PHIAdminMixin
+from engagement.models import ChannelSettings, Consent, ConversationMessage, MessageTemplate, OutboundMessage, Rule
+
+
+@admin.register(ChannelSettings)
+class ChannelSettingsAdmin(PHIAdminMixin, admin.ModelAdmin):
+    list_display = ["organization", "sms_enabled", "sms_from_number", "send_rate_per_second"]
+    exclude = ["twilio_auth_token"]  # set on the outreach settings page, never shown
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(PHIAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "status", "channel", "rule", "due_at", "attempts", "provider_sid"]
+    list_filter = ["status", "channel"]
+    exclude = ["to_address", "body"]
+    raw_id_fields = ["patient", "rule", "sent_by"]
+
+
+@admin.register(ConversationMessage)
+class ConversationMessageAdmin(PHIAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "direction", "keyword", "created_at", "read_at"]
+    exclude = ["phone", "body"]
+    raw_id_fields = ["patient", "outbound", "author"]
+
+
+@admin.register(Rule)
+class RuleAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "template_key", "is_active"]
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(admin.ModelAdmin):
+    list_display = ["key", "language", "channel", "is_active"]
+
+
+@admin.register(Consent)
+class ConsentAdmin(admin.ModelAdmin):
+    list_display = ["id", "channel", "status", "source", "changed_at"]
+    raw_id_fields = ["patient"]

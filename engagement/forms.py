@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django import forms
+
+from engagement.models import (
+    ChannelSettings,
+    MessageChannel,
+    MessageTemplate,
+    OutboundMessage,
+    OutboxStatus,
+    Rule,
+    RuleKind,
+)
+
+
+class OutboxFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=OutboxStatus.choices, empty_label="Any status")
+    channel = django_filters.ChoiceFilter(choices=MessageChannel.choices, empty_label="Any channel")
+    rule = django_filters.ModelChoiceFilter(queryset=lambda request: Rule.objects.all(), empty_label="Any rule")
+    due_from = django_filters.DateFilter(
+        field_name="due_at", lookup_expr="date__gte", label="Due from", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    due_to = django_filters.DateFilter(
+        field_name="due_at", lookup_expr="date__lte", label="Due until", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    class Meta:
+        model = OutboundMessage
+        fields = ["status", "channel", "rule", "due_from", "due_to"]
+
+
+def _int_list(value: str) -> list[int]:
+    try:
+        numbers = sorted({int(part) for part in value.replace(" ", "").split(",") if part}, reverse=True)
+    except ValueError:
+        raise forms.ValidationError("Give whole numbers of hours separated by commas, e.g. 72, 24, 2.") from None
+    if any(n <= 0 or n > 24 * 60 for n in numbers):
+        raise forms.ValidationError("Offsets are between 1 and 1440 hours.")
+    return numbers
+
+
+class RuleForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    kind = forms.ChoiceField(choices=RuleKind.choices)
+    template_key = forms.SlugField(max_length=64, label="Template", help_text="e.g. appointment_reminder")
+    offsets = forms.CharField(
+        required=False, label="Hours before the appointment", help_text="Comma-separated, e.g. 72, 24, 2."
+    )
+    appointment_types = forms.CharField(
+        required=False, help_text="Comma-separated appointment types (follow_up, annual, ...); empty: all."
+    )
+    is_urgent = forms.BooleanField(required=False, label="Time-critical (ignores frequency caps)")
+    is_active = forms.BooleanField(required=False, initial=True, label="Active")
+
+    def clean_offsets(self) -> list[int]:
+        return _int_list(self.cleaned_data.get("offsets") or "")
+
+    def clean_appointment_types(self) -> list[str]:
+        raw = self.cleaned_data.get("appointment_types") or ""
+        return [part.strip() for part in raw.split(",") if part.strip()]
+
+    @classmethod
+    def initial_for(cls, rule: Rule) -> dict[str, Any]:
+        return {
+            "name": rule.name,
+            "kind": rule.kind,
+            "template_key": rule.template_key,
+            "offsets": ", ".join(str(n) for n in rule.offsets_hours),
+            "appointment_types": ", ".join(rule.appointment_types),
+            "is_urgent": rule.is_urgent,
+            "is_active": rule.is_active,
+        }
+
+
+class TemplateForm(forms.ModelForm):
+    class Meta:
+        model = MessageTemplate
+        fields = ["key", "language", "channel", "subject", "body", "is_active"]
+        widgets = {"body": forms.Textarea(attrs={"rows": 6})}
+
+
+class ChannelSettingsForm(forms.ModelForm):
+    twilio_auth_token = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        label="Twilio auth token",
+        help_text="Stored encrypted; leave empty to keep the current one.",
+    )
+
+    class Meta:
+        model = ChannelSettings
+        fields = [
+            "sms_enabled",
+            "twilio_account_sid",
+            "sms_from_number",
+            "messaging_service_sid",
+            "email_enabled",
+            "email_from",
+            "contact_phone",
+            "send_rate_per_second",
+            "quiet_start",
+            "quiet_end",
+            "cap_per_day",
+            "cap_per_week",
+            "max_attempts",
+        ]
+        widgets = {
+            "quiet_start": forms.TimeInput(attrs={"type": "time"}),
+            "quiet_end": forms.TimeInput(attrs={"type": "time"}),
+        }
+
+
+class ReplyForm(forms.Form):
+    body = forms.CharField(max_length=1600, widget=forms.Textarea(attrs={"rows": 3}), label="Reply")

@@ -1,0 +1,117 @@
+"""Default outreach set-up for every organization: templates (en, es), rules, consents, and a few
+demo outbox rows (reminders for upcoming appointments), so `make run` shows the outbox at work.
+
+    manage.py seed_engagement          (seed_demo may call seed_organization(organization))
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from engagement import services
+from engagement.models import ConsentSource, MessageTemplate, Rule
+from healthcrm.models import Organization
+from healthcrm.tenancy import organization_context
+
+TEMPLATES = {
+    ("appointment_reminder", "en", "sms"): (
+        "",
+        "Hi {{ first_name }}, a reminder from {{ clinic_name }}: your appointment is {{ appointment_time }}. "
+        "Reply C to confirm or R to reschedule.\n{{ telehealth_link }}",
+    ),
+    ("appointment_reminder", "es", "sms"): (
+        "",
+        "Hola {{ first_name }}, le recordamos de {{ clinic_name }}: su cita es el {{ appointment_time }}. "
+        "Responda C para confirmar o R para cambiarla.\n{{ telehealth_link }}",
+    ),
+    ("appointment_reminder", "en", "email"): (
+        "Your appointment at {{ clinic_name }}",
+        "Dear {{ first_name }},\n\nYour appointment is {{ appointment_time }} at {{ location }}.\n{{ telehealth_link }}\n\n"  # noqa: E501
+        "Confirm: {{ confirm_link }}\nCancel: {{ cancel_link }}\n\nUnsubscribe: {{ unsubscribe_link }}",
+    ),
+    ("appointment_reminder", "es", "email"): (
+        "Su cita en {{ clinic_name }}",
+        "Estimado/a {{ first_name }}:\n\nSu cita es el {{ appointment_time }} en {{ location }}.\n{{ telehealth_link }}\n\n"  # noqa: E501
+        "Confirmar: {{ confirm_link }}\nCancelar: {{ cancel_link }}\n\nDarse de baja: {{ unsubscribe_link }}",
+    ),
+    ("lab_results", "en", "sms"): (
+        "",
+        "Hi {{ first_name }}, new results from {{ clinic_name }} are available. Please sign in to see them.",
+    ),
+    ("lab_results", "es", "sms"): (
+        "",
+        "Hola {{ first_name }}, hay nuevos resultados de {{ clinic_name }}. Inicie sesión para verlos.",
+    ),
+    ("care_plan_update", "en", "sms"): (
+        "",
+        "Hi {{ first_name }}, {{ clinic_name }} updated your care plan. Please sign in to see it.",
+    ),
+    ("care_plan_update", "es", "sms"): (
+        "",
+        "Hola {{ first_name }}, {{ clinic_name }} actualizó su plan de cuidado. Inicie sesión para verlo.",
+    ),
+    ("post_visit", "en", "sms"): (
+        "",
+        "Hi {{ first_name }}, thank you for visiting {{ clinic_name }}. Questions? Call {{ clinic_phone }}.",
+    ),
+    ("post_visit", "es", "sms"): (
+        "",
+        "Hola {{ first_name }}, gracias por visitar {{ clinic_name }}. ¿Preguntas? Llame al {{ clinic_phone }}.",
+    ),
+}
+
+RULES = [
+    {
+        "name": "Appointment reminders",
+        "kind": "appointment_reminder",
+        "template_key": "appointment_reminder",
+        "offsets_hours": [72, 24, 2],
+        "is_urgent": True,
+    },
+    {"name": "Post-visit follow-up", "kind": "post_visit", "template_key": "post_visit", "params": {"hours_after": 24}},
+    {"name": "Lab results available", "kind": "lab_results", "template_key": "lab_results"},
+    {"name": "Care plan updated", "kind": "care_plan_update", "template_key": "care_plan_update"},
+]
+
+
+def seed_organization(organization: Organization) -> int:
+    """Idempotent: templates and rules by key/name; returns how many outbox rows were offered."""
+    with organization_context(organization):
+        for (key, language, channel), (subject, body) in TEMPLATES.items():
+            existing = MessageTemplate.objects.filter(key=key, language=language, channel=channel).first()
+            if existing is None:
+                services.template_save(key=key, language=language, channel=channel, subject=subject, body=body)
+        rules = []
+        for spec in RULES:
+            rule = Rule.objects.filter(name=spec["name"]).first()
+            if rule is None:
+                rule = Rule(**spec)
+                rule.full_clean()
+                rule.save()
+            rules.append(rule)
+        from patients.models import Patient
+
+        for patient in Patient.objects.filter(preferred_channel__in=["sms", "email"])[:20]:
+            for channel in ("sms", "email"):
+                if not services.selectors.Consent.objects.filter(patient=patient, channel=channel).exists():
+                    services.consent_set(
+                        patient=patient, channel=channel, status="opted_in", source=ConsentSource.INTAKE
+                    )
+        # Demo rows: reminders for the appointments of the next three days (not sent in advance).
+        offered = 0
+        for hours_ahead in (0, 24, 48):
+            offered += services.rule_materialize(rule=rules[0], now=timezone.now() + timedelta(hours=hours_ahead))
+        return offered
+
+
+class Command(BaseCommand):
+    help = "Default outreach templates (en, es), rules, consents and demo reminders for every organization."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        for organization in Organization.objects.filter(is_active=True):
+            offered = seed_organization(organization)
+            self.stdout.write(f"{organization.slug}: outreach seeded ({offered} reminder rows offered)")

@@ -1,0 +1,299 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core import signing
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from compliance.access import access_recorder, phi_free, phi_view
+from compliance.models import AccessAction
+from engagement import links, selectors, services, templating
+from engagement.forms import ChannelSettingsForm, OutboxFilter, ReplyForm, RuleForm, TemplateForm
+from engagement.models import ConsentSource, ConsentStatus, MessageTemplate, OutboxStatus, Rule
+from healthcrm.guards import get_object_for_user, require_perm
+from healthcrm.models import Organization
+from healthcrm.tenancy import organization_context
+from healthcrm.views import organization_required
+from patients.selectors import get_patient_for_user
+
+PAGE_SIZE = 50
+
+# -- Outbox -----------------------------------------------------------------------------------------
+
+
+@login_required
+@organization_required
+@phi_view(AccessAction.LIST)
+def outbox_view(request: HttpRequest) -> HttpResponse:
+    require_perm(request, "engagement.view_outboundmessage")
+    filters = OutboxFilter(request.GET or None, queryset=selectors.outbox_list(), request=request)
+    page = Paginator(filters.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    access_recorder(request).saw(page.object_list)  # rows name patients
+    context = {"filters": filters, "page": page}
+    template = "engagement/partials/outbox_table.html" if request.htmx else "engagement/outbox.html"
+    return render(request, template, context)
+
+
+# -- Conversations ------------------------------------------------------------------------------
+
+
+@login_required
+@organization_required
+@phi_view(AccessAction.LIST)
+def conversation_list_view(request: HttpRequest) -> HttpResponse:
+    require_perm(request, "engagement.view_conversationmessage")
+    threads = selectors.conversation_threads()
+    access_recorder(request).saw([t.patient for t in threads if t.patient is not None])
+    return render(request, "engagement/conversations.html", {"threads": threads})
+
+
+@login_required
+@organization_required
+@phi_view(AccessAction.VIEW)
+def conversation_view(request: HttpRequest, patient_pk: int) -> HttpResponse:
+    require_perm(request, "engagement.view_conversationmessage")
+    patient = get_patient_for_user(request, patient_pk)
+    form = ReplyForm(request.POST or None)
+    if request.method == "POST":
+        require_perm(request, "engagement.add_conversationmessage")
+        if form.is_valid():
+            try:
+                services.staff_reply(patient=patient, body=form.cleaned_data["body"], actor=request.user)
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, "Reply queued.")
+                return redirect("engagement:conversation", patient_pk=patient.pk)
+    services.conversation_mark_read(patient_id=patient.pk)
+    context = {"patient": patient, "conversation": selectors.conversation_for(patient_id=patient.pk), "form": form}
+    return render(request, "engagement/conversation.html", context, status=400 if form.errors else 200)
+
+
+# -- Rules ----------------------------------------------------------------------------------------
+
+
+@login_required
+@organization_required
+@phi_free
+def rule_list_view(request: HttpRequest) -> HttpResponse:
+    require_perm(request, "engagement.view_rule")
+    return render(request, "engagement/rules.html", {"rules": Rule.objects.all()})
+
+
+@login_required
+@organization_required
+@phi_free
+def rule_edit_view(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    rule = get_object_for_user(request, Rule.objects.all(), pk, "engagement.change_rule") if pk else None
+    if rule is None:
+        require_perm(request, "engagement.add_rule")
+    initial = (
+        RuleForm.initial_for(rule)
+        if rule
+        else {
+            "kind": "appointment_reminder",
+            "offsets": "72, 24, 2",
+            "template_key": "appointment_reminder",
+            "is_active": True,
+        }
+    )
+    form = RuleForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.rule_save(
+                rule=rule,
+                name=data["name"],
+                kind=data["kind"],
+                template_key=data["template_key"],
+                offsets_hours=data["offsets"],
+                appointment_types=data["appointment_types"],
+                is_urgent=data["is_urgent"],
+                is_active=data["is_active"],
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, "Rule saved; its messages are being scheduled.")
+            return redirect("engagement:rules")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "engagement/rule_form.html", {"form": form, "rule": rule}, status=status)
+
+
+# -- Templates ------------------------------------------------------------------------------------
+
+
+@login_required
+@organization_required
+@phi_free
+def template_list_view(request: HttpRequest) -> HttpResponse:
+    require_perm(request, "engagement.view_messagetemplate")
+    return render(request, "engagement/templates.html", {"templates": MessageTemplate.objects.all()})
+
+
+SAMPLE = {
+    "first_name": "Alex",
+    "clinic_name": "",
+    "clinic_phone": "(555) 010-0000",
+    "appointment_time": "Tue Nov 25, 10:30 AM",
+    "appointment_date": "Tue Nov 25",
+    "location": "Main Street Clinic",
+    "telehealth_link": "https://telehealth.example/room/abc",
+    "confirm_link": "https://example.test/e/l/…",
+    "cancel_link": "https://example.test/e/l/…",
+    "unsubscribe_link": "https://example.test/e/l/…",
+    "portal_link": "https://example.test/portal",
+}
+
+
+def _preview(request: HttpRequest, body: str, subject: str, channel: str) -> dict[str, object]:
+    sample = {**SAMPLE, "clinic_name": request.organization.name}  # type: ignore[attr-defined]
+    text = templating.render(body, sample)
+    return {
+        "preview_body": text,
+        "preview_subject": templating.render(subject, sample),
+        "segments": templating.count_segments(text) if channel == "sms" else None,
+        "problems": templating.lint(body=body, channel=channel, subject=subject),
+    }
+
+
+@login_required
+@organization_required
+@phi_free
+def template_edit_view(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    template = (
+        get_object_for_user(request, MessageTemplate.objects.all(), pk, "engagement.change_messagetemplate")
+        if pk
+        else None
+    )
+    if template is None:
+        require_perm(request, "engagement.add_messagetemplate")
+    form = TemplateForm(request.POST or None, instance=template)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.template_save(template=template, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, "Template saved.")
+            return redirect("engagement:templates")
+    data = form.data if form.is_bound else form.initial
+    context = {
+        "form": form,
+        "template_obj": template,
+        **_preview(
+            request, data.get("body", "") or "", data.get("subject", "") or "", data.get("channel", "sms") or "sms"
+        ),
+    }
+    return render(request, "engagement/template_form.html", context, status=400 if form.errors else 200)
+
+
+@login_required
+@organization_required
+@require_POST
+@phi_free
+def template_preview_view(request: HttpRequest) -> HttpResponse:
+    """htmx: the live preview, segment counter and lint of the template being edited."""
+    if not (
+        request.user.has_perm("engagement.add_messagetemplate")
+        or request.user.has_perm("engagement.change_messagetemplate")
+    ):
+        raise PermissionDenied
+    context = _preview(
+        request, request.POST.get("body", ""), request.POST.get("subject", ""), request.POST.get("channel", "sms")
+    )
+    return render(request, "engagement/partials/template_preview.html", context)
+
+
+# -- Channel settings ---------------------------------------------------------------------------
+
+
+@login_required
+@organization_required
+@phi_free
+def channel_settings_view(request: HttpRequest) -> HttpResponse:
+    require_perm(request, "engagement.change_channelsettings")
+    current = selectors.channel_settings_get()
+    form = ChannelSettingsForm(request.POST or None, instance=current)
+    if request.method == "POST" and form.is_valid():
+        settings_ = form.save(commit=False)
+        if form.cleaned_data.get("twilio_auth_token"):
+            settings_.twilio_auth_token = form.cleaned_data["twilio_auth_token"]
+        else:
+            settings_.twilio_auth_token = type(current).objects.get(pk=current.pk).twilio_auth_token
+        settings_.full_clean()
+        settings_.save()
+        messages.success(request, "Outreach settings saved.")
+        return redirect("engagement:settings")
+    return render(request, "engagement/settings.html", {"form": form}, status=400 if form.errors else 200)
+
+
+# -- Patient communication history (the lead includes it on the patient page) --------------------
+
+
+@login_required
+@organization_required
+@phi_view(AccessAction.VIEW)
+def patient_communications_view(request: HttpRequest, patient_pk: int) -> HttpResponse:
+    patient = get_patient_for_user(request, patient_pk)
+    require_perm(request, "engagement.view_outboundmessage")
+    context = {"patient": patient, "history": selectors.communication_history(patient=patient)}
+    return render(request, "engagement/partials/communication_history.html", context)
+
+
+# -- Patient links: no sign-in, signed token, no PHI shown ----------------------------------------
+
+
+@csrf_exempt  # no session: the signed token is the credential, and the action needs a POST
+@phi_free
+def patient_link_view(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        claims = links.read_token(token)
+    except signing.SignatureExpired:
+        return render(request, "engagement/link.html", {"state": "expired"}, status=410)
+    except signing.BadSignature:
+        raise Http404("No such link.") from None
+    organization = Organization.objects.filter(pk=claims.organization_id, is_active=True).first()
+    if organization is None:
+        raise Http404("No such link.")
+    with organization_context(organization):
+        message = (
+            selectors.outbox_list()
+            .filter(pk=claims.message_id, status__in=(OutboxStatus.SENT, OutboxStatus.DELIVERED, OutboxStatus.SENDING))
+            .first()
+        )
+        if message is None:
+            raise Http404("No such link.")
+        context = {"clinic": organization.name, "action": claims.action, "state": "ask"}
+        if request.method == "POST":
+            context["state"] = _link_act(message, claims.action)
+        return render(request, "engagement/link.html", context)
+
+
+def _link_act(message: object, action: str) -> str:
+    from patients.services import appointment_cancel, appointment_confirm
+
+    if action == "unsubscribe":
+        services.consent_set(
+            patient=message.patient,
+            channel=message.channel,
+            status=ConsentStatus.OPTED_OUT,
+            source=ConsentSource.LINK,  # type: ignore[attr-defined]
+        )
+        return "done"
+    appointment = selectors.appointment_get(message.subject_id) if message.subject_type == "appointment" else None  # type: ignore[attr-defined]
+    if appointment is None or appointment.is_final:
+        return "unavailable"
+    try:
+        if action == "confirm":
+            appointment_confirm(appointment=appointment)
+        else:
+            appointment_cancel(appointment=appointment)
+    except ValidationError:
+        return "unavailable"
+    return "done"
