@@ -73,7 +73,9 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="drop the bench database first")
     args = parser.parse_args()
 
-    os.environ["DATABASE_URL"] = _bench_url(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:54329/healthcrm"))
+    os.environ["DATABASE_URL"] = _bench_url(
+        os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:54329/healthcrm")
+    )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthcrm.settings")
     if args.fresh:
         import psycopg
@@ -99,8 +101,10 @@ def main() -> None:
 
     started = time.perf_counter()
     facts = ensure_data(patients=args.patients, appointments=args.appointments)
-    print(f"data: {facts['patients']} patients in {facts['slug']}, {facts['appointments_total']} appointments in "
-          f"all organizations (ready in {time.perf_counter() - started:.0f} s)")
+    print(
+        f"data: {facts['patients']} patients in {facts['slug']}, {facts['appointments_total']} appointments in "
+        f"all organizations (ready in {time.perf_counter() - started:.0f} s)"
+    )
 
     rng = random.Random(7)
     organization = Organization.objects.get(slug=facts["slug"])
@@ -113,8 +117,10 @@ def main() -> None:
 
         def prefix_sql(value: str) -> tuple[str, list]:
             digest = prefix_digest(normalize_name(value)[: prefixes.prefix_max_length], org)
-            return ("id IN (SELECT patient_id FROM patients_patientnameprefix WHERE organization_id = %s"
-                    " AND digest = %s)", [org, digest])
+            return (
+                "id IN (SELECT patient_id FROM patients_patientnameprefix WHERE organization_id = %s AND digest = %s)",
+                [org, digest],
+            )
 
         # label: (values as typed, blind predicate builder, plaintext predicate builder)
         kinds = {
@@ -141,8 +147,10 @@ def main() -> None:
             ),
         }
         print("\nOne page (25 rows, decrypted) per search; same SQL shape on the blind index and on plaintext")
-        print(f"{'search':<14} {'app p95':>9} {'blind p50':>10} {'blind p95':>10} {'plain p50':>10} "
-              f"{'plain p95':>10} {'p95 ratio':>10} {'rows':>6}")
+        print(
+            f"{'search':<14} {'app p95':>9} {'blind p50':>10} {'blind p95':>10} {'plain p50':>10} "
+            f"{'plain p95':>10} {'p95 ratio':>10} {'rows':>6}"
+        )
         for label, (values, blind_predicate, plain_predicate) in kinds.items():
             rows: list[int] = []
 
@@ -152,11 +160,13 @@ def main() -> None:
             def query(table, build):  # type: ignore[no-untyped-def]
                 def run(value, rows=rows):  # type: ignore[no-untyped-def]
                     predicate, params = build(value)
-                    found = list(Patient.objects.raw(
-                        f"SELECT * FROM {table} WHERE organization_id = %s AND {predicate} "  # noqa: S608
-                        "ORDER BY created_at DESC, id DESC LIMIT 25",
-                        [org, *params],
-                    ))
+                    found = list(
+                        Patient.objects.raw(
+                            f"SELECT * FROM {table} WHERE organization_id = %s AND {predicate} "  # noqa: S608
+                            "ORDER BY created_at DESC, id DESC LIMIT 25",
+                            [org, *params],
+                        )
+                    )
                     rows.append(len(found))
 
                 return run
@@ -168,15 +178,19 @@ def main() -> None:
             _, a95 = _percentiles(_timed(app, values))
             b50, b95 = _percentiles(_timed(blind, values))
             p50, p95 = _percentiles(_timed(plain, values))
-            print(f"{label:<14} {a95:>7.2f}ms {b50:>8.2f}ms {b95:>8.2f}ms {p50:>8.2f}ms {p95:>8.2f}ms "
-                  f"{b95 / p95:>9.2f}x {statistics.mean(rows):>6.1f}")
+            print(
+                f"{label:<14} {a95:>7.2f}ms {b50:>8.2f}ms {b95:>8.2f}ms {p50:>8.2f}ms {p95:>8.2f}ms "
+                f"{b95 / p95:>9.2f}x {statistics.mean(rows):>6.1f}"
+            )
 
         mrn = people[sample[0]].mrn
         started = time.perf_counter()
         found = [p.pk for p in Patient.objects.only("id", "mrn").iterator(chunk_size=5000) if p.mrn == mrn]
         scan = time.perf_counter() - started
-        print(f"decrypt-and-scan baseline (MRN, {facts['patients']} rows): {scan * 1000:.0f} ms for one query "
-              f"(found {len(found)})")
+        print(
+            f"decrypt-and-scan baseline (MRN, {facts['patients']} rows): {scan * 1000:.0f} ms for one query "
+            f"(found {len(found)})"
+        )
 
     from django.contrib.auth import get_user_model
 

@@ -20,20 +20,94 @@ from healthcrm.tenancy import organization_context
 from patients.models import Appointment, Patient, Practitioner
 
 BATCH = 5000
-GIVEN = ["Olivia", "Liam", "Emma", "Noah", "Ava", "Elijah", "Sophia", "Mateo", "Isabella", "Lucas", "Mia", "Levi",
-         "Amelia", "Ezra", "Harper", "Asher", "Evelyn", "James", "Luna", "Leo", "Camila", "Jack", "Gianna", "Omar",
-         "Aaliyah", "Hiroshi", "Priya", "Chen", "Fatima", "Kwame", "José", "Zoë", "Renée", "Björn", "Siobhan"]
-FAMILY_STEMS = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-                "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore",
-                "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Núñez",
-                "Nguyen", "Okafor", "Kowalski", "Schmidt", "Rossi", "Yamamoto", "Haddad", "Ivanova", "O'Brien"]
+GIVEN = [
+    "Olivia",
+    "Liam",
+    "Emma",
+    "Noah",
+    "Ava",
+    "Elijah",
+    "Sophia",
+    "Mateo",
+    "Isabella",
+    "Lucas",
+    "Mia",
+    "Levi",
+    "Amelia",
+    "Ezra",
+    "Harper",
+    "Asher",
+    "Evelyn",
+    "James",
+    "Luna",
+    "Leo",
+    "Camila",
+    "Jack",
+    "Gianna",
+    "Omar",
+    "Aaliyah",
+    "Hiroshi",
+    "Priya",
+    "Chen",
+    "Fatima",
+    "Kwame",
+    "José",
+    "Zoë",
+    "Renée",
+    "Björn",
+    "Siobhan",
+]
+FAMILY_STEMS = [
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Núñez",
+    "Nguyen",
+    "Okafor",
+    "Kowalski",
+    "Schmidt",
+    "Rossi",
+    "Yamamoto",
+    "Haddad",
+    "Ivanova",
+    "O'Brien",
+]
 AREA_CODES = ["312", "773", "872", "206", "425", "253", "415", "628", "617", "857"]
 
 
 def _owner_dsn() -> dict[str, Any]:
     db = settings.DATABASES["default"]
-    return {"host": db["HOST"] or None, "port": db["PORT"] or None, "dbname": db["NAME"],
-            "user": settings.DATABASE_OWNER["USER"], "password": settings.DATABASE_OWNER["PASSWORD"] or None}
+    return {
+        "host": db["HOST"] or None,
+        "port": db["PORT"] or None,
+        "dbname": db["NAME"],
+        "user": settings.DATABASE_OWNER["USER"],
+        "password": settings.DATABASE_OWNER["PASSWORD"] or None,
+    }
 
 
 def _patients(organization: Organization, wanted: int, rng: random.Random, prefix: str) -> int:
@@ -46,14 +120,19 @@ def _patients(organization: Organization, wanted: int, rng: random.Random, prefi
         for _ in range(min(BATCH, wanted - number)):
             number += 1
             given, family = rng.choice(GIVEN), rng.choice(families)
-            batch.append(Patient(
-                mrn=f"{prefix}-{number:08d}", given_name=given, family_name=family,
-                date_of_birth=date(1930, 1, 1) + timedelta(days=rng.randint(0, 28_000)),
-                sex=rng.choice(("female", "male")),
-                phone_mobile=f"+1{AREA_CODES[number % len(AREA_CODES)]}555{number // len(AREA_CODES) % 10000:04d}",
-                email=f"{given}.{family}.{number}@example.org".lower(),
-                preferred_language="en", preferred_channel="sms",
-            ))
+            batch.append(
+                Patient(
+                    mrn=f"{prefix}-{number:08d}",
+                    given_name=given,
+                    family_name=family,
+                    date_of_birth=date(1930, 1, 1) + timedelta(days=rng.randint(0, 28_000)),
+                    sex=rng.choice(("female", "male")),
+                    phone_mobile=f"+1{AREA_CODES[number % len(AREA_CODES)]}555{number // len(AREA_CODES) % 10000:04d}",
+                    email=f"{given}.{family}.{number}@example.org".lower(),
+                    preferred_language="en",
+                    preferred_channel="sms",
+                )
+            )
         Patient.objects.bulk_create(batch)
     return number - have
 
@@ -88,8 +167,13 @@ def _appointments(organization: Organization, wanted: int, practitioners: int) -
                           + (g / 18) * interval '1 day' + interval '8 hours' + (g %% 18) * interval '30 minutes'
                           + (docs.n %% 3) * interval '0 minutes' AS s) AS t
             """,
-            {"org": organization.pk, "practitioners": practitioners, "reason": empty_reason,
-             "first": have // practitioners, "last": have // practitioners + per - 1},
+            {
+                "org": organization.pk,
+                "practitioners": practitioners,
+                "reason": empty_reason,
+                "first": have // practitioners,
+                "last": have // practitioners + per - 1,
+            },
         )
 
 
@@ -108,25 +192,44 @@ def _plain_twin(organization: Organization) -> None:
     for p in Patient.objects.only("id", "mrn", "phone_mobile", "date_of_birth", "given_name", "family_name").iterator(
         chunk_size=5000
     ):
-        row = [str(p.pk), p.mrn, p.phone_mobile, p.date_of_birth.isoformat(), p.given_name.casefold(),
-               p.family_name.casefold()]
+        row = [
+            str(p.pk),
+            p.mrn,
+            p.phone_mobile,
+            p.date_of_birth.isoformat(),
+            p.given_name.casefold(),
+            p.family_name.casefold(),
+        ]
         plain.write("\t".join(row) + "\n")
     with psycopg.connect(**_owner_dsn()) as conn, conn.cursor() as cur:
         cur.execute("SELECT set_config('app.current_organization', %s, true)", [str(organization.pk)])
         cur.execute("DROP TABLE IF EXISTS bench_plain_patient")
-        cur.execute("CREATE TABLE bench_plain_patient AS SELECT * FROM patients_patient WHERE organization_id = %s",
-                    [organization.pk])
-        cur.execute("CREATE TEMP TABLE plain (id bigint, mrn_plain text, phone_plain text, dob_plain text,"
-                    " given_plain text, family_plain text)")
+        cur.execute(
+            "CREATE TABLE bench_plain_patient AS SELECT * FROM patients_patient WHERE organization_id = %s",
+            [organization.pk],
+        )
+        cur.execute(
+            "CREATE TEMP TABLE plain (id bigint, mrn_plain text, phone_plain text, dob_plain text,"
+            " given_plain text, family_plain text)"
+        )
         with cur.copy("COPY plain FROM STDIN") as copy:
             copy.write(plain.getvalue())
-        cur.execute("ALTER TABLE bench_plain_patient ADD COLUMN mrn_plain text, ADD COLUMN phone_plain text,"
-                    " ADD COLUMN dob_plain text, ADD COLUMN given_plain text, ADD COLUMN family_plain text")
-        cur.execute("UPDATE bench_plain_patient b SET mrn_plain = p.mrn_plain, phone_plain = p.phone_plain,"
-                    " dob_plain = p.dob_plain, given_plain = p.given_plain, family_plain = p.family_plain"
-                    " FROM plain p WHERE p.id = b.id")
-        for column, opclass in (("mrn_plain", ""), ("phone_plain", ""), ("dob_plain", ""),
-                                ("given_plain", " text_pattern_ops"), ("family_plain", " text_pattern_ops")):
+        cur.execute(
+            "ALTER TABLE bench_plain_patient ADD COLUMN mrn_plain text, ADD COLUMN phone_plain text,"
+            " ADD COLUMN dob_plain text, ADD COLUMN given_plain text, ADD COLUMN family_plain text"
+        )
+        cur.execute(
+            "UPDATE bench_plain_patient b SET mrn_plain = p.mrn_plain, phone_plain = p.phone_plain,"
+            " dob_plain = p.dob_plain, given_plain = p.given_plain, family_plain = p.family_plain"
+            " FROM plain p WHERE p.id = b.id"
+        )
+        for column, opclass in (
+            ("mrn_plain", ""),
+            ("phone_plain", ""),
+            ("dob_plain", ""),
+            ("given_plain", " text_pattern_ops"),
+            ("family_plain", " text_pattern_ops"),
+        ):
             cur.execute(f"CREATE INDEX ON bench_plain_patient (organization_id, {column}{opclass})")
         cur.execute("CREATE INDEX ON bench_plain_patient (organization_id, created_at DESC, id DESC)")
         cur.execute("ANALYZE bench_plain_patient")
@@ -140,8 +243,10 @@ def ensure_data(*, patients: int, appointments: int) -> dict[str, Any]:
     main = Organization.objects.get(slug="northside")
     other = Organization.objects.get(slug="lakeside")
     share = (0.9, 0.1)
-    for organization, count, prefix, part in ((main, patients, "NB", share[0]),
-                                              (other, max(100, patients // 50), "LB", share[1])):
+    for organization, count, prefix, part in (
+        (main, patients, "NB", share[0]),
+        (other, max(100, patients // 50), "LB", share[1]),
+    ):
         with organization_context(organization):
             _patients(organization, count, rng, prefix)
             _appointments(organization, int(appointments * part), practitioners=200 if part > 0.5 else 40)
@@ -149,8 +254,12 @@ def ensure_data(*, patients: int, appointments: int) -> dict[str, Any]:
     # would get there after a bulk load; the bench should not measure stale statistics or an
     # unset visibility map (index-only scans would visit the heap anyway).
     with psycopg.connect(**_owner_dsn(), autocommit=True) as conn:
-        for table in ("patients_patient", "patients_patientnameprefix", "patients_appointment",
-                      "patients_practitioner"):
+        for table in (
+            "patients_patient",
+            "patients_patientnameprefix",
+            "patients_appointment",
+            "patients_practitioner",
+        ):
             conn.execute(f"VACUUM (ANALYZE) {table}")
     with organization_context(main):
         _plain_twin(main)

@@ -7,8 +7,4 @@ class EngagementConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_migrate
-
-        from engagement.roles import sync_engagement_permissions
-
-        post_migrate.connect(sync_engagement_permissions, dispatch_uid="engagement.sync_permissions")
+        from engagement import receivers  # noqa: F401 - connects the care-plan notice and the timeline source

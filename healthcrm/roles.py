@@ -67,6 +67,42 @@ _TEMPLATES = [
     "patients.change_tasktemplate",
 ]
 
+# Outreach (engagement/): who reads the outbox and conversations, who edits rules and templates.
+_OUTREACH_VIEW = [
+    "engagement.view_outboundmessage",
+    "engagement.view_conversationmessage",
+    "engagement.add_conversationmessage",
+]
+_OUTREACH_AUTHOR = [
+    "engagement.view_rule",
+    "engagement.add_rule",
+    "engagement.change_rule",
+    "engagement.view_messagetemplate",
+    "engagement.add_messagetemplate",
+    "engagement.change_messagetemplate",
+]
+
+_OUTREACH: dict[str, list[str]] = {
+    "admin": [
+        *_OUTREACH_VIEW,
+        *_OUTREACH_AUTHOR,
+        "engagement.view_channelsettings",
+        "engagement.change_channelsettings",
+        "engagement.view_consent",
+        "engagement.change_consent",
+    ],
+    "coordinator": [*_OUTREACH_VIEW, *_OUTREACH_AUTHOR, "engagement.view_consent", "engagement.change_consent"],
+    "provider": [*_OUTREACH_VIEW, "engagement.view_rule", "engagement.view_messagetemplate", "engagement.view_consent"],
+    "nurse": [
+        *_OUTREACH_VIEW,
+        "engagement.view_rule",
+        "engagement.view_messagetemplate",
+        "engagement.view_consent",
+        "engagement.change_consent",
+    ],
+    "frontdesk": [*_OUTREACH_VIEW, "engagement.view_consent", "engagement.change_consent"],
+}
+
 # Default permissions per role: "app_label.codename". Missing codenames (an app not migrated yet)
 # are skipped; extra permissions an administrator added by hand are kept.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
@@ -102,6 +138,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     Role.ANALYST: ["healthcrm.view_location"],
     Role.COMPLIANCE: ["compliance.view_accesslog", "healthcrm.view_membership"],
 }
+
+
+for _role, _perms in _OUTREACH.items():
+    ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], *_perms]
 
 
 def sync_role_groups(sender: Any = None, using: str = "default", **kwargs: Any) -> None:

@@ -162,8 +162,14 @@ class ObservationForm(forms.Form):
 
 # -- Appointments --------------------------------------------------------------------------------
 
-DURATIONS = [(15, "15 minutes"), (20, "20 minutes"), (30, "30 minutes"), (45, "45 minutes"), (60, "1 hour"),
-             (90, "1½ hours")]
+DURATIONS = [
+    (15, "15 minutes"),
+    (20, "20 minutes"),
+    (30, "30 minutes"),
+    (45, "45 minutes"),
+    (60, "1 hour"),
+    (90, "1½ hours"),
+]
 
 
 class _TimesMixin(forms.Form):
@@ -186,8 +192,9 @@ class AppointmentForm(_TimesMixin, forms.Form):
     location = forms.ModelChoiceField(queryset=Location.objects.all_organizations().none(), required=False)
     kind = forms.ChoiceField(choices=AppointmentKind.choices, initial=AppointmentKind.IN_PERSON, label="Visit")
     appointment_type = forms.ChoiceField(choices=AppointmentType.choices, initial="follow_up", label="Type")
-    reason = forms.CharField(required=False, max_length=500, widget=forms.Textarea(attrs={"rows": 2}),
-                             label="Reason for visit")
+    reason = forms.CharField(
+        required=False, max_length=500, widget=forms.Textarea(attrs={"rows": 2}), label="Reason for visit"
+    )
 
     field_order = ["practitioner", "location", "kind", "appointment_type", "date", "start_time", "duration", "reason"]
 

@@ -348,7 +348,11 @@ def appointment_book(
 
 @transaction.atomic
 def appointment_reschedule(
-    *, appointment: Appointment, starts_at: datetime, ends_at: datetime, practitioner: Practitioner | None = None,
+    *,
+    appointment: Appointment,
+    starts_at: datetime,
+    ends_at: datetime,
+    practitioner: Practitioner | None = None,
     actor: Any = None,
 ) -> Appointment:
     """Move an appointment (and optionally to another practitioner); it is booked again, unconfirmed."""

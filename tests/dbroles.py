@@ -37,12 +37,15 @@ def current_login() -> str:
 def ensure_app_role_exists() -> None:
     db = settings.DATABASES["default"]
     owner = settings.DATABASE_OWNER
-    with psycopg.connect(
-        dbname="postgres",
-        host=db["HOST"] or None,
-        port=db["PORT"] or None,
-        user=owner["USER"],
-        password=owner["PASSWORD"] or None,
-        autocommit=True,
-    ) as conn, conn.cursor() as cursor:
+    with (
+        psycopg.connect(
+            dbname="postgres",
+            host=db["HOST"] or None,
+            port=db["PORT"] or None,
+            user=owner["USER"],
+            password=owner["PASSWORD"] or None,
+            autocommit=True,
+        ) as conn,
+        conn.cursor() as cursor,
+    ):
         ensure_app_role(cursor, settings.APP_DATABASE_USER, settings.APP_DATABASE_PASSWORD)

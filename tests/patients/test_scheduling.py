@@ -30,8 +30,12 @@ def _at(hour: int, minute: int = 0, day: int = 2) -> datetime:
 @pytest.fixture
 def clinic(org_a):
     with organization_context(org_a):
-        return {"patient": PatientFactory(family_name="Calendarson"), "other_patient": PatientFactory(),
-                "dr": PractitionerFactory(display_name="Dr. Alpha"), "dr2": PractitionerFactory(display_name="Dr. Beta")}
+        return {
+            "patient": PatientFactory(family_name="Calendarson"),
+            "other_patient": PatientFactory(),
+            "dr": PractitionerFactory(display_name="Dr. Alpha"),
+            "dr2": PractitionerFactory(display_name="Dr. Beta"),
+        }
 
 
 def _book(clinic, start, minutes=30, **kwargs):
@@ -63,8 +67,9 @@ def test_a_cancelled_appointment_frees_its_slot(org_a, clinic) -> None:
 def test_the_database_refuses_double_booking_the_service_did_not_see(org_a, clinic) -> None:
     with organization_context(org_a):
         _book(clinic, _at(14))
-        clash = Appointment(patient=clinic["other_patient"], practitioner=clinic["dr"], starts_at=_at(14, 10),
-                            ends_at=_at(14, 40))
+        clash = Appointment(
+            patient=clinic["other_patient"], practitioner=clinic["dr"], starts_at=_at(14, 10), ends_at=_at(14, 40)
+        )
         with pytest.raises(IntegrityError, match="appointment_no_double_booking"), transaction.atomic():
             clash.save()
 
@@ -132,9 +137,10 @@ def test_calendar_shows_the_week_in_the_organization_time_zone(client_for, write
     content = response.content.decode()
     assert response.status_code == 200
     assert "10:00–10:30" in content and "Calendarson" in content  # Chicago time, not UTC (16:00)
-    assert "Calendarson" not in client_for(other).get(
-        reverse("patients:appointment_calendar"), {"date": "2031-03-02"}
-    ).content.decode()
+    assert (
+        "Calendarson"
+        not in client_for(other).get(reverse("patients:appointment_calendar"), {"date": "2031-03-02"}).content.decode()
+    )
     with organization_context(org_a):
         entry = AccessLog.objects.filter(action=AccessAction.LIST, view_name="patients:appointment_calendar").get()
     assert entry.object_ids == [str(booked.pk)]
@@ -148,8 +154,12 @@ def test_calendar_query_count_is_constant(client_for, writer, org_a, clinic) -> 
     for hours in ((8,), (9, 10, 11, 12, 13)):
         with organization_context(org_a):
             for hour in hours:
-                AppointmentFactory(patient=clinic["patient"], practitioner=clinic["dr"], starts_at=_at(hour, day=4),
-                                   ends_at=_at(hour, 30, day=4))
+                AppointmentFactory(
+                    patient=clinic["patient"],
+                    practitioner=clinic["dr"],
+                    starts_at=_at(hour, day=4),
+                    ends_at=_at(hour, 30, day=4),
+                )
         with CaptureQueriesContext(connection) as queries:
             assert client.get(url, {"date": "2031-03-04"}).status_code == 200
         counts.append(len(queries))
@@ -158,8 +168,15 @@ def test_calendar_query_count_is_constant(client_for, writer, org_a, clinic) -> 
 
 def test_booking_form_books_in_local_time_and_shows_double_booking(client_for, writer, org_a, clinic) -> None:
     url = reverse("patients:appointment_create", args=[clinic["patient"].pk])
-    data = {"practitioner": clinic["dr"].pk, "kind": "in_person", "appointment_type": "follow_up",
-            "date": "2031-03-05", "start_time": "09:00", "duration": 30, "reason": "Check-up"}
+    data = {
+        "practitioner": clinic["dr"].pk,
+        "kind": "in_person",
+        "appointment_type": "follow_up",
+        "date": "2031-03-05",
+        "start_time": "09:00",
+        "duration": 30,
+        "reason": "Check-up",
+    }
     client = client_for(writer)
     response = client.post(url, data)
     assert response.status_code == 302
@@ -185,8 +202,9 @@ def test_reschedule_and_status_views(client_for, writer, reader, other, booked, 
     assert client_for(other).get(url).status_code == 404
     assert client_for(other).post(status_url, {"status": "confirmed"}).status_code == 404
     client = client_for(writer)
-    response = client.post(url, {"practitioner": booked.practitioner_id, "date": "2031-03-02",
-                                 "start_time": "13:00", "duration": 45})
+    response = client.post(
+        url, {"practitioner": booked.practitioner_id, "date": "2031-03-02", "start_time": "13:00", "duration": 45}
+    )
     assert response.status_code == 302
     assert client.get(status_url).status_code == 405
     client.post(status_url, {"status": "confirmed"})

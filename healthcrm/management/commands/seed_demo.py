@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 from faker import Faker
 
+from engagement.management.commands.seed_engagement import seed_organization
 from healthcrm.models import Location, Membership, Organization
 from healthcrm.roles import Role
 from healthcrm.tenancy import organization_context, require_current_organization, user_context
@@ -125,8 +126,11 @@ class Command(BaseCommand):
                 created = self._patients(spec, options["patients"], rng, fake)
                 booked = schedule_demo(spec, users, created, rng, fake)
                 plans, tasks = coordinate_demo(spec, users, created, rng)
+            # Outreach: templates (en, es), default rules, consents and the coming reminders.
+            offered = seed_organization(organization)
             self.stdout.write(
-                f"{spec.slug}: {created} patients, {booked} appointments, {plans} care plans and {tasks} tasks created."
+                f"{spec.slug}: {created} patients, {booked} appointments, {plans} care plans, {tasks} tasks and "
+                f"{offered} outreach messages created."
             )
         self.stdout.write(self.style.SUCCESS(f"Demo data ready in {time.monotonic() - started:.1f} s."))
         self.stdout.write(
