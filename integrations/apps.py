@@ -9,4 +9,5 @@ class IntegrationsConfig(AppConfig):
     def ready(self) -> None:
         # Celery's autodiscovery imports `<app>.tasks` only; the sub-packages' tasks register here,
         # in every process that loads the app registry (web, worker, beat).
+        from integrations.devices import services  # noqa: F401 - registers the device-alert timeline source
         from integrations.fhir import tasks  # noqa: F401

@@ -16,6 +16,7 @@ from healthcrm.models import Organization
 from integrations.fhir.importer import _match_patient
 from integrations.fhir.mapping import MappingError, Skip, map_observation
 from integrations.models import DeviceAlert, DeviceToken, FhirResourceLink
+from patients.care.timeline import TimelineEntry, register_timeline_source
 from patients.models import BLOOD_PRESSURE, DIASTOLIC, SYSTOLIC, Observation, Patient
 
 TOKEN_PREFIX = "hcd"
@@ -218,16 +219,31 @@ def _alerts(patient: Patient, observation: Observation) -> list[DeviceAlert]:
 
 
 def _care_task(patient: Patient, alerts: list[DeviceAlert]) -> None:
-    """Also open a task for the care team when patients/ offers a task service (the care work adds one)."""
-    from patients import services as patient_services
+    """Open an urgent task for the care team's nurses (their role queue), due today."""
+    from patients.care.services import task_assign
 
-    create = getattr(patient_services, "care_task_create", None)
-    if create is None:
-        return  # the DeviceAlert rows are the task list until then
-    create(
+    codes = ", ".join(sorted({alert.code for alert in alerts}))
+    task_assign(
         patient=patient,
         title="Home device reading out of range",
+        details=f"Device observation codes out of range: {codes}. See the patient's timeline.",
         due_date=timezone.localdate(),
         priority="urgent",
         assignee_role="nurse",
     )
+
+
+@register_timeline_source("device_alerts", clinical=True)
+def _device_alert_entries(patient: Patient, limit: int) -> list[TimelineEntry]:
+    """Out-of-range home readings on the patient's timeline (clinical: results are clinical)."""
+    rows = DeviceAlert.objects.filter(patient=patient).order_by("-created_at")[:limit]
+    return [
+        TimelineEntry(
+            at=alert.created_at,
+            kind="result",
+            title="Home device reading out of range",
+            detail=f"{alert.code}: {alert.value} (range {alert.low if alert.low is not None else '…'}"
+            f"–{alert.high if alert.high is not None else '…'})",
+        )
+        for alert in rows
+    ]

@@ -11,7 +11,8 @@ from django.urls import reverse
 from healthcrm.tenancy import organization_context
 from integrations.devices.services import device_token_create
 from integrations.models import DeviceAlert, DeviceToken
-from patients.models import Observation
+from patients.care.timeline import patient_timeline
+from patients.models import CareTask, Observation
 from tests.factories import PatientFactory
 
 pytestmark = pytest.mark.django_db
@@ -70,11 +71,36 @@ def test_out_of_range_reading_creates_an_alert(org_a, client, token) -> None:
         alert = DeviceAlert.objects.get()
         assert (alert.code, alert.value, alert.high, alert.threshold_source) == ("8480-6", 182, 160, "organization")
         assert alert.patient == observation.patient and alert.status == "open"
+        # The care team's nurses get an urgent task, due today, in their role queue.
+        task = CareTask.objects.get()
+        assert (task.patient, task.assignee_role, task.priority, task.status) == (
+            observation.patient,
+            "nurse",
+            "urgent",
+            "open",
+        )
+        # And the reading shows on the patient's (clinical) timeline.
+        entries = patient_timeline(patient=observation.patient, clinical=True).entries
+        assert any(e.title == "Home device reading out of range" for e in entries)
     # The device re-sends the same reading: nothing new.
     again = post(client, token, blood_pressure(182, 95))
     assert again.status_code == 200
     with organization_context(org_a):
         assert Observation.objects.count() == 1 and DeviceAlert.objects.count() == 1
+        assert CareTask.objects.count() == 1
+
+
+def test_device_token_command_prints_a_token_that_works(org_a, client) -> None:
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("device_token_create", "--organization", org_a.slug, "--name", "BP cuffs", stdout=out)
+    clear = out.getvalue().strip().splitlines()[-1]
+    with organization_context(org_a):
+        stored = DeviceToken.objects.get()
+        assert clear not in repr(vars(stored))  # only the hash is kept
 
 
 def test_in_range_reading_and_organization_thresholds(org_a, client, token) -> None:
