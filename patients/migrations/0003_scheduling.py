@@ -2,7 +2,6 @@
 import django.contrib.postgres.constraints
 import django.db.models.deletion
 from django.conf import settings
-from django.contrib.postgres.operations import BtreeGistExtension
 from django.db import migrations, models
 
 import healthcrm.crypto
@@ -18,8 +17,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        # The no-double-booking exclusion constraint compares ids with = inside a GiST index.
-        BtreeGistExtension(),
         migrations.CreateModel(
             name="Practitioner",
             fields=[
@@ -224,8 +221,7 @@ class Migration(migrations.Migration):
             constraint=django.contrib.postgres.constraints.ExclusionConstraint(
                 condition=models.Q(("status__in", ("booked", "confirmed", "checked_in", "completed"))),
                 expressions=[
-                    ("organization", "="),
-                    ("practitioner", "="),
+                    (patients.models.scheduling.PointRange("practitioner", "practitioner", models.Value("[]")), "&&"),
                     (patients.models.scheduling.TsTzRange("starts_at", "ends_at", models.Value("[)")), "&&"),
                 ],
                 name="appointment_no_double_booking",
