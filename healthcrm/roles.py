@@ -124,6 +124,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "patients.add_careteammember",
         "patients.change_careteammember",
         *_TEMPLATES,
+        # Scheduling is not clinical: administrators run calendars and practitioners.
+        *_SCHEDULING,
+        "patients.add_practitioner",
+        "patients.change_practitioner",
     ],
     Role.PROVIDER: [*_CLINICAL, *_SCHEDULING, *_CARE, "healthcrm.view_location"],
     Role.NURSE: [*_CLINICAL, *_SCHEDULING, *_CARE, "healthcrm.view_location"],

@@ -213,3 +213,19 @@ def test_reschedule_and_status_views(client_for, writer, reader, other, booked, 
     assert (booked.starts_at, booked.ends_at, booked.status) == (_at(13), _at(13, 45), "confirmed")
     response = client.post(status_url, {"status": "bogus"}, follow=True)
     assert "Choose a valid status." in response.content.decode()
+
+
+def test_every_scheduling_role_can_open_the_calendar_and_analysts_cannot(client_for, org_a) -> None:
+    from tests.factories import MembershipFactory, UserFactory
+
+    for role, status in (
+        ("admin", 200),
+        ("provider", 200),
+        ("frontdesk", 200),
+        ("coordinator", 200),
+        ("analyst", 403),
+        ("compliance", 403),
+    ):
+        user = UserFactory(username=f"{role}@cal.example")
+        MembershipFactory(user=user, organization=org_a, role=role)
+        assert client_for(user).get(reverse("patients:appointment_calendar")).status_code == status, role
