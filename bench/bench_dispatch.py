@@ -1,7 +1,8 @@
 """Dispatch bench: N due SMS across two organizations, one Celery worker, the fake Twilio at 20 ms.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/healthcrm_bench REDIS_URL=redis://127.0.0.1:6379/9 \
-        .venv/bin/python bench/bench_dispatch.py            [BENCH_N=10000 BENCH_POOL=threads BENCH_CONCURRENCY=32]
+        .venv/bin/python bench/bench_dispatch.py            [BENCH_N=10000 BENCH_POOL=threads BENCH_CONCURRENCY=32
+                                                             BENCH_BATCH=50]
 
 Creates (or reuses) the database named in DATABASE_URL (migrated as its owner), seeds two
 organizations with N/2 patients and N/2 due messages each (plus BENCH_BACKGROUND non-due rows, for
@@ -9,6 +10,11 @@ the scan timing), starts one worker (`celery worker -P threads -c 32` by default
 allowed), plays beat in this process, and prints messages/s, due->sent lag p50/p95/max, the
 largest number of sends the fake saw in any one-second window per organization, and the due-scan
 time. Flushes the Redis db it is given.
+
+BENCH_BATCH sets ENGAGEMENT_SEND_BATCH for the scan this process plays (beat decides the task
+shape): 1 is one outbox_send_task per message (the default setting), more is one
+outbox_send_batch_task per chunk of that many ids, sent on the worker's sender threads
+(ENGAGEMENT_SEND_THREADS, default 16).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthcrm.settings")
 N = int(os.environ.get("BENCH_N", "10000"))
 BACKGROUND = int(os.environ.get("BENCH_BACKGROUND", "200000"))
 RATE = int(os.environ.get("BENCH_RATE", "400"))  # per organization
+BATCH = int(os.environ.get("BENCH_BATCH", "50"))
 
 
 def main() -> None:
@@ -52,6 +59,7 @@ def main() -> None:
     from patients.models import Patient
     from tests.integrations.fake_twilio import FakeTwilio
 
+    settings.ENGAGEMENT_SEND_BATCH = BATCH  # read by dispatch_due, which this process plays
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
     orgs = []
     for slug in ("bench-a", "bench-b"):
@@ -181,7 +189,8 @@ def main() -> None:
     lags.sort()
     print(f"messages: {len(fake.accepted)} of {N} (unique recipients {len({m.to for m in fake.accepted})})")
     print(
-        f"throughput: {len(fake.accepted) / max(elapsed, 1e-9):.0f} messages/s ({pool} pool, concurrency {concurrency})"
+        f"throughput: {len(fake.accepted) / max(elapsed, 1e-9):.0f} messages/s ({pool} pool, concurrency {concurrency},"
+        f" send batch {BATCH})"
     )
     print(
         f"due->sent lag: p50 {statistics.median(lags):.1f} s, p95 {lags[int(len(lags) * 0.95) - 1]:.1f} s, max {lags[-1]:.1f} s"  # noqa: E501

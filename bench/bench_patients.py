@@ -95,9 +95,9 @@ def main() -> None:
     from bench.patients_data import ensure_data
     from healthcrm.crypto import normalize_name, normalize_phone, prefix_digest
     from healthcrm.models import Organization
+    from healthcrm.pagination import paginate_by_pk
     from healthcrm.tenancy import organization_context
     from patients.models import Patient
-    from healthcrm.pagination import paginate_by_pk
     from patients.selectors import patient_list
 
     started = time.perf_counter()

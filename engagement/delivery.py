@@ -7,6 +7,9 @@
                               row with a conditional UPDATE pending -> sending that must touch
                               exactly one row, and commits the claim *before* the network call;
                               waits for the organization's rate limiter; sends; records the result.
+    worker ─ messages_send() ─ the same for a chunk of ids (ENGAGEMENT_SEND_BATCH > 1): one
+                              transaction of checks and per-message claims, committed; the sends
+                              on a pool of sender threads; one transaction recording the results.
 
 The database is the schedule: a transient failure puts the row back to pending with
 next_attempt_at = now + backoff (with jitter); no Celery countdowns or ETAs. A worker killed
@@ -20,8 +23,11 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import threading
 import time as time_module
-from dataclasses import dataclass
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -29,7 +35,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F, Min
 from django.utils import dateformat, timezone, translation
 from django.utils.html import escape, linebreaks
@@ -152,7 +158,7 @@ def due_ids(organization: Organization, *, now: datetime, limit: int) -> tuple[l
 
 def dispatch_due(*, now: datetime | None = None) -> int:
     """The beat's scan over every active organization; returns how many ids were enqueued."""
-    from engagement.tasks import outbox_reconcile_task, outbox_send_task
+    from engagement.tasks import outbox_reconcile_task, outbox_send_batch_task, outbox_send_task
 
     batch = int(_setting("ENGAGEMENT_SCAN_BATCH", 500))
     window = float(_setting("ENGAGEMENT_SCAN_WINDOW", 5.0))
@@ -164,8 +170,15 @@ def dispatch_due(*, now: datetime | None = None) -> int:
             # No point taking more than the organization may send before the next scans.
             limit = max(1, min(batch, int(rate * window)))
             due, stale = due_ids(organization, now=now or timezone.now(), limit=limit)
-        for message_id in due:
-            outbox_send_task.delay(organization.pk, message_id)
+        # ENGAGEMENT_SEND_BATCH > 1: one task per chunk of at most that many ids (and at most a
+        # second's worth of sends), sent concurrently by messages_send; 1: one task per message.
+        size = max(1, min(int(_setting("ENGAGEMENT_SEND_BATCH", 1)), rate))
+        for start in range(0, len(due), size):
+            chunk = due[start : start + size]
+            if len(chunk) == 1:
+                outbox_send_task.delay(organization.pk, chunk[0])
+            else:
+                outbox_send_batch_task.delay(organization.pk, chunk)
         for message_id in stale:
             outbox_reconcile_task.delay(organization.pk, message_id)
         total += len(due) + len(stale)
@@ -238,14 +251,27 @@ def _subject_problem(message: OutboundMessage, now: datetime) -> str:
     return ""
 
 
-def render_message(message: OutboundMessage, organization: Organization, settings_: ChannelSettings) -> tuple[str, str]:
-    """(subject, body) of a message from its template; staff replies carry their own body."""
+def render_message(
+    message: OutboundMessage,
+    organization: Organization,
+    settings_: ChannelSettings,
+    *,
+    templates: dict[tuple[str, str, str], Any] | None = None,
+) -> tuple[str, str]:
+    """(subject, body) of a message from its template; staff replies carry their own body.
+    `templates` caches the template lookups of a batch."""
     if message.subject_type == "conversation":
         return "", message.body
     patient = message.patient
-    template = selectors.template_for(
-        key=message.template_key, channel=message.channel, language=patient.preferred_language
-    )
+    key = (message.template_key, message.channel, patient.preferred_language)
+    if templates is not None and key in templates:
+        template = templates[key]
+    else:
+        template = selectors.template_for(
+            key=message.template_key, channel=message.channel, language=patient.preferred_language
+        )
+        if templates is not None:
+            templates[key] = template
     if template is None:
         raise DeliveryError(
             f"No active template '{message.template_key}' for {message.channel}.", permanent=True, code="no_template"
@@ -279,21 +305,77 @@ def render_message(message: OutboundMessage, organization: Organization, setting
     return templating.render(template.subject, context), body
 
 
-def _prepare(organization: Organization, message_id: int, now: datetime) -> Prepared | None:
-    """Checks, then the claim and the rendered text, in one transaction (committed by the caller)."""
-    message = (
+# The patient columns a send reads: the others (address, date of birth, ...) are never decrypted.
+_PATIENT_FIELDS = (
+    "id",
+    "organization_id",
+    "is_active",
+    "timezone",
+    "contact_window_start",
+    "contact_window_end",
+    "preferred_language",
+    "preferred_name",
+    "given_name",
+    "phone_mobile",
+    "email",
+)
+
+
+def _pending_messages(ids: Iterable[int]) -> Any:
+    from engagement.models import Rule
+
+    fields = [f.attname for f in OutboundMessage._meta.concrete_fields]
+    fields += [f"rule__{f.attname}" for f in Rule._meta.concrete_fields]
+    fields += [f"patient__{name}" for name in _PATIENT_FIELDS]
+    return (
         OutboundMessage.objects.select_related("patient", "rule")
-        .filter(pk=message_id, status=OutboxStatus.PENDING)
-        .first()
+        .only(*fields)
+        .filter(pk__in=list(ids), status=OutboxStatus.PENDING)
     )
-    if message is None:
+
+
+@dataclass
+class _Batch:
+    """What the messages of one batch share: read once (settings, templates, opt-outs)."""
+
+    settings: ChannelSettings
+    messages: dict[int, OutboundMessage]
+    opted_out: set[tuple[int, str]]
+    templates: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, ids: list[int]) -> _Batch:
+        from engagement.models import Consent, ConsentStatus
+
+        messages = {m.pk: m for m in _pending_messages(ids)}
+        opted_out = set(
+            Consent.objects.filter(
+                patient_id__in={m.patient_id for m in messages.values()}, status=ConsentStatus.OPTED_OUT
+            ).values_list("patient_id", "channel")
+        )
+        return cls(selectors.channel_settings_get(), messages, opted_out)
+
+
+def _prepare(
+    organization: Organization, message_id: int, now: datetime, batch: _Batch | None = None
+) -> Prepared | None:
+    """Checks, then the claim and the rendered text, in one transaction (committed by the caller)."""
+    if batch is None:
+        message = _pending_messages([message_id]).first()
+        settings_ = selectors.channel_settings_get() if message is not None else None
+    else:
+        message, settings_ = batch.messages.get(message_id), batch.settings
+    if message is None or settings_ is None:
         return None  # sent, cancelled, or claimed by another worker already
-    settings_ = selectors.channel_settings_get()
     problem = _subject_problem(message, now)
     if problem:
         _cancel(message, problem)
         return None
-    if selectors.is_opted_out(patient_id=message.patient_id, channel=message.channel):
+    if (
+        (message.patient_id, message.channel) in batch.opted_out
+        if batch is not None
+        else selectors.is_opted_out(patient_id=message.patient_id, channel=message.channel)
+    ):
         _cancel(message, "The patient opted out of this channel.")
         return None
     patient = message.patient
@@ -313,21 +395,27 @@ def _prepare(organization: Organization, message_id: int, now: datetime) -> Prep
         _cancel(message, "No address for this channel.")
         return None
     try:
-        subject, body = render_message(message, organization, settings_)
+        subject, body = render_message(
+            message, organization, settings_, templates=batch.templates if batch is not None else None
+        )
     except DeliveryError as exc:
         OutboundMessage.objects.filter(pk=message.pk, status=OutboxStatus.PENDING).update(
             status=OutboxStatus.FAILED, status_reason=str(exc)[:200], error_code=exc.code, updated_at=now
         )
         return None
-    # The claim: pending -> sending, exactly one row, or someone else has it.
+    segments = templating.count_segments(body).segments if message.channel == MessageChannel.SMS else None
+    # The claim: pending -> sending, exactly one row, or someone else has it (with the text sent).
     claimed = OutboundMessage.objects.filter(pk=message.pk, status=OutboxStatus.PENDING).update(
-        status=OutboxStatus.SENDING, claimed_at=now, attempts=F("attempts") + 1, updated_at=now
+        status=OutboxStatus.SENDING,
+        claimed_at=now,
+        attempts=F("attempts") + 1,
+        updated_at=now,
+        to_address=to,
+        body=body,
+        segments=segments,
     )
     if claimed != 1:
         return None
-    message.to_address, message.body = to, body
-    message.segments = templating.count_segments(body).segments if message.channel == MessageChannel.SMS else None
-    message.save(update_fields=["to_address", "body", "segments"])
     base = _setting("PUBLIC_BASE_URL", "")
     callback = f"{base.rstrip('/')}/integrations/twilio/{organization.slug}/status/" if base else ""
     return Prepared(
@@ -433,6 +521,56 @@ def _record_failure(organization: Organization, prepared: Prepared, exc: Deliver
     )
 
 
+def _transmit(organization_id: int, prepared: Prepared) -> tuple[str, Any]:
+    """The network part of a send (no database): wait for the rate limiter, then deliver.
+    Returns ("sent", (sid, segments)), ("failed", DeliveryError) or ("rate_limited", -seconds)."""
+    wait = rate_reserve(organization_id, prepared.rate)
+    if wait < 0:
+        return "rate_limited", wait
+    if wait > 0:
+        time_module.sleep(wait)
+    try:
+        return "sent", _deliver(prepared)
+    except DeliveryError as exc:
+        return "failed", exc
+
+
+def _settle(organization: Organization, prepared: Prepared, outcome: tuple[str, Any], now: datetime) -> str:
+    """Record what _transmit found (inside organization_context); only touches our own claim."""
+    kind, value = outcome
+    message_id = prepared.message_id
+    if kind == "rate_limited":
+        # The limiter is booked further ahead than we should hold a worker: put it back.
+        OutboundMessage.objects.filter(
+            pk=message_id, status=OutboxStatus.SENDING, claimed_at=prepared.claimed_at
+        ).update(
+            status=OutboxStatus.PENDING,
+            attempts=F("attempts") - 1,
+            next_attempt_at=now + timedelta(seconds=-value),
+            claimed_at=None,
+            updated_at=now,
+        )
+        return "rate_limited"
+    if kind == "failed":
+        _record_failure(organization, prepared, value, timezone.now())
+        return "failed"
+    sid, segments = value
+    changes: dict[str, Any] = {
+        "status": OutboxStatus.SENT,
+        "provider_sid": sid,
+        "sent_at": timezone.now(),
+        "status_reason": "",
+        "error_code": "",
+        "updated_at": timezone.now(),
+    }
+    if segments:
+        changes["segments"] = segments
+    OutboundMessage.objects.filter(pk=message_id, status=OutboxStatus.SENDING, claimed_at=prepared.claimed_at).update(
+        **changes
+    )
+    return "sent"
+
+
 def message_send(organization: Organization, message_id: int) -> str:
     """Send one outbox message if it is still due; returns what happened (for logs and tests)."""
     now = timezone.now()
@@ -440,41 +578,69 @@ def message_send(organization: Organization, message_id: int) -> str:
         prepared = _prepare(organization, message_id, now)
     if prepared is None:
         return "skipped"
-    wait = rate_reserve(organization.pk, prepared.rate)
-    if wait < 0:
-        # The limiter is booked further ahead than we should hold a worker: put it back.
-        with organization_context(organization):
-            OutboundMessage.objects.filter(pk=message_id, status=OutboxStatus.SENDING).update(
-                status=OutboxStatus.PENDING,
-                attempts=F("attempts") - 1,
-                next_attempt_at=now + timedelta(seconds=-wait),
-                claimed_at=None,
-                updated_at=now,
-            )
-        return "rate_limited"
-    if wait > 0:
-        time_module.sleep(wait)
-    try:
-        sid, segments = _deliver(prepared)
-    except DeliveryError as exc:
-        with organization_context(organization):
-            _record_failure(organization, prepared, exc, timezone.now())
-        return "failed"
+    outcome = _transmit(organization.pk, prepared)
     with organization_context(organization):
-        changes: dict[str, Any] = {
-            "status": OutboxStatus.SENT,
-            "provider_sid": sid,
-            "sent_at": timezone.now(),
-            "status_reason": "",
-            "error_code": "",
-            "updated_at": timezone.now(),
-        }
-        if segments:
-            changes["segments"] = segments
-        OutboundMessage.objects.filter(
-            pk=message_id, status=OutboxStatus.SENDING, claimed_at=prepared.claimed_at
-        ).update(**changes)
-    return "sent"
+        return _settle(organization, prepared, outcome, now)
+
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _send_pool() -> ThreadPoolExecutor:
+    """The process's sender threads (no database: they only wait for the limiter and the provider)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            threads = int(_setting("ENGAGEMENT_SEND_THREADS", 16))
+            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="outbox-send")
+        return _pool
+
+
+def messages_send(organization: Organization, message_ids: list[int]) -> dict[int, str]:
+    """Send a batch of one organization's messages; returns what happened to each.
+
+    Same guarantees as message_send, fewer round trips: the checks and the claims (each message
+    still claimed by its own conditional UPDATE) run in one transaction committed *before* any
+    network call; the sends run on the sender threads; the results are recorded in a second
+    transaction. A message whose preparation or recording fails is isolated by a savepoint: it
+    stays pending (the scan finds it again) or `sending` (the stale sweep settles it).
+    """
+    now = timezone.now()
+    results = dict.fromkeys(message_ids, "skipped")
+    prepared: list[Prepared] = []
+    with organization_context(organization):
+        batch = _Batch.load(message_ids)
+        for message_id in message_ids:
+            try:
+                with transaction.atomic():
+                    one = _prepare(organization, message_id, now, batch)
+            except Exception:
+                log.exception("outbox message %s: could not prepare", message_id)
+                continue
+            if one is not None:
+                prepared.append(one)
+    if not prepared:
+        return results
+    pool = _send_pool()
+    futures: list[Future[tuple[str, Any]]] = [pool.submit(_transmit, organization.pk, one) for one in prepared]
+    outcomes: list[tuple[Prepared, tuple[str, Any]]] = []
+    for one, future in zip(prepared, futures, strict=True):
+        try:
+            outcomes.append((one, future.result()))
+        except Exception:
+            # Unknown whether it reached the provider: left `sending` for the stale sweep.
+            log.exception("outbox message %s: send raised", one.message_id)
+            results[one.message_id] = "unknown"
+    with organization_context(organization):
+        for one, outcome in outcomes:
+            try:
+                with transaction.atomic():
+                    results[one.message_id] = _settle(organization, one, outcome, now)
+            except Exception:
+                log.exception("outbox message %s: could not record the result", one.message_id)
+                results[one.message_id] = "unknown"
+    return results
 
 
 def message_reconcile(organization: Organization, message_id: int) -> str:

@@ -37,6 +37,14 @@ def outbox_send_task(organization: Organization, message_id: int) -> None:
     message_send(organization, message_id)
 
 
+@shared_task(base=OutreachTask, name="engagement.tasks.outbox_send_batch_task", ignore_result=True, acks_late=True)
+def outbox_send_batch_task(organization: Organization, message_ids: list[int]) -> None:
+    """Up to ENGAGEMENT_SEND_BATCH due ids of one organization (each still claimed on its own)."""
+    from engagement.delivery import messages_send
+
+    messages_send(organization, [int(pk) for pk in message_ids])
+
+
 @shared_task(base=OutreachTask, name="engagement.tasks.outbox_reconcile_task", ignore_result=True, acks_late=True)
 def outbox_reconcile_task(organization: Organization, message_id: int) -> None:
     from engagement.delivery import message_reconcile

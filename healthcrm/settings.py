@@ -276,6 +276,10 @@ PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "" if PRODUCTION else "http://127.0
 ENGAGEMENT_RETRY_BASE = env_float("ENGAGEMENT_RETRY_BASE_SECONDS", 30.0)
 ENGAGEMENT_REQUEUE_AFTER = env_float("ENGAGEMENT_REQUEUE_AFTER_SECONDS", 60.0)
 ENGAGEMENT_SENDING_STALE_AFTER = env_float("ENGAGEMENT_SENDING_STALE_AFTER_SECONDS", 300.0)
+# Due messages go to the worker in chunks of this many ids (each still claimed on its own) and are
+# sent by this many threads per worker process; 1 sends one task per message.
+ENGAGEMENT_SEND_BATCH = env_int("ENGAGEMENT_SEND_BATCH", 50)
+ENGAGEMENT_SEND_THREADS = env_int("ENGAGEMENT_SEND_THREADS", 16)
 
 # Telehealth: each telehealth appointment gets a room at this URL ({room}: 22 random characters).
 TELEHEALTH_URL_TEMPLATE = env_str("TELEHEALTH_URL_TEMPLATE", "https://telehealth.healthcrm.example/room/{room}")

@@ -147,6 +147,13 @@ def _statuses(org: Any) -> Counter[str]:
         return Counter(OutboundMessage.objects.values_list("status", flat=True))
 
 
+@pytest.fixture(autouse=True)
+def _one_task_per_message(settings) -> None:  # type: ignore[no-untyped-def]
+    # These tests cover the one-task-per-message path (dispatch_due runs in this process); the
+    # batched path, the default, has the same tests in test_worker_batch.py.
+    settings.ENGAGEMENT_SEND_BATCH = 1
+
+
 def test_sigkill_mid_batch_then_restart_every_message_reaches_twilio_exactly_once(org_a, run_worker) -> None:
     n = 40
     with FakeTwilio(delay=0.05) as fake:
