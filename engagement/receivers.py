@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.db import transaction
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -13,13 +16,54 @@ from patients.signals import care_plan_updated
 
 @receiver(care_plan_updated, dispatch_uid="engagement.care_plan_notice")
 def care_plan_notice(
-    sender: Any, organization_id: int, patient_id: int, care_plan_id: int, change: str, **kwargs: Any
+    sender: Any, organization_id: int, patient_id: int, care_plan_id: int | None, change: str, **kwargs: Any
 ) -> None:
     """ "Your care plan was updated": at most one notice per plan a day (the outbox key's slot).
 
     The signal arrives after the change committed, so this opens its own organization context.
     The notice itself carries no detail of the change (SMS carry the minimum).
     """
+    from engagement.services import notice_enqueue
+    from healthcrm.models import Organization
+    from healthcrm.tenancy import organization_context
+    from patients.models import Patient
+
+    if care_plan_id is None:
+        return  # a task outside any plan: no care-plan notice
+    organization = Organization.objects.filter(pk=organization_id, is_active=True).first()
+    if organization is None:
+        return
+    with organization_context(organization):
+        patient = Patient.objects.filter(pk=patient_id, is_active=True).first()
+        if patient is not None:
+            slot = timezone.now().astimezone(organization.zone).date().isoformat()
+            notice_enqueue(
+                patient=patient, kind="care_plan_update", subject_type="care_plan", subject_id=care_plan_id, slot=slot
+            )
+
+
+# A laboratory result older than this when recorded is history (an import, a back-entry): no notice.
+LAB_NOTICE_MAX_AGE = timedelta(days=14)
+
+
+@receiver(post_save, sender="patients.Observation", dispatch_uid="engagement.lab_results_notice")
+def lab_results_notice(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
+    """ "Your lab results are available" when a laboratory observation is recorded.
+
+    patients/ sends no event for results, so this listens to Django's post_save (saves through
+    the model: patients.services.observation_record, FHIR and device imports; not bulk_create).
+    The notice goes after commit (a rolled-back result is never announced), at most once per
+    patient a day (slot: the day, subject: none), and never carries the result.
+    """
+    if raw or not created or instance.category != "laboratory":
+        return
+    if instance.effective_at < timezone.now() - LAB_NOTICE_MAX_AGE:
+        return
+    organization_id, patient_id = instance.organization_id, instance.patient_id
+    transaction.on_commit(lambda: _lab_results_enqueue(organization_id, patient_id))
+
+
+def _lab_results_enqueue(organization_id: int, patient_id: int) -> None:
     from engagement.services import notice_enqueue
     from healthcrm.models import Organization
     from healthcrm.tenancy import organization_context
@@ -32,9 +76,7 @@ def care_plan_notice(
         patient = Patient.objects.filter(pk=patient_id, is_active=True).first()
         if patient is not None:
             slot = timezone.now().astimezone(organization.zone).date().isoformat()
-            notice_enqueue(
-                patient=patient, kind="care_plan_update", subject_type="care_plan", subject_id=care_plan_id, slot=slot
-            )
+            notice_enqueue(patient=patient, kind="lab_results", subject_type="lab_results", subject_id=None, slot=slot)
 
 
 @register_timeline_source("messages", clinical=False)

@@ -56,6 +56,16 @@ def template_for(*, key: str, channel: str, language: str) -> MessageTemplate | 
     return next((found[lang] for lang in wanted if lang in found), None)
 
 
+def medications_refill_due(*, start: Any, end: Any) -> QuerySet[Any]:
+    """Active medications whose refill is due from `start` to `end` (dates, inclusive). Uses the
+    (organization, status, refill_due) index; only plain columns are loaded (no name decrypted)."""
+    from patients.models import Medication
+
+    return Medication.objects.filter(status="active", refill_due__gte=start, refill_due__lte=end).only(
+        "id", "patient_id", "refill_due"
+    )
+
+
 # -- Appointments (patients.Appointment, read through here only) --------------------------------
 
 

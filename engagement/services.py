@@ -218,6 +218,10 @@ def rule_materialize(*, rule: Rule, now: datetime | None = None) -> int:
         return _materialize_reminders(rule, now)
     if rule.kind == RuleKind.POST_VISIT:
         return _materialize_post_visit(rule, now)
+    if rule.kind == RuleKind.MEDICATION_REFILL:
+        return _materialize_refills(rule, now)
+    if rule.kind == RuleKind.PREVENTIVE_RECALL:
+        return _materialize_recall(rule, now)
     return 0  # other kinds are enqueued by their services (care plan, results) or not built yet
 
 
@@ -284,7 +288,118 @@ def _materialize_post_visit(rule: Rule, now: datetime) -> int:
     return created
 
 
-def notice_enqueue(*, patient: Any, kind: str, subject_type: str, subject_id: int, slot: str = "") -> int:
+def _patient_row(
+    *,
+    rule: Rule,
+    patient: Any,
+    consents: dict[tuple[int, str], str],
+    settings_: ChannelSettings,
+    subject_type: str,
+    subject_id: int | None,
+    slot: str,
+    due_at: datetime,
+    expires_at: datetime | None = None,
+) -> OutboundMessage | None:
+    """One outbox row for a rule and patient (None when the patient cannot be reached)."""
+    organization = require_current_organization()
+    if not patient.is_active:
+        return None
+    channel = choose_channel(patient, consents, settings_, opt_in=rule.kind in OPT_IN_KINDS)
+    if channel is None:
+        return None
+    start, end = sending_window(patient, settings_)
+    return OutboundMessage(
+        organization=organization,
+        patient_id=patient.pk,
+        rule=rule,
+        template_key=rule.template_key,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        channel=channel,
+        slot=slot,
+        is_urgent=rule.is_urgent,
+        due_at=due_at,
+        next_attempt_at=etiquette.next_allowed(due_at, patient_zone(patient, organization), start, end),
+        expires_at=expires_at,
+    )
+
+
+def _materialize_refills(rule: Rule, now: datetime) -> int:
+    """One message per active medication whose refill is due within `params.days_before` days
+    (slot: the refill date, so a new refill date gets a new message). The message never names
+    the medication: the templates only know the first name and the clinic."""
+    organization = require_current_organization()
+    settings_ = selectors.channel_settings_get()
+    today = now.astimezone(organization.zone).date()
+    days = int(rule.params.get("days_before", 7))
+    medications = list(selectors.medications_refill_due(start=today, end=today + timedelta(days=days)))
+    from patients.models import Patient
+
+    patients = Patient.objects.in_bulk({m.patient_id for m in medications})
+    consents = selectors.consents_for(list(patients))
+    rows = []
+    for medication in medications:
+        patient = patients[medication.patient_id]
+        refill_end = datetime.combine(medication.refill_due + timedelta(days=1), time(0), tzinfo=organization.zone)
+        row = _patient_row(
+            rule=rule,
+            patient=patient,
+            consents=consents,
+            settings_=settings_,
+            subject_type="medication",
+            subject_id=medication.pk,
+            slot=medication.refill_due.isoformat(),
+            due_at=now,
+            expires_at=refill_end,
+        )
+        if row is not None:
+            rows.append(row)
+    return outbox_rows_create(rows)
+
+
+def _materialize_recall(rule: Rule, now: datetime) -> int:
+    """Preventive-care recall `params.recall` (a key of engagement.recalls.RECALLS): one message
+    per due patient per period (slot: the period key, e.g. "2026-Q4")."""
+    from engagement import recalls
+    from patients.models import Patient
+
+    recall = recalls.RECALLS.get(rule.params.get("recall", ""))
+    if recall is None:
+        return 0
+    organization = require_current_organization()
+    settings_ = selectors.channel_settings_get()
+    local_now = now.astimezone(organization.zone)
+    if not recall.in_season(local_now.date()):
+        return 0
+    slot = f"{recall.key}:{recall.period_key(local_now.date())}"
+    # Patients already messaged for this period are not loaded (or decrypted) again.
+    done = set(OutboundMessage.objects.filter(rule=rule, slot=slot).values_list("patient_id", flat=True))
+    ids = sorted(recall.due_patient_ids(local_now) - done)
+    created = 0
+    for index in range(0, len(ids), 1000):
+        patients = Patient.objects.in_bulk(ids[index : index + 1000])
+        consents = selectors.consents_for(list(patients))
+        rows = []
+        for patient in patients.values():
+            if not recall.patient_matches(patient, local_now.date()):
+                continue
+            row = _patient_row(
+                rule=rule,
+                patient=patient,
+                consents=consents,
+                settings_=settings_,
+                subject_type="recall",
+                subject_id=None,
+                slot=slot,
+                due_at=now,
+            )
+            if row is not None:
+                rows.append(row)
+        created += outbox_rows_create(rows)
+    return created
+
+
+def notice_enqueue(*, patient: Any, kind: str, subject_type: str, subject_id: int | None, slot: str = "") -> int:
     """Care-plan update or lab-results notices: one message per active rule of `kind` for this
     subject (idempotent per slot). Called by the services that change care plans or record results."""
     created = 0

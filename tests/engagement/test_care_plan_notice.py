@@ -38,3 +38,14 @@ def test_starting_a_care_plan_queues_one_notice(org_a, writer, django_capture_on
     care_plan_notice(None, organization_id=org_a.pk, patient_id=patient.pk, care_plan_id=plan.pk, change="updated")
     with organization_context(org_a):
         assert OutboundMessage.objects.filter(patient=patient, rule__kind="care_plan_update").count() == count
+
+
+def test_a_task_outside_any_plan_queues_no_care_plan_notice(org_a) -> None:
+    from engagement.receivers import care_plan_notice
+
+    seed_organization(org_a)
+    with organization_context(org_a):
+        patient = PatientFactory(preferred_channel="sms", phone_mobile="+13125550178")
+    care_plan_notice(None, organization_id=org_a.pk, patient_id=patient.pk, care_plan_id=None, change="task_added")
+    with organization_context(org_a):
+        assert not OutboundMessage.objects.filter(patient=patient, rule__kind="care_plan_update").exists()

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from engagement import services
 from engagement.models import ConsentSource, MessageTemplate, Rule
+from engagement.recalls import RECALLS
 from healthcrm.models import Organization
 from healthcrm.tenancy import organization_context
 
@@ -62,6 +63,55 @@ TEMPLATES = {
         "",
         "Hola {{ first_name }}, gracias por visitar {{ clinic_name }}. ¿Preguntas? Llame al {{ clinic_phone }}.",
     ),
+    ("medication_refill", "en", "sms"): (
+        "",
+        "Hi {{ first_name }}, {{ clinic_name }} here: a prescription refill is due soon. "
+        "Questions? Call {{ clinic_phone }}.",
+    ),
+    ("medication_refill", "es", "sms"): (
+        "",
+        "Hola {{ first_name }}, le escribe {{ clinic_name }}: pronto le toca resurtir una receta. "
+        "¿Preguntas? Llame al {{ clinic_phone }}.",
+    ),
+    ("recall_hba1c", "en", "sms"): (
+        "",
+        "Hi {{ first_name }}, {{ clinic_name }} here: you are due for a routine lab check. "
+        "Call {{ clinic_phone }} to book.",
+    ),
+    ("recall_hba1c", "es", "sms"): (
+        "",
+        "Hola {{ first_name }}, le escribe {{ clinic_name }}: le toca un análisis de rutina. "
+        "Llame al {{ clinic_phone }} para agendar.",
+    ),
+    ("recall_annual_wellness", "en", "sms"): (
+        "",
+        "Hi {{ first_name }}, it is time for your annual wellness visit at {{ clinic_name }}. "
+        "Call {{ clinic_phone }} to book.",
+    ),
+    ("recall_annual_wellness", "es", "sms"): (
+        "",
+        "Hola {{ first_name }}, es hora de su visita anual de bienestar en {{ clinic_name }}. "
+        "Llame al {{ clinic_phone }} para agendar.",
+    ),
+    ("recall_flu_shot", "en", "sms"): (
+        "",
+        "Hi {{ first_name }}, flu season is here: {{ clinic_name }} offers flu shots. Call {{ clinic_phone }}.",
+    ),
+    ("recall_flu_shot", "es", "sms"): (
+        "",
+        "Hola {{ first_name }}, llegó la temporada de gripe: {{ clinic_name }} ofrece vacunas. "
+        "Llame al {{ clinic_phone }}.",
+    ),
+    ("recall_mammography", "en", "sms"): (
+        "",
+        "Hi {{ first_name }}, {{ clinic_name }} here: you are due for a routine screening. "
+        "Call {{ clinic_phone }} to book.",
+    ),
+    ("recall_mammography", "es", "sms"): (
+        "",
+        "Hola {{ first_name }}, le escribe {{ clinic_name }}: le toca una revisión de rutina. "
+        "Llame al {{ clinic_phone }} para agendar.",
+    ),
 }
 
 RULES = [
@@ -75,6 +125,21 @@ RULES = [
     {"name": "Post-visit follow-up", "kind": "post_visit", "template_key": "post_visit", "params": {"hours_after": 24}},
     {"name": "Lab results available", "kind": "lab_results", "template_key": "lab_results"},
     {"name": "Care plan updated", "kind": "care_plan_update", "template_key": "care_plan_update"},
+    {
+        "name": "Medication refill due",
+        "kind": "medication_refill",
+        "template_key": "medication_refill",
+        "params": {"days_before": 7},
+    },
+    *(
+        {
+            "name": recall.name,
+            "kind": "preventive_recall",
+            "template_key": recall.template_key,
+            "params": {"recall": key},
+        }
+        for key, recall in RECALLS.items()
+    ),
 ]
 
 
