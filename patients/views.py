@@ -54,13 +54,18 @@ PAGE_SIZE = 25
 @phi_view(AccessAction.LIST)
 def patient_list_view(request: HttpRequest) -> HttpResponse:
     require_perm(request, "patients.view_patient")
-    form = PatientSearchForm(request.GET)
+    # Searches are POSTed: a name, phone or birth date typed here is PHI and must not end up in
+    # URLs (browser history, proxy and server logs). GET shows the unsearched list.
+    data = request.POST if request.method == "POST" else request.GET.copy()
+    if request.method != "POST":
+        data.pop("q", None)
+    form = PatientSearchForm(data)
     query = form.cleaned_data["q"] if form.is_valid() else ""
     # Filters that reveal clinical facts (condition, overdue tasks) are for the clinical field group.
     clinical = can_see_clinical(request.user)
-    filters = PatientFilter(request.GET if clinical else None, queryset=patient_list(query=query), request=request)
+    filters = PatientFilter(data if clinical else None, queryset=patient_list(query=query), request=request)
     patients = filters.qs  # invalid filter values are shown as errors and left out
-    page = paginate_by_pk(patients, request.GET.get("page"), PAGE_SIZE)
+    page = paginate_by_pk(patients, data.get("page"), PAGE_SIZE)
     recorder = access_recorder(request)
     recorder.saw(page.object_list)
     recorder.searched(q=query)

@@ -72,10 +72,10 @@ def test_list_read_only_role_gets_403(client_for, reader, patient_a) -> None:
 
 
 def test_search_is_logged_by_fingerprint_never_by_term(client_for, writer, patient_a, patient_b, org_a) -> None:
-    response = client_for(writer).get(reverse("patients:list"), {"q": "Northcott"})
+    response = client_for(writer).post(reverse("patients:list"), {"q": "Northcott"})
     assert b"Northcott" in response.content
     # Another organization's patient is not found by its exact MRN either.
-    assert b"Lakeman" not in client_for(writer).get(reverse("patients:list"), {"q": "L-1"}).content
+    assert b"Lakeman" not in client_for(writer).post(reverse("patients:list"), {"q": "L-1"}).content
     entries = _log(org_a, action=AccessAction.SEARCH)
     assert len(entries) == 2
     assert entries[-1].search_fields == ["q"]
@@ -84,8 +84,21 @@ def test_search_is_logged_by_fingerprint_never_by_term(client_for, writer, patie
     assert "Northcott" not in repr([vars(e) for e in entries])
 
 
+def test_search_terms_in_the_address_are_ignored(client_for, writer, patient_a, patient_b, org_a) -> None:
+    """Searches are POSTed: a term in a URL (history, proxy logs) is never used, so never needed."""
+    from tests.factories import PatientFactory
+
+    with organization_context(org_a):
+        PatientFactory(family_name="Southwick")
+    content = client_for(writer).get(reverse("patients:list"), {"q": "Northcott"}).content.decode()
+    assert "Northcott" in content and "Southwick" in content  # the unsearched list
+    assert 'method="post"' in content and "hx-push-url" not in content
+    with organization_context(org_a):
+        assert not AccessLog.objects.filter(action=AccessAction.SEARCH).exists()
+
+
 def test_htmx_search_returns_only_the_table_partial(client_for, writer, patient_a) -> None:
-    response = client_for(writer).get(reverse("patients:list"), {"q": "N-1"}, HTTP_HX_REQUEST="true")
+    response = client_for(writer).post(reverse("patients:list"), {"q": "N-1"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200
     assert b"<html" not in response.content and b"Northcott" in response.content
 

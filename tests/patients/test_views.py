@@ -287,6 +287,6 @@ def test_add_forms_with_bad_input_re_render_with_400_and_save_nothing(
 
 
 def test_short_name_search_shows_a_hint(client_for, writer, patient_a) -> None:
-    content = client_for(writer).get(reverse("patients:list"), {"q": "No"}).content.decode()
+    content = client_for(writer).post(reverse("patients:list"), {"q": "No"}).content.decode()
     assert "at least 3 letters" in content and "Northcott" not in content
-    assert "Northcott" in client_for(writer).get(reverse("patients:list"), {"q": "nor"}).content.decode()
+    assert "Northcott" in client_for(writer).post(reverse("patients:list"), {"q": "nor"}).content.decode()
