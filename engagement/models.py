@@ -127,8 +127,9 @@ class RuleKind(models.TextChoices):
     CAMPAIGN = "campaign", "Education / wellness campaign"
 
 
-# Marketing-like outreach needs an explicit opt-in; care messages go unless the patient opted out.
-OPT_IN_KINDS = frozenset({RuleKind.CAMPAIGN})
+# Marketing-like outreach and daily reminders need an explicit opt-in; care messages go unless the
+# patient opted out.
+OPT_IN_KINDS = frozenset({RuleKind.CAMPAIGN, RuleKind.ADHERENCE})
 
 
 class Rule(TenantModel):

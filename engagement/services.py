@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 import zoneinfo
 from collections.abc import Iterable
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -101,6 +101,11 @@ def rule_save(*, rule: Rule | None = None, **fields: Any) -> Rule:
         setattr(rule, name, value)
     if rule.kind == RuleKind.APPOINTMENT_REMINDER and not rule.offsets_hours:
         raise ValidationError({"offsets_hours": "Give at least one offset, e.g. 72, 24, 2."})
+    if rule.kind == RuleKind.CAMPAIGN and rule.params.get("send_on"):
+        try:
+            date.fromisoformat(str(rule.params["send_on"]))
+        except ValueError:
+            raise ValidationError({"params": "send_on must be a date such as 2026-12-01."}) from None
     rule.full_clean()
     rule.save()
     if rule.is_active:
@@ -222,6 +227,10 @@ def rule_materialize(*, rule: Rule, now: datetime | None = None) -> int:
         return _materialize_refills(rule, now)
     if rule.kind == RuleKind.PREVENTIVE_RECALL:
         return _materialize_recall(rule, now)
+    if rule.kind == RuleKind.CAMPAIGN:
+        return _materialize_campaign(rule, now)
+    if rule.kind == RuleKind.ADHERENCE:
+        return _materialize_adherence(rule, now)
     return 0  # other kinds are enqueued by their services (care plan, results) or not built yet
 
 
@@ -390,6 +399,109 @@ def _materialize_recall(rule: Rule, now: datetime) -> int:
                 settings_=settings_,
                 subject_type="recall",
                 subject_id=None,
+                slot=slot,
+                due_at=now,
+            )
+            if row is not None:
+                rows.append(row)
+        created += outbox_rows_create(rows)
+    return created
+
+
+ADHERENCE_DEFAULT_TIME = time(9, 0)
+
+
+def _materialize_adherence(rule: Rule, now: datetime) -> int:
+    """The daily medication-adherence reminder, at the patient's chosen time (the start of their
+    contact window; 09:00 when they gave none) in their time zone, to patients with an active
+    medication who opted in (a daily message needs consent). One per patient and local day (slot:
+    the date); today's and tomorrow's are offered so no day is missed between scans; each expires
+    12 hours after its time. It names no medication, and it is exempt from the frequency caps like
+    other reminders the patient asked for."""
+    from patients.models import Patient
+
+    organization = require_current_organization()
+    settings_ = selectors.channel_settings_get()
+    ids = sorted(set(Patient.objects.filter(is_active=True, medications__status="active").values_list("pk", flat=True)))
+    created = 0
+    for index in range(0, len(ids), 1000):
+        patients = Patient.objects.in_bulk(ids[index : index + 1000])
+        consents = selectors.consents_for(list(patients))
+        rows = []
+        for patient in patients.values():
+            zone = patient_zone(patient, organization)
+            at = patient.contact_window_start or ADHERENCE_DEFAULT_TIME
+            today = now.astimezone(zone).date()
+            for day in (today, today + timedelta(days=1)):
+                due = datetime.combine(day, at, tzinfo=zone)
+                if due + timedelta(hours=12) <= now:
+                    continue  # today's time is long gone
+                row = _patient_row(
+                    rule=rule,
+                    patient=patient,
+                    consents=consents,
+                    settings_=settings_,
+                    subject_type="adherence",
+                    subject_id=None,
+                    slot=day.isoformat(),
+                    due_at=due,
+                    expires_at=due + timedelta(hours=12),
+                )
+                if row is not None:
+                    row.is_urgent = True  # asked for by the patient: not counted against the caps
+                    rows.append(row)
+        created += outbox_rows_create(rows)
+    return created
+
+
+def _materialize_campaign(rule: Rule, now: datetime) -> int:
+    """An education or wellness campaign to a cohort, once, on `params.send_on` (the organization's
+    local date; at once when absent), to patients who opted in to the channel (campaigns are not
+    care messages). Cohort: `params.condition_code` (an active condition), `params.languages`
+    (preferred languages), `params.age_min` / `params.age_max` (birth dates are encrypted: decrypted
+    only for the patients the other filters select). Slot: "campaign:<send date>", so one message
+    per patient per sending."""
+    from engagement.recalls import age_on
+    from patients.models import Patient
+
+    organization = require_current_organization()
+    today = now.astimezone(organization.zone).date()
+    send_on = rule.params.get("send_on") or rule.created_at.astimezone(organization.zone).date().isoformat()
+    try:
+        if date.fromisoformat(str(send_on)) > today:
+            return 0
+    except ValueError:
+        return 0  # rule_save refuses a malformed date; an old row must not break the scan
+    slot = f"campaign:{send_on}"
+    cohort = Patient.objects.filter(is_active=True)
+    if rule.params.get("condition_code"):
+        cohort = cohort.filter(
+            conditions__code=str(rule.params["condition_code"]),
+            conditions__clinical_status__in=("active", "recurrence", "relapse"),
+        )
+    if rule.params.get("languages"):
+        cohort = cohort.filter(preferred_language__in=list(rule.params["languages"]))
+    done = OutboundMessage.objects.filter(rule=rule, slot=slot).values_list("patient_id", flat=True)
+    ids = sorted(set(cohort.exclude(pk__in=done).values_list("pk", flat=True)))
+    age_min, age_max = rule.params.get("age_min"), rule.params.get("age_max")
+    settings_ = selectors.channel_settings_get()
+    created = 0
+    for index in range(0, len(ids), 1000):
+        patients = Patient.objects.in_bulk(ids[index : index + 1000])
+        consents = selectors.consents_for(list(patients))
+        rows = []
+        for patient in patients.values():
+            if age_min is not None or age_max is not None:
+                age = age_on(patient.date_of_birth, today)
+                if (age_min is not None and age < int(age_min)) or (age_max is not None and age > int(age_max)):
+                    continue
+            row = _patient_row(
+                rule=rule,
+                patient=patient,
+                consents=consents,
+                settings_=settings_,
+                subject_type="campaign",
+                subject_id=rule.pk,
                 slot=slot,
                 due_at=now,
             )

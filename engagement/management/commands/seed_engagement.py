@@ -97,6 +97,15 @@ TEMPLATES = {
         "",
         "Hi {{ first_name }}, flu season is here: {{ clinic_name }} offers flu shots. Call {{ clinic_phone }}.",
     ),
+    ("medication_adherence", "en", "sms"): (
+        "",
+        "Hi {{ first_name }}, your daily reminder from {{ clinic_name }}: time for your medicine. Reply STOP to stop.",
+    ),
+    ("medication_adherence", "es", "sms"): (
+        "",
+        "Hola {{ first_name }}, su recordatorio diario de {{ clinic_name }}: es hora de su medicina. "
+        "Responda STOP para no recibirlo.",
+    ),
     ("recall_flu_shot", "es", "sms"): (
         "",
         "Hola {{ first_name }}, llegó la temporada de gripe: {{ clinic_name }} ofrece vacunas. "
@@ -131,6 +140,8 @@ RULES = [
         "template_key": "medication_refill",
         "params": {"days_before": 7},
     },
+    # Sent only to patients who opted in to it (a daily message), at their chosen time.
+    {"name": "Daily medication reminder", "kind": "adherence", "template_key": "medication_adherence"},
     *(
         {
             "name": recall.name,
