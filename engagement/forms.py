@@ -54,6 +54,22 @@ class RuleForm(forms.Form):
     )
     is_urgent = forms.BooleanField(required=False, label="Time-critical (ignores frequency caps)")
     is_active = forms.BooleanField(required=False, initial=True, label="Active")
+    options = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=(
+            'Kind-specific, as JSON. Refills: {"days_before": 7}. Recalls: {"recall": "flu_shot"} '
+            '(hba1c, annual_wellness, flu_shot, mammography). Follow-ups: {"hours_after": 24}. '
+            'Campaigns: {"send_on": "2026-12-01", "condition_code": "44054006", "languages": ["es"], '
+            '"age_min": 40, "age_max": 70}.'
+        ),
+    )
+
+    def clean_options(self) -> dict[str, Any]:
+        value = self.cleaned_data.get("options") or {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError('Options must be a JSON object, e.g. {"days_before": 7}.')
+        return value
 
     def clean_offsets(self) -> list[int]:
         return _int_list(self.cleaned_data.get("offsets") or "")
@@ -72,6 +88,7 @@ class RuleForm(forms.Form):
             "appointment_types": ", ".join(rule.appointment_types),
             "is_urgent": rule.is_urgent,
             "is_active": rule.is_active,
+            "options": rule.params or None,
         }
 
 

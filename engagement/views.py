@@ -115,9 +115,10 @@ def rule_edit_view(request: HttpRequest, pk: int | None = None) -> HttpResponse:
                 appointment_types=data["appointment_types"],
                 is_urgent=data["is_urgent"],
                 is_active=data["is_active"],
+                params=data["options"],
             )
         except ValidationError as exc:
-            form.add_error(None, exc)
+            form.add_error(None, exc.messages)
         else:
             messages.success(request, "Rule saved; its messages are being scheduled.")
             return redirect("engagement:rules")

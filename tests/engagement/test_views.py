@@ -83,6 +83,21 @@ def test_admin_creates_a_rule_and_reminders_are_scheduled(
         assert OutboundMessage.objects.filter(rule=rule).count() == 1
 
 
+def test_rule_editor_takes_kind_specific_options_and_refuses_bad_ones(client_for, admin_a, org_a) -> None:
+    base = {"name": "Flu campaign", "kind": "campaign", "template_key": "appointment_reminder", "offsets": ""}
+    client = client_for(admin_a)
+    response = client.post("/engagement/rules/new/", {**base, "options": '{"send_on": "next week"}'})
+    assert response.status_code == 400 and "send_on must be a date" in response.content.decode()
+    response = client.post("/engagement/rules/new/", {**base, "options": "[1, 2]"})
+    assert response.status_code == 400 and "must be a JSON object" in response.content.decode()
+    response = client.post(
+        "/engagement/rules/new/", {**base, "options": '{"send_on": "2026-12-01", "languages": ["es"], "age_min": 40}'}
+    )
+    assert response.status_code == 302
+    with organization_context(org_a):
+        assert Rule.objects.get().params == {"send_on": "2026-12-01", "languages": ["es"], "age_min": 40}
+
+
 def test_writer_cannot_edit_rules_and_template_lint_refuses_sensitive_fields(
     client_for, writer, admin_a, org_a
 ) -> None:
