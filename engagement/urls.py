@@ -11,6 +11,7 @@ urlpatterns = [
     path("rules/", views.rule_list_view, name="rules"),
     path("rules/new/", views.rule_edit_view, name="rule_create"),
     path("rules/<int:pk>/", views.rule_edit_view, name="rule_edit"),
+    path("rules/preview/", views.rule_preview_view, name="rule_preview"),
     path("templates/", views.template_list_view, name="templates"),
     path("templates/new/", views.template_edit_view, name="template_create"),
     path("templates/<int:pk>/", views.template_edit_view, name="template_edit"),

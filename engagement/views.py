@@ -211,6 +211,26 @@ def template_preview_view(request: HttpRequest) -> HttpResponse:
     return render(request, "engagement/partials/template_preview.html", context)
 
 
+@login_required
+@organization_required
+@require_POST
+@phi_free
+def rule_preview_view(request: HttpRequest) -> HttpResponse:
+    """htmx: what the rule's template says, rendered with sample values (English SMS, else email)."""
+    if not (request.user.has_perm("engagement.add_rule") or request.user.has_perm("engagement.change_rule")):
+        raise PermissionDenied
+    key = request.POST.get("template_key", "").strip()
+    template = None
+    for channel in ("sms", "email"):
+        template = selectors.template_for(key=key, channel=channel, language="en") if key else None
+        if template is not None:
+            break
+    if template is None:
+        return render(request, "engagement/partials/rule_preview.html", {"missing": key})
+    context = {"template_obj": template, **_preview(request, template.body, template.subject, template.channel)}
+    return render(request, "engagement/partials/rule_preview.html", context)
+
+
 # -- Channel settings ---------------------------------------------------------------------------
 
 

@@ -98,6 +98,19 @@ def test_rule_editor_takes_kind_specific_options_and_refuses_bad_ones(client_for
         assert Rule.objects.get().params == {"send_on": "2026-12-01", "languages": ["es"], "age_min": 40}
 
 
+def test_rule_editor_previews_its_template(client_for, admin_a, writer, org_a) -> None:
+    configure(org_a)
+    client = client_for(admin_a)
+    response = client.post(
+        "/engagement/rules/preview/", {"template_key": "appointment_reminder"}, HTTP_HX_REQUEST="true"
+    )
+    content = response.content.decode()
+    assert response.status_code == 200 and "Hi Alex" in content and "segment" in content
+    missing = client.post("/engagement/rules/preview/", {"template_key": "nope"}).content.decode()
+    assert 'No active template "nope"' in missing
+    assert client_for(writer).post("/engagement/rules/preview/", {"template_key": "x"}).status_code == 403
+
+
 def test_writer_cannot_edit_rules_and_template_lint_refuses_sensitive_fields(
     client_for, writer, admin_a, org_a
 ) -> None:
