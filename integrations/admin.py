@@ -14,9 +14,8 @@ from integrations.models import (
 
 
 class TenantAdmin(admin.ModelAdmin):
-    def get_queryset(self, request):  # type: ignore[no-untyped-def]
-        # Platform admin pages list every organization's rows (RLS still applies to the app role).
-        return self.model.objects.all_organizations()
+    """Admin of integration models: the tenant manager scopes them to the current organization,
+    as in every other admin page (platform administrators switch organization to see another)."""
 
 
 @admin.register(FhirConnection)

@@ -120,7 +120,12 @@ def import_job_run(*, organization: Organization, job_id: int, actor: Any = None
                 progress=progress,
             )
     except Exception as exc:  # noqa: BLE001 - a job must end in a state people can see
-        logger.exception("import job %s failed", job_id)
+        # No traceback text: validation errors echo the input (PHI). Type and place only.
+        frame = exc.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame is not None else "?"
+        logger.error("import job %s failed: %s at %s", job_id, type(exc).__name__, where)
         error = f"The import stopped unexpectedly ({type(exc).__name__})."
     status = JobStatus.FAILED if error else JobStatus.SUCCEEDED if report.ok else JobStatus.PARTIAL
     if not error and report.ok is False and report.units_failed == report.units:
