@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.handlers.database import AxesDatabaseHandler
+from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Permission
 
@@ -71,3 +73,35 @@ def role_in_current_organization(user: Any) -> str | None:
         .values_list("role", flat=True)
         .first()
     )
+
+
+class PerParameterLockoutHandler(AxesDatabaseHandler):
+    """django-axes' database handler with one failure limit per lockout parameter.
+
+    Axes compares the largest failure count of AXES_LOCKOUT_PARAMETERS with one limit, so a per-IP
+    count would lock a whole clinic behind one address after five typos. Here each count is scaled
+    to its own limit: the pair (username, IP) by AXES_FAILURE_LIMIT, the username alone by
+    AXES_USERNAME_FAILURE_LIMIT, the IP alone by AXES_IP_FAILURE_LIMIT. `failures * L // limit >= L`
+    holds exactly when `failures >= limit`, so axes' own comparison with L = AXES_FAILURE_LIMIT
+    decides lockout for all three.
+    """
+
+    @staticmethod
+    def _limit(parameter: str | list[str]) -> int:
+        if parameter == "username":
+            return int(settings.AXES_USERNAME_FAILURE_LIMIT)
+        if parameter == "ip_address":
+            return int(settings.AXES_IP_FAILURE_LIMIT)
+        return int(settings.AXES_FAILURE_LIMIT)
+
+    def get_failures(self, request: Any, credentials: dict[str, Any] | None = None) -> int:
+        from django.db.models import Sum
+
+        base = int(settings.AXES_FAILURE_LIMIT)
+        scaled = [0]
+        for parameter, attempts in zip(
+            settings.AXES_LOCKOUT_PARAMETERS, self.get_user_attempts(request, credentials), strict=True
+        ):
+            failures = attempts.aggregate(total=Sum("failures_since_start"))["total"] or 0
+            scaled.append(failures * base // self._limit(parameter))
+        return max(scaled)

@@ -197,10 +197,16 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
-# django-axes: lock an account+IP after repeated failures.
+# django-axes: lock after repeated failures, counted three ways, each with its own limit
+# (healthcrm.auth.PerParameterLockoutHandler): one account from one IP (a typing user, or guessing),
+# one account from many IPs (a distributed guess), one IP over many accounts (password spraying).
+# The first entry is the account+IP pair, limited by AXES_FAILURE_LIMIT.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_USERNAME_FAILURE_LIMIT = env_int("AXES_USERNAME_FAILURE_LIMIT", 10)
+AXES_IP_FAILURE_LIMIT = env_int("AXES_IP_FAILURE_LIMIT", 20)
 AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 30) / 60  # hours
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "username", "ip_address"]
+AXES_HANDLER = "healthcrm.auth.PerParameterLockoutHandler"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "healthcrm.security.client_ip"

@@ -117,7 +117,7 @@ def test_axes_locks_out_a_user_and_ip_after_the_failure_limit(client: Any, write
 
 
 def test_axes_lockout_is_per_user_and_ip(client: Any, writer: Any, reader: Any, settings: Any) -> None:
-    """AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]: the pair is locked, not either alone."""
+    """Below the username and IP limits, the (username, IP) pair is locked, not either alone."""
     _fail(client, writer.username, "203.0.113.7", settings.AXES_FAILURE_LIMIT)
 
     same_user_other_ip = client.post(
@@ -129,6 +129,47 @@ def test_axes_lockout_is_per_user_and_ip(client: Any, writer: Any, reader: Any, 
         LOGIN, {"username": reader.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.7"
     )
     assert other_user_same_ip.status_code == 302
+
+
+def test_axes_limits_one_username_tried_from_many_ips(client: Any, writer: Any, settings: Any) -> None:
+    """A distributed guess: under the pair limit from each address, stopped by the per-username limit."""
+    assert settings.AXES_USERNAME_FAILURE_LIMIT == 10
+    for i in range(settings.AXES_USERNAME_FAILURE_LIMIT):
+        assert _fail(client, writer.username, f"198.51.100.{i + 1}", 1) in ([200], [429])
+
+    fresh_ip = client.post(LOGIN, {"username": writer.username, "password": PASSWORD}, REMOTE_ADDR="192.0.2.200")
+
+    assert fresh_ip.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+
+def test_axes_limits_one_ip_spraying_many_usernames(client: Any, org_a: Any, settings: Any) -> None:
+    """Password spraying: one failure per account, stopped by the per-IP limit; other IPs still sign in."""
+    assert settings.AXES_IP_FAILURE_LIMIT == 20
+    victim = UserFactory()
+    MembershipFactory(user=victim, organization=org_a)
+    for i in range(settings.AXES_IP_FAILURE_LIMIT):
+        _fail(client, f"someone{i}@example.test", "203.0.113.50", 1)
+
+    sprayer = client.post(LOGIN, {"username": victim.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.50")
+    assert sprayer.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+    elsewhere = client.post(LOGIN, {"username": victim.username, "password": PASSWORD}, REMOTE_ADDR="192.0.2.201")
+    assert elsewhere.status_code == 302
+
+
+def test_axes_a_few_typos_from_a_shared_clinic_ip_lock_nobody_else(
+    client: Any, writer: Any, reader: Any, settings: Any
+) -> None:
+    """Below the per-IP limit, one user's lockout behind the clinic's NAT leaves colleagues alone."""
+    _fail(client, writer.username, "203.0.113.60", settings.AXES_FAILURE_LIMIT)
+    assert (
+        client.post(LOGIN, {"username": writer.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.60").status_code
+        == 429
+    )
+    colleague = client.post(LOGIN, {"username": reader.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.60")
+    assert colleague.status_code == 302
 
 
 def test_axes_takes_the_ip_from_our_client_ip_callable(client: Any, writer: Any, settings: Any) -> None:
