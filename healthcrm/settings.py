@@ -332,9 +332,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"client_errors_on_one_line": {"()": "healthcrm.logfilters.ClientErrorsOnOneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
+        # A refused request is one line, not a traceback (5xx keep theirs).
+        "django.request": {"filters": ["client_errors_on_one_line"]},
         "django.db.backends": {"level": "WARNING"},
         # Celery's INFO lines carry task arguments and return values; ours are ids only, but keep
         # the noise down.

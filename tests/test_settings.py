@@ -11,6 +11,7 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -153,3 +154,18 @@ def test_an_unreadable_secret_file_is_named() -> None:
     result = manage("check", env=production_env(SECRET_KEY=None, SECRET_KEY_FILE="/nonexistent/secret"))
     assert result.returncode != 0
     assert "SECRET_KEY_FILE" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_refused_request_logs_one_line_without_a_traceback(client_for: Any, reader: Any, caplog: Any) -> None:
+    """403s are routine (a role opening a page it may not): one line each, so real errors stand out."""
+    import logging
+
+    from django.urls import reverse
+
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        assert client_for(reader).get(reverse("patients:list")).status_code == 403
+
+    refused = [r for r in caplog.records if r.name == "django.request"]
+    assert [r.getMessage() for r in refused] == ["Forbidden (Permission denied): /patients/"]
+    assert refused[0].exc_info is None and caplog.text.count("\n") == 1
+    assert "Traceback" not in caplog.text
