@@ -49,6 +49,10 @@ def require_current_organization() -> Organization:
 
 
 def _set_database_setting(name: str, value: int | None, using: str) -> None:
+    if connections[using].needs_rollback:
+        # The block is being rolled back (a failed query below): the rollback restores the
+        # setting, and a query here would only replace the real error with TransactionManagementError.
+        return
     with connections[using].cursor() as cursor:
         # Transaction-local (is_local=true): a pooled connection never carries it to the next user.
         cursor.execute("SELECT set_config(%s, %s, true)", [name, "" if value is None else str(value)])

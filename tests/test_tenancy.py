@@ -136,3 +136,22 @@ def test_per_organization_uniqueness_allows_the_same_mrn_in_two_organizations(or
             patient_create(**fields)
     with organization_context(org_a), pytest.raises(ValidationError, match="MRN already exists"):
         patient_create(**{**fields, "mrn": " a-1 "})
+
+
+def test_a_failed_query_inside_the_contexts_surfaces_as_itself(org_a) -> None:
+    """A view's database error is turned into a 500 response inside the request's contexts (Django's
+    handler catches it), so the contexts exit normally on a transaction marked for rollback. Leaving
+    them must run no query: that replaced the real error with TransactionManagementError."""
+    from django.db import DataError, transaction
+
+    from healthcrm.tenancy import user_context
+
+    with user_context(1), organization_context(org_a):
+        try:
+            with transaction.atomic(savepoint=False):
+                Location.objects.filter(name="\x00").exists()  # PostgreSQL refuses NUL in text
+        except DataError:
+            pass  # as Django's exception handler does: the response is a 500, the block continues
+        assert connection.needs_rollback
+        transaction.set_rollback(True)
+    assert get_current_organization() is None
