@@ -9,7 +9,7 @@ may have reached the provider (`unknown`) and whether the recipient unsubscribed
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -39,7 +39,7 @@ class SmsAccount:
 
     organization_slug: str
     account_sid: str
-    auth_token: str
+    auth_token: str = field(repr=False)  # a secret: never in a log line or a traceback's locals
     from_number: str = ""
     messaging_service_sid: str = ""
 
