@@ -1,6 +1,8 @@
-"""Etiquette: quiet hours (DST-safe), SMS keywords, and retry backoff.
+"""Etiquette: quiet hours (DST-safe), the patient's window and zone, channel choice, frequency
+caps, SMS keywords, and retry backoff.
 
-Pure functions: the delivery engine and the webhook call them.
+Pure functions but one (cap_free_at reads the outbox): the materializers, the delivery engine and
+the webhook call them.
 """
 
 from __future__ import annotations
@@ -8,6 +10,9 @@ from __future__ import annotations
 import random
 import zoneinfo
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from engagement.models import ChannelSettings, ConsentStatus, OutboundMessage, OutboxStatus
 
 # Carrier / CTIA keywords, matched on the whole message, any case, surrounding spaces ignored.
 STOP_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
@@ -63,3 +68,51 @@ def backoff(attempt: int, *, base: float = 30.0, cap: float = 3600.0, rng: rando
     """Exponential backoff with "equal jitter": uniform(c/2, c), c = min(cap, base * 2**(attempt-1))."""
     ceiling = min(cap, base * (2 ** max(attempt - 1, 0)))
     return timedelta(seconds=(rng or random).uniform(ceiling / 2, ceiling))
+
+
+def sending_window(patient: Any, settings_: ChannelSettings) -> tuple[time, time]:
+    """The patient's contact window when they gave one, else the organization's quiet hours."""
+    if patient.contact_window_start and patient.contact_window_end:
+        return patient.contact_window_start, patient.contact_window_end
+    return settings_.quiet_start, settings_.quiet_end
+
+
+def patient_zone(patient: Any, organization: Any) -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(patient.timezone) if patient.timezone else organization.zone
+
+
+def choose_channel(
+    patient: Any, consents: dict[tuple[int, str], str], settings_: ChannelSettings, *, opt_in: bool = False
+) -> str | None:
+    """The channel to reach the patient by: their preference first, SMS before email; a channel
+    they opted out of (or have no address for) falls back to the other; None when neither works."""
+    preference = patient.preferred_channel
+    if preference == "none":
+        return None  # the patient asked for no outreach
+    order = ["email", "sms"] if preference == "email" else ["sms", "email"]
+    for channel in order:
+        status = consents.get((patient.pk, channel))
+        if status == ConsentStatus.OPTED_OUT or (opt_in and status != ConsentStatus.OPTED_IN):
+            continue
+        if channel == "sms" and settings_.sms_enabled and patient.phone_mobile:
+            return "sms"
+        if channel == "email" and settings_.email_enabled and patient.email:
+            return "email"
+    return None
+
+
+def cap_free_at(message: OutboundMessage, settings_: ChannelSettings, now: datetime) -> datetime | None:
+    """When a non-urgent message may go under the frequency caps (None: now)."""
+    counted = OutboundMessage.objects.filter(
+        patient_id=message.patient_id,
+        is_urgent=False,
+        status__in=(OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.DELIVERED),
+    ).exclude(pk=message.pk)
+    for window, cap in ((timedelta(days=1), settings_.cap_per_day), (timedelta(days=7), settings_.cap_per_week)):
+        recent = counted.filter(claimed_at__gt=now - window)
+        if cap and recent.count() >= cap:
+            # The oldest message in the window leaves it first... if the cap is 1; in general the
+            # (count - cap + 1)-th oldest. Ordering by claimed_at gives that one.
+            oldest = recent.order_by("claimed_at").values_list("claimed_at", flat=True)[recent.count() - cap]
+            return oldest + window + timedelta(seconds=1)
+    return None

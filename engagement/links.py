@@ -25,7 +25,7 @@ class LinkClaims:
 
 
 def link_max_age() -> int:
-    return int(getattr(settings, "ENGAGEMENT_LINK_MAX_AGE", 14 * 24 * 3600))
+    return int(settings.ENGAGEMENT_LINK_MAX_AGE)
 
 
 def make_token(*, organization_id: int, message_id: int, action: str) -> str:
@@ -45,7 +45,7 @@ def read_token(token: str, *, max_age: int | None = None) -> LinkClaims:
 
 
 def public_url(path: str) -> str:
-    base = getattr(settings, "PUBLIC_BASE_URL", "") or "http://127.0.0.1:8000"
+    base = settings.PUBLIC_BASE_URL or "http://127.0.0.1:8000"
     return base.rstrip("/") + path
 
 

@@ -272,20 +272,41 @@ TWILIO_ENABLED = env_bool("TWILIO_ENABLED", False)
 TWILIO_API_URL = env_str("TWILIO_API_URL", "https://api.twilio.com")
 TWILIO_TIMEOUT = env_float("TWILIO_TIMEOUT_SECONDS", 10.0)
 
-# Outreach (engagement/). SMS go to Twilio (`twilio`) or, in development, to a local sink that marks
-# them sent with a fake id (`outbox_sink`). Twilio signs webhooks with the public URL it called:
-# PUBLIC_BASE_URL rebuilds it (never the Host header).
-ENGAGEMENT_SMS_BACKEND = env_choice(
-    "SMS_BACKEND", "twilio" if TWILIO_ENABLED else "outbox_sink", ("twilio", "outbox_sink")
+# Outreach (engagement/): every setting engagement and integrations/twilio read, declared here once.
+# SMS go through a backend (a dotted path to an engagement.delivery.SmsBackend): Twilio's, or in
+# development a local sink that marks them sent with a fake id. SMS_BACKEND picks one of these by
+# name; ENGAGEMENT_SMS_BACKEND, when set, gives any dotted path.
+ENGAGEMENT_SMS_BACKENDS = {
+    "twilio": "integrations.twilio.backend.TwilioBackend",
+    "outbox_sink": "engagement.delivery.backends.SinkBackend",
+}
+ENGAGEMENT_SMS_BACKEND = (
+    env_str("ENGAGEMENT_SMS_BACKEND", "")
+    or ENGAGEMENT_SMS_BACKENDS[
+        env_choice("SMS_BACKEND", "twilio" if TWILIO_ENABLED else "outbox_sink", tuple(ENGAGEMENT_SMS_BACKENDS))
+    ]
 )
+# Twilio signs webhooks with the public URL it called: PUBLIC_BASE_URL rebuilds it (never the Host
+# header); it also starts patient links and the status-callback URL.
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "" if PRODUCTION else "http://127.0.0.1:8000")
+# Patient links (confirm, cancel, unsubscribe) expire after this long.
+ENGAGEMENT_LINK_MAX_AGE = env_int("ENGAGEMENT_LINK_MAX_AGE_SECONDS", 14 * 24 * 3600)
+# Retries: exponential backoff with jitter from RETRY_BASE up to RETRY_CAP seconds.
 ENGAGEMENT_RETRY_BASE = env_float("ENGAGEMENT_RETRY_BASE_SECONDS", 30.0)
+ENGAGEMENT_RETRY_CAP = env_float("ENGAGEMENT_RETRY_CAP_SECONDS", 3600.0)
+# The scan: a taken row comes back after REQUEUE_AFTER if its task was lost; a claim older than
+# SENDING_STALE_AFTER is settled by asking the provider. Each scan takes at most SCAN_BATCH ids per
+# organization, and no more than its rate allows in SCAN_WINDOW seconds.
 ENGAGEMENT_REQUEUE_AFTER = env_float("ENGAGEMENT_REQUEUE_AFTER_SECONDS", 60.0)
 ENGAGEMENT_SENDING_STALE_AFTER = env_float("ENGAGEMENT_SENDING_STALE_AFTER_SECONDS", 300.0)
+ENGAGEMENT_SCAN_BATCH = env_int("ENGAGEMENT_SCAN_BATCH", 500)
+ENGAGEMENT_SCAN_WINDOW = env_float("ENGAGEMENT_SCAN_WINDOW_SECONDS", 5.0)
 # Due messages go to the worker in chunks of this many ids (each still claimed on its own) and are
 # sent by this many threads per worker process; 1 sends one task per message.
 ENGAGEMENT_SEND_BATCH = env_int("ENGAGEMENT_SEND_BATCH", 50)
 ENGAGEMENT_SEND_THREADS = env_int("ENGAGEMENT_SEND_THREADS", 16)
+# A send waits at most this long for the organization's rate limiter, else goes back to pending.
+ENGAGEMENT_RATE_MAX_WAIT = env_float("ENGAGEMENT_RATE_MAX_WAIT_SECONDS", 2.0)
 
 # Telehealth: each telehealth appointment gets a room at this URL ({room}: 22 random characters).
 TELEHEALTH_URL_TEMPLATE = env_str("TELEHEALTH_URL_TEMPLATE", "https://telehealth.healthcrm.example/room/{room}")

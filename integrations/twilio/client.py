@@ -79,7 +79,7 @@ def _client(account_sid: str, auth_token: str) -> Client:
     key = (account_sid, auth_token, settings.TWILIO_API_URL)
     client = cache.get(key)
     if client is None:
-        http = RewritingHttpClient(settings.TWILIO_API_URL, timeout=getattr(settings, "TWILIO_TIMEOUT", 10.0))
+        http = RewritingHttpClient(settings.TWILIO_API_URL, timeout=settings.TWILIO_TIMEOUT)
         client = cache[key] = Client(account_sid, auth_token, http_client=http)
     return client
 

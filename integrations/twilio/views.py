@@ -19,13 +19,14 @@ from compliance.access import phi_free
 from engagement import selectors, services
 from healthcrm.models import Organization
 from healthcrm.tenancy import organization_context
+from integrations.twilio import backend
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
 def public_url(request: HttpRequest) -> str:
     """The URL Twilio signed: PUBLIC_BASE_URL + the path and query it requested."""
-    base = getattr(settings, "PUBLIC_BASE_URL", "") or ""
+    base = settings.PUBLIC_BASE_URL
     return base.rstrip("/") + request.get_full_path()
 
 
@@ -38,7 +39,7 @@ def _twiml(text: str) -> HttpResponse:
 
 def _verified(request: HttpRequest, organization: Organization) -> bool:
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not getattr(settings, "PUBLIC_BASE_URL", ""):
+    if not signature or not settings.PUBLIC_BASE_URL:
         return False
     token = selectors.channel_settings_get().twilio_auth_token
     if not token:
@@ -81,7 +82,7 @@ def status_callback_view(request: HttpRequest, org_slug: str) -> HttpResponse:
             return HttpResponseForbidden()
         services.delivery_status_apply(
             sid=request.POST.get("MessageSid", ""),
-            provider_status=request.POST.get("MessageStatus", ""),
+            status=backend.delivery_status(request.POST.get("MessageStatus", "")),
             error_code=request.POST.get("ErrorCode", ""),
         )
     return HttpResponse(status=204)

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from engagement import services
-from engagement.models import ConsentSource, MessageTemplate, Rule
+from engagement.models import Consent, ConsentSource, MessageTemplate, Rule
 from engagement.recalls import RECALLS
 from healthcrm.models import Organization
 from healthcrm.tenancy import organization_context
@@ -173,7 +173,7 @@ def seed_organization(organization: Organization) -> int:
 
         for patient in Patient.objects.filter(preferred_channel__in=["sms", "email"])[:20]:
             for channel in ("sms", "email"):
-                if not services.selectors.Consent.objects.filter(patient=patient, channel=channel).exists():
+                if not Consent.objects.filter(patient=patient, channel=channel).exists():
                     services.consent_set(
                         patient=patient, channel=channel, status="opted_in", source=ConsentSource.INTAKE
                     )

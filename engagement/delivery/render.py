@@ -1,0 +1,67 @@
+"""A message's text: its template rendered with the few values a message may carry (first name,
+clinic, appointment time and place, signed links), in the patient's language and time zone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import dateformat, translation
+
+from engagement import etiquette, links, selectors, templating
+from engagement.delivery.backends import DeliveryError
+from engagement.models import ChannelSettings, OutboundMessage
+from healthcrm.models import Organization
+
+
+def render_message(
+    message: OutboundMessage,
+    organization: Organization,
+    settings_: ChannelSettings,
+    *,
+    templates: dict[tuple[str, str, str], Any] | None = None,
+) -> tuple[str, str]:
+    """(subject, body) of a message from its template; staff replies carry their own body.
+    `templates` caches the template lookups of a batch."""
+    if message.subject_type == "conversation":
+        return "", message.body
+    patient = message.patient
+    key = (message.template_key, message.channel, patient.preferred_language)
+    if templates is not None and key in templates:
+        template = templates[key]
+    else:
+        template = selectors.template_for(
+            key=message.template_key, channel=message.channel, language=patient.preferred_language
+        )
+        if templates is not None:
+            templates[key] = template
+    if template is None:
+        raise DeliveryError(
+            f"No active template '{message.template_key}' for {message.channel}.", permanent=True, code="no_template"
+        )
+    zone = etiquette.patient_zone(patient, organization)
+    context = {
+        "first_name": patient.preferred_name or patient.given_name,
+        "clinic_name": organization.name,
+        "clinic_phone": settings_.contact_phone or organization.phone,
+        "unsubscribe_link": links.link_for(
+            organization_id=organization.pk, message_id=message.pk, action="unsubscribe"
+        ),
+    }
+    if message.subject_type == "appointment":
+        appointment = selectors.appointment_get(message.subject_id)
+        if appointment is not None:
+            local = appointment.starts_at.astimezone(zone)
+            with translation.override(template.language.split("-")[0]):
+                fmt = "D j M, H:i" if not template.language.startswith("en") else "D M j, g:i A"
+                context["appointment_time"] = dateformat.format(local, fmt)
+                context["appointment_date"] = dateformat.format(local, "D M j" if fmt.startswith("D M") else "D j M")
+            context["location"] = appointment.location.name if appointment.location else ""
+            context["telehealth_link"] = appointment.telehealth_url
+            for action in ("confirm", "cancel"):
+                context[f"{action}_link"] = links.link_for(
+                    organization_id=organization.pk, message_id=message.pk, action=action
+                )
+    body = templating.render(template.body, context)
+    # Collapse blank lines left by empty optional variables (no telehealth link, no location).
+    body = "\n".join(line for line in body.splitlines() if line.strip() or not line).strip()
+    return templating.render(template.subject, context), body

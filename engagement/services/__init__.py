@@ -1,0 +1,63 @@
+"""Writes for outreach, one module per concept:
+
+    consent.py        consent per channel; an opt-out cancels what is pending
+    rules.py          templates and rules; rule_materialize through the kind -> materializer table
+    materializers.py  what each rule kind puts in the outbox (cohorts read in chunks)
+    outbox.py         the outbox rows: idempotent enqueue, reminder slots, notices
+    conversations.py  two-way SMS: staff replies, inbound messages and their keywords
+    statuses.py       delivery statuses reported by the provider
+
+Quiet hours, contact windows, channel choice and caps are engagement/etiquette.py; sending itself
+(claim, send, record) is engagement/delivery/. Import from here: the names below are the API.
+"""
+
+from engagement.etiquette import choose_channel, patient_zone, sending_window
+from engagement.services.consent import consent_set, messages_cancel
+from engagement.services.conversations import (
+    conversation_mark_read,
+    inbound_receive,
+    reschedule_task_create,
+    staff_reply,
+)
+from engagement.services.materializers import (
+    ADHERENCE_DEFAULT_TIME,
+    LATE_GRACE,
+    MATERIALIZERS,
+    REMINDER_LOOKAHEAD,
+    chunked_rows_create,
+)
+from engagement.services.outbox import (
+    notice_enqueue,
+    outbox_enqueue,
+    outbox_row_for,
+    outbox_rows_create,
+    reminder_slot,
+)
+from engagement.services.rules import rule_materialize, rule_save, template_save
+from engagement.services.statuses import delivery_status_apply
+
+__all__ = [
+    "ADHERENCE_DEFAULT_TIME",
+    "LATE_GRACE",
+    "MATERIALIZERS",
+    "REMINDER_LOOKAHEAD",
+    "choose_channel",
+    "chunked_rows_create",
+    "consent_set",
+    "conversation_mark_read",
+    "delivery_status_apply",
+    "inbound_receive",
+    "messages_cancel",
+    "notice_enqueue",
+    "outbox_enqueue",
+    "outbox_row_for",
+    "outbox_rows_create",
+    "patient_zone",
+    "reminder_slot",
+    "reschedule_task_create",
+    "rule_materialize",
+    "rule_save",
+    "sending_window",
+    "staff_reply",
+    "template_save",
+]
