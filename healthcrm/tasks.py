@@ -72,6 +72,19 @@ class TenantTask(Task):
     abstract = True
     atomic: bool = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Celery checks `.delay()` arguments against the body's signature (its `__header__`), which
+        # has no `actor_id`: let that one through, the base consumes it.
+        header = cls.__dict__.get("__header__")
+        if isinstance(header, staticmethod):
+            body_arguments = header.__func__
+
+            def check_arguments(*args: Any, actor_id: int | None = None, **kwargs: Any) -> Any:
+                return body_arguments(*args, **kwargs)
+
+            cls.__header__ = staticmethod(check_arguments)
+
     def __call__(self, organization_id: int, *args: Any, actor_id: int | None = None, **kwargs: Any) -> Any:
         from healthcrm.models import Organization
 

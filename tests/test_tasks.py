@@ -138,6 +138,21 @@ def test_actor_id_sets_the_audit_actor_and_is_not_passed_on(org_a, writer) -> No
     assert seen["actor"] is None
 
 
+def test_delay_accepts_actor_id_and_still_checks_the_body_arguments(org_a, writer) -> None:
+    from healthcrm.celery import app
+
+    app.conf.task_always_eager = True  # delay() checks the arguments, then runs here
+    try:
+        write_as_actor_task.delay(org_a.pk, actor_id=writer.pk)
+        assert seen["actor"] == writer
+        with pytest.raises(TypeError):
+            write_as_actor_task.delay(org_a.pk, 1, actor_id=writer.pk)
+        with pytest.raises(TypeError):
+            write_as_actor_task.delay(org_a.pk, someone=writer.pk)
+    finally:
+        app.conf.task_always_eager = False
+
+
 def test_the_request_keeps_the_message_arguments_for_a_retry(org_a, writer) -> None:
     request_probe_task.apply(args=(org_a.pk, 7), kwargs={"actor_id": writer.pk}).get()
     assert seen == {"args": [org_a.pk, 7], "kwargs": {"actor_id": writer.pk}, "actor": writer}
