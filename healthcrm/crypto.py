@@ -98,7 +98,7 @@ def normalize_name(value: str) -> str:
 def normalize_phone(value: str, region: str | None = None) -> str:
     """E.164 ('+15550102030'); raises ValidationError for something that is not a phone number."""
     try:
-        number = phonenumbers.parse(str(value), region or getattr(settings, "PHONE_DEFAULT_REGION", "US"))
+        number = phonenumbers.parse(str(value), region or settings.PHONE_DEFAULT_REGION)
     except phonenumbers.NumberParseException:
         raise ValidationError("Enter a valid phone number.", code="invalid_phone") from None
     if not phonenumbers.is_possible_number(number):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+import phonenumbers
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
@@ -42,6 +43,14 @@ if not FIELD_ENCRYPTION_KEY:
     raise ImproperlyConfigured("The setting FIELD_ENCRYPTION_KEY is empty: give at least one Fernet key.")
 if len(BLIND_INDEX_KEY) < 32:
     raise ImproperlyConfigured("The setting BLIND_INDEX_KEY must be at least 32 characters long.")
+
+# Phone numbers written without a country code (+1...) belong to this region (ISO 3166 alpha-2):
+# they are stored, and blind-indexed, in E.164 (healthcrm/crypto.py: normalize_phone).
+PHONE_DEFAULT_REGION = env_str("PHONE_DEFAULT_REGION", "US").strip().upper()
+if PHONE_DEFAULT_REGION not in phonenumbers.SUPPORTED_REGIONS:
+    raise ImproperlyConfigured(
+        f"The setting PHONE_DEFAULT_REGION={PHONE_DEFAULT_REGION!r} is not a region phone numbers know (e.g. US)."
+    )
 
 # ---------------------------------------------------------------------------------------------
 # Database. DATABASE_URL names the server, the database and its owner (who migrates). The web
@@ -331,9 +340,11 @@ CELERY_WORKER_SEND_TASK_EVENTS = False
 # Keep a worker's database connection across tasks (Celery's Django fixup closes it after each by
 # default: a new login per message). Safe with RLS: the organization is set per transaction.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 100)
+# By task name (glob). Every worker (docker-compose.yml, scripts/run.py) consumes all three
+# queues; tests/test_tasks.py checks that every registered task lands on one of them.
 CELERY_TASK_ROUTES = {
     "engagement.tasks.*": {"queue": "outreach"},
-    "integrations.tasks.*": {"queue": "integrations"},
+    "integrations.*": {"queue": "integrations"},  # integrations.fhir.tasks, integrations.<system>.tasks
 }
 CELERY_TIMEZONE = "UTC"
 # The database is the schedule: beat runs short "what is due now?" scans that enqueue ids.

@@ -126,7 +126,7 @@ def ehr() -> Iterator[FakeEhr]:
     fake = FakeEhr()
     server = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
     fake.base = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)  # quick stop
     thread.start()
     yield fake
     server.shutdown()

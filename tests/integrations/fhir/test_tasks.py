@@ -1,0 +1,76 @@
+"""fhir_pull_task retries nothing itself: the client retries each request, the schedule the pull."""
+
+from __future__ import annotations
+
+import socket
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from healthcrm.tenancy import organization_context
+from integrations.fhir import services, tasks
+from integrations.fhir.client import FhirClientError
+from integrations.models import FhirConnection, ImportJob
+
+pytestmark = pytest.mark.django_db
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on: connecting fails at once (a transient, network error)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_transient_failure_is_retried_by_the_client_and_the_schedule_not_by_celery(
+    org_a: Any, writer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert tasks.fhir_pull_task.max_retries == 0
+    assert not getattr(tasks.fhir_pull_task, "autoretry_for", ())
+    with organization_context(org_a):
+        connection = FhirConnection.objects.create(
+            name="Down EHR", base_url=f"http://127.0.0.1:{_closed_port()}/fhir", resource_types=["Patient"]
+        )
+    waits: list[float] = []
+    original = services.connection_client
+    monkeypatch.setattr(
+        services, "connection_client", lambda c, **kw: original(c, sleep=waits.append, timeout=2.0, **kw)
+    )
+
+    result = tasks.fhir_pull_task.apply(args=(org_a.pk, connection.pk), kwargs={"actor_id": writer.pk})
+
+    assert result.state == "SUCCESS"  # not RETRY: Celery sends nothing again
+    assert waits == [1.0, 2.0, 4.0]  # the client's own backoff, three retries of the unreachable server
+    with organization_context(org_a):
+        job = ImportJob.objects.get(connection=connection)
+        connection.refresh_from_db()
+    assert job.status == "failed" and "unreachable" in job.error
+    assert connection.cursors == {} and "unreachable" in connection.last_error
+    # The database is the schedule: due again once its interval has passed, from the same cursors.
+    with organization_context(org_a):
+        assert services.connections_due(now=connection.last_run_at) == []
+        later = connection.last_run_at + timedelta(minutes=connection.interval_minutes)
+        assert services.connections_due(now=later) == [connection.pk]
+
+
+def test_a_permanent_failure_ends_the_pull_at_once(org_a: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    with organization_context(org_a):
+        connection = FhirConnection.objects.create(
+            name="Elsewhere", base_url="https://ehr.example/fhir", resource_types=["Patient", "Observation"]
+        )
+
+    class Refusing:
+        requests_made = 0
+
+        def search(self, resource_type: str, params: dict[str, str]) -> Any:
+            self.requests_made += 1
+            raise FhirClientError("The server answered 403.", permanent=True)
+
+    client = Refusing()
+    monkeypatch.setattr(services, "connection_client", lambda c, **kw: client)
+    result = tasks.fhir_pull_task.apply(args=(org_a.pk, connection.pk))
+    assert result.state == "SUCCESS"
+    assert client.requests_made == 1  # no retry, and the next type is not asked either
+    with organization_context(org_a):
+        assert ImportJob.objects.get(connection=connection).status == "failed"
