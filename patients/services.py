@@ -35,9 +35,8 @@ from patients.models import (
     PatientIdentifier,
 )
 
-# Scheduling moved to patients/scheduling/; its writes stay importable from here for other apps.
+# Scheduling lives in patients/scheduling/; the appointment writes other apps call stay importable here.
 from patients.scheduling.services import (  # noqa: F401
-    DOUBLE_BOOKED,
     appointment_book,
     appointment_cancel,
     appointment_confirm,

@@ -11,6 +11,11 @@ Upserts: every imported resource has a FhirResourceLink (source system, type, id
 its content; a resource seen again with the same hash is left alone, a changed one updates its
 row. A patient not linked yet is matched by identifier (the MRN, then other identifiers), never by
 name; a practitioner by NPI; a location by name.
+
+Patients' records are written through patients' public services (patient_create/update,
+practitioner_import_upsert, appointment_import_upsert, clinical_row_update, and for the many
+clinical rows the bulk writer clinical_rows_create, which validates and audits them); the
+importer keeps only its own FhirResourceLink rows and the organization's locations.
 """
 
 from __future__ import annotations

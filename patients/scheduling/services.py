@@ -1,5 +1,5 @@
-"""Writes on appointments: validated (the double-booking check included), atomic, audited
-(django-auditlog, same transaction)."""
+"""Writes on practitioners and appointments: validated (the double-booking check included), atomic,
+audited (django-auditlog, same transaction). Other apps book, move and import through these."""
 
 from __future__ import annotations
 

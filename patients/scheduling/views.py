@@ -69,7 +69,7 @@ def appointment_calendar_view(request: HttpRequest) -> HttpResponse:
         "practitioners": Practitioner.objects.filter(is_active=True),
         "locations": Location.objects.filter(is_active=True),
     }
-    return render(request, "patients/appointment_calendar.html", context)
+    return render(request, "patients/scheduling/appointment_calendar.html", context)
 
 
 @login_required
@@ -99,7 +99,9 @@ def appointment_create_view(request: HttpRequest, patient_pk: int) -> HttpRespon
             messages.success(request, "Appointment booked.")
             return redirect("patients:appointment_detail", pk=appointment.pk)
     status = 400 if request.method == "POST" else 200
-    return render(request, "patients/appointment_form.html", {"form": form, "patient": patient}, status=status)
+    return render(
+        request, "patients/scheduling/appointment_form.html", {"form": form, "patient": patient}, status=status
+    )
 
 
 @login_required
@@ -109,7 +111,9 @@ def appointment_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
     appointment = get_appointment_for_user(request, pk)
     access_recorder(request).saw([appointment.patient])
     choices = [(s, AppointmentStatus(s).label) for s in AppointmentStatus.values if appointment.can_become(s)]
-    return render(request, "patients/appointment_detail.html", {"appointment": appointment, "next_statuses": choices})
+    return render(
+        request, "patients/scheduling/appointment_detail.html", {"appointment": appointment, "next_statuses": choices}
+    )
 
 
 @login_required
@@ -144,7 +148,10 @@ def appointment_reschedule_view(request: HttpRequest, pk: int) -> HttpResponse:
             return redirect("patients:appointment_detail", pk=appointment.pk)
     status = 400 if request.method == "POST" else 200
     return render(
-        request, "patients/appointment_reschedule.html", {"form": form, "appointment": appointment}, status=status
+        request,
+        "patients/scheduling/appointment_reschedule.html",
+        {"form": form, "appointment": appointment},
+        status=status,
     )
 
 
