@@ -322,6 +322,13 @@ TELEHEALTH_URL_TEMPLATE = env_str("TELEHEALTH_URL_TEMPLATE", "https://telehealth
 if "{room}" not in TELEHEALTH_URL_TEMPLATE:
     raise ImproperlyConfigured("The setting TELEHEALTH_URL_TEMPLATE must contain {room}.")
 
+# FHIR imports and home devices. An upload larger than this is refused before it is stored;
+# FHIR_IMPORT_EAGER leaves queued jobs to the caller (tests, scripts) instead of the worker. Devices
+# must post over HTTPS in production (behind a TLS-terminating proxy, see SECURE_PROXY_SSL_HEADER).
+FHIR_IMPORT_MAX_UPLOAD_BYTES = env_int("FHIR_IMPORT_MAX_UPLOAD_BYTES", 64 * 1024 * 1024)
+FHIR_IMPORT_EAGER = env_bool("FHIR_IMPORT_EAGER", False)
+DEVICE_ENDPOINT_REQUIRE_HTTPS = env_bool("DEVICE_ENDPOINT_REQUIRE_HTTPS", PRODUCTION and not DEBUG)
+
 # ---------------------------------------------------------------------------------------------
 # Celery: Redis broker; payloads are ids only (the broker keeps them in clear); results ignored.
 CELERY_BROKER_URL = REDIS_URL

@@ -1,24 +1,19 @@
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Any
 
 from django import forms
 from django.utils import timezone
 
-from healthcrm.models import Location
-from healthcrm.tenancy import require_current_organization
 from patients.models import (
     BLOOD_PRESSURE,
     ICD10CM,
     SNOMED,
     Allergy,
-    AppointmentKind,
-    AppointmentType,
     Condition,
     Medication,
     Patient,
-    Practitioner,
 )
 from patients.services import OBSERVATION_PRESETS
 
@@ -158,57 +153,3 @@ class ObservationForm(forms.Form):
         if effective_at and effective_at > timezone.now():
             self.add_error("effective_at", "The measurement cannot be in the future.")
         return data
-
-
-# -- Appointments --------------------------------------------------------------------------------
-
-DURATIONS = [
-    (15, "15 minutes"),
-    (20, "20 minutes"),
-    (30, "30 minutes"),
-    (45, "45 minutes"),
-    (60, "1 hour"),
-    (90, "1½ hours"),
-]
-
-
-class _TimesMixin(forms.Form):
-    date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
-    start_time = forms.TimeField(label="Start time", widget=forms.TimeInput(attrs={"type": "time", "step": 300}))
-    duration = forms.TypedChoiceField(choices=DURATIONS, coerce=int, initial=30)
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if data.get("date") and data.get("start_time") and data.get("duration"):
-            zone = require_current_organization().zone
-            starts = datetime.combine(data["date"], data["start_time"]).replace(tzinfo=zone)
-            data["starts_at"] = starts
-            data["ends_at"] = starts + timedelta(minutes=data["duration"])
-        return data
-
-
-class AppointmentForm(_TimesMixin, forms.Form):
-    practitioner = forms.ModelChoiceField(queryset=Practitioner.objects.all_organizations().none())
-    location = forms.ModelChoiceField(queryset=Location.objects.all_organizations().none(), required=False)
-    kind = forms.ChoiceField(choices=AppointmentKind.choices, initial=AppointmentKind.IN_PERSON, label="Visit")
-    appointment_type = forms.ChoiceField(choices=AppointmentType.choices, initial="follow_up", label="Type")
-    reason = forms.CharField(
-        required=False, max_length=500, widget=forms.Textarea(attrs={"rows": 2}), label="Reason for visit"
-    )
-
-    field_order = ["practitioner", "location", "kind", "appointment_type", "date", "start_time", "duration", "reason"]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["practitioner"].queryset = Practitioner.objects.filter(is_active=True)
-        self.fields["location"].queryset = Location.objects.filter(is_active=True)
-
-
-class RescheduleForm(_TimesMixin, forms.Form):
-    practitioner = forms.ModelChoiceField(queryset=Practitioner.objects.all_organizations().none())
-
-    field_order = ["practitioner", "date", "start_time", "duration"]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["practitioner"].queryset = Practitioner.objects.filter(is_active=True)

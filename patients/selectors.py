@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -12,11 +13,10 @@ from django.http import HttpRequest
 
 from healthcrm.crypto import BlindPrefixIndexField, normalize_name, prefix_digest
 from healthcrm.guards import get_object_for_user
-from healthcrm.models import Location, blind_q
+from healthcrm.models import blind_q
 from healthcrm.tenancy import require_current_organization
 from patients.models import (
     Allergy,
-    Appointment,
     Condition,
     Coverage,
     Immunization,
@@ -25,10 +25,11 @@ from patients.models import (
     Patient,
     PatientIdentifier,
     PatientNamePrefix,
-    Practitioner,
 )
 
 _DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y")
+# HL7 v2-0203 identifier types: an identifier of type MR under another system is still the MRN.
+MR_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0203"
 
 NAME_PREFIX_MIN = 3
 NAME_SEARCH_HINT = f"Type at least {NAME_PREFIX_MIN} letters of a first or last name to search by name."
@@ -123,6 +124,32 @@ def patient_list(*, query: str = "") -> QuerySet[Patient]:
     return patients.filter(prefix)
 
 
+def patient_match(*, identifiers: Sequence[tuple[str, str]], mrn: str | None = None) -> Patient | None:
+    """A patient of the current organization by MRN or by (system, value) identifier; never by name.
+
+    `mrn` first; then each identifier in order: one without a system is an MRN, one with a system
+    an identifier another system gave the patient (or, typed MR, the MRN). Blind-index lookups only.
+    """
+    if mrn:
+        patient = Patient.objects.blind_match(mrn=mrn).first()
+        if patient is not None:
+            return patient
+    for system, value in identifiers:
+        if not value:
+            continue
+        if not system:
+            patient = Patient.objects.blind_match(mrn=value).first()
+        else:
+            match = PatientIdentifier.objects.blind_match(value=value).filter(system=system).select_related("patient")
+            identifier = match.first()
+            patient = identifier.patient if identifier else None
+            if patient is None:
+                patient = Patient.objects.blind_match(mrn=value).first() if MR_TYPE_SYSTEM in system else None
+        if patient is not None:
+            return patient
+    return None
+
+
 def get_patient_for_user(request: HttpRequest, pk: object, perm: str = "patients.view_patient") -> Patient:
     """The guarded fetch for patients: 404 across organizations, 403 without `perm`."""
     return get_object_for_user(request, Patient.objects.select_related("organization"), pk, perm)
@@ -168,34 +195,3 @@ def patient_summary(*, patient: Patient, clinical: bool = True) -> PatientSummar
         latest_observations=latest,
         immunizations=list(Immunization.objects.filter(patient=patient)),
     )
-
-
-# -- Appointments --------------------------------------------------------------------------------
-
-
-def appointment_calendar(
-    *, start: datetime, end: datetime, practitioner: Practitioner | None = None, location: Location | None = None
-) -> list[Appointment]:
-    """Appointments starting in [start, end), with what the calendar shows, in two queries at most."""
-    appointments = Appointment.objects.filter(starts_at__gte=start, starts_at__lt=end).select_related(
-        "patient", "practitioner", "location"
-    )
-    if practitioner is not None:
-        appointments = appointments.filter(practitioner=practitioner)
-    if location is not None:
-        appointments = appointments.filter(location=location)
-    return list(appointments.order_by("starts_at", "id"))
-
-
-def appointment_list_for_patient(*, patient: Patient, limit: int | None = None) -> QuerySet[Appointment]:
-    """The patient's appointments, newest first (a queryset: paginate it, or give a limit)."""
-    appointments = (
-        Appointment.objects.filter(patient=patient).select_related("practitioner", "location").order_by("-starts_at")
-    )
-    return appointments[:limit] if limit else appointments
-
-
-def get_appointment_for_user(request: HttpRequest, pk: object, perm: str = "patients.view_appointment") -> Appointment:
-    """The guarded fetch for appointments: 404 across organizations, 403 without `perm`."""
-    queryset = Appointment.objects.select_related("patient", "practitioner", "location", "status_changed_by")
-    return get_object_for_user(request, queryset, pk, perm)

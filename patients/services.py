@@ -6,17 +6,19 @@ saving, and raises ValidationError with nothing saved.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.utils import timezone
+from auditlog.diff import model_instance_diff
+from auditlog.models import LogEntry
+from auditlog.registry import auditlog
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.db import models, transaction
 
 from healthcrm.crypto import normalize_phone
-from healthcrm.models import Location
-from integrations.telehealth import telehealth_join_url
 from patients.models import (
     BLOOD_PRESSURE,
     DIASTOLIC,
@@ -25,16 +27,21 @@ from patients.models import (
     SNOMED,
     SYSTOLIC,
     Allergy,
-    Appointment,
-    AppointmentKind,
-    AppointmentStatus,
     Condition,
     Coverage,
     Medication,
     Observation,
     Patient,
     PatientIdentifier,
-    Practitioner,
+)
+
+# Scheduling lives in patients/scheduling/; the appointment writes other apps call stay importable here.
+from patients.scheduling.services import (  # noqa: F401
+    appointment_book,
+    appointment_cancel,
+    appointment_confirm,
+    appointment_reschedule,
+    appointment_set_status,
 )
 
 _PHONE_FIELDS = ("phone_mobile", "emergency_contact_phone")
@@ -296,100 +303,103 @@ def observation_record(
     return observation
 
 
-# -- Appointments --------------------------------------------------------------------------------
-
-DOUBLE_BOOKED = "This practitioner already has an appointment at that time."
+# -- Bulk writes of record rows (imports) -------------------------------------------------------
 
 
-def _save(appointment: Appointment) -> Appointment:
-    """Validate (the double-booking check included) and save; the database settles races."""
-    appointment.full_clean()
+class ClinicalRowInvalid(Exception):  # noqa: N818 - names the refused row, like ValidationError
+    """A row `clinical_rows_create` refused: its position in `rows` and the ValidationError.
+
+    The message holds the position only: validation messages can echo values (PHI).
+    """
+
+    def __init__(self, *, index: int, error: ValidationError) -> None:
+        super().__init__(f"row {index} is invalid")
+        self.index = index
+        self.error = error
+
+
+def _require_record_row(model: type[models.Model]) -> None:
     try:
-        with transaction.atomic():
-            appointment.save()
-    except IntegrityError as exc:
-        if "appointment_no_double_booking" in str(exc):
-            raise ValidationError({"starts_at": DOUBLE_BOOKED}) from None
-        raise
-    return appointment
+        related = model._meta.get_field("patient").related_model
+    except FieldDoesNotExist:
+        related = None
+    if related is not Patient:
+        raise TypeError(f"{model.__name__} is not a row of a patient's record")
 
 
 @transaction.atomic
-def appointment_book(
-    *,
-    patient: Patient,
-    practitioner: Practitioner,
-    starts_at: datetime,
-    ends_at: datetime,
-    kind: str = AppointmentKind.IN_PERSON,
-    appointment_type: str = "follow_up",
-    location: Location | None = None,
-    reason: str = "",
-    actor: Any = None,
-) -> Appointment:
-    """Book an appointment. Raises ValidationError (nothing saved) on bad times or double booking."""
-    appointment = Appointment(
-        patient=patient,
-        practitioner=practitioner,
-        location=location,
-        kind=kind,
-        appointment_type=appointment_type,
-        reason=reason.strip(),
-        starts_at=starts_at,
-        ends_at=ends_at,
-        status=AppointmentStatus.BOOKED,
-        status_changed_at=timezone.now(),
-        status_changed_by=actor if getattr(actor, "is_authenticated", False) else None,
-    )
-    if kind == AppointmentKind.TELEHEALTH:
-        appointment.telehealth_url = telehealth_join_url()
-    return _save(appointment)
+def clinical_rows_create(*, rows: Sequence[models.Model], actor: Any = None) -> list[models.Model]:
+    """Insert many rows of patients' records at once (an import's conditions, observations, ...).
+
+    Each row is validated with `full_clean()`, foreign keys and constraints excepted (each is a
+    query per row; the caller resolved the ids and the database enforces both), and the first
+    refused row raises ClinicalRowInvalid before anything of this call is written. Then one
+    multi-row INSERT per model, and the audit entries django-auditlog would have written one by one
+    (it writes none for bulk_create), encrypted fields redacted, in the same transaction. Returns
+    the rows, with their primary keys, in the order given.
+    """
+    by_model: dict[type[models.Model], list[models.Model]] = {}
+    for index, row in enumerate(rows):
+        model = type(row)
+        if model not in by_model:
+            _require_record_row(model)
+            by_model[model] = []
+        exclude = [f.name for f in row._meta.concrete_fields if f.is_relation]
+        try:
+            row.full_clean(exclude=exclude, validate_constraints=False)
+        except ValidationError as exc:
+            raise ClinicalRowInvalid(index=index, error=exc) from None
+        by_model[model].append(row)
+    actor = actor if getattr(actor, "is_authenticated", False) else None
+    for model, objs in by_model.items():
+        model.objects.bulk_create(objs, batch_size=1000)
+        _audit_created(model, objs, actor)
+    return list(rows)
 
 
-@transaction.atomic
-def appointment_reschedule(
-    *,
-    appointment: Appointment,
-    starts_at: datetime,
-    ends_at: datetime,
-    practitioner: Practitioner | None = None,
-    actor: Any = None,
-) -> Appointment:
-    """Move an appointment (and optionally to another practitioner); it is booked again, unconfirmed."""
-    if appointment.is_final:
-        raise ValidationError(f"A {appointment.get_status_display().lower()} appointment cannot be rescheduled.")
-    appointment.starts_at = starts_at
-    appointment.ends_at = ends_at
-    if practitioner is not None:
-        appointment.practitioner = practitioner
-    if appointment.status == AppointmentStatus.CONFIRMED:
-        appointment.status = AppointmentStatus.BOOKED
-    appointment.status_changed_at = timezone.now()
-    appointment.status_changed_by = actor if getattr(actor, "is_authenticated", False) else None
-    return _save(appointment)
-
-
-@transaction.atomic
-def appointment_set_status(*, appointment: Appointment, status: str, actor: Any = None) -> Appointment:
-    """Move an appointment along its lifecycle; refuses transitions that make no sense."""
-    if status == appointment.status:
-        return appointment  # idempotent: a replayed confirmation changes nothing
-    if not appointment.can_become(status):
-        raise ValidationError(
-            f"An appointment that is {appointment.get_status_display().lower()} cannot become "
-            f"{AppointmentStatus(status).label.lower()}."
+def _audit_created(model: type[models.Model], objs: list[models.Model], actor: Any) -> None:
+    if not auditlog.contains(model):
+        return
+    content_type = ContentType.objects.get_for_model(model)
+    entries = [
+        LogEntry(
+            content_type=content_type,
+            object_pk=str(obj.pk),
+            object_id=obj.pk,
+            object_repr=str(obj),
+            action=LogEntry.Action.CREATE,
+            changes=model_instance_diff(None, obj) or {},
+            actor=actor,
+            additional_data=obj.get_additional_data(),
         )
-    appointment.status = status
-    appointment.status_changed_at = timezone.now()
-    appointment.status_changed_by = actor if getattr(actor, "is_authenticated", False) else None
-    appointment.full_clean()
-    appointment.save(update_fields=["status", "status_changed_at", "status_changed_by", "updated_at"])
-    return appointment
+        for obj in objs
+    ]
+    LogEntry.objects.bulk_create(entries, batch_size=1000)
 
 
-def appointment_confirm(*, appointment: Appointment, actor: Any = None) -> Appointment:
-    return appointment_set_status(appointment=appointment, status=AppointmentStatus.CONFIRMED, actor=actor)
+@transaction.atomic
+def clinical_row_create(*, row: models.Model) -> models.Model:
+    """Insert one row of a patient's record built from another system's data (a device reading).
+
+    Validated with `full_clean()` (constraints included); raises ValidationError, nothing saved.
+    Saved one by one, so django-auditlog writes its CREATE entry (redacted) itself.
+    """
+    _require_record_row(type(row))
+    row.full_clean()
+    row.save()
+    return row
 
 
-def appointment_cancel(*, appointment: Appointment, actor: Any = None) -> Appointment:
-    return appointment_set_status(appointment=appointment, status=AppointmentStatus.CANCELLED, actor=actor)
+@transaction.atomic
+def clinical_row_update(*, row: models.Model, **changes: Any) -> models.Model:
+    """Apply changes to one row of a patient's record (an import's changed resource).
+
+    Validated with `full_clean()` (constraints included); raises ValidationError, nothing saved.
+    Saved one by one, so django-auditlog writes its UPDATE entry (redacted) itself.
+    """
+    _require_record_row(type(row))
+    for name, value in changes.items():
+        setattr(row, name, value)
+    row.full_clean()
+    row.save()
+    return row

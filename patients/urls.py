@@ -2,6 +2,7 @@ from django.urls import path
 
 from patients import views
 from patients.care import views as care
+from patients.scheduling import views as scheduling
 
 app_name = "patients"
 
@@ -14,11 +15,11 @@ urlpatterns = [
     path("<int:pk>/medications/new/", views.medication_add_view, name="medication_add"),
     path("<int:pk>/allergies/new/", views.allergy_add_view, name="allergy_add"),
     path("<int:pk>/observations/new/", views.observation_add_view, name="observation_add"),
-    path("<int:patient_pk>/appointments/new/", views.appointment_create_view, name="appointment_create"),
-    path("appointments/", views.appointment_calendar_view, name="appointment_calendar"),
-    path("appointments/<int:pk>/", views.appointment_detail_view, name="appointment_detail"),
-    path("appointments/<int:pk>/reschedule/", views.appointment_reschedule_view, name="appointment_reschedule"),
-    path("appointments/<int:pk>/status/", views.appointment_status_view, name="appointment_status"),
+    path("<int:patient_pk>/appointments/new/", scheduling.appointment_create_view, name="appointment_create"),
+    path("appointments/", scheduling.appointment_calendar_view, name="appointment_calendar"),
+    path("appointments/<int:pk>/", scheduling.appointment_detail_view, name="appointment_detail"),
+    path("appointments/<int:pk>/reschedule/", scheduling.appointment_reschedule_view, name="appointment_reschedule"),
+    path("appointments/<int:pk>/status/", scheduling.appointment_status_view, name="appointment_status"),
     # Care coordination: patient tabs, care team, care plans, tasks, notes, queues.
     path("<int:pk>/care-plan/", care.care_plan_tab_view, name="care_plan"),
     path("<int:pk>/appointments/", care.appointments_tab_view, name="appointments"),

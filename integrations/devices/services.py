@@ -13,11 +13,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from healthcrm.models import Organization
-from integrations.fhir.importer import _match_patient
 from integrations.fhir.mapping import MappingError, Skip, map_observation
 from integrations.models import DeviceAlert, DeviceToken, FhirResourceLink
 from patients.care.timeline import TimelineEntry, register_timeline_source
 from patients.models import BLOOD_PRESSURE, DIASTOLIC, SYSTOLIC, Observation, Patient
+from patients.selectors import patient_match
+from patients.services import clinical_row_create
 
 TOKEN_PREFIX = "hcd"
 # LOINC codes accepted from devices: blood pressure, glucose, weight, SpO2 (pulse oximetry).
@@ -145,11 +146,11 @@ def device_reading_record(*, token: DeviceToken, resource: dict[str, Any]) -> Re
     identifier = subject.get("identifier") or {}
     if not identifier.get("value"):
         raise DeviceReadingError("Observation.subject.identifier", "name the patient by identifier (MRN)")
-    patient = _match_patient([(str(identifier.get("system") or ""), str(identifier["value"]))], mrn=None)
-    if patient is None and not identifier.get("system"):
-        patient = None
-    if patient is None:
-        patient = Patient.objects.blind_match(mrn=str(identifier["value"])).first()
+    value = str(identifier["value"])
+    # By the identifier as sent; failing that, its value as our MRN.
+    patient = patient_match(identifiers=[(str(identifier.get("system") or ""), value)]) or patient_match(
+        identifiers=[], mrn=value
+    )
     if patient is None:
         raise DeviceReadingError("Observation.subject.identifier", "no patient has this identifier", status=404)
     resource = {**resource, "subject": {"reference": "Patient/device"}}
@@ -170,9 +171,7 @@ def device_reading_record(*, token: DeviceToken, resource: dict[str, Any]) -> Re
         if link is not None and link.object_id:
             observation = Observation.objects.get(pk=link.object_id)
             return Reading(observation, list(DeviceAlert.objects.filter(observation=observation)), False)
-    observation = Observation(patient=patient, **mapped.fields)
-    observation.full_clean()
-    observation.save()
+    observation = clinical_row_create(row=Observation(patient=patient, **mapped.fields))
     if rid:
         from django.contrib.contenttypes.models import ContentType
 

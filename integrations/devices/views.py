@@ -41,9 +41,7 @@ def _error(status: int, field: str, reason: str) -> JsonResponse:
 @csrf_exempt  # token-authenticated machine endpoint, no cookies
 @require_POST
 def device_observation_view(request: HttpRequest) -> HttpResponse:
-    if not request.is_secure() and getattr(
-        settings, "DEVICE_ENDPOINT_REQUIRE_HTTPS", not settings.DEBUG and getattr(settings, "PRODUCTION", False)
-    ):
+    if not request.is_secure() and settings.DEVICE_ENDPOINT_REQUIRE_HTTPS:
         return _error(403, "request", "HTTPS is required")
     auth = request.headers.get("Authorization", "")
     clear = auth[7:].strip() if auth.startswith("Bearer ") else ""

@@ -11,6 +11,11 @@ Upserts: every imported resource has a FhirResourceLink (source system, type, id
 its content; a resource seen again with the same hash is left alone, a changed one updates its
 row. A patient not linked yet is matched by identifier (the MRN, then other identifiers), never by
 name; a practitioner by NPI; a location by name.
+
+Patients' records are written through patients' public services (patient_create/update,
+practitioner_import_upsert, appointment_import_upsert, clinical_row_update, and for the many
+clinical rows the bulk writer clinical_rows_create, which validates and audits them); the
+importer keeps only its own FhirResourceLink rows and the organization's locations.
 """
 
 from __future__ import annotations
@@ -22,8 +27,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from auditlog.diff import model_instance_diff
-from auditlog.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, models, transaction
@@ -42,9 +45,18 @@ from integrations.fhir.parsing import (
     scan_bundle,
 )
 from integrations.models import FhirResourceLink
-from integrations.telehealth import telehealth_join_url
-from patients import services as patient_services
-from patients.models import Patient, PatientIdentifier, Practitioner
+from patients.models import Appointment, Patient, PatientIdentifier, Practitioner
+from patients.scheduling.selectors import practitioner_get_by_npi
+from patients.scheduling.services import appointment_import_upsert, practitioner_import_upsert
+from patients.selectors import patient_match
+from patients.services import (
+    ClinicalRowInvalid,
+    clinical_row_update,
+    clinical_rows_create,
+    patient_create,
+    patient_identifier_add,
+    patient_update,
+)
 
 OUTCOMES = ("created", "updated", "unchanged", "skipped", "failed")
 MAX_FAILURES_KEPT = 200
@@ -487,10 +499,11 @@ class UnitImporter:
     def _find_by_identifier(self, rtype: str, identifier: str) -> int | None:
         system, _, value = identifier.partition("|")
         if rtype == "Patient":
-            patient = _match_patient([(system, value)])
+            patient = patient_match(identifiers=[(system, value)])
             return patient.pk if patient else None
         if rtype == "Practitioner" and system == mapping.NPI_SYSTEM:
-            return Practitioner.objects.filter(npi=value).values_list("pk", flat=True).first()
+            practitioner = practitioner_get_by_npi(npi=value)
+            return practitioner.pk if practitioner else None
         return None
 
     def _links(self, wanted: dict[str, set[str]]) -> dict[tuple[str, str], FhirResourceLink]:
@@ -540,10 +553,8 @@ class UnitImporter:
                 obj_id = existing.pk
             elif self._one_by_one(item):
                 obj_id = self._create_one(item, fields).pk
-            else:
-                obj = item.mapped.model(**fields)
-                self._clean(item, obj, validate_constraints=False)
-                new_objects[item.mapped.model].append((item, obj))
+            else:  # validated by clinical_rows_create when flushed
+                new_objects[item.mapped.model].append((item, item.mapped.model(**fields)))
                 pending += 1
                 obj_id = None
             if obj_id is not None:
@@ -571,13 +582,16 @@ class UnitImporter:
         new_links: list[FhirResourceLink],
         object_ids: dict[tuple[str, str], int | None],
     ) -> None:
-        # Bulk path for the many clinical rows of a Synthea-sized record: services save row by row
-        # (one INSERT and one audit INSERT each); here each model is one multi-row INSERT, after the
-        # same full_clean (constraints excepted: our checks above cover them, and the database
-        # still enforces every one), and the audit entries are written in bulk too.
-        for model, pairs in new_objects.items():
-            objs = model.objects.bulk_create([obj for _, obj in pairs], batch_size=1000)
-            self._audit_created(model, objs)
+        # Bulk path for the many clinical rows of a Synthea-sized record: one-row services would
+        # cost an INSERT and an audit INSERT each; patients' bulk writer validates every row, writes
+        # each model in one multi-row INSERT and its audit entries in bulk, in this transaction.
+        for pairs in new_objects.values():
+            try:
+                objs = clinical_rows_create(rows=[obj for _, obj in pairs], actor=self.actor)
+            except ClinicalRowInvalid as refused:
+                item = pairs[refused.index][0]
+                failure = _validation_failure(item.index, item.resource_type, refused.error, item.mapped.paths)
+                raise UnitFailed([failure]) from None
             for (item, _), obj in zip(pairs, objs, strict=True):
                 object_ids[(item.resource_type, item.resource_id)] = obj.pk
                 new_links.append(self._link(item, obj.pk))
@@ -648,9 +662,9 @@ class UnitImporter:
         if link is not None and link.object_id:
             return model.objects.filter(pk=link.object_id).first()
         if model is Patient:
-            return _match_patient([("", fields["mrn"]), *item.mapped.identifiers], mrn=fields["mrn"])
+            return patient_match(identifiers=[("", fields["mrn"]), *item.mapped.identifiers], mrn=fields["mrn"])
         if model is Practitioner and fields.get("npi"):
-            return Practitioner.objects.filter(npi=fields["npi"]).first()
+            return practitioner_get_by_npi(npi=fields["npi"])
         if model is Location:
             return Location.objects.filter(name__iexact=fields["name"]).first()
         return None
@@ -661,32 +675,20 @@ class UnitImporter:
         # exclusion constraints worth checking one by one (double booking, MRN, NPI).
         return TIERS[item.resource_type] == 0 or item.resource_type == "Appointment"
 
-    def _clean(self, item: Item, obj: models.Model, *, validate_constraints: bool = True) -> None:
-        # On the bulk path, foreign keys are skipped too: each check is a query per row, and every
-        # id here was just resolved by us (or written in this transaction); the database still
-        # enforces them.
-        exclude = None
-        if not validate_constraints:
-            exclude = [f.name for f in obj._meta.concrete_fields if f.is_relation]
-        try:
-            obj.full_clean(exclude=exclude, validate_constraints=validate_constraints)
-        except ValidationError as exc:
-            raise UnitFailed([_validation_failure(item.index, item.resource_type, exc, item.mapped.paths)]) from None
-
     def _create_one(self, item: Item, fields: dict[str, Any]) -> models.Model:
         model = item.mapped.model
         try:
             if model is Patient:
-                patient = patient_services.patient_create(**fields)
+                patient = patient_create(**fields)
                 self._add_identifiers(item, patient)
                 return patient
+            if model is Practitioner:
+                return practitioner_import_upsert(**fields)
+            if model is Appointment:
+                return appointment_import_upsert(source_system=self.source_system, source_id=item.resource_id, **fields)
+            # A location is the organization's (healthcrm), not a patient's: no patients service.
             obj = model(**fields)
-            if model.__name__ == "Appointment":
-                obj.source_system = self.source_system[:200]
-                obj.source_id = item.resource_id
-                if obj.kind == "telehealth":
-                    obj.telehealth_url = telehealth_join_url()
-            self._clean(item, obj)
+            obj.full_clean()
             with transaction.atomic():
                 obj.save()
             return obj
@@ -696,14 +698,24 @@ class UnitImporter:
     def _update(self, item: Item, obj: models.Model, fields: dict[str, Any]) -> None:
         try:
             if isinstance(obj, Patient):
-                patient_services.patient_update(patient=obj, **fields)
+                patient_update(patient=obj, **fields)
                 self._add_identifiers(item, obj)
-                return
-            for name, value in fields.items():
-                setattr(obj, name, value)
-            self._clean(item, obj)
-            with transaction.atomic():
-                obj.save()
+            elif isinstance(obj, Practitioner):
+                practitioner_import_upsert(practitioner=obj, **fields)
+            elif isinstance(obj, Appointment):
+                # A participant location the resource no longer names stays as it was.
+                fields = {"location_id": obj.location_id, **fields}
+                appointment_import_upsert(
+                    appointment=obj, source_system=obj.source_system, source_id=obj.source_id, **fields
+                )
+            elif isinstance(obj, Location):
+                for name, value in fields.items():
+                    setattr(obj, name, value)
+                obj.full_clean()
+                with transaction.atomic():
+                    obj.save()
+            else:
+                clinical_row_update(row=obj, **fields)
         except ValidationError as exc:
             raise UnitFailed([_validation_failure(item.index, item.resource_type, exc, item.mapped.paths)]) from None
 
@@ -711,29 +723,7 @@ class UnitImporter:
         have = {(i.system, i.value) for i in PatientIdentifier.objects.filter(patient=patient)}
         for system, value in item.mapped.identifiers:
             if (system[:255], value.strip()) not in have:
-                patient_services.patient_identifier_add(patient=patient, system=system[:255], value=value[:128])
-
-    def _audit_created(self, model: type[models.Model], objs: list[models.Model]) -> None:
-        """django-auditlog writes nothing for bulk_create: write its CREATE entries ourselves, redacted."""
-        from auditlog.registry import auditlog
-
-        if not auditlog.contains(model):
-            return
-        content_type = ContentType.objects.get_for_model(model)
-        entries = [
-            LogEntry(
-                content_type=content_type,
-                object_pk=str(obj.pk),
-                object_id=obj.pk,
-                object_repr=str(obj),
-                action=LogEntry.Action.CREATE,
-                changes=model_instance_diff(None, obj) or {},
-                actor=self.actor,
-                additional_data=obj.get_additional_data(),
-            )
-            for obj in objs
-        ]
-        LogEntry.objects.bulk_create(entries, batch_size=1000)
+                patient_identifier_add(patient=patient, system=system[:255], value=value[:128])
 
 
 def _plain_name(value: str) -> bool:
@@ -751,25 +741,3 @@ def _medication_concept(resource: dict[str, Any]) -> tuple[str, str, str]:
     concept = resource.get("code") or {}
     coding = mapping.first_coding(concept)
     return (mapping.concept_text(concept), str(coding.get("code") or ""), str(coding.get("system") or ""))
-
-
-def _match_patient(identifiers: list[tuple[str, str]], *, mrn: str | None = None) -> Patient | None:
-    """A patient of the current organization by MRN or by (system, value) identifier; never by name."""
-    if mrn:
-        patient = Patient.objects.blind_match(mrn=mrn).first()
-        if patient is not None:
-            return patient
-    for system, value in identifiers:
-        if not value:
-            continue
-        if not system:
-            patient = Patient.objects.blind_match(mrn=value).first()
-        else:
-            match = PatientIdentifier.objects.blind_match(value=value).filter(system=system).select_related("patient")
-            identifier = match.first()
-            patient = identifier.patient if identifier else None
-            if patient is None:
-                patient = Patient.objects.blind_match(mrn=value).first() if mapping.MR_TYPE_SYSTEM in system else None
-        if patient is not None:
-            return patient
-    return None

@@ -27,12 +27,11 @@ from integrations.models import AuthType, FhirConnection, ImportJob, JobKind, Jo
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 PULL_PAGE_SIZE = "100"
 
 
 def max_upload_bytes() -> int:
-    return int(getattr(settings, "FHIR_IMPORT_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+    return settings.FHIR_IMPORT_MAX_UPLOAD_BYTES
 
 
 def _progress_key(job_id: int) -> str:
@@ -78,7 +77,7 @@ def import_job_create(*, data: bytes, source_system: str, actor: Any = None, kin
     )
     organization_id = job.organization_id
     actor_id = job.created_by_id
-    if getattr(settings, "FHIR_IMPORT_EAGER", False):
+    if settings.FHIR_IMPORT_EAGER:
         return job  # tests and scripts call import_job_run themselves
     transaction.on_commit(lambda: fhir_import_task.delay(organization_id, job.pk, actor_id=actor_id))
     return job

@@ -42,7 +42,8 @@ from patients.care.selectors import (
 from patients.care.timeline import patient_timeline
 from patients.models import Patient, TaskStatus
 from patients.policies import can_change_patient, can_see_clinical, require_clinical
-from patients.selectors import appointment_list_for_patient, get_patient_for_user
+from patients.scheduling.selectors import appointment_list_for_patient
+from patients.selectors import get_patient_for_user
 
 PAGE_SIZE = 25
 

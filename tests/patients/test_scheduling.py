@@ -14,7 +14,7 @@ from django.urls import reverse
 from compliance.models import AccessAction, AccessLog
 from healthcrm.tenancy import organization_context
 from patients.models import Appointment, AppointmentStatus
-from patients.services import appointment_book, appointment_reschedule, appointment_set_status
+from patients.scheduling.services import appointment_book, appointment_reschedule, appointment_set_status
 from tests.factories import AppointmentFactory, PatientFactory, PractitionerFactory
 
 pytestmark = pytest.mark.django_db

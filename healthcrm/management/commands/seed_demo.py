@@ -25,7 +25,6 @@ from engagement.management.commands.seed_engagement import seed_organization
 from healthcrm.models import Location, Membership, Organization
 from healthcrm.roles import Role
 from healthcrm.tenancy import organization_context, require_current_organization, user_context
-from integrations.telehealth import telehealth_join_url
 from patients.models import (
     BLOOD_PRESSURE,
     Allergy,
@@ -41,6 +40,7 @@ from patients.models import (
     Practitioner,
     Sex,
 )
+from patients.scheduling.telehealth import telehealth_join_url
 from patients.services import blood_pressure_components
 
 DEFAULT_PASSWORD = "demo-password-2026"

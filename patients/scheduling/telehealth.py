@@ -1,4 +1,5 @@
-"""Telehealth join links: a configured provider URL template and an unguessable room id."""
+"""Telehealth join links: a configured provider URL template (TELEHEALTH_URL_TEMPLATE) and an
+unguessable room id."""
 
 from __future__ import annotations
 

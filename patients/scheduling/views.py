@@ -1,0 +1,174 @@
+"""Scheduling screens: the appointment calendar, booking, an appointment's page, rescheduling and
+status changes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from compliance.access import access_recorder, phi_view
+from compliance.models import AccessAction
+from healthcrm.guards import require_perm
+from healthcrm.models import Location
+from healthcrm.views import organization_required
+from patients.models import AppointmentStatus, Practitioner
+from patients.scheduling.forms import AppointmentForm, RescheduleForm
+from patients.scheduling.selectors import appointment_calendar, get_appointment_for_user
+from patients.scheduling.services import appointment_book, appointment_reschedule, appointment_set_status
+from patients.selectors import get_patient_for_user
+
+
+def _form_error(form, exc: ValidationError) -> None:  # type: ignore[no-untyped-def]
+    """Put a service's errors on the form: times on the start time, the rest on the form."""
+    errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
+    for field, messages_ in errors.items():
+        target = "start_time" if field in ("starts_at", "ends_at") else field if field in form.fields else None
+        for message in messages_:
+            form.add_error(target, message)
+
+
+@login_required
+@organization_required
+@phi_view(AccessAction.LIST)
+def appointment_calendar_view(request: HttpRequest) -> HttpResponse:
+    require_perm(request, "patients.view_appointment")
+    zone = request.organization.zone  # type: ignore[attr-defined]
+    try:
+        day = date.fromisoformat(request.GET.get("date", ""))
+    except ValueError:
+        day = timezone.now().astimezone(zone).date()
+    span = "day" if request.GET.get("view") == "day" else "week"
+    first = day if span == "day" else day - timedelta(days=day.weekday())
+    days = [first + timedelta(days=n) for n in range(1 if span == "day" else 7)]
+    practitioner = Practitioner.objects.filter(pk=request.GET.get("practitioner") or None).first()
+    location = Location.objects.filter(pk=request.GET.get("location") or None).first()
+    start = datetime.combine(days[0], time.min, tzinfo=zone)
+    end = datetime.combine(days[-1] + timedelta(days=1), time.min, tzinfo=zone)
+    appointments = appointment_calendar(start=start, end=end, practitioner=practitioner, location=location)
+    access_recorder(request).saw(appointments)
+    by_day: dict[date, list] = {d: [] for d in days}
+    for appointment in appointments:
+        by_day.setdefault(appointment.starts_at.astimezone(zone).date(), []).append(appointment)
+    step = timedelta(days=1 if span == "day" else 7)
+    context = {
+        "span": span,
+        "days": [(d, by_day.get(d, [])) for d in days],
+        "today": timezone.now().astimezone(zone).date(),
+        "previous": (first - step).isoformat(),
+        "next": (first + step).isoformat(),
+        "anchor": day.isoformat(),
+        "practitioner": practitioner,
+        "location": location,
+        "practitioners": Practitioner.objects.filter(is_active=True),
+        "locations": Location.objects.filter(is_active=True),
+    }
+    return render(request, "patients/scheduling/appointment_calendar.html", context)
+
+
+@login_required
+@organization_required
+@phi_view(AccessAction.VIEW)
+def appointment_create_view(request: HttpRequest, patient_pk: int) -> HttpResponse:
+    patient = get_patient_for_user(request, patient_pk)
+    require_perm(request, "patients.add_appointment")
+    form = AppointmentForm(request.POST or None, initial={"date": request.GET.get("date")})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            appointment = appointment_book(
+                patient=patient,
+                practitioner=data["practitioner"],
+                location=data["location"],
+                kind=data["kind"],
+                appointment_type=data["appointment_type"],
+                starts_at=data["starts_at"],
+                ends_at=data["ends_at"],
+                reason=data["reason"],
+                actor=request.user,
+            )
+        except ValidationError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, "Appointment booked.")
+            return redirect("patients:appointment_detail", pk=appointment.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request, "patients/scheduling/appointment_form.html", {"form": form, "patient": patient}, status=status
+    )
+
+
+@login_required
+@organization_required
+@phi_view(AccessAction.VIEW)
+def appointment_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
+    appointment = get_appointment_for_user(request, pk)
+    access_recorder(request).saw([appointment.patient])
+    choices = [(s, AppointmentStatus(s).label) for s in AppointmentStatus.values if appointment.can_become(s)]
+    return render(
+        request, "patients/scheduling/appointment_detail.html", {"appointment": appointment, "next_statuses": choices}
+    )
+
+
+@login_required
+@organization_required
+@phi_view(AccessAction.VIEW)
+def appointment_reschedule_view(request: HttpRequest, pk: int) -> HttpResponse:
+    appointment = get_appointment_for_user(request, pk, "patients.change_appointment")
+    zone = request.organization.zone  # type: ignore[attr-defined]
+    local = appointment.starts_at.astimezone(zone)
+    minutes = int((appointment.ends_at - appointment.starts_at).total_seconds() // 60)
+    initial = {
+        "practitioner": appointment.practitioner_id,
+        "date": local.date(),
+        "start_time": local.time(),
+        "duration": minutes,
+    }
+    form = RescheduleForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            appointment_reschedule(
+                appointment=appointment,
+                starts_at=data["starts_at"],
+                ends_at=data["ends_at"],
+                practitioner=data["practitioner"],
+                actor=request.user,
+            )
+        except ValidationError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, "Appointment rescheduled.")
+            return redirect("patients:appointment_detail", pk=appointment.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request,
+        "patients/scheduling/appointment_reschedule.html",
+        {"form": form, "appointment": appointment},
+        status=status,
+    )
+
+
+@login_required
+@organization_required
+@require_POST
+@phi_view(AccessAction.VIEW)
+def appointment_status_view(request: HttpRequest, pk: int) -> HttpResponse:
+    appointment = get_appointment_for_user(request, pk, "patients.change_appointment")
+    status = request.POST.get("status", "")
+    if status not in AppointmentStatus.values:
+        messages.error(request, "Choose a valid status.")
+    else:
+        try:
+            appointment_set_status(appointment=appointment, status=status, actor=request.user)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, f"Appointment marked {AppointmentStatus(status).label.lower()}.")
+    return redirect("patients:appointment_detail", pk=appointment.pk)
