@@ -61,3 +61,29 @@ class RescheduleForm(_TimesMixin, forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["practitioner"].queryset = Practitioner.objects.filter(is_active=True)
+
+
+class CalendarFilterForm(forms.Form):
+    """The calendar's query string; a value that does not parse falls back to its default."""
+
+    date = forms.DateField(required=False)
+    view = forms.ChoiceField(choices=[("week", "week"), ("day", "day")], required=False)
+    practitioner = forms.ModelChoiceField(queryset=Practitioner.objects.none(), required=False)
+    location = forms.ModelChoiceField(queryset=Location.objects.none(), required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["practitioner"].queryset = Practitioner.objects.all()  # type: ignore[attr-defined]
+        self.fields["location"].queryset = Location.objects.all()  # type: ignore[attr-defined]
+
+    def clean_date(self) -> Any:
+        day = self.cleaned_data["date"]
+        # A week is shown around the day: keep a week's margin from date's own limits.
+        if day is not None and not (1 < day.year < 9999):
+            raise forms.ValidationError("Choose a date between the years 2 and 9998.")
+        return day
+
+    def value(self, name: str) -> Any:
+        """The cleaned value of a field, or None where it was missing or did not parse."""
+        self.is_valid()
+        return None if name in self.errors else self.cleaned_data.get(name)

@@ -19,7 +19,7 @@ from healthcrm.guards import require_perm
 from healthcrm.models import Location
 from healthcrm.views import organization_required
 from patients.models import AppointmentStatus, Practitioner
-from patients.scheduling.forms import AppointmentForm, RescheduleForm
+from patients.scheduling.forms import AppointmentForm, CalendarFilterForm, RescheduleForm
 from patients.scheduling.selectors import appointment_calendar, get_appointment_for_user
 from patients.scheduling.services import appointment_book, appointment_reschedule, appointment_set_status
 from patients.selectors import get_patient_for_user
@@ -40,15 +40,13 @@ def _form_error(form, exc: ValidationError) -> None:  # type: ignore[no-untyped-
 def appointment_calendar_view(request: HttpRequest) -> HttpResponse:
     require_perm(request, "patients.view_appointment")
     zone = request.organization.zone  # type: ignore[attr-defined]
-    try:
-        day = date.fromisoformat(request.GET.get("date", ""))
-    except ValueError:
-        day = timezone.now().astimezone(zone).date()
-    span = "day" if request.GET.get("view") == "day" else "week"
+    filters = CalendarFilterForm(request.GET)
+    day = filters.value("date") or timezone.now().astimezone(zone).date()
+    span = "day" if filters.value("view") == "day" else "week"
     first = day if span == "day" else day - timedelta(days=day.weekday())
     days = [first + timedelta(days=n) for n in range(1 if span == "day" else 7)]
-    practitioner = Practitioner.objects.filter(pk=request.GET.get("practitioner") or None).first()
-    location = Location.objects.filter(pk=request.GET.get("location") or None).first()
+    practitioner = filters.value("practitioner")
+    location = filters.value("location")
     start = datetime.combine(days[0], time.min, tzinfo=zone)
     end = datetime.combine(days[-1] + timedelta(days=1), time.min, tzinfo=zone)
     appointments = appointment_calendar(start=start, end=end, practitioner=practitioner, location=location)
