@@ -48,3 +48,38 @@ class AccessLog(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.actor_label} {self.action} {self.object_type} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class AuditSource(models.TextChoices):
+    ACCESS = "access", "Access log row"
+    WRITE = "write", "Change log entry"
+
+
+class AuditLink(TenantModel):
+    """One link of an organization's audit chain: an access-log row or a change-log entry.
+
+    Written only by the database, never by the app: a deferred trigger on insert into
+    compliance_accesslog and auditlog_logentry appends a link when the transaction commits, under
+    a per-organization lock (so concurrent writers never fork the chain).
+    `hash = sha256(prev_hash|organization|seq|source|source_id|content_hash)`, and `content_hash`
+    is the sha256 of the row's canonical content (`audit_content_access`/`audit_content_write` in
+    the migration). `manage.py verify_audit` walks the chain (compliance/chain.py).
+    """
+
+    seq = models.BigIntegerField()
+    source = models.CharField(max_length=6, choices=AuditSource.choices)
+    source_id = models.BigIntegerField()
+    content_hash = models.CharField(max_length=64)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["organization", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "seq"], name="auditlink_seq_unique_per_org"),
+            models.UniqueConstraint(fields=["source", "source_id"], name="auditlink_source_once"),
+            models.CheckConstraint(condition=models.Q(source__in=AuditSource.values), name="auditlink_source_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Audit link {self.seq} ({self.source} #{self.source_id})"

@@ -1,6 +1,7 @@
 """PostgreSQL roles, grants and row-level security.
 
-`EnableRowLevelSecurity("model")` is the one line a migration adds for each new tenant table.
+`EnableRowLevelSecurity("model")` is the one line a migration adds for each new tenant table;
+`MakeAppendOnly("table")` the one line for each audit table.
 """
 
 from __future__ import annotations
@@ -63,8 +64,105 @@ class EnableRowLevelSecurity(Operation):
         return f"rls_{self.model_name.lower()}"
 
 
+APPEND_ONLY_TRIGGER = "append_only"
+
+# Refuses UPDATE and DELETE for every role, the owner included (the second wall behind the app
+# role's missing grants). One change passes: the actor's foreign key set to NULL when the user is
+# deleted (on_delete=SET_NULL), every other column unchanged: the actor's snapshot stays.
+_REFUSE_CHANGE_FUNCTION = """
+CREATE OR REPLACE FUNCTION healthcrm_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND to_jsonb(OLD) ? 'actor_id' AND (to_jsonb(NEW) ->> 'actor_id') IS NULL
+       AND (to_jsonb(NEW) - 'actor_id') = (to_jsonb(OLD) - 'actor_id') THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'audit rows are append-only: % on % refused', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$
+"""
+
+
+class MakeAppendOnly(Operation):
+    """Make an audit table append-only: a trigger refusing UPDATE and DELETE for everyone, and no
+    UPDATE, DELETE or TRUNCATE for the app role (`grant_app_role` revokes them after every migrate).
+
+    Takes a table name, not a model: third-party audit tables (auditlog's) get it too. TRUNCATE
+    fires no row trigger, so the owner can still empty test databases.
+    """
+
+    reversible = True
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return self.__class__.__qualname__, [], {"table": self.table}
+
+    def state_forwards(self, app_label: str, state: Any) -> None:
+        pass
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        table = schema_editor.quote_name(self.table)
+        schema_editor.execute(_REFUSE_CHANGE_FUNCTION, params=None)
+        schema_editor.execute(
+            f"CREATE TRIGGER {APPEND_ONLY_TRIGGER} BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION healthcrm_refuse_change()"
+        )
+        revoke_append_only(schema_editor.connection.alias)
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        schema_editor.execute(f"DROP TRIGGER IF EXISTS {APPEND_ONLY_TRIGGER} ON {schema_editor.quote_name(self.table)}")
+
+    def describe(self) -> str:
+        return f"Make {self.table} append-only"
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return f"append_only_{self.table.lower()}"
+
+
+def append_only_tables(cursor: Any) -> list[tuple[str, bool]]:
+    """(table, has an actor_id column) for every table with the append-only trigger."""
+    cursor.execute(
+        """
+        SELECT c.relname, EXISTS (
+            SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'actor_id' AND NOT a.attisdropped
+        )
+        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE t.tgname = %s AND NOT t.tgisinternal AND n.nspname = 'public'
+        ORDER BY 1
+        """,
+        [APPEND_ONLY_TRIGGER],
+    )
+    return cursor.fetchall()
+
+
+def revoke_append_only(using: str = "default") -> None:
+    """Take UPDATE, DELETE and TRUNCATE on append-only tables from the app role (the first wall).
+
+    UPDATE of `actor_id` alone stays granted, for on_delete=SET_NULL (the trigger checks the rest).
+    """
+    connection = connections[using]
+    app_user = settings.APP_DATABASE_USER
+    if connection.settings_dict["USER"] == app_user:
+        return
+    role = sql.Identifier(app_user)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [app_user])
+        if cursor.fetchone() is None:
+            return
+        for table, has_actor in append_only_tables(cursor):
+            statements = [sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {} FROM {}")]
+            if has_actor:
+                statements.append(sql.SQL("GRANT UPDATE (actor_id) ON {} TO {}"))
+            for statement in statements:
+                cursor.execute(statement.format(sql.Identifier(table), role).as_string(cursor.connection))
+
+
 def grant_app_role(sender: Any = None, using: str = "default", **kwargs: Any) -> None:
-    """Give the application role DML (never TRUNCATE, which ignores RLS) on every table.
+    """Give the application role DML (never TRUNCATE, which ignores RLS) on every table, except
+    UPDATE and DELETE on append-only (audit) tables.
 
     Runs after every migrate as the owner; a no-op when the owner is the app role itself.
     """
@@ -86,6 +184,7 @@ def grant_app_role(sender: Any = None, using: str = "default", **kwargs: Any) ->
         ]
         for statement in statements:
             cursor.execute(statement.format(role).as_string(cursor.connection))
+    revoke_append_only(using)
 
 
 def ensure_app_role(cursor: Any, user: str, password: str) -> bool:

@@ -15,6 +15,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.utils.http import url_has_allowed_host_and_scheme
 
 _LAST_SEEN = "healthcrm_last_seen"
 _SIGNED_IN_AT = "healthcrm_signed_in_at"
@@ -41,6 +43,20 @@ def client_ip(request: HttpRequest) -> str | None:
     return remote
 
 
+def safe_next_url(request: HttpRequest, fallback: str) -> str:
+    """The request's `next` (POST, then GET) when it points into this site, else `fallback`.
+
+    Every redirect to a `next` goes through here: an absolute URL to another host, a
+    scheme-relative `//evil.example` or a `javascript:` URL is an open redirect.
+    """
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return fallback
+
+
 class ClientIPMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -48,6 +64,25 @@ class ClientIPMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request.client_ip = client_ip(request)  # type: ignore[attr-defined]
         return self.get_response(request)
+
+
+class NoStoreMiddleware:
+    """`Cache-Control: no-store` (and Django's other never-cache headers) on every page we render.
+
+    Pages show PHI to signed-in staff and to patients opening their links: no browser cache, shared
+    computer's history or proxy may keep a copy. Static files (served by WhiteNoise before this, or
+    under STATIC_URL) stay cacheable; they hold none.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.static_prefix = "/" + settings.STATIC_URL.lstrip("/")
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not request.path.startswith(self.static_prefix):
+            add_never_cache_headers(response)
+        return response
 
 
 class SessionTimeoutMiddleware:

@@ -111,6 +111,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Outside everything that may answer for a signed-in user (including the sign-out redirect).
+    "healthcrm.security.NoStoreMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # After MessageMiddleware: it tells the user why they were signed out.
@@ -274,6 +276,19 @@ else:
     EMAIL_HOST_PASSWORD = unquote(_email.password or "")
     EMAIL_USE_TLS = _email.scheme == "smtp+tls"
     EMAIL_USE_SSL = _email.scheme == "smtp+ssl"
+
+
+def _loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "HealthCRM <no-reply@healthcrm.example>")
 
 # Twilio: off unless enabled; its other settings matter only then.
@@ -407,3 +422,15 @@ if PRODUCTION:
         raise ImproperlyConfigured("The setting DEBUG must be off when HEALTHCRM_ENV=production.")
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured("The setting ALLOWED_HOSTS is required when HEALTHCRM_ENV=production.")
+    # Emails carry patients' names and appointments: never to stdout or a test outbox, and never in
+    # clear over the network (plain SMTP only to a relay on this machine).
+    if EMAIL_BACKEND != "django.core.mail.backends.smtp.EmailBackend":
+        raise ImproperlyConfigured(
+            "The setting EMAIL_URL must name an SMTP server (smtp+tls://, smtp+ssl://, or smtp:// to a "
+            "loopback host) when HEALTHCRM_ENV=production: console:// and locmem:// are for development."
+        )
+    if not (EMAIL_USE_TLS or EMAIL_USE_SSL or _loopback_host(EMAIL_HOST)):
+        raise ImproperlyConfigured(
+            "The setting EMAIL_URL uses plain smtp:// to a host that is not loopback: use smtp+tls:// or "
+            "smtp+ssl:// when HEALTHCRM_ENV=production."
+        )

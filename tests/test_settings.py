@@ -49,6 +49,7 @@ def production_env(**overrides: str | None) -> dict[str, str]:
         BLIND_INDEX_KEY=secrets.token_hex(32),
         APP_DATABASE_PASSWORD=secrets.token_urlsafe(24),
         ALLOWED_HOSTS="crm.example.org",
+        EMAIL_URL="smtp+tls://crm:secret@mail.example.org:587",
     )
     for name in ("DATABASE_URL", "REDIS_URL"):
         if name in os.environ:
@@ -121,6 +122,15 @@ def test_development_defaults_pass_the_plain_check() -> None:
         pytest.param({"FIELD_ENCRYPTION_KEY": ""}, "FIELD_ENCRYPTION_KEY", "is empty", id="empty-field-key"),
         pytest.param({"BLIND_INDEX_KEY": "short"}, "BLIND_INDEX_KEY", "at least 32", id="short-blind-index-key"),
         pytest.param({"ALLOWED_HOSTS": None}, "ALLOWED_HOSTS", "is required", id="no-allowed-hosts"),
+        pytest.param({"EMAIL_URL": None}, "EMAIL_URL", "must name an SMTP server", id="default-console-email"),
+        pytest.param({"EMAIL_URL": "console://"}, "EMAIL_URL", "must name an SMTP server", id="console-email"),
+        pytest.param({"EMAIL_URL": "locmem://"}, "EMAIL_URL", "must name an SMTP server", id="locmem-email"),
+        pytest.param(
+            {"EMAIL_URL": "smtp://crm:secret@mail.example.org:25"},
+            "EMAIL_URL",
+            "plain smtp://",
+            id="plain-smtp-to-remote-host",
+        ),
         pytest.param(
             {"SESSION_IDLE_TIMEOUT": "15m"},
             "SESSION_IDLE_TIMEOUT",
@@ -135,6 +145,20 @@ def test_unsafe_or_malformed_settings_stop_start_up(overrides: dict[str, str | N
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("django.core.exceptions.ImproperlyConfigured:"), result.stderr
     assert named in last_line and message in last_line, last_line
+
+
+@pytest.mark.parametrize(
+    "email_url",
+    [
+        "smtp+tls://crm:secret@mail.example.org:587",
+        "smtp+ssl://mail.example.org:465",
+        "smtp://localhost:25",
+        "smtp://127.0.0.1:1025",
+    ],
+)
+def test_production_accepts_encrypted_smtp_or_a_loopback_relay(email_url: str) -> None:
+    result = manage("check", env=production_env(EMAIL_URL=email_url))
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_secrets_can_come_from_files(tmp_path: Path) -> None:

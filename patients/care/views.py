@@ -19,6 +19,7 @@ from compliance.models import AccessAction
 from healthcrm.auth import role_in_current_organization
 from healthcrm.guards import require_perm
 from healthcrm.notifications import notification_list, notifications_mark_read
+from healthcrm.security import safe_next_url
 from healthcrm.views import organization_required
 from patients.care import services
 from patients.care.forms import (
@@ -286,7 +287,7 @@ def task_status_view(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, error)
     else:
         messages.success(request, f"Task marked {TaskStatus(task.status).label.lower()}.")
-    return redirect(request.POST.get("next") or "patients:my_tasks")
+    return redirect(safe_next_url(request, "patients:my_tasks"))
 
 
 # -- Work queues ----------------------------------------------------------------------------------

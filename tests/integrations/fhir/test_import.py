@@ -109,7 +109,7 @@ def test_bulk_created_rows_are_audited_without_phi(org_a, import_into) -> None:
     )
     with organization_context(org_a):
         condition = Condition.objects.get()
-    entry = LogEntry.objects.get_for_object(condition).get()
+        entry = LogEntry.objects.get_for_object(condition).get()
     assert entry.action == LogEntry.Action.CREATE
     assert entry.changes_dict["display"][1] == REDACTED
     assert "Hypertension" not in json.dumps(entry.changes_dict) and entry.object_repr == f"Condition #{condition.pk}"
