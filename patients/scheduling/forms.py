@@ -68,8 +68,8 @@ class CalendarFilterForm(forms.Form):
 
     date = forms.DateField(required=False)
     view = forms.ChoiceField(choices=[("week", "week"), ("day", "day")], required=False)
-    practitioner = forms.ModelChoiceField(queryset=Practitioner.objects.none(), required=False)
-    location = forms.ModelChoiceField(queryset=Location.objects.none(), required=False)
+    practitioner = forms.ModelChoiceField(queryset=None, required=False)  # set per request
+    location = forms.ModelChoiceField(queryset=None, required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
