@@ -472,7 +472,7 @@ def _alert_admins(organization: Organization, message_id: int, reason: str) -> N
     """Tell the organization's administrators a message failed for good (ids only, no PHI)."""
     try:
         from healthcrm.models import Membership
-        from healthcrm.notifications import notify
+        from healthcrm.services import notify
     except ImportError:  # pragma: no cover - notifications not installed
         log.warning("outbox message %s failed: %s", message_id, reason)
         return
