@@ -2,7 +2,7 @@
 #
 #   make run             venv, local PostgreSQL + Redis, migrate, seed, web + worker + beat
 #   make test            venv, local PostgreSQL + Redis, pytest (PYTEST_ARGS="-k foo -x")
-#   make lint            ruff check + ruff format --check
+#   make lint            ruff check + ruff format --check + lint-imports (the import layers)
 #   make migrate | seed | shell
 #   make services-start | services-status | services-stop
 #   make clean           stop the services, remove .venv and .data
@@ -65,6 +65,7 @@ lint: $(STAMP)
 	status=0
 	$(VENV)/bin/ruff check . || status=$$?
 	$(VENV)/bin/ruff format --check . || status=$$?
+	$(VENV)/bin/lint-imports || status=$$?
 	exit $$status
 
 migrate: $(STAMP)

@@ -3,7 +3,7 @@
     @phi_view(AccessAction.VIEW)
     def patient_detail(request, pk): ...
 
-The decorator gives the request a recorder; guarded fetches (`healthcrm.guards`) and list views
+The decorator gives the request a recorder; guarded fetches (`compliance.guards`) and list views
 tell it what was shown; after a successful response it writes one AccessLog row in the request's
 transaction. Fetching PHI through a guard outside a `@phi_view` raises, so a view cannot show
 PHI unlogged by forgetting the decorator. `@phi_free` marks views that show none (a test checks

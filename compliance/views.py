@@ -6,10 +6,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from compliance.access import phi_free
+from compliance.guards import require_perm
 from compliance.models import AccessAction
 from compliance.selectors import access_log_list
-from healthcrm.guards import require_perm
-from healthcrm.views import organization_required
+from healthcrm.decorators import organization_required
 
 
 @phi_free  # shows who looked at which record id, never the record

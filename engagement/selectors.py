@@ -10,6 +10,7 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from compliance.guards import get_object_for_user
 from engagement.models import (
     ChannelSettings,
     Consent,
@@ -21,7 +22,6 @@ from engagement.models import (
     OutboxStatus,
     Rule,
 )
-from healthcrm.guards import get_object_for_user
 from healthcrm.tenancy import require_current_organization
 
 # Appointment statuses that still deserve a reminder.

@@ -11,14 +11,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from compliance.access import access_recorder, phi_free, phi_view
+from compliance.guards import get_object_for_user, require_perm
 from compliance.models import AccessAction
 from engagement import links, selectors, services, templating
 from engagement.forms import ChannelSettingsForm, OutboxFilter, ReplyForm, RuleForm, TemplateForm
 from engagement.models import ConsentSource, ConsentStatus, MessageTemplate, OutboxStatus, Rule
-from healthcrm.guards import get_object_for_user, require_perm
+from healthcrm.decorators import organization_required
 from healthcrm.models import Organization
 from healthcrm.tenancy import organization_context
-from healthcrm.views import organization_required
 from patients.selectors import get_patient_for_user
 
 PAGE_SIZE = 50

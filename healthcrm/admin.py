@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from healthcrm.models import Location, Membership, Organization
-from healthcrm.notifications import Notification
+from healthcrm.models import Location, Membership, Notification, Organization
 from healthcrm.tenancy import get_current_organization
 
 

@@ -1,4 +1,4 @@
-"""Tenancy core models: organizations, their sites, who belongs to them, and the tenant base."""
+"""Tenancy core models: organizations, their sites, who belongs to them, the tenant base, notifications."""
 
 from __future__ import annotations
 
@@ -217,5 +217,22 @@ class Membership(models.Model):
         return f"{self.user} · {self.get_role_display()} at {self.organization}"
 
 
-# In-app notifications live in their own module; imported here so Django registers the model.
-from healthcrm.notifications import Notification  # noqa: E402, F401
+class Notification(TenantModel):
+    """An in-app notification: a row per recipient, read or not.
+
+    Messages carry no PHI (kinds and ids: "Care plan #7 of patient #12: task completed"), since
+    they are listed outside the patient's page. Written by `healthcrm.services.notify`.
+    """
+
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32)
+    message = models.CharField(max_length=255)
+    url = models.CharField(max_length=300, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organization", "recipient", "read_at"], name="notification_org_recipient")]
+
+    def __str__(self) -> str:
+        return f"Notification #{self.pk}"

@@ -102,6 +102,8 @@ INSTALLED_APPS = [
     "engagement",
     "integrations",
     "analytics",
+    # The staff-facing shell, the top floor (may import every app below; none imports it).
+    "staff",
 ]
 
 MIDDLEWARE = [
@@ -123,7 +125,7 @@ MIDDLEWARE = [
     "healthcrm.security.ClientIPMiddleware",
     # Opens the request transaction and sets the organization in it; everything below runs
     # inside, so the audit rows and the change they describe commit together.
-    "healthcrm.tenancy.TenantMiddleware",
+    "healthcrm.middleware.TenantMiddleware",
     "healthcrm.security.MFARequiredMiddleware",
     "healthcrm.security.AuditlogMiddleware",
     # Last, as django-axes asks.

@@ -7,23 +7,23 @@ Two walls keep clinics apart:
 2. The database: row-level security on every tenant table compares `organization_id` with the
    transaction-local setting `app.current_organization`, which `organization_context` sets.
 
-Requests get their organization from `TenantMiddleware`, Celery tasks from `TenantTask`
-(healthcrm/tasks.py), management commands by entering `organization_context` themselves.
+Requests get their organization from `TenantMiddleware` (healthcrm/middleware.py), Celery tasks
+from `TenantTask` (healthcrm/tasks.py), management commands by entering `organization_context`
+themselves. This module imports no model at run time, so models.py can build on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from django.db import connections, transaction
-from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
+from django.http import HttpRequest
 
 if TYPE_CHECKING:
-    from healthcrm.models import Membership, Organization
+    from healthcrm.models import Organization
 
 _current_organization: ContextVar[Organization | None] = ContextVar("current_organization", default=None)
 
@@ -83,70 +83,6 @@ def user_context(user_id: int | None, *, using: str = "default") -> Iterator[Non
         _set_database_setting("app.current_user", user_id, using)
         yield
         _set_database_setting("app.current_user", None, using)
-
-
-def memberships_for(user_id: int) -> list[Membership]:
-    """The user's active memberships, across organizations (needs `user_context`)."""
-    from healthcrm.models import Membership
-
-    return list(
-        Membership.objects.filter(user_id=user_id, is_active=True)
-        .select_related("organization")
-        .order_by("organization__name")
-    )
-
-
-class TenantMiddleware:
-    """Resolve the request's organization and run the rest of the request inside it.
-
-    The transaction opened here is the request's transaction (Django's ATOMIC_REQUESTS would only
-    wrap the view, after the organization setting had been lost): it commits when the response is
-    below 500 and rolls back otherwise, so an audit row never outlives the change it describes.
-    """
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.organization = None  # type: ignore[attr-defined]
-        request.membership = None  # type: ignore[attr-defined]
-        request.memberships = []  # type: ignore[attr-defined]
-        user = request.user
-        if not user.is_authenticated:
-            return self.get_response(request)
-        with user_context(user.pk):
-            memberships = memberships_for(user.pk)
-            request.memberships = memberships  # type: ignore[attr-defined]
-            organization, membership = self._choose(request, memberships)
-            request.membership = membership  # type: ignore[attr-defined]
-            if organization is None:
-                response = self.get_response(request)
-            else:
-                request.organization = organization  # type: ignore[attr-defined]
-                # Pages show times in the organization's time zone; the database keeps UTC.
-                with organization_context(organization), timezone.override(organization.zone):
-                    response = self.get_response(request)
-            if response.status_code >= 500:
-                transaction.set_rollback(True)
-        return response
-
-    @staticmethod
-    def _choose(request: HttpRequest, memberships: list[Membership]) -> tuple[Organization | None, Membership | None]:
-        from healthcrm.models import Organization
-
-        wanted = request.session.get(SESSION_KEY)
-        for membership in memberships:
-            if membership.organization_id == wanted:
-                return membership.organization, membership
-        # Platform administrators may enter any organization; they act as its administrator.
-        if wanted and request.user.is_superuser:
-            organization = Organization.objects.filter(pk=wanted, is_active=True).first()
-            if organization is not None:
-                return organization, None
-        if memberships:
-            request.session[SESSION_KEY] = memberships[0].organization_id
-            return memberships[0].organization, memberships[0]
-        return None, None
 
 
 def organization_context_processor(request: HttpRequest) -> dict[str, object]:

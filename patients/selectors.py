@@ -11,8 +11,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
+from compliance.guards import get_object_for_user
 from healthcrm.crypto import BlindPrefixIndexField, normalize_name, prefix_digest
-from healthcrm.guards import get_object_for_user
 from healthcrm.models import blind_q
 from healthcrm.tenancy import require_current_organization
 from patients.models import (

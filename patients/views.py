@@ -12,10 +12,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from compliance.access import access_recorder, phi_view
+from compliance.guards import require_perm
 from compliance.models import AccessAction
-from healthcrm.guards import require_perm
+from healthcrm.decorators import organization_required
 from healthcrm.pagination import paginate_by_pk
-from healthcrm.views import organization_required
 from patients import services
 from patients.care.forms import PatientFilter
 from patients.care.views import render_patient_tab

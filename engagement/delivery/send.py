@@ -231,7 +231,7 @@ def _deliver(prepared: Prepared) -> tuple[str, int | None]:
 def admins_alert(organization: Organization, message_id: int, reason: str) -> None:
     """Tell the organization's administrators a message failed for good (ids only, no PHI)."""
     from healthcrm.models import Membership
-    from healthcrm.notifications import notify
+    from healthcrm.services import notify
 
     admins = Membership.objects.filter(organization=organization, role="admin", is_active=True).values_list(
         "user_id", flat=True

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from compliance.access import phi_free, phi_view
 from compliance.models import AccessAction
-from healthcrm.views import organization_required
+from healthcrm.decorators import organization_required
 from integrations.fhir import services
 from integrations.fhir.export import fhir_export_patient
 from integrations.fhir.forms import ImportUploadForm

@@ -11,7 +11,7 @@ from django.db.models import Case, Exists, IntegerField, Max, OuterRef, Prefetch
 from django.http import HttpRequest
 from django.utils import timezone
 
-from healthcrm.guards import get_object_for_user
+from compliance.guards import get_object_for_user
 from patients.models import (
     OPEN_TASK_STATUSES,
     AppointmentStatus,

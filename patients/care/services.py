@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
-from healthcrm.notifications import notify
+from healthcrm.services import notify
 from healthcrm.tenancy import require_current_organization
 from patients.models import (
     CarePlan,

@@ -15,12 +15,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from compliance.access import access_recorder, phi_free, phi_view
+from compliance.guards import require_perm
 from compliance.models import AccessAction
 from healthcrm.auth import role_in_current_organization
-from healthcrm.guards import require_perm
-from healthcrm.notifications import notification_list, notifications_mark_read
+from healthcrm.decorators import organization_required
 from healthcrm.security import safe_next_url
-from healthcrm.views import organization_required
+from healthcrm.selectors import notification_list
+from healthcrm.services import notifications_mark_read
 from patients.care import services
 from patients.care.forms import (
     CarePlanStartForm,

@@ -7,7 +7,7 @@ from datetime import datetime
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from healthcrm.guards import get_object_for_user
+from compliance.guards import get_object_for_user
 from healthcrm.models import Location
 from patients.models import Appointment, Patient, Practitioner
 

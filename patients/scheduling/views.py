@@ -14,10 +14,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from compliance.access import access_recorder, phi_view
+from compliance.guards import require_perm
 from compliance.models import AccessAction
-from healthcrm.guards import require_perm
+from healthcrm.decorators import organization_required
 from healthcrm.models import Location
-from healthcrm.views import organization_required
 from patients.models import AppointmentStatus, Practitioner
 from patients.scheduling.forms import AppointmentForm, CalendarFilterForm, RescheduleForm
 from patients.scheduling.selectors import appointment_calendar, get_appointment_for_user

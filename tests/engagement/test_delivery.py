@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from engagement import delivery, services
 from engagement.models import Consent, OutboundMessage
-from healthcrm.notifications import Notification
+from healthcrm.models import Notification
 from healthcrm.tenancy import organization_context
 from tests.engagement.conftest import ACCOUNT, TOKEN, configure
 from tests.factories import AppointmentFactory, MembershipFactory, PatientFactory, UserFactory

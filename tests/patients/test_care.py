@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from compliance.models import AccessAction, AccessLog
-from healthcrm.notifications import Notification
+from healthcrm.models import Notification
 from healthcrm.tenancy import organization_context
 from patients import services as record_services
 from patients.care import services

@@ -4,7 +4,7 @@ from typing import Any
 
 from django import template
 
-from healthcrm.notifications import unread_count
+from healthcrm.selectors import unread_count
 from healthcrm.tenancy import get_current_organization
 
 register = template.Library()
