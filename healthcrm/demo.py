@@ -35,7 +35,8 @@ from healthcrm.models import Location, Membership, Organization
 from healthcrm.roles import Role
 from healthcrm.tenancy import organization_context, user_context
 
-DEFAULT_PASSWORD = "demo-password-2026"
+# bandit B105: the documented demo password (synthetic data).
+DEFAULT_PASSWORD = "demo-password-2026"  # nosec B105
 
 
 @dataclass(frozen=True)

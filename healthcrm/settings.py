@@ -21,10 +21,12 @@ HEALTHCRM_ENV = env_choice("HEALTHCRM_ENV", "development", ("development", "prod
 PRODUCTION = HEALTHCRM_ENV == "production"
 
 # Development-only secrets. They are public (they are in git), so production refuses them.
-_DEV_SECRET_KEY = "dev-OLtxndboEP4jdfWMQp1qlLUW9jW0ziTsKMOBRzTdOxG2Ch3Atq0Hhftwqcnt1thL44o"
+# bandit B105: development value, refused by name in production.
+_DEV_SECRET_KEY = "dev-OLtxndboEP4jdfWMQp1qlLUW9jW0ziTsKMOBRzTdOxG2Ch3Atq0Hhftwqcnt1thL44o"  # nosec B105
 _DEV_FIELD_ENCRYPTION_KEY = "VRjemGYS_ZFQGP16K2ar-lfsARzRwFqmGgwo2TTjX-0="
 _DEV_BLIND_INDEX_KEY = "182a6e645b053593a1b38930c116f8d54079e242629976d6bbd1b422294a59ac"
-_DEV_APP_DATABASE_PASSWORD = "healthcrm-app-dev"
+# bandit B105: development value, refused by name in production.
+_DEV_APP_DATABASE_PASSWORD = "healthcrm-app-dev"  # nosec B105
 
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY)
 # Off unless asked for, even in development: Django's debug pages print local variables, which
