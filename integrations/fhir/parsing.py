@@ -34,9 +34,10 @@ NDJSON_CHUNK_LINES = 2000
 NDJSON_CHUNK_BYTES = 8 * 1024 * 1024
 # The first window decoded for an entry: Synthea-sized entries (about 1 KB) fit; a bigger entry is
 # decoded again from a window twice as large, never holding more than the limits allow.
-FIRST_WINDOW = 4096
+FIRST_WINDOW = 2048
 
 _decoder = json.JSONDecoder()
+_WS = " \t\n\r"
 _WS_RE = re.compile(r"[ \t\n\r]*")
 _NON_WS_RE = re.compile(r"[^ \t\n\r]")
 _STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -69,6 +70,8 @@ class Limits:
             "number_digits": "FHIR_IMPORT_MAX_NUMBER_DIGITS",
         }
         defaults = cls()
+        if not settings.configured:  # scripts that read files without Django: the defaults
+            return defaults
         return cls(**{attr: int(getattr(settings, name, getattr(defaults, attr))) for attr, name in names.items()})
 
 
@@ -190,53 +193,62 @@ class _Reader:
             f"{what} is nested deeper than {self.limits.depth} levels (limit FHIR_IMPORT_MAX_DEPTH).", entry=entry
         )
 
-    def decode(self, start: int, *, what: str, entry: int | None = None, end: int | None = None) -> tuple[Any, int]:
+    def decode(
+        self, start: int, *, entry: int | None = None, kind: str = "entry", label: str = "", end: int | None = None
+    ) -> tuple[Any, int]:
         """The JSON value at `start` and its end, after checking its size, values and depth.
 
         The value is decoded from a window of the text that never holds more than the limits allow
         beyond what was already checked, so a hostile entry is refused before millions of objects
         exist. `end`: the value fills text[start:end] (an NDJSON line), checked before decoding.
+        Errors name `label`, or "<kind> <entry>".
         """
         text, limit = self.text, self.limits
         n = len(text) if end is None else end
         hard_stop = min(n, start + limit.entry_bytes)
         if end is not None:
             if end - start > limit.entry_bytes:
-                raise self._bytes_error(what, entry)
+                raise self._bytes_error(label or f"{kind} {entry}", entry)
             if self.values_in(start, end) > limit.entry_values:
-                raise self._values_error(what, entry)
+                raise self._values_error(label or f"{kind} {entry}", entry)
             stop = end
         else:
             stop = min(hard_stop, start + FIRST_WINDOW)
+        scan = self.decoder.scan_once
         while True:
             self.bad_numbers = 0
             window = text[start:stop]
             try:
-                value, used = self.decoder.raw_decode(window)
+                try:
+                    value, used = scan(window, 0)
+                except StopIteration as exc:
+                    raise json.JSONDecodeError("Expecting value", window, exc.value) from None
                 if end is not None and _skip(window, used) != len(window):
                     raise json.JSONDecodeError("Extra data", window, _skip(window, used))
             except json.JSONDecodeError as exc:
                 truncated = stop < n and (exc.msg.startswith("Unterminated string") or exc.pos >= len(window) - 16)
                 if not truncated:
-                    where = f"{what}: " if entry is not None else ""
+                    where = f"{label or f'{kind} {entry}'}: " if entry is not None else ""
                     raise FhirInputError(
                         f"{where}Malformed JSON at {_where(text, start + exc.pos)}: {exc.msg}.", entry=entry
                     ) from None
             except RecursionError:
-                raise self._depth_error(what, entry) from None
+                raise self._depth_error(label or f"{kind} {entry}", entry) from None
             else:
-                finish = start + used
-                if self.values_in(start, finish) > limit.entry_values:
-                    raise self._values_error(what, entry)
-                brackets = text.count("{", start, finish) + text.count("[", start, finish)
+                brackets = window.count("{", 0, used) + window.count("[", 0, used)
+                if (
+                    brackets + window.count(",", 0, used) > limit.entry_values
+                    and self.values_in(start, start + used) > limit.entry_values
+                ):
+                    raise self._values_error(label or f"{kind} {entry}", entry)
                 if brackets > limit.depth and _depth(value, limit.depth) > limit.depth:
-                    raise self._depth_error(what, entry)
-                return value, finish
+                    raise self._depth_error(label or f"{kind} {entry}", entry)
+                return value, start + used
             # The value runs past `stop`: all of [start, stop) belongs to it.
             if stop >= hard_stop:
-                raise self._bytes_error(what, entry)
+                raise self._bytes_error(label or f"{kind} {entry}", entry)
             if self.values_in(start, stop) > limit.entry_values:
-                raise self._values_error(what, entry)
+                raise self._values_error(label or f"{kind} {entry}", entry)
             stop = _stop_within(text, stop, min(hard_stop, start + 2 * (stop - start)), limit.entry_values)
 
 
@@ -312,6 +324,8 @@ def _number_problem(value: Any, index: int, *, in_entry: bool) -> FhirInputError
 
 
 def _skip(text: str, pos: int) -> int:
+    if pos >= len(text) or text[pos] not in _WS:
+        return pos
     match = _WS_RE.match(text, pos)
     return match.end() if match else pos
 
@@ -355,7 +369,7 @@ def scan_bundle(text: str, limits: Limits | None = None) -> ScannedBundle:
                 pos = _scan_entries(reader, pos, bundle)
                 bundle.header.setdefault("entry", None)
             else:
-                value, pos = reader.decode(pos, what=f"Bundle.{key}")
+                value, pos = reader.decode(pos, label=f"Bundle.{key}")
                 found = _bad_number(value) if reader.bad_numbers else None
                 if found is not None:
                     raise FhirInputError(found[1].reason, field=_fhir_path(f"Bundle.{key}", found[0]))
@@ -391,8 +405,10 @@ def _scan_entries(reader: _Reader, pos: int, bundle: ScannedBundle) -> int:
     pos = _skip(text, pos)
     if pos < len(text) and text[pos] == "]":
         return pos + 1
+    entries = bundle.entries
+    n = len(text)
     while True:
-        index = len(bundle.entries)
+        index = len(entries)
         if index >= most:
             raise FhirInputError(
                 f"The Bundle holds more than {most:,} entries (limit FHIR_IMPORT_MAX_BUNDLE_ENTRIES).",
@@ -401,7 +417,7 @@ def _scan_entries(reader: _Reader, pos: int, bundle: ScannedBundle) -> int:
             )
         pos = _skip(text, pos)
         start = pos
-        value, pos = reader.decode(pos, what=f"entry {index}", entry=index)
+        value, pos = reader.decode(pos, entry=index)
         ref = EntryRef(index=index, start=start, end=pos)
         if isinstance(value, dict):
             ref.full_url = value.get("fullUrl") if isinstance(value.get("fullUrl"), str) else ""
@@ -412,9 +428,9 @@ def _scan_entries(reader: _Reader, pos: int, bundle: ScannedBundle) -> int:
                 ref.resource_id = rid if isinstance(rid, str) else ""
         if reader.bad_numbers:
             ref.problem = _number_problem(value, index, in_entry=True)
-        bundle.entries.append(ref)
+        entries.append(ref)
         pos = _skip(text, pos)
-        if pos < len(text) and text[pos] == ",":
+        if pos < n and text[pos] == ",":
             pos += 1
             continue
         return _expect(text, pos, "]", "',' or ']'")
@@ -444,7 +460,7 @@ def looks_like_ndjson(text: str, limits: Limits | None = None) -> bool:
         # Too long a first line to decode: NDJSON unless it opens a Bundle (its reading will say why).
         return _BUNDLE_START_RE.match(text, start) is None
     try:
-        first, _ = _Reader(text, limits).decode(start, what="line 1", end=newline)
+        first, _ = _Reader(text, limits).decode(start, label="line 1", end=newline)
     except FhirInputError:
         return _BUNDLE_START_RE.match(text, start) is None
     return isinstance(first, dict) and first.get("resourceType") != "Bundle"
@@ -485,7 +501,7 @@ def check_ndjson(text: str, limits: Limits | None = None) -> None:
             raise reader._values_error(what, number)
         if text.count("{", start, end) + text.count("[", start, end) > limits.depth:
             try:
-                reader.decode(start, what=what, entry=number, end=end)
+                reader.decode(start, entry=number, kind="line", end=end)
             except FhirInputError as exc:
                 if "limit FHIR_IMPORT_MAX" in str(exc):
                     raise
@@ -505,7 +521,7 @@ def ndjson_chunks(text: str, limits: Limits | None = None) -> Iterator[list[tupl
     for number, start, end in _lines(text):
         value: Any
         try:
-            value, _ = reader.decode(start, what=f"line {number}", entry=number, end=end)
+            value, _ = reader.decode(start, entry=number, kind="line", end=end)
         except FhirInputError as exc:
             exc.field = exc.field or "(line)"
             value = exc
