@@ -347,6 +347,18 @@ if "{room}" not in TELEHEALTH_URL_TEMPLATE:
 FHIR_IMPORT_MAX_UPLOAD_BYTES = env_int("FHIR_IMPORT_MAX_UPLOAD_BYTES", 64 * 1024 * 1024)
 FHIR_IMPORT_EAGER = env_bool("FHIR_IMPORT_EAGER", False)
 DEVICE_ENDPOINT_REQUIRE_HTTPS = env_bool("DEVICE_ENDPOINT_REQUIRE_HTTPS", PRODUCTION and not DEBUG)
+# FHIR imports: limits that keep one upload from exhausting the worker (about 500 MB at most for
+# any file within the upload size). Defaults admit Synthea-like bundles at the upload limit (a
+# 51.5 MB bundle: 58,612 entries, nesting depth 9, entries of about 1 KB); a file beyond one is
+# refused with a message naming the setting. Values are counted as JSON commas and opening brackets.
+FHIR_IMPORT_MAX_BUNDLE_ENTRIES = env_int("FHIR_IMPORT_MAX_BUNDLE_ENTRIES", 100_000)
+FHIR_IMPORT_MAX_NDJSON_LINES = env_int("FHIR_IMPORT_MAX_NDJSON_LINES", 200_000)
+FHIR_IMPORT_MAX_UNIT_RESOURCES = env_int("FHIR_IMPORT_MAX_UNIT_RESOURCES", 100_000)
+FHIR_IMPORT_MAX_DEPTH = env_int("FHIR_IMPORT_MAX_DEPTH", 64)
+FHIR_IMPORT_MAX_ENTRY_BYTES = env_int("FHIR_IMPORT_MAX_ENTRY_BYTES", 8 * 1024 * 1024)
+FHIR_IMPORT_MAX_ENTRY_VALUES = env_int("FHIR_IMPORT_MAX_ENTRY_VALUES", 20_000)
+# A number with more digits fails its element (Python refuses ints past 4,300 digits anyway).
+FHIR_IMPORT_MAX_NUMBER_DIGITS = env_int("FHIR_IMPORT_MAX_NUMBER_DIGITS", 40)
 
 # ---------------------------------------------------------------------------------------------
 # Celery: Redis broker; payloads are ids only (the broker keeps them in clear); results ignored.

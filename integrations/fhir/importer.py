@@ -39,6 +39,7 @@ from integrations.fhir import mapping
 from integrations.fhir.mapping import KEPT_TYPES, MAPPERS, REFERENCE_ONLY, TIERS, Mapped, MappingError, Skip
 from integrations.fhir.parsing import (
     FhirInputError,
+    Limits,
     decode_text,
     looks_like_ndjson,
     ndjson_chunks,
@@ -253,11 +254,7 @@ class UnitImporter:
     # Entry points --------------------------------------------------------------------------
 
     def run_bundle(self, bundle: Any) -> None:
-        def entries() -> Iterable[tuple[int, Any]]:
-            for ref in bundle.entries:
-                yield ref.index, bundle.entry(ref)
-
-        self._run(entries(), bundle_type=bundle.header.get("type"))
+        self._run(bundle.decoded(), bundle_type=bundle.header.get("type"))
 
     def run_ndjson(self, chunk: list[tuple[int, Any]]) -> None:
         def entries() -> Iterable[tuple[int, Any]]:
@@ -299,11 +296,15 @@ class UnitImporter:
     def _prepare(self, entries: Iterable[tuple[int, Any]], bundle_type: str | None) -> list[Item]:
         items: list[Item] = []
         failures: list[Failure] = []
+        most = Limits.from_settings().unit_resources
         for count, (index, entry) in enumerate(entries, start=1):
             if self.progress is not None and count % 250 == 0:
                 self.progress(count)
+            if count > most:
+                reason = f"more than {most:,} resources in one unit (limit FHIR_IMPORT_MAX_UNIT_RESOURCES)"
+                raise UnitFailed([Failure(index, "", "Bundle.entry", reason)])
             if isinstance(entry, FhirInputError):
-                failures.append(Failure(index, "", "(line)", str(entry)))
+                failures.append(Failure(index, entry.resource_type, entry.field or "(line)", str(entry)))
                 continue
             item = self._prepare_entry(index, entry, bundle_type, failures)
             if item is not None:

@@ -216,13 +216,18 @@ def decimal4(value: Any, path: str) -> Decimal | None:
     """A number that fits NUMERIC(12, 4)."""
     if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
+        raise MappingError(path, "not a number")
     try:
-        number = Decimal(str(value)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+        number = Decimal(str(value))
     except (InvalidOperation, ValueError):
         raise MappingError(path, "not a number") from None
+    if not number.is_finite():
+        raise MappingError(path, "not a finite number")
+    # Checked before rounding: quantize() of a huge number raises InvalidOperation (precision).
     if abs(number) >= Decimal("1e8"):
         raise MappingError(path, "number too large (at most 8 digits before the decimal point)")
-    return number
+    return number.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
 
 
 def _code(value: Any, allowed: set[str] | dict[str, str], path: str, default: str | None = None) -> str:
