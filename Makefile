@@ -2,6 +2,7 @@
 #
 #   make run             venv, local PostgreSQL + Redis, migrate, seed, web + worker + beat
 #   make test            venv, local PostgreSQL + Redis, pytest (PYTEST_ARGS="-k foo -x")
+#   make test-fast       the same without the browser and worker tests (under a minute)
 #   make lint            ruff check + ruff format --check
 #   make migrate | seed | shell
 #   make services-start | services-status | services-stop
@@ -33,7 +34,7 @@ devservices_env="$$($(PY) scripts/devservices.py env)"
 eval "$$devservices_env"
 endef
 
-.PHONY: help venv run test lint migrate seed shell services-start services-status services-stop clean
+.PHONY: help venv run test test-fast lint migrate seed shell services-start services-status services-stop clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -60,6 +61,11 @@ test: $(STAMP)
 	$(with_services)
 	$(PY) manage.py db_bootstrap
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(with_services)
+	$(PY) manage.py db_bootstrap
+	$(PY) -m pytest -m "not browser and not worker" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	status=0
