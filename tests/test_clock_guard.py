@@ -2,10 +2,10 @@
 
 tests/conftest.py runs every test of this process under a frozen wall clock (tests/clocks.py), except
 the ones marked `browser` or `worker`, whose code under test runs in another process on the real
-clock. In tests/engagement and tests/patients, a clock read (`timezone.now()`, `datetime.now()`,
-`date.today()`, `time.time()`, ...) in such a module must therefore say, on its line or in a comment
-line just above, why the outcome cannot depend on the hour: `# real-clock: <why>`. And only those
-modules may say it.
+clock. In such a module (any folder, tests/engagement and tests/patients first of all), a clock read
+(`timezone.now()`, `datetime.now()`, `date.today()`, `time.time()`, ...) must therefore say, on its
+line or in a comment line just above, why the outcome cannot depend on the hour:
+`# real-clock: <why>`. And only those modules may say it.
 
 This is the pattern that once made `make test` fail at night: a worker test enqueued a message due
 `timezone.now()` and expected it sent, but set quiet hours 08:00-21:00 in the patient's zone.
@@ -21,7 +21,6 @@ import pytest
 
 from tests import clocks
 
-GUARDED = ("engagement", "patients")
 PRAGMA = "# real-clock:"
 
 # Modules whose tests drive code in another process (marked worker or browser): the only ones that
@@ -31,6 +30,8 @@ REAL_PROCESS_MODULES = {
     "engagement/test_worker_batch.py": "a real Celery worker subprocess",
     "engagement/test_browser_outreach.py": "Chromium against the live server",
     "patients/test_browser_flows.py": "Chromium against the live server",
+    "test_browser.py": "Chromium against the live server",
+    "integrations/fhir/test_browser_import.py": "Chromium against the live server",
 }
 
 # Calls that read the clock: (object, attribute), plus the bare names a `from ... import` can bring.
@@ -138,11 +139,7 @@ def violations(source: str, path: str) -> list[str]:
 
 
 def _guarded_modules() -> list[str]:
-    return sorted(
-        path.relative_to(clocks.TESTS).as_posix()
-        for folder in GUARDED
-        for path in (clocks.TESTS / folder).rglob("*.py")
-    )
+    return sorted(path.relative_to(clocks.TESTS).as_posix() for path in clocks.TESTS.rglob("*.py"))
 
 
 @pytest.mark.parametrize("path", _guarded_modules())

@@ -116,7 +116,7 @@ def run_worker(broker: None, settings: Any) -> Iterator[Callable[[FakeTwilio], W
         worker.kill()
 
 
-def _dispatch_until(done: Callable[[], bool], timeout: float, *, then: Callable[[], None] | None = None) -> bool:
+def _dispatch_until(done: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         delivery.dispatch_due()
