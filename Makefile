@@ -2,7 +2,7 @@
 #
 #   make run             venv, local PostgreSQL + Redis, migrate, seed, web + worker + beat
 #   make test            venv, local PostgreSQL + Redis, pytest (PYTEST_ARGS="-k foo -x")
-#   make test-fast       the same without the browser and worker tests (under a minute)
+#   make test-fast       no browser or worker tests, one wall clock instead of three (about a minute)
 #   make lint            ruff check + ruff format --check
 #   make migrate | seed | shell
 #   make services-start | services-status | services-stop
@@ -65,7 +65,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(with_services)
 	$(PY) manage.py db_bootstrap
-	$(PY) -m pytest -m "not browser and not worker" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not browser and not worker" --wall-clock=chicago-2330 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	status=0

@@ -63,8 +63,23 @@ def _markers(node: Any) -> set[str]:
     return {marker.name for marker in node.iter_markers()}
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--wall-clock",
+        choices=["all", *clocks.WALL_CLOCKS],
+        default="all",
+        help="run the clock-sensitive tests under this one wall clock instead of all (tests/clocks.py)",
+    )
+
+
+def _clocks_for(node: Any, config: pytest.Config) -> tuple[str, ...]:
+    names = clocks.clocks_for(node.path, _markers(node))
+    chosen = config.getoption("--wall-clock")
+    return names if chosen == "all" or not names else (chosen,)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    names = clocks.clocks_for(metafunc.definition.path, _markers(metafunc.definition))
+    names = _clocks_for(metafunc.definition, metafunc.config)
     if len(names) > 1:
         metafunc.parametrize("wall_clock", names, indirect=True, ids=names)
 
@@ -75,7 +90,7 @@ def wall_clock(request: pytest.FixtureRequest) -> Iterator[datetime | None]:
 
     Autouse, so it is set up before the test's other function-scoped fixtures: objects they create
     are dated on the test's clock."""
-    names = clocks.clocks_for(request.node.path, _markers(request.node))
+    names = _clocks_for(request.node, request.config)
     name = getattr(request, "param", names[0] if names else None)
     if name is None:
         yield None
