@@ -2,6 +2,7 @@
 #
 #   make run             venv, local PostgreSQL + Redis, migrate, seed, web + worker + beat
 #   make test            venv, local PostgreSQL + Redis, pytest (PYTEST_ARGS="-k foo -x")
+#   make test-fast       no browser or worker tests, one wall clock instead of three (about a minute)
 #   make lint            ruff check + ruff format --check + lint-imports (the import layers)
 #   make security        bandit over the project's code (CI runs it too)
 #   make migrate | seed | shell
@@ -34,7 +35,7 @@ devservices_env="$$($(PY) scripts/devservices.py env)"
 eval "$$devservices_env"
 endef
 
-.PHONY: help venv run test lint security migrate seed shell services-start services-status services-stop clean
+.PHONY: help venv run test test-fast lint security migrate seed shell services-start services-status services-stop clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -61,6 +62,11 @@ test: $(STAMP)
 	$(with_services)
 	$(PY) manage.py db_bootstrap
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(with_services)
+	$(PY) manage.py db_bootstrap
+	$(PY) -m pytest -m "not browser and not worker" --wall-clock=chicago-2330 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	status=0

@@ -1,14 +1,17 @@
-"""Test set-up: real PostgreSQL (as the app role, under RLS), two organizations, three personas."""
+"""Test set-up: real PostgreSQL (as the app role, under RLS), frozen wall clocks, two organizations and
+one persona per role."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
+import time_machine
 from django.test import testcases
 
-from tests import dbroles
+from tests import clocks, dbroles
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 pytest_plugins = ["tests.fixtures_browser"]
@@ -53,7 +56,52 @@ def _fixture_teardown_as_owner(self: testcases.TransactionTestCase) -> None:
 testcases.TransactionTestCase._fixture_teardown = _fixture_teardown_as_owner  # type: ignore[method-assign]
 
 
-# -- Two organizations, three personas (a writer and a read-only user in A, a user in B) -------
+# -- Wall clocks: no test reads the real hour (tests/clocks.py says which test runs under which) --
+
+
+def _markers(node: Any) -> set[str]:
+    return {marker.name for marker in node.iter_markers()}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--wall-clock",
+        choices=["all", *clocks.WALL_CLOCKS],
+        default="all",
+        help="run the clock-sensitive tests under this one wall clock instead of all (tests/clocks.py)",
+    )
+
+
+def _clocks_for(node: Any, config: pytest.Config) -> tuple[str, ...]:
+    names = clocks.clocks_for(node.path, _markers(node))
+    chosen = config.getoption("--wall-clock")
+    return names if chosen == "all" or not names else (chosen,)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    names = _clocks_for(metafunc.definition, metafunc.config)
+    if len(names) > 1:
+        metafunc.parametrize("wall_clock", names, indirect=True, ids=names)
+
+
+@pytest.fixture(autouse=True)
+def wall_clock(request: pytest.FixtureRequest) -> Iterator[datetime | None]:
+    """The instant this test started at (time ticks on from it), or None on the real clock.
+
+    Autouse, so it is set up before the test's other function-scoped fixtures: objects they create
+    are dated on the test's clock."""
+    names = _clocks_for(request.node, request.config)
+    name = getattr(request, "param", names[0] if names else None)
+    if name is None:
+        yield None
+        return
+    destination = clocks.WALL_CLOCKS[name]
+    with time_machine.travel(destination, tick=True):
+        yield destination
+
+
+# -- Personas: two organizations, one user per role in A, a user in B ---------------------------
+# The same names in every test folder; a role's permissions are in healthcrm/roles.py.
 
 
 @pytest.fixture
@@ -66,28 +114,67 @@ def org_b(db: None) -> Any:
     return OrganizationFactory(slug="lake", name="Lake Clinic", timezone="America/Los_Angeles", require_mfa=False)
 
 
-@pytest.fixture
-def writer(org_a: Any) -> Any:
-    """A nurse in organization A: reads and writes patients."""
-    user = UserFactory(username="nurse@north.example")
-    MembershipFactory(user=user, organization=org_a, role="nurse")
-    return user
+def _member(organization: Any, role: str, username: str, **user: Any) -> Any:
+    person = UserFactory(username=username, **user)
+    MembershipFactory(user=person, organization=organization, role=role)
+    return person
 
 
 @pytest.fixture
-def reader(org_a: Any) -> Any:
-    """An analyst in organization A: no access to patient records."""
-    user = UserFactory(username="analyst@north.example")
-    MembershipFactory(user=user, organization=org_a, role="analyst")
-    return user
+def admin_user(org_a: Any) -> Any:
+    """An administrator of organization A: settings, members, imports, outreach rules."""
+    return _member(org_a, "admin", "admin@north.example")
 
 
 @pytest.fixture
-def other(org_b: Any) -> Any:
-    """A nurse in organization B."""
-    user = UserFactory(username="nurse@lake.example")
-    MembershipFactory(user=user, organization=org_b, role="nurse")
-    return user
+def provider_user(org_a: Any) -> Any:
+    """A provider in organization A: reads and writes patients and their care."""
+    return _member(org_a, "provider", "provider@north.example")
+
+
+@pytest.fixture
+def nurse_user(org_a: Any) -> Any:
+    """A nurse in organization A: reads and writes patients and their care."""
+    return _member(org_a, "nurse", "nurse@north.example")
+
+
+@pytest.fixture
+def coordinator_user(org_a: Any) -> Any:
+    """A care coordinator in organization A: care plans, their templates, outreach rules."""
+    return _member(org_a, "coordinator", "coord@north.example")
+
+
+@pytest.fixture
+def frontdesk_user(org_a: Any) -> Any:
+    """Front desk in organization A: patients' demographics, scheduling, task queues; no clinical group."""
+    return _member(org_a, "frontdesk", "desk@north.example")
+
+
+@pytest.fixture
+def analyst_user(org_a: Any) -> Any:
+    """An analyst in organization A: no access to patient records at all (404/403 on patient pages)."""
+    return _member(org_a, "analyst", "analyst@north.example")
+
+
+@pytest.fixture
+def compliance_user(org_a: Any) -> Any:
+    """A compliance officer in organization A: the access log and the members list, no patients."""
+    return _member(org_a, "compliance", "compliance@north.example")
+
+
+@pytest.fixture
+def readonly_user(org_a: Any) -> Any:
+    """Read-only in organization A: may open the outreach rules and message templates (and care-plan
+    templates) but not write them: a provider, the only role with view and no add/change permission
+    there (healthcrm/roles.py). No role reads patients without writing them, so patient pages have no
+    read-only persona: the front desk (no clinical group) and the analyst (nothing) cover refusals."""
+    return _member(org_a, "provider", "readonly@north.example")
+
+
+@pytest.fixture
+def other_org_user(org_b: Any) -> Any:
+    """A nurse in organization B: sees 404 for everything of organization A."""
+    return _member(org_b, "nurse", "nurse@lake.example")
 
 
 @pytest.fixture

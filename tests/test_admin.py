@@ -39,8 +39,8 @@ def test_org_admin_sees_only_their_organization_and_views_are_logged(client_for,
     assert actions == [AccessAction.LIST, AccessAction.VIEW]
 
 
-def test_non_staff_roles_cannot_open_the_admin(client_for, writer) -> None:
-    response = client_for(writer).get(reverse("admin:index"))
+def test_non_staff_roles_cannot_open_the_admin(client_for, nurse_user) -> None:
+    response = client_for(nurse_user).get(reverse("admin:index"))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 

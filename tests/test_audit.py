@@ -31,8 +31,8 @@ def test_every_phi_model_is_registered_with_auditlog_and_redacts_every_protected
         assert config["mask_callable"] == "healthcrm.crypto.redact"
 
 
-def test_audit_entries_hold_no_plaintext_phi(org_a, writer) -> None:
-    with organization_context(org_a), set_actor(writer):
+def test_audit_entries_hold_no_plaintext_phi(org_a, nurse_user) -> None:
+    with organization_context(org_a), set_actor(nurse_user):
         patient = patient_create(
             mrn="SECRET-1",
             given_name="Philomena",
@@ -50,7 +50,7 @@ def test_audit_entries_hold_no_plaintext_phi(org_a, writer) -> None:
     update = entries[1]
     assert update.changes_dict["given_name"] == [REDACTED, REDACTED]
     assert update.changes_dict["is_active"] == ["True", "False"]  # non-PHI stays readable
-    assert update.actor == writer
+    assert update.actor == nurse_user
     assert update.object_repr == f"Patient #{patient.pk}"
     assert update.additional_data == {"organization_id": org_a.pk}
 

@@ -149,12 +149,12 @@ def test_each_wall_holds_with_the_other_down(org_a) -> None:
 
 
 @pytest.mark.django_db
-def test_deleting_a_user_keeps_their_audit_rows_with_the_actor_snapshot(org_a, writer) -> None:
+def test_deleting_a_user_keeps_their_audit_rows_with_the_actor_snapshot(org_a, nurse_user) -> None:
     with organization_context(org_a):
-        row = AccessLog.objects.create(actor=writer, actor_label=writer.username, action="view", view_name="x")
+        row = AccessLog.objects.create(actor=nurse_user, actor_label=nurse_user.username, action="view", view_name="x")
         with pytest.raises(DatabaseError, match="permission denied"), transaction.atomic():
             AccessLog.objects.filter(pk=row.pk).update(actor=None, actor_label="someone else")
-        writer.delete()
+        nurse_user.delete()
         row.refresh_from_db()
     assert row.actor_id is None and row.actor_label == "nurse@north.example"
 

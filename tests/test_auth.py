@@ -48,7 +48,7 @@ def test_login_page_has_username_and_password_fields(client: Any) -> None:
     assert 'name="csrfmiddlewaretoken"' in html
 
 
-@pytest.mark.parametrize("persona", ["writer", "reader", "other"])
+@pytest.mark.parametrize("persona", ["nurse_user", "analyst_user", "other_org_user"])
 def test_correct_login_redirects_to_the_dashboard_with_a_new_session_id(
     client: Any, persona: str, request: pytest.FixtureRequest
 ) -> None:
@@ -71,24 +71,24 @@ def test_correct_login_redirects_to_the_dashboard_with_a_new_session_id(
     assert dashboard.context["user"] == user
 
 
-def test_login_with_a_wrong_password_re_renders_the_form(client: Any, writer: Any) -> None:
-    response = client.post(LOGIN, {"username": writer.username, "password": "wrong"}, REMOTE_ADDR="10.0.0.1")
+def test_login_with_a_wrong_password_re_renders_the_form(client: Any, nurse_user: Any) -> None:
+    response = client.post(LOGIN, {"username": nurse_user.username, "password": "wrong"}, REMOTE_ADDR="10.0.0.1")
     assert response.status_code == 200
     assert 'role="alert"' in response.content.decode()
     assert "_auth_user_id" not in client.session
 
 
-def test_login_honours_a_safe_next_and_ignores_an_offsite_one(client: Any, writer: Any) -> None:
+def test_login_honours_a_safe_next_and_ignores_an_offsite_one(client: Any, nurse_user: Any) -> None:
     response = client.post(
         LOGIN,
-        {"username": writer.username, "password": PASSWORD, "next": "/patients/"},
+        {"username": nurse_user.username, "password": PASSWORD, "next": "/patients/"},
         REMOTE_ADDR="10.0.0.1",
     )
     assert response["Location"] == "/patients/"
     client.logout()
     response = client.post(
         LOGIN,
-        {"username": writer.username, "password": PASSWORD, "next": "https://evil.example/"},
+        {"username": nurse_user.username, "password": PASSWORD, "next": "https://evil.example/"},
         REMOTE_ADDR="10.0.0.1",
     )
     assert response["Location"] == "/"
@@ -104,40 +104,40 @@ def _fail(client: Any, username: str, ip: str, times: int) -> list[int]:
     ]
 
 
-def test_axes_locks_out_a_user_and_ip_after_the_failure_limit(client: Any, writer: Any, settings: Any) -> None:
+def test_axes_locks_out_a_user_and_ip_after_the_failure_limit(client: Any, nurse_user: Any, settings: Any) -> None:
     assert settings.AXES_FAILURE_LIMIT == 5
-    statuses = _fail(client, writer.username, "203.0.113.7", settings.AXES_FAILURE_LIMIT)
+    statuses = _fail(client, nurse_user.username, "203.0.113.7", settings.AXES_FAILURE_LIMIT)
     assert statuses[:-1] == [200] * (settings.AXES_FAILURE_LIMIT - 1)
 
-    response = client.post(LOGIN, {"username": writer.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.7")
+    response = client.post(LOGIN, {"username": nurse_user.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.7")
 
     assert response.status_code == 429
     assert "Too many failed sign-in attempts" in response.content.decode()
     assert "_auth_user_id" not in client.session
 
 
-def test_axes_lockout_is_per_user_and_ip(client: Any, writer: Any, reader: Any, settings: Any) -> None:
+def test_axes_lockout_is_per_user_and_ip(client: Any, nurse_user: Any, analyst_user: Any, settings: Any) -> None:
     """Below the username and IP limits, the (username, IP) pair is locked, not either alone."""
-    _fail(client, writer.username, "203.0.113.7", settings.AXES_FAILURE_LIMIT)
+    _fail(client, nurse_user.username, "203.0.113.7", settings.AXES_FAILURE_LIMIT)
 
     same_user_other_ip = client.post(
-        LOGIN, {"username": writer.username, "password": PASSWORD}, REMOTE_ADDR="198.51.100.9"
+        LOGIN, {"username": nurse_user.username, "password": PASSWORD}, REMOTE_ADDR="198.51.100.9"
     )
     assert same_user_other_ip.status_code == 302
     client.logout()
     other_user_same_ip = client.post(
-        LOGIN, {"username": reader.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.7"
+        LOGIN, {"username": analyst_user.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.7"
     )
     assert other_user_same_ip.status_code == 302
 
 
-def test_axes_limits_one_username_tried_from_many_ips(client: Any, writer: Any, settings: Any) -> None:
+def test_axes_limits_one_username_tried_from_many_ips(client: Any, nurse_user: Any, settings: Any) -> None:
     """A distributed guess: under the pair limit from each address, stopped by the per-username limit."""
     assert settings.AXES_USERNAME_FAILURE_LIMIT == 10
     for i in range(settings.AXES_USERNAME_FAILURE_LIMIT):
-        assert _fail(client, writer.username, f"198.51.100.{i + 1}", 1) in ([200], [429])
+        assert _fail(client, nurse_user.username, f"198.51.100.{i + 1}", 1) in ([200], [429])
 
-    fresh_ip = client.post(LOGIN, {"username": writer.username, "password": PASSWORD}, REMOTE_ADDR="192.0.2.200")
+    fresh_ip = client.post(LOGIN, {"username": nurse_user.username, "password": PASSWORD}, REMOTE_ADDR="192.0.2.200")
 
     assert fresh_ip.status_code == 429
     assert "_auth_user_id" not in client.session
@@ -160,32 +160,36 @@ def test_axes_limits_one_ip_spraying_many_usernames(client: Any, org_a: Any, set
 
 
 def test_axes_a_few_typos_from_a_shared_clinic_ip_lock_nobody_else(
-    client: Any, writer: Any, reader: Any, settings: Any
+    client: Any, nurse_user: Any, analyst_user: Any, settings: Any
 ) -> None:
     """Below the per-IP limit, one user's lockout behind the clinic's NAT leaves colleagues alone."""
-    _fail(client, writer.username, "203.0.113.60", settings.AXES_FAILURE_LIMIT)
+    _fail(client, nurse_user.username, "203.0.113.60", settings.AXES_FAILURE_LIMIT)
     assert (
-        client.post(LOGIN, {"username": writer.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.60").status_code
+        client.post(
+            LOGIN, {"username": nurse_user.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.60"
+        ).status_code
         == 429
     )
-    colleague = client.post(LOGIN, {"username": reader.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.60")
+    colleague = client.post(
+        LOGIN, {"username": analyst_user.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.60"
+    )
     assert colleague.status_code == 302
 
 
-def test_axes_takes_the_ip_from_our_client_ip_callable(client: Any, writer: Any, settings: Any) -> None:
+def test_axes_takes_the_ip_from_our_client_ip_callable(client: Any, nurse_user: Any, settings: Any) -> None:
     """X-Forwarded-For is believed only from a trusted proxy (healthcrm.security.client_ip)."""
     from axes.models import AccessAttempt
 
     settings.TRUSTED_PROXIES = ["10.0.0.2"]
     client.post(
         LOGIN,
-        {"username": writer.username, "password": "x"},
+        {"username": nurse_user.username, "password": "x"},
         REMOTE_ADDR="10.0.0.2",
         HTTP_X_FORWARDED_FOR="192.0.2.44",
     )
     client.post(
         LOGIN,
-        {"username": writer.username, "password": "x"},
+        {"username": nurse_user.username, "password": "x"},
         REMOTE_ADDR="198.51.100.3",
         HTTP_X_FORWARDED_FOR="192.0.2.55",
     )
@@ -201,9 +205,9 @@ def _set_last_seen(client: Any, seconds_ago: int) -> None:
     session.save()
 
 
-def test_idle_session_is_signed_out(client_for: Any, writer: Any, settings: Any) -> None:
+def test_idle_session_is_signed_out(client_for: Any, nurse_user: Any, settings: Any) -> None:
     settings.SESSION_IDLE_TIMEOUT = 60
-    client = client_for(writer)
+    client = client_for(nurse_user)
     assert client.get("/").status_code == 200
     _set_last_seen(client, 61)
 
@@ -217,9 +221,9 @@ def test_idle_session_is_signed_out(client_for: Any, writer: Any, settings: Any)
     assert "signed out after a period of inactivity" in page.content.decode()
 
 
-def test_idle_timeout_answers_htmx_with_a_redirect_header(client_for: Any, writer: Any, settings: Any) -> None:
+def test_idle_timeout_answers_htmx_with_a_redirect_header(client_for: Any, nurse_user: Any, settings: Any) -> None:
     settings.SESSION_IDLE_TIMEOUT = 60
-    client = client_for(writer)
+    client = client_for(nurse_user)
     client.get("/")
     _set_last_seen(client, 120)
     response = client.get("/patients/?q=x", HTTP_HX_REQUEST="true")
@@ -227,9 +231,9 @@ def test_idle_timeout_answers_htmx_with_a_redirect_header(client_for: Any, write
     assert response["HX-Redirect"] == LOGIN
 
 
-def test_recently_active_session_stays_signed_in(client_for: Any, writer: Any, settings: Any) -> None:
+def test_recently_active_session_stays_signed_in(client_for: Any, nurse_user: Any, settings: Any) -> None:
     settings.SESSION_IDLE_TIMEOUT = 60
-    client = client_for(writer)
+    client = client_for(nurse_user)
     client.get("/")
     _set_last_seen(client, 30)
 
@@ -239,9 +243,11 @@ def test_recently_active_session_stays_signed_in(client_for: Any, writer: Any, s
     assert client.session["healthcrm_last_seen"] >= int(time.time()) - 1, "activity refreshes last seen"
 
 
-def test_session_ends_at_its_absolute_lifetime_even_when_active(client_for: Any, writer: Any, settings: Any) -> None:
+def test_session_ends_at_its_absolute_lifetime_even_when_active(
+    client_for: Any, nurse_user: Any, settings: Any
+) -> None:
     settings.SESSION_COOKIE_AGE = 3600
-    client = client_for(writer)
+    client = client_for(nurse_user)
     assert client.get("/").status_code == 200
     session = client.session
     session["healthcrm_signed_in_at"] = int(time.time()) - 3601
@@ -255,10 +261,10 @@ def test_session_ends_at_its_absolute_lifetime_even_when_active(client_for: Any,
     assert "Your session has ended" in client.get(LOGIN).content.decode()
 
 
-def test_sign_in_stamps_the_session(client: Any, writer: Any) -> None:
+def test_sign_in_stamps_the_session(client: Any, nurse_user: Any) -> None:
     from tests.factories import PASSWORD
 
-    client.post(LOGIN, {"username": writer.username, "password": PASSWORD}, REMOTE_ADDR="192.0.2.1")
+    client.post(LOGIN, {"username": nurse_user.username, "password": PASSWORD}, REMOTE_ADDR="192.0.2.1")
     assert int(time.time()) - client.session["healthcrm_signed_in_at"] <= 2
 
 
@@ -362,7 +368,7 @@ def test_mfa_verify_ignores_an_offsite_next(client: Any, mfa_user: Any) -> None:
     assert response["Location"] == "/"
 
 
-@pytest.mark.parametrize("persona", ["writer", "reader", "other"])
+@pytest.mark.parametrize("persona", ["nurse_user", "analyst_user", "other_org_user"])
 def test_organizations_without_mfa_never_ask(client_for: Any, persona: str, request: pytest.FixtureRequest) -> None:
     client = client_for(request.getfixturevalue(persona))
     assert client.get("/").status_code == 200
@@ -397,10 +403,10 @@ def test_organization_switch(client_for: Any, float_nurse: Any, org_a: Any, org_
 
 
 def test_organization_switch_refuses_an_organization_of_someone_else(
-    client_for: Any, writer: Any, reader: Any, other: Any, org_a: Any, org_b: Any
+    client_for: Any, nurse_user: Any, analyst_user: Any, other_org_user: Any, org_a: Any, org_b: Any
 ) -> None:
     stranger = OrganizationFactory(slug="elsewhere", name="Elsewhere Clinic")
-    for user in (writer, reader):
+    for user in (nurse_user, analyst_user):
         client = client_for(user)
         for target in (org_b.pk, stranger.pk, 999999, "not-a-number"):
             response = client.post(SWITCH, {"organization": target}, follow=True)
@@ -409,7 +415,7 @@ def test_organization_switch_refuses_an_organization_of_someone_else(
             assert _heading(response) == org_a.name
             assert client.session[SESSION_KEY] == org_a.pk
         client.logout()
-    client = client_for(other)
+    client = client_for(other_org_user)
     response = client.post(SWITCH, {"organization": org_a.pk}, follow=True)
     assert "You are not a member of that organization." in response.content.decode()
     assert _heading(response) == org_b.name
@@ -465,9 +471,9 @@ def test_healthz_reports_a_broken_redis_with_503(client: Any, settings: Any) -> 
 
 
 @pytest.mark.parametrize("signed_in", [False, True])
-def test_security_headers(client_for: Any, client: Any, writer: Any, signed_in: bool) -> None:
+def test_security_headers(client_for: Any, client: Any, nurse_user: Any, signed_in: bool) -> None:
     if signed_in:
-        client = client_for(writer)
+        client = client_for(nurse_user)
     response = client.get("/" if signed_in else LOGIN)
     assert response.status_code == 200
     csp = response["Content-Security-Policy"]
@@ -481,9 +487,9 @@ def test_security_headers(client_for: Any, client: Any, writer: Any, signed_in: 
     assert response["Cross-Origin-Opener-Policy"] == "same-origin"
 
 
-def test_pages_have_no_inline_scripts_or_styles(client_for: Any, writer: Any) -> None:
+def test_pages_have_no_inline_scripts_or_styles(client_for: Any, nurse_user: Any) -> None:
     """CSP forbids inline code, so none may be in our templates (it would silently not run)."""
-    client = client_for(writer)
+    client = client_for(nurse_user)
     for path in ("/", "/patients/", "/accounts/password_change/"):
         html = client.get(path).content.decode()
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), path
@@ -493,10 +499,10 @@ def test_pages_have_no_inline_scripts_or_styles(client_for: Any, writer: Any) ->
 
 
 @pytest.mark.parametrize("signed_in", [False, True])
-def test_unknown_url_shows_the_friendly_404_page(client: Any, writer: Any, settings: Any, signed_in: bool) -> None:
+def test_unknown_url_shows_the_friendly_404_page(client: Any, nurse_user: Any, settings: Any, signed_in: bool) -> None:
     settings.DEBUG = False
     if signed_in:
-        client.force_login(writer)
+        client.force_login(nurse_user)
     response = client.get("/no-such-page/")
     assert response.status_code == 404
     html = response.content.decode()
@@ -507,17 +513,17 @@ def test_unknown_url_shows_the_friendly_404_page(client: Any, writer: Any, setti
 # -- Password reset ----------------------------------------------------------------------------
 
 
-def test_password_reset_sends_one_email(client: Any, writer: Any) -> None:
+def test_password_reset_sends_one_email(client: Any, nurse_user: Any) -> None:
     response = client.get("/accounts/password_reset/")
     assert response.status_code == 200
     assert 'name="email"' in response.content.decode()
 
-    response = client.post("/accounts/password_reset/", {"email": writer.email})
+    response = client.post("/accounts/password_reset/", {"email": nurse_user.email})
 
     assert response.status_code == 302
     assert response["Location"] == "/accounts/password_reset/done/"
     assert len(mail.outbox) == 1
-    assert mail.outbox[0].to == [writer.email]
+    assert mail.outbox[0].to == [nurse_user.email]
     assert "/accounts/reset/" in mail.outbox[0].body
     assert client.get(response["Location"]).status_code == 200
 

@@ -16,10 +16,10 @@ def _directives(response) -> set[str]:
     return {part.strip() for part in response.get("Cache-Control", "").split(",") if part.strip()}
 
 
-def test_every_authenticated_page_is_no_store(client_for, writer, org_a) -> None:
+def test_every_authenticated_page_is_no_store(client_for, nurse_user, org_a) -> None:
     with organization_context(org_a):
         patient = PatientFactory()
-    client = client_for(writer)
+    client = client_for(nurse_user)
     for url in (
         reverse("dashboard"),
         reverse("patients:list"),
@@ -34,12 +34,14 @@ def test_every_authenticated_page_is_no_store(client_for, writer, org_a) -> None
     assert "no-store" in _directives(partial)
 
 
-def test_redirects_errors_and_signed_out_pages_are_no_store_too(client_for, writer, other, org_a) -> None:
+def test_redirects_errors_and_signed_out_pages_are_no_store_too(client_for, nurse_user, other_org_user, org_a) -> None:
     with organization_context(org_a):
         patient = PatientFactory()
-    assert "no-store" in _directives(client_for(other).get(reverse("patients:detail", args=[patient.pk])))  # 404
-    assert "no-store" in _directives(client_for(writer).post(reverse("logout")))
-    assert "no-store" in _directives(client_for(writer).get(reverse("login")))
+    assert "no-store" in _directives(
+        client_for(other_org_user).get(reverse("patients:detail", args=[patient.pk]))
+    )  # 404
+    assert "no-store" in _directives(client_for(nurse_user).post(reverse("logout")))
+    assert "no-store" in _directives(client_for(nurse_user).get(reverse("login")))
 
 
 def test_static_files_stay_cacheable(client) -> None:

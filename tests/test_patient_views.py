@@ -31,13 +31,13 @@ def _log(org, **filters):
         return list(AccessLog.objects.filter(**filters))
 
 
-def test_detail_writer_sees_it_and_the_view_is_access_logged(client_for, writer, patient_a, org_a) -> None:
-    response = client_for(writer).get(reverse("patients:detail", args=[patient_a.pk]), REMOTE_ADDR="10.1.2.3")
+def test_detail_writer_sees_it_and_the_view_is_access_logged(client_for, nurse_user, patient_a, org_a) -> None:
+    response = client_for(nurse_user).get(reverse("patients:detail", args=[patient_a.pk]), REMOTE_ADDR="10.1.2.3")
     assert response.status_code == 200
     assert b"Northcott" in response.content
     [entry] = _log(org_a, action=AccessAction.VIEW)
     assert (entry.actor, entry.object_type, entry.object_ids, entry.view_name, entry.ip_address) == (
-        writer,
+        nurse_user,
         "patients.patient",
         [str(patient_a.pk)],
         "patients:detail",
@@ -45,37 +45,37 @@ def test_detail_writer_sees_it_and_the_view_is_access_logged(client_for, writer,
     )
 
 
-def test_detail_read_only_role_gets_403_and_the_attempt_is_logged(client_for, reader, patient_a, org_a) -> None:
-    response = client_for(reader).get(reverse("patients:detail", args=[patient_a.pk]))
+def test_detail_read_only_role_gets_403_and_the_attempt_is_logged(client_for, analyst_user, patient_a, org_a) -> None:
+    response = client_for(analyst_user).get(reverse("patients:detail", args=[patient_a.pk]))
     assert response.status_code == 403
     assert b"Northcott" not in response.content
     [entry] = _log(org_a)
-    assert (entry.action, entry.actor, entry.object_ids) == (AccessAction.DENIED, reader, [str(patient_a.pk)])
+    assert (entry.action, entry.actor, entry.object_ids) == (AccessAction.DENIED, analyst_user, [str(patient_a.pk)])
 
 
-def test_detail_other_organization_gets_404(client_for, other, patient_a, org_a, org_b) -> None:
-    response = client_for(other).get(reverse("patients:detail", args=[patient_a.pk]))
+def test_detail_other_organization_gets_404(client_for, other_org_user, patient_a, org_a, org_b) -> None:
+    response = client_for(other_org_user).get(reverse("patients:detail", args=[patient_a.pk]))
     assert response.status_code == 404
     assert b"Northcott" not in response.content
     assert _log(org_a) == [] and _log(org_b) == []
 
 
-def test_list_shows_only_the_current_organization(client_for, writer, other, patient_a, patient_b) -> None:
-    page = client_for(writer).get(reverse("patients:list")).content
+def test_list_shows_only_the_current_organization(client_for, nurse_user, other_org_user, patient_a, patient_b) -> None:
+    page = client_for(nurse_user).get(reverse("patients:list")).content
     assert b"Northcott" in page and b"Lakeman" not in page
-    page = client_for(other).get(reverse("patients:list")).content
+    page = client_for(other_org_user).get(reverse("patients:list")).content
     assert b"Lakeman" in page and b"Northcott" not in page
 
 
-def test_list_read_only_role_gets_403(client_for, reader, patient_a) -> None:
-    assert client_for(reader).get(reverse("patients:list")).status_code == 403
+def test_list_read_only_role_gets_403(client_for, analyst_user, patient_a) -> None:
+    assert client_for(analyst_user).get(reverse("patients:list")).status_code == 403
 
 
-def test_search_is_logged_by_fingerprint_never_by_term(client_for, writer, patient_a, patient_b, org_a) -> None:
-    response = client_for(writer).post(reverse("patients:list"), {"q": "Northcott"})
+def test_search_is_logged_by_fingerprint_never_by_term(client_for, nurse_user, patient_a, patient_b, org_a) -> None:
+    response = client_for(nurse_user).post(reverse("patients:list"), {"q": "Northcott"})
     assert b"Northcott" in response.content
     # Another organization's patient is not found by its exact MRN either.
-    assert b"Lakeman" not in client_for(writer).post(reverse("patients:list"), {"q": "L-1"}).content
+    assert b"Lakeman" not in client_for(nurse_user).post(reverse("patients:list"), {"q": "L-1"}).content
     entries = _log(org_a, action=AccessAction.SEARCH)
     assert len(entries) == 2
     assert entries[-1].search_fields == ["q"]
@@ -84,30 +84,32 @@ def test_search_is_logged_by_fingerprint_never_by_term(client_for, writer, patie
     assert "Northcott" not in repr([vars(e) for e in entries])
 
 
-def test_search_terms_in_the_address_are_ignored(client_for, writer, patient_a, patient_b, org_a) -> None:
+def test_search_terms_in_the_address_are_ignored(client_for, nurse_user, patient_a, patient_b, org_a) -> None:
     """Searches are POSTed: a term in a URL (history, proxy logs) is never used, so never needed."""
     from tests.factories import PatientFactory
 
     with organization_context(org_a):
         PatientFactory(family_name="Southwick")
-    content = client_for(writer).get(reverse("patients:list"), {"q": "Northcott"}).content.decode()
+    content = client_for(nurse_user).get(reverse("patients:list"), {"q": "Northcott"}).content.decode()
     assert "Northcott" in content and "Southwick" in content  # the unsearched list
     assert 'method="post"' in content and "hx-push-url" not in content
     with organization_context(org_a):
         assert not AccessLog.objects.filter(action=AccessAction.SEARCH).exists()
 
 
-def test_htmx_search_returns_only_the_table_partial(client_for, writer, patient_a) -> None:
-    response = client_for(writer).post(reverse("patients:list"), {"q": "N-1"}, HTTP_HX_REQUEST="true")
+def test_htmx_search_returns_only_the_table_partial(client_for, nurse_user, patient_a) -> None:
+    response = client_for(nurse_user).post(reverse("patients:list"), {"q": "N-1"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200
     assert b"<html" not in response.content and b"Northcott" in response.content
 
 
-def test_list_query_count_does_not_grow_with_the_page(client_for, writer, org_a, django_assert_max_num_queries) -> None:
+def test_list_query_count_does_not_grow_with_the_page(
+    client_for, nurse_user, org_a, django_assert_max_num_queries
+) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    client = client_for(writer)
+    client = client_for(nurse_user)
     client.get(reverse("dashboard"))  # the session's first request stamps it; later ones don't write
     counts = []
     for batch in (2, 23):
@@ -121,7 +123,7 @@ def test_list_query_count_does_not_grow_with_the_page(client_for, writer, org_a,
         client.get(reverse("patients:list"))
 
 
-def test_create_patient_with_bad_input_re_renders_and_saves_nothing(client_for, writer, org_a) -> None:
+def test_create_patient_with_bad_input_re_renders_and_saves_nothing(client_for, nurse_user, org_a) -> None:
     data = {
         "mrn": "N-9",
         "given_name": "Cleo",
@@ -131,7 +133,7 @@ def test_create_patient_with_bad_input_re_renders_and_saves_nothing(client_for, 
         "phone_mobile": "12",
         "email": "not-an-email",
     }
-    response = client_for(writer).post(reverse("patients:create"), data)
+    response = client_for(nurse_user).post(reverse("patients:create"), data)
     assert response.status_code == 400
     content = response.content.decode()
     assert "Enter a valid phone number." in content
@@ -142,7 +144,7 @@ def test_create_patient_with_bad_input_re_renders_and_saves_nothing(client_for, 
         assert Patient.objects.count() == 0
 
 
-def test_create_patient_then_duplicate_mrn_is_a_clear_error(client_for, writer, org_a) -> None:
+def test_create_patient_then_duplicate_mrn_is_a_clear_error(client_for, nurse_user, org_a) -> None:
     data = {
         "mrn": "N-9",
         "given_name": "Cleo",
@@ -152,7 +154,7 @@ def test_create_patient_then_duplicate_mrn_is_a_clear_error(client_for, writer, 
         "phone_mobile": "(312) 555-0111",
         "email": "cleo@example.org",
     }
-    client = client_for(writer)
+    client = client_for(nurse_user)
     response = client.post(reverse("patients:create"), data)
     assert response.status_code == 302
     with organization_context(org_a):
@@ -163,16 +165,16 @@ def test_create_patient_then_duplicate_mrn_is_a_clear_error(client_for, writer, 
     assert "A patient with this MRN already exists in this organization." in response.content.decode()
 
 
-def test_create_patient_read_only_role_gets_403(client_for, reader) -> None:
-    assert client_for(reader).get(reverse("patients:create")).status_code == 403
+def test_create_patient_read_only_role_gets_403(client_for, analyst_user) -> None:
+    assert client_for(analyst_user).get(reverse("patients:create")).status_code == 403
 
 
-def test_access_log_page_is_for_compliance_and_admins_only(client_for, writer, org_a, patient_a) -> None:
+def test_access_log_page_is_for_compliance_and_admins_only(client_for, nurse_user, org_a, patient_a) -> None:
     from tests.factories import MembershipFactory, UserFactory
 
     officer = UserFactory(username="compliance@north.example")
     MembershipFactory(user=officer, organization=org_a, role="compliance")
-    client = client_for(writer)
+    client = client_for(nurse_user)
     client.get(reverse("patients:detail", args=[patient_a.pk]))
     assert client.get(reverse("compliance:access_log")).status_code == 403
     response = client_for(officer).get(reverse("compliance:access_log"))

@@ -39,24 +39,24 @@ def test_safe_next_url_keeps_a_local_path_and_reads_get_too() -> None:
 
 
 @pytest.fixture
-def task(org_a, writer):
+def task(org_a, nurse_user):
     with organization_context(org_a):
         patient = PatientFactory()
         return services.task_assign(patient=patient, title="Call", due_date=date.today(), assignee_role="nurse")
 
 
 @pytest.mark.parametrize("target", HOSTILE)
-def test_task_status_ignores_an_offsite_next(client_for, writer, task, target: str) -> None:
-    response = client_for(writer).post(
+def test_task_status_ignores_an_offsite_next(client_for, nurse_user, task, target: str) -> None:
+    response = client_for(nurse_user).post(
         reverse("patients:task_status", args=[task.pk]), {"status": "done", "next": target}
     )
     assert response.status_code == 302
     assert response["Location"] == reverse("patients:my_tasks")
 
 
-def test_task_status_follows_a_local_next(client_for, writer, task) -> None:
+def test_task_status_follows_a_local_next(client_for, nurse_user, task) -> None:
     back = reverse("patients:team_queue") + "?role=nurse"
-    response = client_for(writer).post(
+    response = client_for(nurse_user).post(
         reverse("patients:task_status", args=[task.pk]), {"status": "done", "next": back}
     )
     assert response.status_code == 302

@@ -180,14 +180,14 @@ def test_an_unreadable_secret_file_is_named() -> None:
     assert "SECRET_KEY_FILE" in result.stderr.strip().splitlines()[-1]
 
 
-def test_a_refused_request_logs_one_line_without_a_traceback(client_for: Any, reader: Any, caplog: Any) -> None:
+def test_a_refused_request_logs_one_line_without_a_traceback(client_for: Any, analyst_user: Any, caplog: Any) -> None:
     """403s are routine (a role opening a page it may not): one line each, so real errors stand out."""
     import logging
 
     from django.urls import reverse
 
     with caplog.at_level(logging.WARNING, logger="django.request"):
-        assert client_for(reader).get(reverse("patients:list")).status_code == 403
+        assert client_for(analyst_user).get(reverse("patients:list")).status_code == 403
 
     refused = [r for r in caplog.records if r.name == "django.request"]
     assert [r.getMessage() for r in refused] == ["Forbidden (Permission denied): /patients/"]

@@ -126,36 +126,36 @@ def test_a_suspended_or_missing_organization_is_skipped(task: Task) -> None:
     assert seen == {}
 
 
-def test_actor_id_sets_the_audit_actor_and_is_not_passed_on(org_a, writer) -> None:
-    write_as_actor_task.apply(args=(org_a.pk,), kwargs={"actor_id": writer.pk}).get()
-    assert seen["actor"] == writer
+def test_actor_id_sets_the_audit_actor_and_is_not_passed_on(org_a, nurse_user) -> None:
+    write_as_actor_task.apply(args=(org_a.pk,), kwargs={"actor_id": nurse_user.pk}).get()
+    assert seen["actor"] == nurse_user
     with organization_context(org_a):
         entry = LogEntry.objects.get_for_object(seen["patient"]).get(action=LogEntry.Action.CREATE)
-    assert entry.actor == writer
+    assert entry.actor == nurse_user
     assert current_actor() is None
 
     write_as_actor_task.apply(args=(org_a.pk,)).get()
     assert seen["actor"] is None
 
 
-def test_delay_accepts_actor_id_and_still_checks_the_body_arguments(org_a, writer) -> None:
+def test_delay_accepts_actor_id_and_still_checks_the_body_arguments(org_a, nurse_user) -> None:
     from healthcrm.celery import app
 
     app.conf.task_always_eager = True  # delay() checks the arguments, then runs here
     try:
-        write_as_actor_task.delay(org_a.pk, actor_id=writer.pk)
-        assert seen["actor"] == writer
+        write_as_actor_task.delay(org_a.pk, actor_id=nurse_user.pk)
+        assert seen["actor"] == nurse_user
         with pytest.raises(TypeError):
-            write_as_actor_task.delay(org_a.pk, 1, actor_id=writer.pk)
+            write_as_actor_task.delay(org_a.pk, 1, actor_id=nurse_user.pk)
         with pytest.raises(TypeError):
-            write_as_actor_task.delay(org_a.pk, someone=writer.pk)
+            write_as_actor_task.delay(org_a.pk, someone=nurse_user.pk)
     finally:
         app.conf.task_always_eager = False
 
 
-def test_the_request_keeps_the_message_arguments_for_a_retry(org_a, writer) -> None:
-    request_probe_task.apply(args=(org_a.pk, 7), kwargs={"actor_id": writer.pk}).get()
-    assert seen == {"args": [org_a.pk, 7], "kwargs": {"actor_id": writer.pk}, "actor": writer}
+def test_the_request_keeps_the_message_arguments_for_a_retry(org_a, nurse_user) -> None:
+    request_probe_task.apply(args=(org_a.pk, 7), kwargs={"actor_id": nurse_user.pk}).get()
+    assert seen == {"args": [org_a.pk, 7], "kwargs": {"actor_id": nurse_user.pk}, "actor": nurse_user}
 
 
 @pytest.mark.django_db(transaction=True)

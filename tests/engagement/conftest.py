@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import time_machine
 
 from engagement.models import ChannelSettings
 from engagement.services import template_save
@@ -23,6 +25,14 @@ def fake_twilio(settings: Any) -> Iterator[FakeTwilio]:
         settings.ENGAGEMENT_SMS_BACKEND = "twilio"
         settings.TWILIO_TIMEOUT = 1.0
         yield fake
+
+
+@pytest.fixture
+def daytime() -> Iterator[datetime]:
+    """The clock stopped at 15:00 in Chicago on 2026-11-24 (inside quiet hours' sending window)."""
+    fixed = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)
+    with time_machine.travel(fixed, tick=False):
+        yield fixed
 
 
 def configure(organization: Any, **overrides: Any) -> ChannelSettings:

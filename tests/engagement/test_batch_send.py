@@ -4,7 +4,6 @@ them on the sender threads and records each result; the same guarantees as messa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,13 +15,6 @@ from healthcrm.tenancy import organization_context
 from tests.factories import PatientFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def daytime(monkeypatch: Any) -> datetime:
-    fixed = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)  # 15:00 in Chicago
-    monkeypatch.setattr(timezone, "now", lambda: fixed)
-    return fixed
 
 
 def _messages(org: Any, n: int) -> list[Any]:

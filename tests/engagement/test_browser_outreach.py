@@ -48,6 +48,7 @@ def clinic(transactional_db: None) -> Clinic:
     # Quiet hours off, so the reminders' next attempt is their due time whatever the clock says.
     configure(organization, quiet_start="00:00", quiet_end="00:00")
     # Tomorrow, 24 h and 20 min from now: the 24 h reminder is due within the materialize lookahead.
+    # real-clock: a day ahead of whatever now is; quiet hours are off, the zone is UTC
     starts_at = (timezone.now() + timedelta(hours=24, minutes=20)).replace(second=0, microsecond=0)
     with organization_context(organization):
         stopper = PatientFactory(

@@ -15,7 +15,7 @@ from tests.factories import PatientFactory
 pytestmark = pytest.mark.django_db
 
 
-def test_starting_a_care_plan_queues_one_notice(org_a, writer, django_capture_on_commit_callbacks) -> None:
+def test_starting_a_care_plan_queues_one_notice(org_a, nurse_user, django_capture_on_commit_callbacks) -> None:
     seed_organization(org_a)
     with organization_context(org_a):
         care_plan_templates_install()
@@ -23,10 +23,10 @@ def test_starting_a_care_plan_queues_one_notice(org_a, writer, django_capture_on
         template = CarePlanTemplate.objects.order_by("pk").first()
     with django_capture_on_commit_callbacks(execute=True):
         with organization_context(org_a):
-            plan = care_plan_start(patient=patient, template=template, actor=writer)
+            plan = care_plan_start(patient=patient, template=template, actor=nurse_user)
     with django_capture_on_commit_callbacks(execute=True):
         with organization_context(org_a):
-            care_plan_start(patient=patient, title="A second plan", actor=writer)
+            care_plan_start(patient=patient, title="A second plan", actor=nurse_user)
     with organization_context(org_a):
         notices = list(OutboundMessage.objects.filter(patient=patient, rule__kind="care_plan_update"))
     assert {n.subject_id for n in notices} >= {plan.pk}

@@ -48,14 +48,6 @@ def patient_a(org_a: Any, outreach_a: Any) -> Any:
         )
 
 
-@pytest.fixture
-def daytime(monkeypatch: Any) -> datetime:
-    """Pin the clock to 15:00 in Chicago (inside quiet hours' sending window)."""
-    fixed = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)
-    monkeypatch.setattr(timezone, "now", lambda: fixed)
-    return fixed
-
-
 def test_one_row_per_key_and_the_database_refuses_a_duplicate(org_a, patient_a) -> None:
     with organization_context(org_a):
         first = _message(patient_a)
@@ -150,14 +142,14 @@ def test_an_opted_out_patient_gets_nothing(org_a, patient_a, fake_twilio, daytim
 
 
 def test_quiet_hours_defer_a_2300_message_to_0800_local_and_it_then_goes(
-    org_a, patient_a, fake_twilio, monkeypatch
+    org_a, patient_a, fake_twilio, time_machine
 ) -> None:
     late = datetime(2026, 11, 24, 23, 0, tzinfo=UTC).replace(tzinfo=None)
     import zoneinfo
 
     chicago = zoneinfo.ZoneInfo("America/Chicago")
     at_2300 = late.replace(tzinfo=chicago)
-    monkeypatch.setattr(timezone, "now", lambda: at_2300.astimezone(UTC))
+    time_machine.move_to(at_2300, tick=False)
     with organization_context(org_a):
         message = _message(patient_a, due=at_2300.astimezone(UTC))
     # Created at 23:00: scheduled for 08:00 straight away, and refused at send time too.
@@ -165,7 +157,7 @@ def test_quiet_hours_defer_a_2300_message_to_0800_local_and_it_then_goes(
     assert delivery.message_send(org_a, message.pk) == "skipped"
     row = _refresh(org_a, message)
     assert row.status == "pending" and row.next_attempt_at == datetime(2026, 11, 25, 8, 0, tzinfo=chicago)
-    monkeypatch.setattr(timezone, "now", lambda: datetime(2026, 11, 25, 8, 0, tzinfo=chicago).astimezone(UTC))
+    time_machine.move_to(datetime(2026, 11, 25, 8, 0, tzinfo=chicago).astimezone(UTC), tick=False)
     assert delivery.message_send(org_a, message.pk) == "sent"
     assert len(fake_twilio.accepted) == 1
 

@@ -12,16 +12,9 @@ from engagement import links, services, templating
 from engagement.models import OutboundMessage, Rule
 from healthcrm.tenancy import organization_context
 from tests.engagement.conftest import configure
-from tests.factories import AppointmentFactory, MembershipFactory, PatientFactory, UserFactory
+from tests.factories import AppointmentFactory, PatientFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_a(org_a: Any) -> Any:
-    user = UserFactory(username="admin@north.example")
-    MembershipFactory(user=user, organization=org_a, role="admin")
-    return user
 
 
 @pytest.fixture
@@ -35,22 +28,22 @@ def message_a(org_a: Any) -> Any:
 
 
 def test_outbox_for_writer_403_for_reader_and_other_org_sees_none(
-    client_for, writer, reader, other, message_a, django_assert_max_num_queries
+    client_for, nurse_user, analyst_user, other_org_user, message_a, django_assert_max_num_queries
 ) -> None:
     with django_assert_max_num_queries(45):
-        page = client_for(writer).get("/engagement/outbox/?status=pending")
+        page = client_for(nurse_user).get("/engagement/outbox/?status=pending")
     assert page.status_code == 200 and b"Zelda" in page.content
-    assert client_for(reader).get("/engagement/outbox/").status_code == 403
-    other_page = client_for(other).get("/engagement/outbox/")
+    assert client_for(analyst_user).get("/engagement/outbox/").status_code == 403
+    other_page = client_for(other_org_user).get("/engagement/outbox/")
     assert other_page.status_code == 403 or b"Zelda" not in other_page.content
 
 
-def test_conversation_of_another_organizations_patient_is_404(client_for, other, message_a) -> None:
-    assert client_for(other).get(f"/engagement/conversations/{message_a.patient_id}/").status_code == 404
+def test_conversation_of_another_organizations_patient_is_404(client_for, other_org_user, message_a) -> None:
+    assert client_for(other_org_user).get(f"/engagement/conversations/{message_a.patient_id}/").status_code == 404
 
 
 def test_admin_creates_a_rule_and_reminders_are_scheduled(
-    client_for, admin_a, org_a, monkeypatch, django_capture_on_commit_callbacks
+    client_for, admin_user, org_a, monkeypatch, django_capture_on_commit_callbacks
 ) -> None:
     from engagement import tasks
 
@@ -65,7 +58,7 @@ def test_admin_creates_a_rule_and_reminders_are_scheduled(
             patient=PatientFactory(preferred_channel="sms"), starts_at=timezone.now() + timedelta(hours=2, minutes=20)
         )
     with django_capture_on_commit_callbacks(execute=True):
-        response = client_for(admin_a).post(
+        response = client_for(admin_user).post(
             "/engagement/rules/new/",
             {
                 "name": "Reminders",
@@ -83,9 +76,9 @@ def test_admin_creates_a_rule_and_reminders_are_scheduled(
         assert OutboundMessage.objects.filter(rule=rule).count() == 1
 
 
-def test_rule_editor_takes_kind_specific_options_and_refuses_bad_ones(client_for, admin_a, org_a) -> None:
+def test_rule_editor_takes_kind_specific_options_and_refuses_bad_ones(client_for, admin_user, org_a) -> None:
     base = {"name": "Flu campaign", "kind": "campaign", "template_key": "appointment_reminder", "offsets": ""}
-    client = client_for(admin_a)
+    client = client_for(admin_user)
     response = client.post("/engagement/rules/new/", {**base, "options": '{"send_on": "next week"}'})
     assert response.status_code == 400 and "send_on must be a date" in response.content.decode()
     response = client.post("/engagement/rules/new/", {**base, "options": "[1, 2]"})
@@ -98,9 +91,9 @@ def test_rule_editor_takes_kind_specific_options_and_refuses_bad_ones(client_for
         assert Rule.objects.get().params == {"send_on": "2026-12-01", "languages": ["es"], "age_min": 40}
 
 
-def test_rule_editor_previews_its_template(client_for, admin_a, writer, org_a) -> None:
+def test_rule_editor_previews_its_template(client_for, admin_user, nurse_user, org_a) -> None:
     configure(org_a)
-    client = client_for(admin_a)
+    client = client_for(admin_user)
     response = client.post(
         "/engagement/rules/preview/", {"template_key": "appointment_reminder"}, HTTP_HX_REQUEST="true"
     )
@@ -108,14 +101,14 @@ def test_rule_editor_previews_its_template(client_for, admin_a, writer, org_a) -
     assert response.status_code == 200 and "Hi Alex" in content and "segment" in content
     missing = client.post("/engagement/rules/preview/", {"template_key": "nope"}).content.decode()
     assert 'No active template "nope"' in missing
-    assert client_for(writer).post("/engagement/rules/preview/", {"template_key": "x"}).status_code == 403
+    assert client_for(nurse_user).post("/engagement/rules/preview/", {"template_key": "x"}).status_code == 403
 
 
 def test_writer_cannot_edit_rules_and_template_lint_refuses_sensitive_fields(
-    client_for, writer, admin_a, org_a
+    client_for, nurse_user, admin_user, org_a
 ) -> None:
-    assert client_for(writer).get("/engagement/rules/new/").status_code == 403
-    response = client_for(admin_a).post(
+    assert client_for(nurse_user).get("/engagement/rules/new/").status_code == 403
+    response = client_for(admin_user).post(
         "/engagement/templates/new/",
         {
             "key": "lab_results",
@@ -126,7 +119,7 @@ def test_writer_cannot_edit_rules_and_template_lint_refuses_sensitive_fields(
         },
     )
     assert response.status_code == 400 and b"SMS may not carry" in response.content
-    preview = client_for(admin_a).post(
+    preview = client_for(admin_user).post(
         "/engagement/templates/preview/", {"body": "Hi {{ first_name }} ✅", "channel": "sms"}, HTTP_HX_REQUEST="true"
     )
     assert b"Hi Alex" in preview.content and b"UCS-2" in preview.content
@@ -162,3 +155,12 @@ def test_signed_links_carry_no_phi_expire_and_confirm(client, org_a, message_a) 
 
     with _pytest.raises(signing.SignatureExpired):
         time_travel = links.read_token(token, max_age=-1)  # noqa: F841
+
+
+def test_read_only_opens_rules_and_templates_but_cannot_write_them(client_for, readonly_user, outreach_a) -> None:
+    client = client_for(readonly_user)
+    assert client.get("/engagement/rules/").status_code == 200
+    assert client.get("/engagement/templates/").status_code == 200
+    assert client.get("/engagement/rules/new/").status_code == 403
+    assert client.post("/engagement/rules/new/", {"name": "x", "kind": "appointment_reminder"}).status_code == 403
+    assert client.post("/engagement/templates/new/", {"key": "x", "body": "y"}).status_code == 403

@@ -1,6 +1,10 @@
 """Reliability with a real Celery worker (subprocess, prefork, 2 children) on real Redis, against
 the local fake Twilio: exactly once across SIGKILL, retries through 500/429, opt-outs and quiet
-hours. The test process plays beat (dispatch_due in a loop)."""
+hours. The test process plays beat (dispatch_due in a loop).
+
+The worker is another process, on the real clock: time-machine cannot freeze it, so these tests are
+left out of the suite's frozen wall clocks (tests/clocks.py) and stay hour-independent by choosing
+the patients' zones from the clock; each clock read says why with a `# real-clock:` comment."""
 
 from __future__ import annotations
 
@@ -112,7 +116,7 @@ def run_worker(broker: None, settings: Any) -> Iterator[Callable[[FakeTwilio], W
         worker.kill()
 
 
-def _dispatch_until(done: Callable[[], bool], timeout: float, *, then: Callable[[], None] | None = None) -> bool:
+def _dispatch_until(done: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         delivery.dispatch_due()
@@ -134,6 +138,7 @@ def _patients(org: Any, n: int, **kw: Any) -> list[Any]:
                 subject_type="observation",
                 subject_id=1,
                 slot="w",
+                # real-clock: due now; quiet hours are off (00:00-00:00) unless a test sets some
                 due_at=timezone.now(),
                 template_key="lab_results",
                 channel="sms",
@@ -190,6 +195,7 @@ def _zone_where_the_hour_is(hours: range) -> str:
     so the clock cannot be frozen there; the patients' zones are chosen from the clock instead."""
     import zoneinfo
 
+    # real-clock: the worker is another process: zones are chosen from the real hour
     now = timezone.now()
     for offset in range(-12, 15):
         name = f"Etc/GMT{'+' if offset < 0 else '-'}{abs(offset)}" if offset else "Etc/GMT"
@@ -223,12 +229,14 @@ def test_opted_out_patient_gets_nothing_and_a_night_message_waits_for_0800(org_a
                 subject_type="observation",
                 subject_id=1,
                 slot="night",
+                # real-clock: the sleeper lives where it is night now, whatever the hour here
                 due_at=timezone.now(),
                 template_key="lab_results",
                 channel="sms",
                 urgent=True,
             )
             # Make it due now, as if it had been scheduled before the organization set quiet hours.
+            # real-clock: the same: due now, night in the sleeper's zone
             OutboundMessage.objects.filter(pk=late.pk).update(next_attempt_at=timezone.now())
         run_worker(fake)
         assert _dispatch_until(lambda: fake.bodies_to(reachable.phone_mobile) != [], 20)
@@ -238,5 +246,6 @@ def test_opted_out_patient_gets_nothing_and_a_night_message_waits_for_0800(org_a
         row = OutboundMessage.objects.get(pk=late.pk)
     local = row.next_attempt_at.astimezone(zoneinfo.ZoneInfo(night))
     assert row.status == "pending" and (local.hour, local.minute) == (8, 0)
+    # real-clock: only "later than now": the 08:00 is checked in the sleeper's zone above
     assert row.next_attempt_at > timezone.now()
     assert isinstance(row.next_attempt_at, datetime)

@@ -112,7 +112,7 @@ def test_bad_or_missing_signature_is_403_and_writes_nothing(client, org_a, patie
 
 
 def test_reply_c_confirms_and_r_creates_a_front_desk_task_and_the_inbox_counts_unread(
-    client, org_a, patient, writer, client_for
+    client, org_a, patient, nurse_user, client_for
 ) -> None:
     with organization_context(org_a):
         appointment = AppointmentFactory(patient=patient, starts_at=timezone.now() + timedelta(days=1))
@@ -125,11 +125,11 @@ def test_reply_c_confirms_and_r_creates_a_front_desk_task_and_the_inbox_counts_u
         assert appointment.status == "confirmed"
         assert CareTask.objects.filter(patient=patient, assignee_role="frontdesk").count() == 1
         assert ConversationMessage.objects.filter(patient=patient).count() == 3
-    page = client_for(writer).get("/engagement/conversations/")
+    page = client_for(nurse_user).get("/engagement/conversations/")
     assert page.status_code == 200 and b'data-testid="unread">3<' in page.content
-    page = client_for(writer).get(f"/engagement/conversations/{patient.pk}/")
+    page = client_for(nurse_user).get(f"/engagement/conversations/{patient.pk}/")
     assert b"Can I bring my daughter?" in page.content
-    assert b'data-testid="unread"' not in client_for(writer).get("/engagement/conversations/").content
+    assert b'data-testid="unread"' not in client_for(nurse_user).get("/engagement/conversations/").content
 
 
 def test_status_callbacks_are_idempotent(client, org_a, patient) -> None:

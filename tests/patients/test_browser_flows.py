@@ -113,6 +113,7 @@ def test_start_a_care_plan_from_a_template_and_assign_a_task(live_server: Any, p
     expect(page.locator(".field.has-error")).to_have_count(3)
     page.get_by_label("Title").fill("Call about glucose meter")
     page.get_by_label("Assign to a person").select_option(label=clinic.nurse.username)
+    # real-clock: three days ahead is a future date in every zone
     page.get_by_label("Due date").fill((timezone.localdate() + timedelta(days=3)).isoformat())
     page.get_by_label("Priority").select_option("urgent")
     page.get_by_role("button", name="Assign").click()
@@ -126,6 +127,7 @@ def test_book_and_reschedule_an_appointment_with_the_double_booking_error(
     from playwright.sync_api import expect
 
     zone = clinic.organization.zone
+    # real-clock: the clinic's own date, two days ahead: any hour works
     day = timezone.now().astimezone(zone).date() + timedelta(days=2)
     busy = timezone.make_aware(timezone.datetime.combine(day, timezone.datetime.min.time()), zone) + timedelta(hours=9)
     with organization_context(clinic.organization):
@@ -159,6 +161,7 @@ def test_book_and_reschedule_an_appointment_with_the_double_booking_error(
 def test_complete_a_task_from_my_tasks(live_server: Any, page: Any, clinic: Clinic) -> None:
     from playwright.sync_api import expect
 
+    # real-clock: the clinic's own date; the tasks are two days either side of it
     today = timezone.now().astimezone(clinic.organization.zone).date()
     with organization_context(clinic.organization):
         late = CareTask.objects.create(

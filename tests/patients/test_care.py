@@ -29,7 +29,7 @@ from patients.care.selectors import (
 from patients.care.timeline import patient_timeline
 from patients.models import CarePlan, CarePlanTemplate, CareTask, Goal, PatientNote, TaskStatus
 from patients.signals import care_plan_updated
-from tests.factories import AppointmentFactory, MembershipFactory, PatientFactory, UserFactory
+from tests.factories import AppointmentFactory, PatientFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -38,20 +38,6 @@ pytestmark = pytest.mark.django_db
 def patient_a(org_a):
     with organization_context(org_a):
         return PatientFactory(given_name="Alma", family_name="Northcott", mrn="N-1")
-
-
-@pytest.fixture
-def frontdesk(org_a):
-    user = UserFactory(username="desk@north.example")
-    MembershipFactory(user=user, organization=org_a, role="frontdesk")
-    return user
-
-
-@pytest.fixture
-def coordinator(org_a):
-    user = UserFactory(username="coord@north.example")
-    MembershipFactory(user=user, organization=org_a, role="coordinator")
-    return user
 
 
 @pytest.fixture
@@ -64,25 +50,27 @@ def templates(org_a):
 # -- Care team and object permissions ---------------------------------------------------------
 
 
-def test_care_team_grants_and_revokes_object_permissions(org_a, writer, coordinator, patient_a) -> None:
+def test_care_team_grants_and_revokes_object_permissions(org_a, nurse_user, coordinator_user, patient_a) -> None:
     with organization_context(org_a):
-        member = services.care_team_add(patient=patient_a, user=coordinator, team_role="coordinator", actor=writer)
-        assert coordinator.has_perm("patients.view_patient", patient_a)
-        assert coordinator.has_perm("patients.change_patient", patient_a)
+        member = services.care_team_add(
+            patient=patient_a, user=coordinator_user, team_role="coordinator", actor=nurse_user
+        )
+        assert coordinator_user.has_perm("patients.view_patient", patient_a)
+        assert coordinator_user.has_perm("patients.change_patient", patient_a)
         services.care_team_remove(member=member)
     with organization_context(org_a):
         from django.contrib.auth import get_user_model
 
-        fresh = get_user_model().objects.get(pk=coordinator.pk)
+        fresh = get_user_model().objects.get(pk=coordinator_user.pk)
         assert not fresh.has_perm("patients.view_patient", patient_a)
         assert LogEntry.objects.get_for_object(member).count() == 2
 
 
-def test_care_team_refuses_users_of_another_organization(org_a, other, patient_a) -> None:
+def test_care_team_refuses_users_of_another_organization(org_a, other_org_user, patient_a) -> None:
     from django.core.exceptions import ValidationError
 
     with organization_context(org_a), pytest.raises(ValidationError):
-        services.care_team_add(patient=patient_a, user=other, team_role="nurse")
+        services.care_team_add(patient=patient_a, user=other_org_user, team_role="nurse")
 
 
 # -- Field groups per role --------------------------------------------------------------------
@@ -98,13 +86,13 @@ CLINICAL_PAGES = [
 
 
 def test_front_desk_sees_demographics_and_appointments_but_no_clinical_details(
-    client_for, frontdesk, patient_a, org_a
+    client_for, frontdesk_user, patient_a, org_a
 ) -> None:
     with organization_context(org_a):
         record_services.condition_add(patient=patient_a, code="44054006", display="Diabetes secret")
         services.note_add(patient=patient_a, body="Note secret")
         AppointmentFactory(patient=patient_a)
-    client = client_for(frontdesk)
+    client = client_for(frontdesk_user)
     content = client.get(reverse("patients:detail", args=[patient_a.pk])).content.decode()
     assert "Northcott" in content and "N-1" in content and "Appointments" in content
     assert "Diabetes secret" not in content and "Problems" not in content and "Medications" not in content
@@ -118,10 +106,10 @@ def test_front_desk_sees_demographics_and_appointments_but_no_clinical_details(
         assert AccessLog.objects.filter(action=AccessAction.DENIED).count() >= len(CLINICAL_PAGES)
 
 
-def test_clinical_roles_see_everything(client_for, writer, coordinator, patient_a, org_a) -> None:
+def test_clinical_roles_see_everything(client_for, nurse_user, coordinator_user, patient_a, org_a) -> None:
     with organization_context(org_a):
         record_services.condition_add(patient=patient_a, code="44054006", display="Diabetes shown")
-    for user in (writer, coordinator):
+    for user in (nurse_user, coordinator_user):
         client = client_for(user)
         assert "Diabetes shown" in client.get(reverse("patients:detail", args=[patient_a.pk])).content.decode()
         for name in CLINICAL_PAGES:
@@ -129,17 +117,17 @@ def test_clinical_roles_see_everything(client_for, writer, coordinator, patient_
 
 
 @pytest.mark.parametrize("name", ["patients:care_plan", "patients:appointments", "patients:timeline"])
-def test_tabs_three_personas(client_for, writer, reader, other, patient_a, name) -> None:
+def test_tabs_three_personas(client_for, nurse_user, analyst_user, other_org_user, patient_a, name) -> None:
     url = reverse(name, args=[patient_a.pk])
-    assert client_for(writer).get(url).status_code == 200
-    response = client_for(reader).get(url)
+    assert client_for(nurse_user).get(url).status_code == 200
+    response = client_for(analyst_user).get(url)
     assert response.status_code == 403 and b"Northcott" not in response.content
-    response = client_for(other).get(url)
+    response = client_for(other_org_user).get(url)
     assert response.status_code == 404 and b"Northcott" not in response.content
 
 
-def test_htmx_tab_returns_only_the_panel(client_for, writer, patient_a) -> None:
-    response = client_for(writer).get(reverse("patients:timeline", args=[patient_a.pk]), HTTP_HX_REQUEST="true")
+def test_htmx_tab_returns_only_the_panel(client_for, nurse_user, patient_a) -> None:
+    response = client_for(nurse_user).get(reverse("patients:timeline", args=[patient_a.pk]), HTTP_HX_REQUEST="true")
     assert b'id="tab-panel"' in response.content and b"<html" not in response.content
 
 
@@ -147,7 +135,7 @@ def test_htmx_tab_returns_only_the_panel(client_for, writer, patient_a) -> None:
 
 
 def test_start_from_template_copies_goals_interventions_tasks_and_notifies(
-    org_a, writer, coordinator, patient_a, templates, django_capture_on_commit_callbacks
+    org_a, nurse_user, coordinator_user, patient_a, templates, django_capture_on_commit_callbacks
 ) -> None:
     received = []
 
@@ -157,16 +145,16 @@ def test_start_from_template_copies_goals_interventions_tasks_and_notifies(
     care_plan_updated.connect(receiver)
     try:
         with organization_context(org_a):
-            services.care_team_add(patient=patient_a, user=coordinator, team_role="coordinator")
+            services.care_team_add(patient=patient_a, user=coordinator_user, team_role="coordinator")
             with django_capture_on_commit_callbacks(execute=True):
-                plan = services.care_plan_start(patient=patient_a, template=templates["t2dm"], actor=writer)
+                plan = services.care_plan_start(patient=patient_a, template=templates["t2dm"], actor=nurse_user)
             assert plan.status == "active" and plan.title == "Type 2 diabetes"
             assert plan.goals.count() == 2 and plan.interventions.count() == 3
             assert set(plan.tasks.values_list("assignee_role", flat=True)) == {"nurse", "frontdesk", "coordinator"}
             assert plan.review_date == timezone.localdate() + timedelta(days=90)
-            note = Notification.objects.get(recipient=coordinator)
+            note = Notification.objects.get(recipient=coordinator_user)
             assert note.message == f"Care plan #{plan.pk} of patient #{patient_a.pk}: care plan started"
-            assert not Notification.objects.filter(recipient=writer).exists()  # the actor is not notified
+            assert not Notification.objects.filter(recipient=nurse_user).exists()  # the actor is not notified
             entries = LogEntry.objects.get_for_object(plan)
             assert "Type 2" not in json.dumps([e.changes for e in entries])
     finally:
@@ -242,18 +230,20 @@ def test_care_plan_status_lifecycle(org_a, patient_a, templates) -> None:
 # -- Tasks and queues ---------------------------------------------------------------------------
 
 
-def test_my_tasks_role_and_person_overdue_first(org_a, writer, coordinator, patient_a) -> None:
+def test_my_tasks_role_and_person_overdue_first(org_a, nurse_user, coordinator_user, patient_a) -> None:
     today = timezone.localdate()
     with organization_context(org_a):
-        later = services.task_assign(patient=patient_a, title="later", due_date=today + timedelta(5), assignee=writer)
+        later = services.task_assign(
+            patient=patient_a, title="later", due_date=today + timedelta(5), assignee=nurse_user
+        )
         stat = services.task_assign(
             patient=patient_a, title="stat", due_date=today + timedelta(5), assignee_role="nurse", priority="stat"
         )
         overdue = CareTask.objects.create(
-            patient=patient_a, title="overdue", due_date=today - timedelta(2), assignee=writer
+            patient=patient_a, title="overdue", due_date=today - timedelta(2), assignee=nurse_user
         )
-        services.task_assign(patient=patient_a, title="not mine", due_date=today, assignee=coordinator)
-        assert list(my_tasks(user=writer, role="nurse")) == [overdue, stat, later]
+        services.task_assign(patient=patient_a, title="not mine", due_date=today, assignee=coordinator_user)
+        assert list(my_tasks(user=nurse_user, role="nurse")) == [overdue, stat, later]
         assert list(team_queue(role="nurse")) == [stat]
         assert team_queue().count() == 4
 
@@ -265,13 +255,15 @@ def test_task_needs_an_assignee(org_a, patient_a) -> None:
         services.task_assign(patient=patient_a, title="nobody", due_date=date.today())
 
 
-def test_complete_task_from_the_queue_with_htmx(client_for, writer, reader, other, patient_a, org_a) -> None:
+def test_complete_task_from_the_queue_with_htmx(
+    client_for, nurse_user, analyst_user, other_org_user, patient_a, org_a
+) -> None:
     with organization_context(org_a):
         task = services.task_assign(patient=patient_a, title="Call", due_date=date.today(), assignee_role="nurse")
     url = reverse("patients:task_status", args=[task.pk])
-    assert client_for(other).post(url, {"status": "done"}).status_code == 404
-    assert client_for(reader).post(url, {"status": "done"}).status_code == 403
-    client = client_for(writer)
+    assert client_for(other_org_user).post(url, {"status": "done"}).status_code == 404
+    assert client_for(analyst_user).post(url, {"status": "done"}).status_code == 403
+    client = client_for(nurse_user)
     page = client.get(reverse("patients:my_tasks")).content.decode()
     assert "Northcott" in page and "Call" in page
     response = client.post(url, {"status": "done"}, HTTP_HX_REQUEST="true")
@@ -279,28 +271,32 @@ def test_complete_task_from_the_queue_with_htmx(client_for, writer, reader, othe
     assert response.status_code == 200 and body.strip().startswith(f'<tr id="task-{task.pk}"') and "Done" in body
     with organization_context(org_a):
         task.refresh_from_db()
-        assert task.status == TaskStatus.DONE and task.completed_by == writer and task.completed_at
+        assert task.status == TaskStatus.DONE and task.completed_by == nurse_user and task.completed_at
     assert "No open tasks" in client.get(reverse("patients:my_tasks")).content.decode()
 
 
-def test_front_desk_completes_its_role_tasks_only(client_for, frontdesk, patient_a, org_a) -> None:
+def test_front_desk_completes_its_role_tasks_only(client_for, frontdesk_user, patient_a, org_a) -> None:
     with organization_context(org_a):
         desk = services.task_assign(patient=patient_a, title="Book", due_date=date.today(), assignee_role="frontdesk")
         nurse = services.task_assign(patient=patient_a, title="Labs", due_date=date.today(), assignee_role="nurse")
-    client = client_for(frontdesk)
+    client = client_for(frontdesk_user)
     assert client.post(reverse("patients:task_status", args=[nurse.pk])).status_code == 403
     assert client.post(reverse("patients:task_status", args=[desk.pk])).status_code == 302
 
 
-def test_queue_query_counts_are_constant(client_for, writer, patient_a, org_a, django_assert_max_num_queries) -> None:
-    client = client_for(writer)
+def test_queue_query_counts_are_constant(
+    client_for, nurse_user, patient_a, org_a, django_assert_max_num_queries
+) -> None:
+    client = client_for(nurse_user)
     client.get(reverse("dashboard"))
     for url in (reverse("patients:my_tasks"), reverse("patients:team_queue")):
         counts = []
         for batch in (1, 20):
             with organization_context(org_a):
                 for _ in range(batch):
-                    services.task_assign(patient=PatientFactory(), title="t", due_date=date.today(), assignee=writer)
+                    services.task_assign(
+                        patient=PatientFactory(), title="t", due_date=date.today(), assignee=nurse_user
+                    )
             with CaptureQueriesContext(connection) as queries:
                 assert client.get(url).status_code == 200
             counts.append(len(queries))
@@ -327,14 +323,14 @@ def test_patients_due_for_follow_up(org_a, patient_a, templates) -> None:
 # -- Notes and timeline -------------------------------------------------------------------------
 
 
-def test_note_is_encrypted_and_audited_redacted(client_for, writer, patient_a, org_a) -> None:
-    client = client_for(writer)
+def test_note_is_encrypted_and_audited_redacted(client_for, nurse_user, patient_a, org_a) -> None:
+    client = client_for(nurse_user)
     response = client.post(reverse("patients:note_add", args=[patient_a.pk]), {"body": "Lives alone, needs a ride"})
     assert response.status_code == 302
     assert client.post(reverse("patients:note_add", args=[patient_a.pk]), {"body": ""}).status_code == 400
     with organization_context(org_a):
         note = PatientNote.objects.get()
-        assert note.author == writer and note.body == "Lives alone, needs a ride"
+        assert note.author == nurse_user and note.body == "Lives alone, needs a ride"
         with connection.cursor() as cursor:
             cursor.execute("SELECT body FROM patients_patientnote")
             assert "Lives alone" not in cursor.fetchone()[0]
@@ -342,15 +338,15 @@ def test_note_is_encrypted_and_audited_redacted(client_for, writer, patient_a, o
     assert "Lives alone" in client.get(reverse("patients:timeline", args=[patient_a.pk])).content.decode()
 
 
-def test_timeline_merges_sources_newest_first_and_paginates(org_a, writer, patient_a, templates) -> None:
+def test_timeline_merges_sources_newest_first_and_paginates(org_a, nurse_user, patient_a, templates) -> None:
     now = timezone.now()
     with organization_context(org_a):
         AppointmentFactory(patient=patient_a, starts_at=now - timedelta(days=3))
         record_services.observation_record(
             patient=patient_a, code="4548-4", value_quantity=Decimal("7.4"), effective_at=now - timedelta(days=2)
         )
-        services.care_plan_start(patient=patient_a, template=templates["hypertension"], actor=writer)
-        services.note_add(patient=patient_a, body="hello", author=writer)
+        services.care_plan_start(patient=patient_a, template=templates["hypertension"], actor=nurse_user)
+        services.note_add(patient=patient_a, body="hello", author=nurse_user)
         full = patient_timeline(patient=patient_a, clinical=True, page=1, per_page=50)
         kinds = [e.kind for e in full.entries]
         assert {"visit", "result", "plan", "task", "note"} <= set(kinds)
@@ -363,17 +359,17 @@ def test_timeline_merges_sources_newest_first_and_paginates(org_a, writer, patie
 
 
 def test_timeline_and_care_plan_tab_query_counts_do_not_grow(
-    client_for, writer, patient_a, org_a, templates, django_assert_max_num_queries
+    client_for, nurse_user, patient_a, org_a, templates, django_assert_max_num_queries
 ) -> None:
-    client = client_for(writer)
+    client = client_for(nurse_user)
     client.get(reverse("dashboard"))
     urls = [reverse("patients:timeline", args=[patient_a.pk]), reverse("patients:care_plan", args=[patient_a.pk])]
     counts: dict[str, list[int]] = {u: [] for u in urls}
     for batch in (1, 4):
         with organization_context(org_a):
             for _ in range(batch):
-                services.care_plan_start(patient=patient_a, template=templates["t2dm"], actor=writer)
-                services.note_add(patient=patient_a, body="n", author=writer)
+                services.care_plan_start(patient=patient_a, template=templates["t2dm"], actor=nurse_user)
+                services.note_add(patient=patient_a, body="n", author=nurse_user)
         for url in urls:
             with CaptureQueriesContext(connection) as queries:
                 assert client.get(url).status_code == 200
@@ -389,16 +385,16 @@ def test_timeline_and_care_plan_tab_query_counts_do_not_grow(
 # -- Patient list filters -----------------------------------------------------------------------
 
 
-def test_patient_list_filters(client_for, writer, coordinator, patient_a, org_a) -> None:
-    today = timezone.localdate()
+def test_patient_list_filters(client_for, nurse_user, coordinator_user, patient_a, org_a) -> None:
+    today = timezone.localdate(timezone=org_a.zone)  # the list runs in the clinic's zone, not UTC's
     with organization_context(org_a):
         other = PatientFactory(family_name="Zzother", mrn="N-2")
         record_services.condition_add(patient=patient_a, code="44054006", display="T2DM")
-        services.care_team_add(patient=patient_a, user=coordinator, team_role="coordinator")
-        CareTask.objects.create(patient=other, title="late", due_date=today - timedelta(1), assignee=writer)
+        services.care_team_add(patient=patient_a, user=coordinator_user, team_role="coordinator")
+        CareTask.objects.create(patient=other, title="late", due_date=today - timedelta(1), assignee=nurse_user)
         AppointmentFactory(patient=patient_a, starts_at=timezone.now() - timedelta(days=200), status="completed")
         AppointmentFactory(patient=other, starts_at=timezone.now() - timedelta(days=5), status="completed")
-    client = client_for(writer)
+    client = client_for(nurse_user)
 
     def mrns(**params) -> set[str]:
         html = client.get(reverse("patients:list"), params, HTTP_HX_REQUEST="true").content.decode()
@@ -406,7 +402,7 @@ def test_patient_list_filters(client_for, writer, coordinator, patient_a, org_a)
 
     assert mrns() == {"N-1", "N-2"}
     assert mrns(condition="44054006") == {"N-1"}
-    assert mrns(care_team_member=coordinator.pk) == {"N-1"}
+    assert mrns(care_team_member=coordinator_user.pk) == {"N-1"}
     assert mrns(has_overdue_tasks="true") == {"N-2"}
     assert mrns(has_overdue_tasks="false") == {"N-1"}
     assert mrns(last_visit_before=(today - timedelta(days=30)).isoformat()) == {"N-1"}
@@ -414,11 +410,11 @@ def test_patient_list_filters(client_for, writer, coordinator, patient_a, org_a)
     assert mrns(q="Nor", condition="44054006") == {"N-1"}
 
 
-def test_notifications_page_and_bell(client_for, writer, coordinator, patient_a, org_a, templates) -> None:
+def test_notifications_page_and_bell(client_for, nurse_user, coordinator_user, patient_a, org_a, templates) -> None:
     with organization_context(org_a):
-        services.care_team_add(patient=patient_a, user=coordinator, team_role="coordinator")
-        services.care_plan_start(patient=patient_a, template=templates["t2dm"], actor=writer)
-    client = client_for(coordinator)
+        services.care_team_add(patient=patient_a, user=coordinator_user, team_role="coordinator")
+        services.care_plan_start(patient=patient_a, template=templates["t2dm"], actor=nurse_user)
+    client = client_for(coordinator_user)
     page = client.get(reverse("patients:notifications")).content.decode()
     assert "care plan started" in page and "Notifications, 1 unread" in page and "Northcott" not in page
     client.post(reverse("patients:notifications"))

@@ -39,7 +39,7 @@ def _condition(patient, **fields) -> Condition:
 # -- clinical_rows_create -------------------------------------------------------------------------
 
 
-def test_bulk_writer_inserts_the_rows_and_audits_each_with_phi_redacted(org_a, writer) -> None:
+def test_bulk_writer_inserts_the_rows_and_audits_each_with_phi_redacted(org_a, nurse_user) -> None:
     with organization_context(org_a):
         patient = PatientFactory()
         rows = [_condition(patient, code=f"C{n}", display=f"Secret problem {n}") for n in range(3)]
@@ -51,7 +51,7 @@ def test_bulk_writer_inserts_the_rows_and_audits_each_with_phi_redacted(org_a, w
             effective_at=START,
             category="vital-signs",
         )
-        written = clinical_rows_create(rows=[*rows, observation], actor=writer)
+        written = clinical_rows_create(rows=[*rows, observation], actor=nurse_user)
         assert [row.pk is not None for row in written] == [True] * 4
         assert written[-1] is observation  # in the order given
         assert Condition.objects.filter(patient=patient).count() == 3
@@ -66,7 +66,7 @@ def test_bulk_writer_inserts_the_rows_and_audits_each_with_phi_redacted(org_a, w
         entry = by_model[("condition", row.pk)]
         assert entry.changes_dict["display"][1] == REDACTED
         assert entry.changes_dict["code"][1] == row.code  # not PHI: readable
-        assert entry.actor == writer
+        assert entry.actor == nurse_user
         assert entry.additional_data == {"organization_id": org_a.pk}
         assert entry.object_repr == str(row)
     assert by_model[("observation", observation.pk)].changes_dict["value_text"][1] == REDACTED
@@ -104,8 +104,8 @@ def test_bulk_writer_takes_only_rows_of_a_patients_record(org_a) -> None:
 # -- one-row record writes ------------------------------------------------------------------------
 
 
-def test_row_create_and_update_validate_and_are_audited_redacted(org_a, writer) -> None:
-    with organization_context(org_a), set_actor(writer):
+def test_row_create_and_update_validate_and_are_audited_redacted(org_a, nurse_user) -> None:
+    with organization_context(org_a), set_actor(nurse_user):
         patient = PatientFactory()
         with pytest.raises(ValidationError):
             clinical_row_create(row=_condition(patient, clinical_status="nope"))
@@ -117,7 +117,7 @@ def test_row_create_and_update_validate_and_are_audited_redacted(org_a, writer) 
         entries = list(LogEntry.objects.get_for_object(condition).order_by("timestamp"))
     assert [e.action for e in entries] == [LogEntry.Action.CREATE, LogEntry.Action.UPDATE]
     assert entries[1].changes_dict["display"] == [REDACTED, REDACTED]
-    assert entries[1].actor == writer
+    assert entries[1].actor == nurse_user
 
 
 # -- patient_match --------------------------------------------------------------------------------

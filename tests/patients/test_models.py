@@ -42,8 +42,8 @@ SECRETS = (
 
 
 @pytest.fixture
-def full_record(org_a, writer):
-    with organization_context(org_a), set_actor(writer):
+def full_record(org_a, nurse_user):
+    with organization_context(org_a), set_actor(nurse_user):
         patient = services.patient_create(
             mrn="Q-SECRET",
             given_name="Wilhelmina",
@@ -129,8 +129,8 @@ def test_new_tables_are_invisible_without_an_organization(org_a, org_b, full_rec
             assert model.objects.all_organizations().count() == 0
 
 
-def test_audit_entries_redact_every_new_protected_field(org_a, writer, full_record) -> None:
-    with organization_context(org_a), set_actor(writer):
+def test_audit_entries_redact_every_new_protected_field(org_a, nurse_user, full_record) -> None:
+    with organization_context(org_a), set_actor(nurse_user):
         services.patient_update(
             patient=full_record, given_name="Gwendolyn", address_city="Otherville", preferred_language="es"
         )

@@ -92,13 +92,13 @@ def test_reschedule_into_a_taken_slot_is_refused_and_changes_nothing(org_a, clin
         assert (taken.starts_at, taken.status) == (_at(16), "booked")  # moved: to be confirmed again
 
 
-def test_status_lifecycle(org_a, clinic, writer) -> None:
+def test_status_lifecycle(org_a, clinic, nurse_user) -> None:
     with organization_context(org_a):
         appointment = _book(clinic, _at(8))
-        appointment_set_status(appointment=appointment, status="checked_in", actor=writer)
-        appointment_set_status(appointment=appointment, status="completed", actor=writer)
+        appointment_set_status(appointment=appointment, status="checked_in", actor=nurse_user)
+        appointment_set_status(appointment=appointment, status="completed", actor=nurse_user)
         appointment.refresh_from_db()
-        assert (appointment.status, appointment.status_changed_by) == ("completed", writer)
+        assert (appointment.status, appointment.status_changed_by) == ("completed", nurse_user)
         with pytest.raises(ValidationError, match="cannot become cancelled"):
             appointment_set_status(appointment=appointment, status="cancelled")
         # Setting the same status again changes nothing (replayed confirmations).
@@ -124,30 +124,36 @@ def booked(org_a, clinic):
         return _book(clinic, _at(10))
 
 
-def test_appointment_detail_personas(client_for, writer, reader, other, booked) -> None:
+def test_appointment_detail_personas(client_for, nurse_user, analyst_user, other_org_user, booked) -> None:
     url = reverse("patients:appointment_detail", args=[booked.pk])
-    response = client_for(writer).get(url)
+    response = client_for(nurse_user).get(url)
     assert response.status_code == 200 and b"Calendarson" in response.content
-    assert client_for(reader).get(url).status_code == 403
-    assert client_for(other).get(url).status_code == 404
+    assert client_for(analyst_user).get(url).status_code == 403
+    assert client_for(other_org_user).get(url).status_code == 404
 
 
-def test_calendar_shows_the_week_in_the_organization_time_zone(client_for, writer, other, booked, org_a) -> None:
-    response = client_for(writer).get(reverse("patients:appointment_calendar"), {"date": "2031-03-02", "view": "week"})
+def test_calendar_shows_the_week_in_the_organization_time_zone(
+    client_for, nurse_user, other_org_user, booked, org_a
+) -> None:
+    response = client_for(nurse_user).get(
+        reverse("patients:appointment_calendar"), {"date": "2031-03-02", "view": "week"}
+    )
     content = response.content.decode()
     assert response.status_code == 200
     assert "10:00–10:30" in content and "Calendarson" in content  # Chicago time, not UTC (16:00)
     assert (
         "Calendarson"
-        not in client_for(other).get(reverse("patients:appointment_calendar"), {"date": "2031-03-02"}).content.decode()
+        not in client_for(other_org_user)
+        .get(reverse("patients:appointment_calendar"), {"date": "2031-03-02"})
+        .content.decode()
     )
     with organization_context(org_a):
         entry = AccessLog.objects.filter(action=AccessAction.LIST, view_name="patients:appointment_calendar").get()
     assert entry.object_ids == [str(booked.pk)]
 
 
-def test_calendar_query_count_is_constant(client_for, writer, org_a, clinic) -> None:
-    client = client_for(writer)
+def test_calendar_query_count_is_constant(client_for, nurse_user, org_a, clinic) -> None:
+    client = client_for(nurse_user)
     url = reverse("patients:appointment_calendar")
     client.get(url)
     counts = []
@@ -166,7 +172,7 @@ def test_calendar_query_count_is_constant(client_for, writer, org_a, clinic) -> 
     assert counts[0] == counts[1]
 
 
-def test_booking_form_books_in_local_time_and_shows_double_booking(client_for, writer, org_a, clinic) -> None:
+def test_booking_form_books_in_local_time_and_shows_double_booking(client_for, nurse_user, org_a, clinic) -> None:
     url = reverse("patients:appointment_create", args=[clinic["patient"].pk])
     data = {
         "practitioner": clinic["dr"].pk,
@@ -177,7 +183,7 @@ def test_booking_form_books_in_local_time_and_shows_double_booking(client_for, w
         "duration": 30,
         "reason": "Check-up",
     }
-    client = client_for(writer)
+    client = client_for(nurse_user)
     response = client.post(url, data)
     assert response.status_code == 302
     with organization_context(org_a):
@@ -189,19 +195,19 @@ def test_booking_form_books_in_local_time_and_shows_double_booking(client_for, w
     assert "Check-up" in response.content.decode()  # nothing typed is lost
 
 
-def test_booking_form_read_only_and_other_org(client_for, reader, other, clinic) -> None:
+def test_booking_form_read_only_and_other_org(client_for, analyst_user, other_org_user, clinic) -> None:
     url = reverse("patients:appointment_create", args=[clinic["patient"].pk])
-    assert client_for(reader).get(url).status_code == 403
-    assert client_for(other).get(url).status_code == 404
+    assert client_for(analyst_user).get(url).status_code == 403
+    assert client_for(other_org_user).get(url).status_code == 404
 
 
-def test_reschedule_and_status_views(client_for, writer, reader, other, booked, org_a) -> None:
+def test_reschedule_and_status_views(client_for, nurse_user, analyst_user, other_org_user, booked, org_a) -> None:
     url = reverse("patients:appointment_reschedule", args=[booked.pk])
     status_url = reverse("patients:appointment_status", args=[booked.pk])
-    assert client_for(reader).get(url).status_code == 403
-    assert client_for(other).get(url).status_code == 404
-    assert client_for(other).post(status_url, {"status": "confirmed"}).status_code == 404
-    client = client_for(writer)
+    assert client_for(analyst_user).get(url).status_code == 403
+    assert client_for(other_org_user).get(url).status_code == 404
+    assert client_for(other_org_user).post(status_url, {"status": "confirmed"}).status_code == 404
+    client = client_for(nurse_user)
     response = client.post(
         url, {"practitioner": booked.practitioner_id, "date": "2031-03-02", "start_time": "13:00", "duration": 45}
     )

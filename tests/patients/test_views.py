@@ -67,10 +67,10 @@ def _fill(patient, n: int) -> int:
     return i
 
 
-def test_detail_shows_every_section_with_flags(client_for, writer, patient_a, org_a) -> None:
+def test_detail_shows_every_section_with_flags(client_for, nurse_user, patient_a, org_a) -> None:
     with organization_context(org_a):
         i = _fill(patient_a, 1)
-    content = client_for(writer).get(reverse("patients:detail", args=[patient_a.pk])).content.decode()
+    content = client_for(nurse_user).get(reverse("patients:detail", args=[patient_a.pk])).content.decode()
     for text in (
         f"Hypertension {i}",
         f"Lisinopril {i}",
@@ -92,9 +92,9 @@ def test_detail_shows_every_section_with_flags(client_for, writer, patient_a, or
 
 
 def test_detail_query_count_does_not_grow_with_the_record(
-    client_for, writer, patient_a, org_a, django_assert_max_num_queries
+    client_for, nurse_user, patient_a, org_a, django_assert_max_num_queries
 ) -> None:
-    client = client_for(writer)
+    client = client_for(nurse_user)
     url = reverse("patients:detail", args=[patient_a.pk])
     client.get(url)  # warm per-process caches (content types, permissions) first
     counts = []
@@ -110,25 +110,27 @@ def test_detail_query_count_does_not_grow_with_the_record(
 
 
 @pytest.mark.parametrize("name", VIEWS)
-def test_every_form_view_three_personas(client_for, writer, reader, other, patient_a, org_a, name) -> None:
+def test_every_form_view_three_personas(
+    client_for, nurse_user, analyst_user, other_org_user, patient_a, org_a, name
+) -> None:
     url = reverse(name, args=[patient_a.pk])
-    assert client_for(writer).get(url).status_code == 200
-    response = client_for(reader).get(url)
+    assert client_for(nurse_user).get(url).status_code == 200
+    response = client_for(analyst_user).get(url)
     assert response.status_code == 403 and b"Northcott" not in response.content
-    assert client_for(reader).post(url, {"code": "x"}).status_code == 403
-    response = client_for(other).get(url)
+    assert client_for(analyst_user).post(url, {"code": "x"}).status_code == 403
+    response = client_for(other_org_user).get(url)
     assert response.status_code == 404 and b"Northcott" not in response.content
-    assert client_for(other).post(url, {"code": "x"}).status_code == 404
+    assert client_for(other_org_user).post(url, {"code": "x"}).status_code == 404
     with organization_context(org_a):
         actions = sorted(AccessLog.objects.values_list("action", flat=True))
     assert actions == [AccessAction.DENIED, AccessAction.DENIED, AccessAction.VIEW]
 
 
-def test_detail_three_personas(client_for, writer, reader, other, patient_a) -> None:
+def test_detail_three_personas(client_for, nurse_user, analyst_user, other_org_user, patient_a) -> None:
     url = reverse("patients:detail", args=[patient_a.pk])
-    assert client_for(writer).get(url).status_code == 200
-    assert client_for(reader).get(url).status_code == 403
-    assert client_for(other).get(url).status_code == 404
+    assert client_for(nurse_user).get(url).status_code == 200
+    assert client_for(analyst_user).get(url).status_code == 403
+    assert client_for(other_org_user).get(url).status_code == 404
 
 
 EDIT = {
@@ -147,8 +149,8 @@ EDIT = {
 }
 
 
-def test_edit_saves_and_normalizes(client_for, writer, patient_a, org_a) -> None:
-    response = client_for(writer).post(
+def test_edit_saves_and_normalizes(client_for, nurse_user, patient_a, org_a) -> None:
+    response = client_for(nurse_user).post(
         reverse("patients:edit", args=[patient_a.pk]), {**EDIT, "address_city": "Springfield"}
     )
     assert response.status_code == 302
@@ -161,7 +163,7 @@ def test_edit_saves_and_normalizes(client_for, writer, patient_a, org_a) -> None
     )
 
 
-def test_edit_with_bad_input_re_renders_with_400_and_saves_nothing(client_for, writer, patient_a, org_a) -> None:
+def test_edit_with_bad_input_re_renders_with_400_and_saves_nothing(client_for, nurse_user, patient_a, org_a) -> None:
     data = {
         **EDIT,
         "given_name": "Changed",
@@ -170,7 +172,7 @@ def test_edit_with_bad_input_re_renders_with_400_and_saves_nothing(client_for, w
         "date_of_birth": "2999-01-01",
         "emergency_contact_phone": "99",
     }
-    response = client_for(writer).post(reverse("patients:edit", args=[patient_a.pk]), data)
+    response = client_for(nurse_user).post(reverse("patients:edit", args=[patient_a.pk]), data)
     assert response.status_code == 400
     content = response.content.decode()
     assert "Enter a valid phone number." in content and "Enter a valid email address." in content
@@ -179,10 +181,10 @@ def test_edit_with_bad_input_re_renders_with_400_and_saves_nothing(client_for, w
         assert Patient.objects.get(pk=patient_a.pk).given_name == "Alma"
 
 
-def test_edit_to_a_duplicate_mrn_is_a_clear_error(client_for, writer, patient_a, org_a) -> None:
+def test_edit_to_a_duplicate_mrn_is_a_clear_error(client_for, nurse_user, patient_a, org_a) -> None:
     with organization_context(org_a):
         PatientFactory(mrn="N-2")
-    response = client_for(writer).post(reverse("patients:edit", args=[patient_a.pk]), {**EDIT, "mrn": "n 2"})
+    response = client_for(nurse_user).post(reverse("patients:edit", args=[patient_a.pk]), {**EDIT, "mrn": "n 2"})
     assert response.status_code == 400
     assert "A patient with this MRN already exists in this organization." in response.content.decode()
     with organization_context(org_a):
@@ -219,8 +221,10 @@ def test_edit_to_a_duplicate_mrn_is_a_clear_error(client_for, writer, patient_a,
         ),
     ],
 )
-def test_add_forms_save_through_the_services(client_for, writer, patient_a, org_a, name, data, model, expected) -> None:
-    response = client_for(writer).post(reverse(name, args=[patient_a.pk]), data)
+def test_add_forms_save_through_the_services(
+    client_for, nurse_user, patient_a, org_a, name, data, model, expected
+) -> None:
+    response = client_for(nurse_user).post(reverse(name, args=[patient_a.pk]), data)
     assert response.status_code == 302, response.content.decode()
     with organization_context(org_a):
         obj = model.objects.get()
@@ -277,16 +281,16 @@ def test_add_forms_save_through_the_services(client_for, writer, patient_a, org_
     ],
 )
 def test_add_forms_with_bad_input_re_render_with_400_and_save_nothing(
-    client_for, writer, patient_a, org_a, name, data, message
+    client_for, nurse_user, patient_a, org_a, name, data, message
 ) -> None:
-    response = client_for(writer).post(reverse(name, args=[patient_a.pk]), data)
+    response = client_for(nurse_user).post(reverse(name, args=[patient_a.pk]), data)
     assert response.status_code == 400
     assert message in response.content.decode()
     with organization_context(org_a):
         assert not any(m.objects.exists() for m in (Condition, Medication, Allergy, Observation))
 
 
-def test_short_name_search_shows_a_hint(client_for, writer, patient_a) -> None:
-    content = client_for(writer).post(reverse("patients:list"), {"q": "No"}).content.decode()
+def test_short_name_search_shows_a_hint(client_for, nurse_user, patient_a) -> None:
+    content = client_for(nurse_user).post(reverse("patients:list"), {"q": "No"}).content.decode()
     assert "at least 3 letters" in content and "Northcott" not in content
-    assert "Northcott" in client_for(writer).post(reverse("patients:list"), {"q": "nor"}).content.decode()
+    assert "Northcott" in client_for(nurse_user).post(reverse("patients:list"), {"q": "nor"}).content.decode()

@@ -143,16 +143,18 @@ def test_the_export_validates_and_round_trips_into_the_other_organization(
     assert again.total("created") == 0 and again.total("updated") == 0
 
 
-def test_export_view_is_audited_and_guarded(org_a, rich_patient, writer, reader, other, client_for) -> None:
+def test_export_view_is_audited_and_guarded(
+    org_a, rich_patient, nurse_user, analyst_user, other_org_user, client_for
+) -> None:
     url = reverse("integrations:fhir_patient_export", args=[rich_patient.pk])
-    response = client_for(writer).get(url)
+    response = client_for(nurse_user).get(url)
     assert response.status_code == 200 and response["Content-Type"] == "application/fhir+json"
     Bundle.model_validate(json.loads(response.content))
     with organization_context(org_a):
         log = AccessLog.objects.get(action=AccessAction.EXPORT)
-        assert log.object_ids == [str(rich_patient.pk)] and log.actor == writer
-    assert client_for(reader).get(url).status_code == 403
-    assert client_for(other).get(url).status_code == 404
+        assert log.object_ids == [str(rich_patient.pk)] and log.actor == nurse_user
+    assert client_for(analyst_user).get(url).status_code == 403
+    assert client_for(other_org_user).get(url).status_code == 404
 
 
 def test_export_command_writes_a_bundle_and_logs_it(org_a, tmp_path) -> None:

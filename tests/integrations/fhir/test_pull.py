@@ -206,11 +206,11 @@ def test_client_refuses_links_to_other_servers() -> None:
     assert error.value.permanent
 
 
-def test_connection_pages(org_a, admin_user, connection, client_for, writer) -> None:
+def test_connection_pages(org_a, admin_user, connection, client_for, nurse_user) -> None:
     from django.urls import reverse
 
     client = client_for(admin_user)
     assert "Fake EHR" in client.get(reverse("integrations:fhir_connections")).content.decode()
     page = client.get(reverse("integrations:fhir_connection", args=[connection.pk])).content.decode()
     assert "SMART Backend Services" in page and "BEGIN PRIVATE KEY" not in page
-    assert client_for(writer).get(reverse("integrations:fhir_connection", args=[connection.pk])).status_code == 403
+    assert client_for(nurse_user).get(reverse("integrations:fhir_connection", args=[connection.pk])).status_code == 403

@@ -24,7 +24,7 @@ def _closed_port() -> int:
 
 
 def test_a_transient_failure_is_retried_by_the_client_and_the_schedule_not_by_celery(
-    org_a: Any, writer: Any, monkeypatch: pytest.MonkeyPatch
+    org_a: Any, nurse_user: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert tasks.fhir_pull_task.max_retries == 0
     assert not getattr(tasks.fhir_pull_task, "autoretry_for", ())
@@ -38,7 +38,7 @@ def test_a_transient_failure_is_retried_by_the_client_and_the_schedule_not_by_ce
         services, "connection_client", lambda c, **kw: original(c, sleep=waits.append, timeout=2.0, **kw)
     )
 
-    result = tasks.fhir_pull_task.apply(args=(org_a.pk, connection.pk), kwargs={"actor_id": writer.pk})
+    result = tasks.fhir_pull_task.apply(args=(org_a.pk, connection.pk), kwargs={"actor_id": nurse_user.pk})
 
     assert result.state == "SUCCESS"  # not RETRY: Celery sends nothing again
     assert waits == [1.0, 2.0, 4.0]  # the client's own backoff, three retries of the unreachable server

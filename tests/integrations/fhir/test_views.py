@@ -75,17 +75,17 @@ def test_failures_are_listed_with_entry_and_element(org_a, admin_user, client_fo
     assert "Patient.gender" in html and "rolled back" in html
 
 
-def test_personas(org_a, org_b, admin_user, writer, other, client_for, eager) -> None:
+def test_personas(org_a, org_b, admin_user, nurse_user, other_org_user, client_for, eager) -> None:
     _upload(client_for(admin_user), b"{}")
     with organization_context(org_a):
         job = ImportJob.objects.get()
     job_url = reverse("integrations:fhir_import_job", args=[job.pk])
-    assert client_for(writer).get(reverse("integrations:fhir_import")).status_code == 403  # a nurse
-    assert client_for(writer).get(job_url).status_code == 403
+    assert client_for(nurse_user).get(reverse("integrations:fhir_import")).status_code == 403  # a nurse
+    assert client_for(nurse_user).get(job_url).status_code == 403
     other_admin = UserFactory(username="admin@lake.example")
     MembershipFactory(user=other_admin, organization=org_b, role="admin")
     assert client_for(other_admin).get(job_url).status_code == 404
-    assert client_for(other).get(reverse("integrations:fhir_connections")).status_code == 403
+    assert client_for(other_org_user).get(reverse("integrations:fhir_connections")).status_code == 403
 
 
 def test_upload_size_is_limited(org_a, admin_user, client_for, settings, eager) -> None:
