@@ -1,20 +1,26 @@
 """Signed, expiring patient links (confirm, cancel, unsubscribe): usable without signing in.
 
 The token carries ids only (organization, outbox message, action), signed with SECRET_KEY through
-TimestampSigner, so it holds no PHI and cannot be forged or altered; it expires after
-ENGAGEMENT_LINK_MAX_AGE seconds (default 14 days).
+TimestampSigner, so it holds no PHI and cannot be forged or altered. A link expires
+ENGAGEMENT_LINK_MAX_AGE seconds (default 14 days) after it was issued, and an appointment's
+confirm/cancel link at the appointment's start at the latest (`link_expires_at`). Each use is
+recorded once (`engagement.models.LinkUse`): confirm/cancel links act once, unsubscribe links stay
+usable (opting out twice is harmless).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
+from django.utils import timezone
 
 SALT = "engagement.patient-link"
 ACTIONS = ("confirm", "cancel", "unsubscribe")
+APPOINTMENT_ACTIONS = ("confirm", "cancel")
 
 
 @dataclass(frozen=True)
@@ -22,26 +28,58 @@ class LinkClaims:
     organization_id: int
     message_id: int
     action: str
+    issued_at: datetime | None = None
+
+
+class _Signer(signing.TimestampSigner):
+    """A TimestampSigner whose clock can be given (tests, and links issued for a known time)."""
+
+    def __init__(self, *, now: datetime | None = None) -> None:
+        super().__init__(salt=SALT)
+        self._now = now
+
+    def timestamp(self) -> str:
+        if self._now is None:
+            return super().timestamp()
+        return signing.b62_encode(int(self._now.timestamp()))
 
 
 def link_max_age() -> int:
     return int(settings.ENGAGEMENT_LINK_MAX_AGE)
 
 
-def make_token(*, organization_id: int, message_id: int, action: str) -> str:
+def make_token(*, organization_id: int, message_id: int, action: str, now: datetime | None = None) -> str:
     if action not in ACTIONS:
         raise ValueError(f"Unknown link action {action!r}")
-    return signing.TimestampSigner(salt=SALT).sign_object([organization_id, message_id, action], compress=True)
+    return _Signer(now=now).sign_object([organization_id, message_id, action], compress=True)
 
 
-def read_token(token: str, *, max_age: int | None = None) -> LinkClaims:
-    """Raises signing.BadSignature (or its subclass SignatureExpired)."""
-    organization_id, message_id, action = signing.TimestampSigner(salt=SALT).unsign_object(
-        token, max_age=link_max_age() if max_age is None else max_age
-    )
+def read_token(token: str, *, max_age: int | None = None, now: datetime | None = None) -> LinkClaims:
+    """The token's claims, with the time it was issued.
+
+    Raises signing.BadSignature (or its subclass SignatureExpired once `max_age` seconds, by
+    default ENGAGEMENT_LINK_MAX_AGE, have passed since it was issued, as of `now`).
+    """
+    signer = _Signer()
+    organization_id, message_id, action = signer.unsign_object(token)  # the signature, no age yet
     if action not in ACTIONS:
         raise signing.BadSignature("Unknown action")
-    return LinkClaims(int(organization_id), int(message_id), str(action))
+    # Signed value: "<payload>:<timestamp>:<signature>"; the signature above covers the timestamp.
+    issued_at = datetime.fromtimestamp(signing.b62_decode(token.rsplit(signer.sep, 2)[1]), tz=UTC)
+    age = ((now or timezone.now()) - issued_at).total_seconds()
+    limit = link_max_age() if max_age is None else max_age
+    if age > limit:
+        raise signing.SignatureExpired(f"Link age {age:.0f} > {limit} seconds")
+    return LinkClaims(int(organization_id), int(message_id), str(action), issued_at)
+
+
+def link_expires_at(claims: LinkClaims, *, starts_at: datetime | None = None) -> datetime:
+    """When a link stops working: its maximum age, and for appointment actions the appointment's start."""
+    assert claims.issued_at is not None, "claims read from a token carry the issue time"
+    expires_at = claims.issued_at + timedelta(seconds=link_max_age())
+    if claims.action in APPOINTMENT_ACTIONS and starts_at is not None:
+        expires_at = min(expires_at, starts_at)
+    return expires_at
 
 
 def public_url(path: str) -> str:

@@ -281,6 +281,38 @@ class ConversationMessage(TenantModel):
         return f"Conversation message #{self.pk}"
 
 
+class LinkAction(models.TextChoices):
+    CONFIRM = "confirm", "Confirm"
+    CANCEL = "cancel", "Cancel"
+    UNSUBSCRIBE = "unsubscribe", "Unsubscribe"
+
+
+class LinkUse(TenantModel):
+    """A patient link that was used: one row per (message, action), ever.
+
+    The unique constraint is what makes a confirm/cancel link single-use: of two simultaneous
+    clicks, the second insert waits for the first and then fails, so exactly one acts.
+    """
+
+    message = models.ForeignKey(OutboundMessage, on_delete=models.CASCADE, related_name="link_uses")
+    action = models.CharField(max_length=12, choices=LinkAction.choices)
+    used_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["used_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "message", "action"],
+                name="linkuse_once",
+                violation_error_message="This link has already been used.",
+            ),
+            models.CheckConstraint(condition=Q(action__in=LinkAction.values), name="linkuse_action_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Link use #{self.pk}"
+
+
 # Encrypted fields fully redacted in the change log; the rest audited as is.
 for _model in (ChannelSettings, OutboundMessage, ConversationMessage):
     register_phi(_model)

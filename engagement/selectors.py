@@ -100,10 +100,14 @@ def appointments_completed_since(*, since: datetime, rule: Rule) -> QuerySet[Any
     return qs.select_related("patient")
 
 
-def appointment_get(pk: int | None) -> Any:
+def appointment_get(pk: int | None, *, for_update: bool = False) -> Any:
+    """One appointment of the current organization, or None; `for_update` locks its row (not the joined ones)."""
     from patients.models import Appointment
 
-    return Appointment.objects.select_related("location", "patient").filter(pk=pk).first() if pk else None
+    if not pk:
+        return None
+    qs = Appointment.objects.select_related("location", "patient").filter(pk=pk)
+    return (qs.select_for_update(of=("self",)) if for_update else qs).first()
 
 
 def next_appointment_for(patient_id: int, *, within: timedelta = timedelta(days=14)) -> Any:

@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -15,7 +16,7 @@ from compliance.guards import get_object_for_user, require_perm
 from compliance.models import AccessAction
 from engagement import links, selectors, services, templating
 from engagement.forms import ChannelSettingsForm, OutboxFilter, ReplyForm, RuleForm, TemplateForm
-from engagement.models import ConsentSource, ConsentStatus, MessageTemplate, OutboxStatus, Rule
+from engagement.models import MessageTemplate, OutboxStatus, Rule
 from healthcrm.decorators import organization_required
 from healthcrm.models import Organization
 from healthcrm.tenancy import organization_context
@@ -273,8 +274,10 @@ def patient_communications_view(request: HttpRequest, patient_pk: int) -> HttpRe
 @csrf_exempt  # no session: the signed token is the credential, and the action needs a POST
 @phi_free
 def patient_link_view(request: HttpRequest, token: str) -> HttpResponse:
+    """GET asks (and uses nothing: link previewers fetch GETs); POST acts once. Gone links answer 410."""
+    now = timezone.now()
     try:
-        claims = links.read_token(token)
+        claims = links.read_token(token, now=now)
     except signing.SignatureExpired:
         return render(request, "engagement/link.html", {"state": "expired"}, status=410)
     except signing.BadSignature:
@@ -290,31 +293,10 @@ def patient_link_view(request: HttpRequest, token: str) -> HttpResponse:
         )
         if message is None:
             raise Http404("No such link.")
-        context = {"clinic": organization.name, "action": claims.action, "state": "ask"}
         if request.method == "POST":
-            context["state"] = _link_act(message, claims.action)
-        return render(request, "engagement/link.html", context)
-
-
-def _link_act(message: object, action: str) -> str:
-    from patients.services import appointment_cancel, appointment_confirm
-
-    if action == "unsubscribe":
-        services.consent_set(
-            patient=message.patient,
-            channel=message.channel,
-            status=ConsentStatus.OPTED_OUT,
-            source=ConsentSource.LINK,  # type: ignore[attr-defined]
-        )
-        return "done"
-    appointment = selectors.appointment_get(message.subject_id) if message.subject_type == "appointment" else None  # type: ignore[attr-defined]
-    if appointment is None or appointment.is_final:
-        return "unavailable"
-    try:
-        if action == "confirm":
-            appointment_confirm(appointment=appointment)
+            state = services.link_use(message=message, claims=claims, now=now)
         else:
-            appointment_cancel(appointment=appointment)
-    except ValidationError:
-        return "unavailable"
-    return "done"
+            state = services.link_state(message=message, claims=claims, now=now)
+        context = {"clinic": organization.name, "action": claims.action, "state": state}
+        status = 410 if state in ("used", "unavailable", "expired") else 200
+        return render(request, "engagement/link.html", context, status=status)

@@ -6,6 +6,7 @@
     outbox.py         the outbox rows: idempotent enqueue, reminder slots, notices
     conversations.py  two-way SMS: staff replies, inbound messages and their keywords
     statuses.py       delivery statuses reported by the provider
+    links.py          patient links: what opening one shows, and using it once
 
 Quiet hours, contact windows, channel choice and caps are engagement/etiquette.py; sending itself
 (claim, send, record) is engagement/delivery/. Import from here: the names below are the API.
@@ -19,6 +20,7 @@ from engagement.services.conversations import (
     reschedule_task_create,
     staff_reply,
 )
+from engagement.services.links import link_state, link_use
 from engagement.services.materializers import (
     ADHERENCE_DEFAULT_TIME,
     LATE_GRACE,
@@ -47,6 +49,8 @@ __all__ = [
     "conversation_mark_read",
     "delivery_status_apply",
     "inbound_receive",
+    "link_state",
+    "link_use",
     "messages_cancel",
     "notice_enqueue",
     "outbox_enqueue",
