@@ -193,3 +193,16 @@ def test_a_refused_request_logs_one_line_without_a_traceback(client_for: Any, an
     assert [r.getMessage() for r in refused] == ["Forbidden (Permission denied): /patients/"]
     assert refused[0].exc_info is None and caplog.text.count("\n") == 1
     assert "Traceback" not in caplog.text
+
+
+def test_a_patient_link_token_never_reaches_the_request_log(client: Any, caplog: Any) -> None:
+    """A signed link works for whoever holds it: the 4xx line Django logs for it keeps no token."""
+    import logging
+
+    token = "eyJ0b2tlbiI6InNlY3JldCJ9:1tAbCd:NotARealSignature"
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        client.get(f"/engagement/l/{token}/")
+
+    assert caplog.records, "the refused link is logged"
+    assert token not in caplog.text and "NotARealSignature" not in caplog.text
+    assert "/engagement/l/[token]/" in caplog.text
