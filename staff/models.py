@@ -82,7 +82,9 @@ class AuthenticatorDevice(TimestampMixin, ThrottlingMixin, Device):
         """The otpauth:// URI authenticator apps scan (Key Uri Format)."""
         issuer = settings.OTP_TOTP_ISSUER.replace(":", "")
         label = f"{issuer}:{self.user.get_username()}"
-        params = urlencode({"secret": b32encode(self.bin_key), "algorithm": "SHA1", "digits": self.digits, "period": self.step})
+        params = urlencode(
+            {"secret": b32encode(self.bin_key), "algorithm": "SHA1", "digits": self.digits, "period": self.step}
+        )
         return f"otpauth://totp/{quote(label)}?{params}&issuer={quote(issuer)}"
 
 
@@ -92,7 +94,9 @@ RECOVERY_CODE_COUNT = 10
 def recovery_code_digest(code: str) -> str:
     """What the database keeps of a recovery code: a keyed hash (StaticToken.token holds 16 chars)."""
     normalized = "".join(code.split()).replace("-", "").lower()
-    return hmac.new(settings.SECRET_KEY.encode(), f"recovery-code:{normalized}".encode(), hashlib.sha256).hexdigest()[:16]
+    return hmac.new(settings.SECRET_KEY.encode(), f"recovery-code:{normalized}".encode(), hashlib.sha256).hexdigest()[
+        :16
+    ]
 
 
 class RecoveryCodes(StaticDevice):

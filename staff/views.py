@@ -95,8 +95,7 @@ def _enrolment_open(request: HttpRequest) -> bool:
     """Whether this session redeemed an enrolment link of its user that has not expired."""
     pk = request.session.get(_ENROLMENT_SESSION_KEY)
     return (
-        pk is not None
-        and MFAEnrolment.objects.filter(pk=pk, user=request.user, expires_at__gt=timezone.now()).exists()
+        pk is not None and MFAEnrolment.objects.filter(pk=pk, user=request.user, expires_at__gt=timezone.now()).exists()
     )
 
 

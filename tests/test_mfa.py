@@ -127,7 +127,11 @@ def test_the_password_change_waits_for_the_second_factor(
     assert response["Location"] == f"{MFA_VERIFY}?next=/accounts/password_change/"
     response = client.post(
         "/accounts/password_change/",
-        {"old_password": PASSWORD, "new_password1": "a-new-long-passphrase-1", "new_password2": "a-new-long-passphrase-1"},
+        {
+            "old_password": PASSWORD,
+            "new_password1": "a-new-long-passphrase-1",
+            "new_password2": "a-new-long-passphrase-1",
+        },
     )
     assert response.status_code == 302
     user.refresh_from_db()
