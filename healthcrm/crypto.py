@@ -263,10 +263,26 @@ def protected_field_names(model: type[models.Model]) -> list[str]:
     return [f.name for f in model._meta.concrete_fields if is_encrypted(f) or is_blind_index(f)]
 
 
+def _has_encrypted_field(model: type[models.Model]) -> bool:
+    return any(is_encrypted(f) for f in model._meta.concrete_fields)
+
+
+def _is_tenant_model(model: type[models.Model]) -> bool:
+    return any(f.name == "organization" for f in model._meta.concrete_fields)
+
+
 def phi_models() -> Iterator[type[models.Model]]:
-    """Every installed model that stores at least one encrypted field."""
+    """Every installed tenant model that stores at least one encrypted field."""
     for model in apps.get_models():
-        if any(is_encrypted(f) for f in model._meta.concrete_fields):
+        if _has_encrypted_field(model) and _is_tenant_model(model):
+            yield model
+
+
+def secret_models() -> Iterator[type[models.Model]]:
+    """Platform models (no organization) with encrypted fields: credentials such as TOTP keys, not
+    PHI, but under the same keys (rotated by the same sweep)."""
+    for model in apps.get_models():
+        if _has_encrypted_field(model) and not _is_tenant_model(model):
             yield model
 
 

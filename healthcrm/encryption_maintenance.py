@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import cryptography.fernet
 from django.db import connection, models
 
-from healthcrm.crypto import _crypter, is_encrypted, phi_models, primary_fernet
+from healthcrm.crypto import _crypter, is_encrypted, phi_models, primary_fernet, secret_models
 from healthcrm.models import Organization
 from healthcrm.tenancy import organization_context
 
@@ -42,19 +42,23 @@ def _columns(model: type[models.Model]) -> list[models.Field]:
     return [f for f in model._meta.concrete_fields if is_encrypted(f)]
 
 
-def _batches(model: type[models.Model], columns: list[models.Field], organization_id: int) -> Iterator[list[tuple]]:
+def _batches(
+    model: type[models.Model], columns: list[models.Field], organization_id: int | None
+) -> Iterator[list[tuple]]:
     qn = connection.ops.quote_name
     select = ", ".join(qn(c.column) for c in columns)
     table = qn(model._meta.db_table)
     pk = qn(model._meta.pk.column)
     last = None
+    # Platform models (organization_id None) have no organization column.
+    where, scope = ("organization_id = %s AND ", [organization_id]) if organization_id is not None else ("", [])
     while True:
         with connection.cursor() as cursor:
             cursor.execute(
                 # bandit B608: identifiers quoted, values bound.
-                f"SELECT {pk}, {select} FROM {table} WHERE organization_id = %s AND (%s::bigint IS NULL OR {pk} > %s)"  # noqa: S608 - identifiers quoted  # nosec B608
+                f"SELECT {pk}, {select} FROM {table} WHERE {where}(%s::bigint IS NULL OR {pk} > %s)"  # noqa: S608 - identifiers quoted  # nosec B608
                 f" ORDER BY {pk} LIMIT %s",
-                [organization_id, last, last, BATCH],
+                [*scope, last, last, BATCH],
             )
             rows = cursor.fetchall()
         if not rows:
@@ -66,47 +70,53 @@ def _batches(model: type[models.Model], columns: list[models.Field], organizatio
 def encryption_sweep(*, rotate: bool) -> EncryptionReport:
     """Classify every encrypted value; with `rotate`, re-encrypt those not under the first key."""
     report = EncryptionReport()
-    primary = primary_fernet()
-    crypter = _crypter()
-    qn = connection.ops.quote_name
     for organization in Organization.objects.order_by("pk"):
         with organization_context(organization):
             for model in phi_models():
-                columns = _columns(model)
-                assignments = ", ".join(f"{qn(c.column)} = %s" for c in columns)
-                # bandit B608: identifiers quoted, values bound.
-                update = f"UPDATE {qn(model._meta.db_table)} SET {assignments} WHERE {qn(model._meta.pk.column)} = %s"  # noqa: S608  # nosec B608
-                for rows in _batches(model, columns, organization.pk):
-                    changed = []
-                    for row in rows:
-                        values = list(row[1:])
-                        dirty = False
-                        for index, column in enumerate(columns):
-                            token = values[index]
-                            if token is None:
-                                continue
-                            label = f"{model._meta.label}.{column.name}"
-                            try:
-                                primary.decrypt(token.encode())
-                                report.current[label] += 1
-                                continue
-                            except cryptography.fernet.InvalidToken:
-                                pass
-                            try:
-                                rotated = crypter.rotate(token.encode()).decode()
-                            except cryptography.fernet.InvalidToken:
-                                report.undecryptable[label] += 1
-                                ids = report.undecryptable_rows.setdefault(label, [])
-                                if len(ids) < 20:
-                                    ids.append(str(row[0]))
-                                continue
-                            report.rotated[label] += 1
-                            if rotate:
-                                values[index] = rotated
-                                dirty = True
-                        if dirty:
-                            changed.append([*values, row[0]])
-                    if rotate and changed:
-                        with connection.cursor() as cursor:
-                            cursor.executemany(update, changed)
+                _sweep(model, organization.pk, report, rotate=rotate)
+    for model in secret_models():
+        _sweep(model, None, report, rotate=rotate)
     return report
+
+
+def _sweep(model: type[models.Model], organization_id: int | None, report: EncryptionReport, *, rotate: bool) -> None:
+    primary = primary_fernet()
+    crypter = _crypter()
+    qn = connection.ops.quote_name
+    columns = _columns(model)
+    # bandit B608: identifiers quoted, values bound.
+    assignments = ", ".join(f"{qn(c.column)} = %s" for c in columns)
+    update = f"UPDATE {qn(model._meta.db_table)} SET {assignments} WHERE {qn(model._meta.pk.column)} = %s"  # noqa: S608  # nosec B608
+    for rows in _batches(model, columns, organization_id):
+        changed = []
+        for row in rows:
+            values = list(row[1:])
+            dirty = False
+            for index, column in enumerate(columns):
+                token = values[index]
+                if token is None:
+                    continue
+                label = f"{model._meta.label}.{column.name}"
+                try:
+                    primary.decrypt(token.encode())
+                    report.current[label] += 1
+                    continue
+                except cryptography.fernet.InvalidToken:
+                    pass
+                try:
+                    rotated = crypter.rotate(token.encode()).decode()
+                except cryptography.fernet.InvalidToken:
+                    report.undecryptable[label] += 1
+                    ids = report.undecryptable_rows.setdefault(label, [])
+                    if len(ids) < 20:
+                        ids.append(str(row[0]))
+                    continue
+                report.rotated[label] += 1
+                if rotate:
+                    values[index] = rotated
+                    dirty = True
+            if dirty:
+                changed.append([*values, row[0]])
+        if rotate and changed:
+            with connection.cursor() as cursor:
+                cursor.executemany(update, changed)

@@ -130,25 +130,43 @@ def _stamp_sign_in(sender: object, request: HttpRequest | None, user: object, **
         request.session[_LAST_SEEN] = now
 
 
-# Paths a signed-in user may reach before confirming the second factor.
-_MFA_EXEMPT_PREFIXES = ("/accounts/", "/static/", "/healthz", "/organization/switch")
+# Paths a signed-in user may reach before confirming the second factor: signing in and out, the
+# second factor itself (verify, set-up, enrolment links), the reset-by-email flow, static files and
+# the probe. Not the password change: a stolen password must not be enough to replace itself.
+_MFA_EXEMPT_PREFIXES = (
+    "/accounts/login/",
+    "/accounts/logout/",
+    "/accounts/mfa/",
+    "/accounts/password_reset/",
+    "/accounts/reset/",
+    "/static/",
+    "/healthz",
+    "/organization/switch",
+)
+
+
+def mfa_required_for(user: object, organization: object | None) -> bool:
+    """Platform staff and superusers always need the second factor (Django admin included,
+    organization or not); everyone else when the current organization requires it."""
+    if getattr(user, "is_superuser", False) or getattr(user, "is_staff", False):
+        return True
+    return organization is not None and bool(getattr(organization, "require_mfa", False))
 
 
 class MFARequiredMiddleware:
-    """Require a verified TOTP device when the current organization requires a second factor."""
+    """Require a verified second factor from staff and superusers everywhere, and from everyone in
+    an organization that requires it."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        organization = getattr(request, "organization", None)
         user = request.user
         if (
-            organization is not None
-            and organization.require_mfa
-            and user.is_authenticated
+            user.is_authenticated
             and not user.is_verified()  # type: ignore[union-attr]
             and not request.path.startswith(_MFA_EXEMPT_PREFIXES)
+            and mfa_required_for(user, getattr(request, "organization", None))
         ):
             return redirect_to_login(request.path, reverse("mfa_verify"))
         return self.get_response(request)

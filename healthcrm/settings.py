@@ -85,7 +85,6 @@ INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
-    "django.contrib.sessions",
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
@@ -96,7 +95,6 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "django_otp",
-    "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "healthcrm",
     "compliance",
@@ -171,7 +169,19 @@ LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
 # Sessions: a new id at login (Django's default), server-side idle timeout and an absolute lifetime.
-SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# Kept in Redis, not in a table the app's database role can read: SQL as the app role (one
+# injection, one leaked credential) must not yield live session keys (docs/architecture.md).
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+SESSION_CACHE_ALIAS = "sessions"
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "sessions": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        # Each session key expires with its session (the session backend sets the TTL).
+        "KEY_PREFIX": "healthcrm-session",
+    },
+}
 SESSION_IDLE_TIMEOUT = env_int("SESSION_IDLE_TIMEOUT", 15 * 60)
 SESSION_COOKIE_AGE = env_int("SESSION_ABSOLUTE_LIFETIME", 12 * 60 * 60)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
@@ -227,8 +237,10 @@ AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "healthcrm.security.client_ip"
 AXES_VERBOSE = False
 
-# django-otp: TOTP devices are named after the product in authenticator apps.
+# django-otp: TOTP devices (staff.AuthenticatorDevice) are named after the product in authenticator apps.
 OTP_TOTP_ISSUER = "HealthCRM"
+# A one-time MFA enrolment link (emailed, or printed by `manage.py mfa_enrolment_link`) works this long.
+MFA_ENROLMENT_LINK_HOURS = env_int("MFA_ENROLMENT_LINK_HOURS", 24)
 
 # django-guardian creates an AnonymousUser row on migrate; we never grant it anything.
 GUARDIAN_RAISE_403 = False

@@ -125,7 +125,10 @@ def fan_out(task: Task, due: Callable[[Organization], Iterable[Any]]) -> int:
 
 @shared_task(name="healthcrm.tasks.clear_expired_sessions_task", ignore_result=True)
 def clear_expired_sessions_task() -> None:
-    from django.contrib.sessions.models import Session
-    from django.utils import timezone
+    """Drop expired sessions through the configured engine (the Redis cache engine expires keys
+    itself, so there it is a no-op; kept for an engine that stores them elsewhere)."""
+    from importlib import import_module
 
-    Session.objects.filter(expire_date__lt=timezone.now()).delete()
+    from django.conf import settings
+
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()

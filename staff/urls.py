@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from compliance.access import phi_free
 from staff import views
+from staff.forms import PasswordResetForm
 
 # Django's auth views show no PHI.
 _auth = [
@@ -13,7 +14,11 @@ _auth = [
     path("logout/", phi_free(auth_views.LogoutView.as_view()), name="logout"),
     path("password_change/", phi_free(auth_views.PasswordChangeView.as_view()), name="password_change"),
     path("password_change/done/", phi_free(auth_views.PasswordChangeDoneView.as_view()), name="password_change_done"),
-    path("password_reset/", phi_free(auth_views.PasswordResetView.as_view()), name="password_reset"),
+    path(
+        "password_reset/",
+        phi_free(auth_views.PasswordResetView.as_view(form_class=PasswordResetForm)),
+        name="password_reset",
+    ),
     path("password_reset/done/", phi_free(auth_views.PasswordResetDoneView.as_view()), name="password_reset_done"),
     path(
         "reset/<uidb64>/<token>/",
@@ -23,6 +28,8 @@ _auth = [
     path("reset/done/", phi_free(auth_views.PasswordResetCompleteView.as_view()), name="password_reset_complete"),
     path("mfa/", views.mfa_verify, name="mfa_verify"),
     path("mfa/setup/", views.mfa_setup, name="mfa_setup"),
+    path("mfa/enrolment/send/", views.mfa_enrolment_send, name="mfa_enrolment_send"),
+    path("mfa/enrol/<str:token>/", views.mfa_enrol, name="mfa_enrol"),
 ]
 
 urlpatterns = [

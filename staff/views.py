@@ -20,17 +20,26 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django_otp import login as otp_login
-from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp.models import Device
 
 from compliance.access import phi_free
 from healthcrm.celery import app as celery_app
 from healthcrm.decorators import organization_required
 from healthcrm.tenancy import SESSION_KEY
 from patients.models import Patient
-from staff.forms import TOTPForm
+from staff.forms import SecondFactorForm, TOTPForm
+from staff.models import AuthenticatorDevice, MFAEnrolment, RecoveryCodes
+from staff.services import (
+    authenticator_confirm,
+    authenticator_pending,
+    enrolment_link_issue,
+    enrolment_link_redeem,
+    has_confirmed_device,
+    recovery_code_used,
+)
 
 
-def _check_token(device: TOTPDevice, token: str) -> str | None:
+def _check_token(device: Device, token: str) -> str | None:
     """None when the code is right, else what to tell the user (wrong, or too soon after a wrong one)."""
     allowed, data = device.verify_is_allowed()
     if not allowed and data and data.get("locked_until"):
@@ -78,20 +87,48 @@ def organization_switch(request: HttpRequest) -> HttpResponse:
     return redirect("dashboard")
 
 
+# The session holds the enrolment link the user opened (its id), for the set-up page that follows.
+_ENROLMENT_SESSION_KEY = "healthcrm_mfa_enrolment"
+
+
+def _enrolment_open(request: HttpRequest) -> bool:
+    """Whether this session redeemed an enrolment link of its user that has not expired."""
+    pk = request.session.get(_ENROLMENT_SESSION_KEY)
+    return (
+        pk is not None and MFAEnrolment.objects.filter(pk=pk, user=request.user, expires_at__gt=timezone.now()).exists()
+    )
+
+
+def _base_url(request: HttpRequest) -> str:
+    return settings.PUBLIC_BASE_URL or f"{request.scheme}://{request.get_host()}"
+
+
 @phi_free
 @never_cache
 @login_required
 def mfa_verify(request: HttpRequest) -> HttpResponse:
-    """Confirm the second factor; users without a device set one up first."""
-    device = TOTPDevice.objects.filter(user=request.user, confirmed=True).first()
+    """Confirm the second factor (authenticator code or a recovery code); users without a device
+    set one up first."""
+    device = AuthenticatorDevice.objects.filter(user=request.user, confirmed=True).first()
     if device is None:
         return redirect(f"{reverse('mfa_setup')}?next={_safe_next(request, reverse('dashboard'))}")
-    form = TOTPForm(request.POST or None)
+    form = SecondFactorForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        problem = _check_token(device, form.cleaned_data["token"])
-        if problem is None:
-            otp_login(request, device)
-            return redirect(_safe_next(request, reverse("dashboard")))
+        if form.is_recovery_code:
+            codes = RecoveryCodes.objects.filter(user=request.user, confirmed=True).first()
+            problem = _check_token(codes, form.cleaned_data["token"]) if codes is not None else "not valid"
+            if problem is not None and not problem.startswith("Too many"):
+                problem = "That recovery code is not valid (each works once)."
+            if problem is None and codes is not None:
+                otp_login(request, codes)
+                recovery_code_used(device=codes)
+                messages.warning(request, "You signed in with a recovery code. Set up your authenticator again soon.")
+                return redirect(_safe_next(request, reverse("dashboard")))
+        else:
+            problem = _check_token(device, form.cleaned_data["token"])
+            if problem is None:
+                otp_login(request, device)
+                return redirect(_safe_next(request, reverse("dashboard")))
         form.add_error("token", problem)
     return render(
         request,
@@ -105,21 +142,26 @@ def mfa_verify(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 def mfa_setup(request: HttpRequest) -> HttpResponse:
-    """Register a TOTP authenticator: scan the QR code, confirm with a code."""
-    if TOTPDevice.objects.filter(user=request.user, confirmed=True).exists():
-        return redirect("mfa_verify")
-    device = TOTPDevice.objects.filter(user=request.user, confirmed=False).first()
-    if device is None:
-        device = TOTPDevice.objects.create(user=request.user, name="Authenticator", confirmed=False)
+    """Register a TOTP authenticator: scan the QR code, confirm with a code. Only after opening an
+    enrolment link (emailed, or issued by an administrator): a password alone shows no secret."""
+    if not _enrolment_open(request):
+        if has_confirmed_device(request.user):
+            return redirect("mfa_verify")
+        return render(request, "staff/mfa_enrolment_needed.html", {"next": _safe_next(request, "")})
+    device = authenticator_pending(request.user)
     form = TOTPForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         problem = _check_token(device, form.cleaned_data["token"])
         if problem is None:
-            device.confirmed = True
-            device.save(update_fields=["confirmed"])
-            otp_login(request, device)
-            messages.success(request, "Two-factor authentication is set up.")
-            return redirect(_safe_next(request, reverse("dashboard")))
+            enrolled = authenticator_confirm(device=device)
+            request.session.pop(_ENROLMENT_SESSION_KEY, None)
+            otp_login(request, enrolled.device)
+            # Shown once: only their keyed hashes are stored.
+            return render(
+                request,
+                "staff/mfa_recovery_codes.html",
+                {"codes": enrolled.recovery_codes, "next": _safe_next(request, reverse("dashboard"))},
+            )
         form.add_error("token", problem)
     image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage)
     buffer = io.BytesIO()
@@ -132,6 +174,29 @@ def mfa_setup(request: HttpRequest) -> HttpResponse:
         {"form": form, "qr_data_uri": qr_data_uri, "secret": secret, "next": _safe_next(request, "")},
         status=400 if form.errors else 200,
     )
+
+
+@phi_free
+@never_cache
+@login_required
+@require_POST
+def mfa_enrolment_send(request: HttpRequest) -> HttpResponse:
+    """Email the signed-in user a fresh one-time enrolment link."""
+    enrolment_link_issue(user=request.user, base_url=_base_url(request))
+    messages.info(request, "We sent an enrolment link to your email address. Open it to set up your authenticator.")
+    return redirect(f"{reverse('mfa_setup')}?next={_safe_next(request, reverse('dashboard'))}")
+
+
+@phi_free
+@never_cache
+@login_required
+def mfa_enrol(request: HttpRequest, token: str) -> HttpResponse:
+    """An enrolment link: used up here (once), then the set-up page shows the secret."""
+    enrolment = enrolment_link_redeem(user=request.user, token=token)
+    if enrolment is None:
+        return render(request, "staff/mfa_enrolment_needed.html", {"invalid_link": True, "next": ""}, status=400)
+    request.session[_ENROLMENT_SESSION_KEY] = enrolment.pk
+    return redirect("mfa_setup")
 
 
 @phi_free

@@ -183,6 +183,11 @@ def client_for(client: Any) -> Any:
 
     def sign_in(user: Any) -> Any:
         client.force_login(user)
+        if user.is_staff or user.is_superuser:
+            # Staff always need the second factor (tests/test_mfa.py checks that).
+            from tests.mfa import verify_session
+
+            verify_session(client, user)
         return client
 
     return sign_in

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from django.core import mail
 from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from healthcrm.tenancy import SESSION_KEY
+from staff.models import AuthenticatorDevice as TOTPDevice
 from tests.factories import PASSWORD, MembershipFactory, OrganizationFactory, UserFactory
+from tests.mfa import enrolment_path
 
 pytestmark = pytest.mark.django_db
 
@@ -302,6 +303,13 @@ def test_mfa_setup_then_verify(client: Any, mfa_user: Any, no_throttle: None) ->
     assert response.status_code == 302
     assert response["Location"] == f"{MFA_SETUP}?next=/"
 
+    # The password alone shows no secret: the set-up page asks for the emailed enrolment link.
+    response = client.get(f"{MFA_SETUP}?next=/")
+    assert response.status_code == 200
+    assert "check your email for the enrolment link" in response.content.decode()
+    assert not TOTPDevice.objects.filter(user=mfa_user).exists()
+    assert client.get(enrolment_path(mfa_user))["Location"] == MFA_SETUP
+
     response = client.get(f"{MFA_SETUP}?next=/")
     assert response.status_code == 200
     html = response.content.decode()
@@ -319,8 +327,10 @@ def test_mfa_setup_then_verify(client: Any, mfa_user: Any, no_throttle: None) ->
     assert client.get("/").status_code == 302
 
     response = client.post(f"{MFA_SETUP}?next=/", {"token": f"{totp(device.bin_key):06d}", "next": "/"})
-    assert response.status_code == 302
-    assert response["Location"] == "/"
+    # The recovery codes, shown once, then on to `next`.
+    assert response.status_code == 200
+    assert len(re.findall(r"<li><code>[0-9a-f]{5}-[0-9a-f]{5}</code></li>", response.content.decode())) == 10
+    assert 'href="/"' in response.content.decode()
     device.refresh_from_db()
     assert device.confirmed is True
     assert client.get("/").status_code == 200
@@ -513,7 +523,24 @@ def test_unknown_url_shows_the_friendly_404_page(client: Any, nurse_user: Any, s
 # -- Password reset ----------------------------------------------------------------------------
 
 
-def test_password_reset_sends_one_email(client: Any, nurse_user: Any) -> None:
+@pytest.fixture
+def reset_tasks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The password-reset tasks the form enqueues (their arguments), not sent to the broker."""
+    from staff.tasks import password_reset_email_task
+
+    enqueued: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(password_reset_email_task, "delay", lambda *args: enqueued.append(args))
+    return enqueued
+
+
+def _run(enqueued: list[tuple[Any, ...]]) -> None:
+    from staff.tasks import password_reset_email_task
+
+    for args in enqueued:
+        password_reset_email_task.apply(args=args).get()
+
+
+def test_password_reset_sends_one_email(client: Any, nurse_user: Any, reset_tasks: list[tuple[Any, ...]]) -> None:
     response = client.get("/accounts/password_reset/")
     assert response.status_code == 200
     assert 'name="email"' in response.content.decode()
@@ -522,13 +549,37 @@ def test_password_reset_sends_one_email(client: Any, nurse_user: Any) -> None:
 
     assert response.status_code == 302
     assert response["Location"] == "/accounts/password_reset/done/"
+    # Sent by the task, which gets the user's id, never the address.
+    assert mail.outbox == []
+    assert len(reset_tasks) == 1 and nurse_user.email not in repr(reset_tasks)
+    _run(reset_tasks)
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == [nurse_user.email]
     assert "/accounts/reset/" in mail.outbox[0].body
     assert client.get(response["Location"]).status_code == 200
 
 
-def test_password_reset_for_an_unknown_email_reveals_nothing(client: Any, db: None) -> None:
+def test_password_reset_does_the_same_work_for_known_and_unknown_addresses(
+    client: Any, nurse_user: Any, reset_tasks: list[tuple[Any, ...]]
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    work = {}
+    for email in (nurse_user.email, "nobody@example.test"):
+        before = len(reset_tasks)
+        with CaptureQueriesContext(connection) as queries:
+            response = client.post("/accounts/password_reset/", {"email": email})
+        assert response["Location"] == "/accounts/password_reset/done/"
+        work[email] = (len(queries), len(reset_tasks) - before)
+    assert work[nurse_user.email] == work["nobody@example.test"]
+    assert work[nurse_user.email][1] == 1
+
+
+def test_password_reset_for_an_unknown_email_reveals_nothing(
+    client: Any, db: None, reset_tasks: list[tuple[Any, ...]]
+) -> None:
     response = client.post("/accounts/password_reset/", {"email": "nobody@example.test"})
     assert response["Location"] == "/accounts/password_reset/done/"
+    _run(reset_tasks)
     assert mail.outbox == []

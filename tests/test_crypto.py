@@ -143,3 +143,20 @@ def test_check_encryption_reports_values_no_key_decrypts(org_a, keys) -> None:
     with pytest.raises(CommandError, match=f"{_encrypted_field_count()} encrypted values cannot be decrypted"):
         call_command("check_encryption", stdout=out)
     assert f"undecryptable in rows (first ids): {patient.pk}" in out.getvalue()
+
+
+def test_rotation_covers_the_totp_keys_of_the_second_factor(nurse_user, settings, keys) -> None:
+    from django_otp.oath import totp
+
+    from staff.models import AuthenticatorDevice
+    from tests.mfa import authenticator_for
+
+    device = authenticator_for(nurse_user)
+    old = list(settings.FIELD_ENCRYPTION_KEY)
+    new = Fernet.generate_key().decode()
+    keys(new, *old)
+    out = io.StringIO()
+    call_command("rotate_encryption_key", stdout=out)
+    assert "staff.AuthenticatorDevice.key: 1 re-encrypted" in out.getvalue()
+    keys(new)
+    assert AuthenticatorDevice.objects.get(pk=device.pk).verify_token(f"{totp(device.bin_key):06d}")

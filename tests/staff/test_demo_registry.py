@@ -16,12 +16,21 @@ from staff.management.commands import seed_demo
 
 def test_seed_demo_orders_every_registered_step() -> None:
     steps = seed_demo.ordered_steps()
-    assert [s.name for s in steps] == ["users", "organizations", "patients", "appointments", "care", "outreach"]
-    assert [s.per_organization for s in steps] == [False, False, True, True, True, True]
+    assert [s.name for s in steps] == [
+        "users",
+        "authenticators",
+        "organizations",
+        "patients",
+        "appointments",
+        "care",
+        "outreach",
+    ]
+    assert [s.per_organization for s in steps] == [False, False, False, True, True, True, True]
     modules = {s.name: s.function.__module__ for s in steps}
     # Each app seeds its own tables, from its own demo module.
     assert modules == {
         "users": "healthcrm.demo",
+        "authenticators": "staff.demo",
         "organizations": "healthcrm.demo",
         "patients": "patients.demo",
         "appointments": "patients.demo",

@@ -11,6 +11,7 @@ import random
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from faker import Faker
 
@@ -18,11 +19,13 @@ from healthcrm import demo
 from healthcrm.models import Organization
 from healthcrm.roles import Role
 from healthcrm.tenancy import organization_context
+from staff.demo import DEMO_TOTP_SECRET, demo_otpauth_uri
 
 # Every registered step, in the order they run. A step an app registers but that is not listed
 # here makes the command refuse to run (a test checks it), so no app's data is silently skipped.
 STEP_ORDER = (
     "users",  # healthcrm: once
+    "authenticators",  # staff: once, the demo key for staff accounts (development only)
     "organizations",  # healthcrm: once (with locations and memberships)
     "patients",  # patients: per organization, from here on
     "appointments",  # patients: the patients' calendar
@@ -78,6 +81,11 @@ class Command(BaseCommand):
             f"(roles: {', '.join(Role.values)}), {demo.FLOAT_NURSE} (both clinics) or "
             f"{demo.PLATFORM_ADMIN} (platform admin); password: {password}"
         )
+        if not settings.PRODUCTION:
+            self.stdout.write(
+                f"Staff accounts ({demo.PLATFORM_ADMIN}, admin@<slug>.example) ask for a second factor: "
+                f"TOTP secret {DEMO_TOTP_SECRET} (development only), i.e. {demo_otpauth_uri()}"
+            )
 
 
 def _and_list(phrases: list[str]) -> str:
