@@ -173,11 +173,11 @@ def test_the_appointment_page_of_the_attack_logs_the_appointment_and_its_patient
 
 
 def test_the_access_log_filters_by_record_id_typed_or_not(org_a, client, world) -> None:
-    admin = _admin(org_a, client)
+    _admin(org_a, client)
     appointment = world["appointment"]
     client.get(reverse("patients:appointment_detail", args=[appointment.pk]))
     client.get(reverse("patients:detail", args=[world["bystander"].pk]))
-    MembershipFactory._meta.model.objects.filter(user=admin).update(role="compliance")
+    _admin(org_a, client, "compliance")
     page = client.get(reverse("compliance:access_log"), {"object": f"{A}:{appointment.pk}"})
     assert page.status_code == 200
     assert [e.view_name for e in page.context["page"].object_list] == ["patients:appointment_detail"]
@@ -234,3 +234,13 @@ def test_a_hostile_id_asked_for_is_logged_without_its_text(org_a, client, world)
     with organization_context(org_a):
         [entry] = AccessLog.objects.filter(action=AccessAction.DENIED)
     assert entry.records == ["patients.careplan:?"]
+
+
+def test_the_access_log_ignores_filters_that_do_not_parse(org_a, client, world) -> None:
+    _admin(org_a, client, "provider")
+    client.get(reverse("patients:detail", args=[world["patient"].pk]))
+    _admin(org_a, client, "compliance")
+    for hostile in ({"actor": "\x00"}, {"object": "abc"}, {"object": "9" * 30}, {"action": "nope"}):
+        page = client.get(reverse("compliance:access_log"), hostile)
+        assert page.status_code == 200, hostile
+        assert "patients:detail" in [e.view_name for e in page.context["page"].object_list], hostile
