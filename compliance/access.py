@@ -4,10 +4,11 @@
     def patient_detail(request, pk): ...
 
 The decorator gives the request a recorder; guarded fetches (`compliance.guards`) and list views
-tell it what was shown; after a successful response it writes one AccessLog row in the request's
-transaction. Fetching PHI through a guard outside a `@phi_view` raises, so a view cannot show
-PHI unlogged by forgetting the decorator. `@phi_free` marks views that show none (a test checks
-every URL is one or the other).
+tell it what was shown, as (type, id) pairs; after a successful response it writes one AccessLog
+row in the request's transaction. A refusal on a PHI route (403, or 404 for an id the organization
+does not have) writes one `denied` row instead, with the ids asked for. Fetching PHI through a
+guard outside a `@phi_view` raises, so a view cannot show PHI unlogged by forgetting the
+decorator. `@phi_free` marks views that show none (a test checks every URL is one or the other).
 """
 
 from __future__ import annotations
@@ -34,11 +35,6 @@ def search_fingerprint(terms: dict[str, str]) -> str:
     """A keyed hash of what was searched (same key family as blind indexes, distinct domain)."""
     canonical = "\x1e".join(f"{k}\x1f{' '.join(str(v).casefold().split())}" for k, v in sorted(terms.items()))
     return hmac.new(settings.BLIND_INDEX_KEY.encode(), f"search\x1d{canonical}".encode(), hashlib.sha256).hexdigest()
-
-
-def object_key(obj: models.Model) -> str:
-    """How the access log names one record: "app_label.model:pk" (e.g. "patients.appointment:28")."""
-    return f"{obj._meta.label_lower}:{obj.pk}"
 
 
 def _asked_id(value: object) -> str:
