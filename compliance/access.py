@@ -4,26 +4,29 @@
     def patient_detail(request, pk): ...
 
 The decorator gives the request a recorder; guarded fetches (`compliance.guards`) and list views
-tell it what was shown; after a successful response it writes one AccessLog row in the request's
-transaction. Fetching PHI through a guard outside a `@phi_view` raises, so a view cannot show
-PHI unlogged by forgetting the decorator. `@phi_free` marks views that show none (a test checks
-every URL is one or the other).
+tell it what was shown, as (type, id) pairs; after a successful response it writes one AccessLog
+row in the request's transaction. A refusal on a PHI route (403, or 404 for an id the organization
+does not have) writes one `denied` row instead, with the ids asked for. Fetching PHI through a
+guard outside a `@phi_view` raises, so a view cannot show PHI unlogged by forgetting the
+decorator. `@phi_free` marks views that show none (a test checks every URL is one or the other).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, PermissionDenied
 from django.db import models
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 
 from compliance.models import AccessAction, AccessLog
+from healthcrm.tenancy import get_current_organization
 
 View = Callable[..., HttpResponse]
 
@@ -34,18 +37,57 @@ def search_fingerprint(terms: dict[str, str]) -> str:
     return hmac.new(settings.BLIND_INDEX_KEY.encode(), f"search\x1d{canonical}".encode(), hashlib.sha256).hexdigest()
 
 
+def _asked_id(value: object) -> str:
+    """An id as asked for, fit for the log: a number, or "?" for anything else (never the text sent)."""
+    text = str(value)
+    return text if re.fullmatch(r"-?\d{1,20}", text) else "?"
+
+
+def _patient_field(model: type[models.Model]) -> models.ForeignKey | None:
+    try:
+        field = model._meta.get_field("patient")
+    except FieldDoesNotExist:
+        return None
+    return field if isinstance(field, models.ForeignKey) else None
+
+
 class AccessRecorder:
+    """What one request showed: (type, id) pairs in order, each once, and what was searched.
+
+    `records` ("app.model:pk") is the record of what was shown. The older `object_type`/`object_ids`
+    columns are still written, as a summary: the type of the first record shown and the ids of the
+    records of that type only (so an appointment's page logs the appointment under its own type).
+    """
+
     def __init__(self, action: str, view_name: str) -> None:
         self.action = action
         self.view_name = view_name
-        self.object_type = ""
-        self.object_ids: list[str] = []
+        self.records: list[str] = []
         self.search_terms: dict[str, str] = {}
+        self.denied_logged = False
 
     def saw(self, objects: Iterable[models.Model]) -> None:
+        """Record objects shown; a record of a patient (an appointment, a task) names its patient too,
+        right after it: pages show whose record it is."""
         for obj in objects:
-            self.object_type = obj._meta.label_lower
-            self.object_ids.append(str(obj.pk))
+            self.add(obj._meta.label_lower, obj.pk)
+            field = _patient_field(type(obj))
+            if field is not None and getattr(obj, field.attname) is not None:
+                self.add(field.related_model._meta.label_lower, getattr(obj, field.attname))
+
+    def add(self, label: str, pk: object) -> None:
+        key = f"{label[:100]}:{_asked_id(pk)}"
+        if key not in self.records:
+            self.records.append(key)
+
+    @property
+    def object_type(self) -> str:
+        return self.records[0].rpartition(":")[0] if self.records else ""
+
+    @property
+    def object_ids(self) -> list[str]:
+        first = self.object_type
+        return [key.rpartition(":")[2] for key in self.records if key.rpartition(":")[0] == first]
 
     def searched(self, **terms: str) -> None:
         self.search_terms.update({k: v for k, v in terms.items() if v not in (None, "")})
@@ -59,6 +101,7 @@ class AccessRecorder:
             view_name=self.view_name,
             object_type=self.object_type,
             object_ids=self.object_ids[:500],
+            records=self.records[:500],
             search_fields=sorted(self.search_terms),
             search_fingerprint=search_fingerprint(self.search_terms) if self.search_terms else "",
             ip_address=getattr(request, "client_ip", None) or request.META.get("REMOTE_ADDR"),
@@ -75,11 +118,26 @@ def access_recorder(request: HttpRequest) -> AccessRecorder:
 
 
 def record_denied(request: HttpRequest, obj: models.Model, view_name: str = "") -> None:
-    """Log a refused attempt (403): the response commits, so the row stays."""
-    recorder = getattr(request, "phi_access", None) or AccessRecorder(AccessAction.DENIED, view_name)
-    denied = AccessRecorder(AccessAction.DENIED, recorder.view_name or view_name)
-    denied.saw([obj])
+    """Log a refused attempt (403) at a record: the response commits, so the row stays."""
+    record_denied_ids(request, [(obj._meta.label_lower, obj.pk)], view_name)
+
+
+def record_denied_ids(request: HttpRequest, asked: Iterable[tuple[str, object]], view_name: str = "") -> None:
+    """Log a refused attempt (403, or 404 for an id not in the organization) with the ids asked for.
+
+    Written once per request: a view that refuses in a guard and again in its decorator logs one row.
+    """
+    recorder = getattr(request, "phi_access", None)
+    if recorder is not None and recorder.denied_logged:
+        return
+    if get_current_organization() is None or not request.user.is_authenticated:
+        return
+    denied = AccessRecorder(AccessAction.DENIED, (recorder.view_name if recorder else "") or view_name)
+    for label, pk in asked:
+        denied.add(label, pk)
     denied.write(request, action=AccessAction.DENIED)
+    if recorder is not None:
+        recorder.denied_logged = True
 
 
 def _view_name(request: HttpRequest, view: View) -> str:
@@ -87,6 +145,18 @@ def _view_name(request: HttpRequest, view: View) -> str:
     if match is not None and match.view_name:
         return match.view_name
     return f"{view.__module__}.{view.__name__}"
+
+
+def _denied(request: HttpRequest, recorder: AccessRecorder, kwargs: dict[str, Any]) -> None:
+    """A PHI route refused (403 or 404): log it as denied with what was asked for.
+
+    Guarded fetches name the records (`record_denied` or the pairs they saw before the refusal);
+    failing that, the route's ids are logged under the view's name.
+    """
+    asked = [tuple(key.rsplit(":", 1)) for key in recorder.records]
+    if not asked:
+        asked = [(f"{recorder.view_name}.{name}", value) for name, value in kwargs.items()]
+    record_denied_ids(request, asked)  # type: ignore[arg-type]
 
 
 def phi_view(action: str) -> Callable[[View], View]:
@@ -97,8 +167,14 @@ def phi_view(action: str) -> Callable[[View], View]:
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             recorder = AccessRecorder(action, _view_name(request, view))
             request.phi_access = recorder  # type: ignore[attr-defined]
-            response = view(request, *args, **kwargs)
-            shown = recorder.object_ids or recorder.search_terms or action != AccessAction.VIEW
+            try:
+                response = view(request, *args, **kwargs)
+            except (PermissionDenied, Http404):
+                _denied(request, recorder, kwargs)
+                raise
+            if response.status_code in (403, 404):
+                _denied(request, recorder, kwargs)
+            shown = recorder.records or recorder.search_terms or action != AccessAction.VIEW
             if response.status_code < 400 and request.user.is_authenticated and shown:
                 recorder.write(request)
             return response
@@ -136,7 +212,7 @@ class PHIAdminMixin:
         recorder = AccessRecorder(AccessAction.VIEW, f"admin:{self.opts.app_label}_{self.opts.model_name}_change")  # type: ignore[attr-defined]
         request.phi_access = recorder  # type: ignore[attr-defined]
         response = super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
-        if response.status_code < 400 and recorder.object_ids:
+        if response.status_code < 400 and recorder.records:
             recorder.write(request)
         return response
 

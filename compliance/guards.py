@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.http import Http404, HttpRequest
 
-from compliance.access import access_recorder, record_denied
+from compliance.access import access_recorder, record_denied, record_denied_ids
 from healthcrm.crypto import is_phi_model
 
 M = TypeVar("M", bound=models.Model)
@@ -18,13 +18,16 @@ def get_object_for_user(request: HttpRequest, queryset: models.QuerySet[M], pk: 
     """Fetch one object of the current organization that the user may `perm`.
 
     The queryset comes from a tenant manager, so another organization's id is simply not found
-    (404, the same answer as for an id that never existed). A role without `perm` and no
-    django-guardian object permission gets 403, and the attempt is access-logged. PHI objects
-    are recorded on the view's access log.
+    (404, the same answer as for an id that never existed; logged as denied, with the id asked
+    for). A role without `perm` and no django-guardian object permission gets 403, and the
+    attempt is access-logged. PHI objects are recorded on the view's access log.
     """
     try:
         obj = queryset.get(pk=pk)
     except (queryset.model.DoesNotExist, ValueError, TypeError):
+        if is_phi_model(queryset.model):
+            # Another organization's id looks like one that never existed: both are logged as denied.
+            record_denied_ids(request, [(queryset.model._meta.label_lower, pk)])
         raise Http404(f"No {queryset.model._meta.verbose_name} matches the given id.") from None
     user = request.user
     if not (user.has_perm(perm) or user.has_perm(perm, obj)):

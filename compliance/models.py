@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
 from healthcrm.models import TenantModel
@@ -31,6 +32,9 @@ class AccessLog(TenantModel):
     view_name = models.CharField(max_length=120)
     object_type = models.CharField(max_length=100, blank=True)
     object_ids = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    # What was shown, as "app_label.model:pk" pairs (object_type/object_ids summarize the first type).
+    # Empty on rows written before the pairs were recorded.
+    records = ArrayField(models.CharField(max_length=120), default=list, blank=True)
     search_fields = ArrayField(models.CharField(max_length=40), default=list, blank=True)
     search_fingerprint = models.CharField(max_length=64, blank=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
@@ -41,6 +45,7 @@ class AccessLog(TenantModel):
             models.Index(fields=["organization", "-created_at"], name="accesslog_org_time"),
             models.Index(fields=["organization", "object_type", "-created_at"], name="accesslog_org_type_time"),
             models.Index(fields=["organization", "actor", "-created_at"], name="accesslog_org_actor_time"),
+            GinIndex(fields=["records"], name="accesslog_records"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(action__in=AccessAction.values), name="accesslog_action_valid"),

@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from compliance.access import phi_free
+from compliance.forms import AccessLogFilterForm
 from compliance.guards import require_perm
 from compliance.models import AccessAction
 from compliance.selectors import access_log_list
@@ -17,11 +18,8 @@ from healthcrm.decorators import organization_required
 @organization_required
 def access_log_view(request: HttpRequest) -> HttpResponse:
     require_perm(request, "compliance.view_accesslog")
-    entries = access_log_list(
-        action=request.GET.get("action", ""),
-        actor_label=request.GET.get("actor", ""),
-        object_id=request.GET.get("object", ""),
-    )
+    filters = AccessLogFilterForm(request.GET).values()
+    entries = access_log_list(action=filters["action"], actor_label=filters["actor"], object_id=filters["object"])
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
     template = "compliance/partials/access_log_table.html" if request.htmx else "compliance/access_log.html"
-    return render(request, template, {"page": page, "actions": AccessAction.choices, "filters": request.GET})
+    return render(request, template, {"page": page, "actions": AccessAction.choices, "filters": filters})

@@ -40,6 +40,7 @@ class FhirResourceLinkAdmin(TenantAdmin):
 class DeviceTokenAdmin(TenantAdmin):
     list_display = ("name", "organization", "prefix", "is_active", "last_used_at")
     readonly_fields = ("prefix", "last_used_at")
+    raw_id_fields = ("patient",)
 
 
 @admin.register(Encounter, Procedure, EhrCarePlan, DeviceAlert)

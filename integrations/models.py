@@ -246,9 +246,14 @@ class EhrCarePlan(TenantModel):
 
 
 class DeviceToken(TenantModel):
-    """A per-organization API token for home-device readings; only its SHA-256 is stored."""
+    """An API token for one patient's home devices; only its SHA-256 is stored.
+
+    A token records readings for its patient only (tokens without a patient, issued when tokens
+    were organization-wide, are refused).
+    """
 
     name = models.CharField(max_length=100)
+    patient = models.ForeignKey("patients.Patient", null=True, on_delete=models.CASCADE, related_name="device_tokens")
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     prefix = models.CharField(max_length=16, editable=False, help_text="The token's first characters, to recognize it.")
     created_by = models.ForeignKey(

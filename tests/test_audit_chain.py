@@ -3,6 +3,7 @@ row-level security, and hash-chained per organization so that `verify_audit` nam
 
 from __future__ import annotations
 
+import importlib
 import json
 import threading
 from collections.abc import Iterator
@@ -349,3 +350,46 @@ def test_concurrent_writers_never_fork_the_chain(org_a) -> None:
     assert errors == []
     assert [link.seq for link in _links(org_a)] == list(range(1, 3 * writers + 1))
     assert audit_chain_verify(org_a).intact
+
+
+# -- Access-log records: (type, id) pairs, chained without changing older rows' hashes ------------
+
+_MIGRATION_0002 = importlib.import_module("compliance.migrations.0002_audit_chain")
+_MIGRATION_0003 = importlib.import_module("compliance.migrations.0003_accesslog_records")
+
+
+def test_the_content_before_records_is_the_one_0002_hashed() -> None:
+    squeeze = " ".join
+    assert squeeze(_MIGRATION_0003._BASE.split()) in squeeze(_MIGRATION_0002.CONTENT_FUNCTIONS.split())
+
+
+@pytest.mark.django_db(transaction=True)  # the owner alters the table from another connection
+def test_rows_without_records_hash_as_before_and_records_are_chained(org_a) -> None:
+    older = _access(org_a, 2)  # rows as written before records existed: records empty
+    with organization_context(org_a):
+        newer = AccessLog.objects.create(
+            actor_label="nurse@north.example",
+            action=AccessAction.VIEW,
+            view_name="patients:appointment_detail",
+            object_type="patients.appointment",
+            object_ids=["28"],
+            records=["patients.appointment:28", "patients.patient:3"],
+        )
+        with connection.cursor() as cursor:
+            for row in older:
+                old_content = "jsonb_build_object(" + _MIGRATION_0003._BASE + ")::text"
+                cursor.execute(
+                    f"SELECT audit_content_access(r), {old_content} FROM compliance_accesslog r WHERE r.id = %s",  # noqa: S608
+                    [row.pk],
+                )
+                now, before = cursor.fetchone()
+                assert now == before  # so the hashes stored for older rows still verify
+            content = "SELECT audit_content_access(r)::jsonb FROM compliance_accesslog r WHERE id = %s"
+            cursor.execute(content, [newer.pk])
+            assert json.loads(cursor.fetchone()[0])["records"] == ["patients.appointment:28", "patients.patient:3"]
+    _commit_point()
+    assert _verify("--organization", org_a.slug) == (f"{org_a.slug}: 3 rows checked, chain intact\n", "")
+    with _tampering("compliance_accesslog", org_a) as cursor:
+        cursor.execute("UPDATE compliance_accesslog SET records = '{patients.patient:28}' WHERE id = %s", [newer.pk])
+    output, _ = _verify("--organization", org_a.slug)
+    assert f"access log row {newer.pk} (link 3) was altered after it was written" in output

@@ -57,7 +57,15 @@ def test_detail_other_organization_gets_404(client_for, other_org_user, patient_
     response = client_for(other_org_user).get(reverse("patients:detail", args=[patient_a.pk]))
     assert response.status_code == 404
     assert b"Northcott" not in response.content
-    assert _log(org_a) == [] and _log(org_b) == []
+    # Logged as denied, with the id asked for, in the asker's organization (issue 9, item 15);
+    # nothing is written into the other organization's log.
+    assert _log(org_a) == []
+    [entry] = _log(org_b)
+    assert (entry.action, entry.actor, entry.records) == (
+        AccessAction.DENIED,
+        other,
+        [f"patients.patient:{patient_a.pk}"],
+    )
 
 
 def test_list_shows_only_the_current_organization(client_for, nurse_user, other_org_user, patient_a, patient_b) -> None:

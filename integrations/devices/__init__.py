@@ -1,1 +1,1 @@
-"""Home-device readings (FHIR Observations) sent with a per-organization API token."""
+"""Home-device readings (FHIR Observations) sent with an API token bound to one patient."""

@@ -49,14 +49,16 @@ def _hash(token: str) -> str:
 
 
 @transaction.atomic
-def device_token_create(*, name: str, actor: Any = None) -> tuple[DeviceToken, str]:
-    """A new token for the current organization; the clear token is returned once, only its hash is kept."""
+def device_token_create(*, name: str, patient: Patient, actor: Any = None) -> tuple[DeviceToken, str]:
+    """A new token for one patient's devices (of the current organization); the clear token is
+    returned once, only its hash is kept. A token records readings for its patient and no other."""
     from healthcrm.tenancy import require_current_organization
 
     organization = require_current_organization()
     clear = f"{TOKEN_PREFIX}_{organization.pk}_{secrets.token_urlsafe(32)}"
     token = DeviceToken.objects.create(
         name=name,
+        patient=patient,
         token_hash=_hash(clear),
         prefix=clear[:12],
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
@@ -75,7 +77,8 @@ def device_token_organization(clear: str) -> Organization | None:
 def device_token_check(clear: str) -> DeviceToken | None:
     """Inside the token's organization context: the active token with this hash, or None."""
     digest = _hash(clear)
-    token = DeviceToken.objects.filter(token_hash=digest, is_active=True).first()
+    token = DeviceToken.objects.filter(token_hash=digest, is_active=True, patient__isnull=False).first()
+    # Tokens issued before tokens were bound to a patient (organization-wide) no longer work.
     if token is None or not hmac.compare_digest(token.token_hash, digest):
         return None
     DeviceToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
@@ -143,17 +146,18 @@ def device_reading_record(*, token: DeviceToken, resource: dict[str, Any]) -> Re
         ) from None
     except (ValueError, TypeError):
         raise DeviceReadingError("Observation", "not a valid resource") from None
+    patient = token.patient
     subject = resource.get("subject") or {}
-    identifier = subject.get("identifier") or {}
-    if not identifier.get("value"):
-        raise DeviceReadingError("Observation.subject.identifier", "name the patient by identifier (MRN)")
-    value = str(identifier["value"])
-    # By the identifier as sent; failing that, its value as our MRN.
-    patient = patient_match(identifiers=[(str(identifier.get("system") or ""), value)]) or patient_match(
-        identifiers=[], mrn=value
-    )
-    if patient is None:
-        raise DeviceReadingError("Observation.subject.identifier", "no patient has this identifier", status=404)
+    identifier = (subject.get("identifier") or {}) if isinstance(subject, dict) else {}
+    if identifier.get("value"):
+        # The token names its patient; an identifier sent along must be that patient's. Whether it
+        # is another patient's or no one's gets the same answer (no oracle of who is a patient).
+        value = str(identifier["value"])
+        named = patient_match(identifiers=[(str(identifier.get("system") or ""), value)]) or patient_match(
+            identifiers=[], mrn=value
+        )
+        if named is None or named.pk != patient.pk:
+            raise DeviceReadingError("Observation.subject.identifier", "not the patient this device is registered to")
     resource = {**resource, "subject": {"reference": "Patient/device"}}
     if not resource.get("category"):
         resource["category"] = [{"coding": [{"code": "vital-signs"}]}]

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from compliance.access import phi_free
 from healthcrm.tenancy import organization_context
+from integrations.devices.ratelimit import device_rate_hit
 from integrations.devices.services import (
     DeviceReadingError,
     device_reading_record,
@@ -28,7 +29,7 @@ def _error(status: int, field: str, reason: str) -> JsonResponse:
         "issue": [
             {
                 "severity": "error",
-                "code": "invalid" if status == 400 else "security",
+                "code": {400: "invalid", 429: "throttled"}.get(status, "security"),
                 "diagnostics": reason,
                 "expression": [field],
             }
@@ -58,6 +59,11 @@ def device_observation_view(request: HttpRequest) -> HttpResponse:
         token = device_token_check(clear)
         if token is None:
             return _error(401, "Authorization", "a valid device token is required")
+        retry_after = device_rate_hit(token.token_hash)
+        if retry_after:
+            response = _error(429, "request", "too many readings from this device; try again later")
+            response["Retry-After"] = str(retry_after)
+            return response
         try:
             reading = device_reading_record(token=token, resource=resource)
         except DeviceReadingError as exc:

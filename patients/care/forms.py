@@ -23,6 +23,8 @@ from patients.models import (
     TeamRole,
 )
 
+TIMELINE_MAX_PAGE = 1000
+
 
 def staff_of_organization() -> QuerySet[Any]:
     """Users with an active membership in the current organization."""
@@ -172,3 +174,15 @@ class PatientFilter(django_filters.FilterSet):
         if value is None:
             return queryset
         return queryset.filter(overdue_tasks_exist()) if value else queryset.exclude(overdue_tasks_exist())
+
+
+class TimelinePageForm(forms.Form):
+    """The timeline's `?page=`: a number from 1 to TIMELINE_MAX_PAGE; anything else is page 1.
+
+    Each page merges every source from its newest row, so pages are capped: a page past the last is
+    empty, and a number past bigint never reaches the database."""
+
+    page = forms.IntegerField(min_value=1, max_value=TIMELINE_MAX_PAGE, required=False)
+
+    def number(self) -> int:
+        return (self.cleaned_data.get("page") if self.is_valid() else None) or 1

@@ -81,7 +81,7 @@ class TimelinePage:
 
 def patient_timeline(*, patient: Patient, clinical: bool, page: int = 1, per_page: int = 25) -> TimelinePage:
     """One page of the patient's timeline, newest first (one query per source)."""
-    page = max(1, page)
+    page = max(1, min(page, 10**6))  # views cap it lower (TimelinePageForm); never past bigint here
     offset = (page - 1) * per_page
     wanted = offset + per_page + 1
     streams = [

@@ -30,6 +30,7 @@ from patients.care.forms import (
     NoteForm,
     TaskForm,
     TeamQueueFilter,
+    TimelinePageForm,
 )
 from patients.care.selectors import (
     care_plans_for_patient,
@@ -111,10 +112,7 @@ def appointments_tab_view(request: HttpRequest, pk: int) -> HttpResponse:
 @phi_view(AccessAction.VIEW)
 def timeline_tab_view(request: HttpRequest, pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, pk)
-    try:
-        number = int(request.GET.get("page", "1"))
-    except ValueError:
-        number = 1
+    number = TimelinePageForm(request.GET).number()
     clinical = can_see_clinical(request.user)
     context = {
         "timeline": patient_timeline(patient=patient, clinical=clinical, page=number, per_page=PAGE_SIZE),

@@ -1,4 +1,5 @@
-"""Home-device readings: token auth (hashed), Observation recorded, out-of-range readings alert."""
+"""Home-device readings: token auth (hashed, bound to one patient, rate-limited), Observation
+recorded, out-of-range readings alert."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ URL = "/integrations/devices/observations/"
 @pytest.fixture
 def token(org_a: Any) -> str:
     with organization_context(org_a):
-        PatientFactory(mrn="DEV-1")
-        _, clear = device_token_create(name="BP cuffs")
+        patient = PatientFactory(mrn="DEV-1")
+        _, clear = device_token_create(name="BP cuffs", patient=patient)
     return clear
 
 
@@ -95,12 +96,25 @@ def test_device_token_command_prints_a_token_that_works(org_a, client) -> None:
 
     from django.core.management import call_command
 
+    with organization_context(org_a):
+        patient = PatientFactory(mrn="DEV-1")
     out = io.StringIO()
-    call_command("device_token_create", "--organization", org_a.slug, "--name", "BP cuffs", stdout=out)
+    call_command(
+        "device_token_create",
+        "--organization",
+        org_a.slug,
+        "--patient",
+        str(patient.pk),
+        "--name",
+        "BP cuffs",
+        stdout=out,
+    )
     clear = out.getvalue().strip().splitlines()[-1]
     with organization_context(org_a):
         stored = DeviceToken.objects.get()
         assert clear not in repr(vars(stored))  # only the hash is kept
+        assert stored.patient == patient
+    assert post(client, clear, blood_pressure(120, 80)).status_code == 201
 
 
 def test_in_range_reading_and_organization_thresholds(org_a, client, token) -> None:
@@ -133,7 +147,7 @@ def test_tokens_are_stored_hashed_and_checked(org_a, org_b, client, token) -> No
         (reading("4548-4", valueQuantity={"value": 7}), 400, "Observation.code"),
         (
             reading("59408-5", valueQuantity={"value": 90}, subject={"identifier": {"value": "NOPE"}}),
-            404,
+            400,
             "Observation.subject.identifier",
         ),
     ],
@@ -149,3 +163,54 @@ def test_bad_readings_are_refused_with_the_element_named(org_a, client, token, b
     assert response.json()["issue"][0]["expression"] == [field]
     with organization_context(org_a):
         assert not Observation.objects.exists()
+
+
+# -- Tokens bound to one patient: no MRN oracle, a rate limit (issue 9, item 14) -----------------
+
+
+def test_a_token_records_for_its_patient_only_and_answers_the_same_for_any_other_identifier(
+    org_a, client, token
+) -> None:
+    with organization_context(org_a):
+        PatientFactory(mrn="OTHER-2")  # a real patient of the organization, not this device's
+    answers = []
+    for mrn in ("OTHER-2", "NOBODY-9"):
+        body = reading("59408-5", id=f"r-{mrn}", valueQuantity={"value": 97}, subject={"identifier": {"value": mrn}})
+        response = post(client, token, body)
+        answers.append((response.status_code, response.content))
+    # Known and unknown identifiers are indistinguishable: no MRN oracle.
+    assert answers[0] == answers[1] and answers[0][0] == 400
+    with organization_context(org_a):
+        assert not Observation.objects.exists()
+    # Without an identifier the reading is the token's patient's; with its own MRN too.
+    no_subject = reading("59408-5", id="r-own", valueQuantity={"value": 97})
+    del no_subject["subject"]
+    assert post(client, token, no_subject).status_code == 201
+    assert post(client, token, reading("59408-5", id="r-mrn", valueQuantity={"value": 97})).status_code == 201
+    with organization_context(org_a):
+        assert {o.patient.mrn for o in Observation.objects.all()} == {"DEV-1"}
+
+
+def test_an_organization_wide_token_is_refused(org_a, client, token) -> None:
+    with organization_context(org_a):
+        DeviceToken.objects.update(patient=None)  # as issued before tokens were bound to a patient
+    assert post(client, token, blood_pressure(120, 80)).status_code == 401
+
+
+def test_readings_past_the_limit_per_token_get_429_with_retry_after(org_a, client, token, settings) -> None:
+    settings.DEVICE_RATE_LIMIT = 2
+    settings.DEVICE_RATE_WINDOW = 60
+    with organization_context(org_a):
+        patient = PatientFactory(mrn="DEV-2")
+        _, second = device_token_create(name="Scale", patient=patient)
+    for n in range(2):
+        assert post(client, token, reading("59408-5", id=f"s{n}", valueQuantity={"value": 97})).status_code == 201
+    refused = post(client, token, reading("59408-5", id="s3", valueQuantity={"value": 97}))
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert refused.json()["issue"][0]["code"] == "throttled"
+    with organization_context(org_a):
+        assert Observation.objects.count() == 2
+    # The limit is per token: another device is not held back.
+    other = reading("59408-5", id="t1", valueQuantity={"value": 97}, subject={"identifier": {"value": "DEV-2"}})
+    assert post(client, second, other).status_code == 201

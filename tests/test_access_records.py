@@ -1,0 +1,246 @@
+"""The access log names what each PHI page showed as (type, id) pairs (issue 9, items 4 and 15).
+
+One case per @phi_view URL: the logged `records` must name the page's own object under its own
+type (an appointment's page logs `patients.appointment:<id>`, not the appointment's id as a
+patient's), and every pair logged must be a real object of that type that the page was about.
+A refused access (403, or 404 for another organization's id) is logged as denied with the id asked for.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.urls import get_resolver, reverse
+
+from compliance.models import AccessAction, AccessLog
+from healthcrm.tenancy import organization_context
+from patients.care.services import care_plan_start, care_team_add, task_assign
+from patients.models import Patient
+from tests.factories import AppointmentFactory, MembershipFactory, PatientFactory, PractitionerFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world(org_a: Any) -> dict[str, Any]:
+    with organization_context(org_a):
+        patient = PatientFactory()
+        bystander = PatientFactory()  # never shown by a page about `patient`
+        appointment = AppointmentFactory(patient=patient, practitioner=PractitionerFactory())
+        plan = care_plan_start(patient=patient, title="Hypertension")
+        task = task_assign(patient=patient, title="Call back", due_date=date(2030, 1, 2), assignee_role="nurse")
+        colleague = UserFactory(username="colleague@north.example")
+        MembershipFactory(user=colleague, organization=org_a, role="nurse")
+        member = care_team_add(patient=patient, user=colleague, team_role="nurse")
+    # Patient ids and appointment ids are chosen to collide, like the attack's (appointment 28, patient 28).
+    return {
+        "patient": patient,
+        "bystander": bystander,
+        "appointment": appointment,
+        "plan": plan,
+        "task": task,
+        "member": member,
+    }
+
+
+def key(obj: Any) -> str:
+    return f"{obj._meta.label_lower}:{obj.pk}"
+
+
+P, A = "patients.patient", "patients.appointment"
+# url name -> (method, the object in the route, the pairs the page must log)
+CASES: dict[str, tuple[str, str, list[str]]] = {
+    "patients:list": ("get", "", ["patient"]),
+    "patients:create": ("get", "", []),
+    "patients:detail": ("get", "patient", ["patient"]),
+    "patients:edit": ("get", "patient", ["patient"]),
+    "patients:condition_add": ("get", "patient", ["patient"]),
+    "patients:medication_add": ("get", "patient", ["patient"]),
+    "patients:allergy_add": ("get", "patient", ["patient"]),
+    "patients:observation_add": ("get", "patient", ["patient"]),
+    "patients:appointment_create": ("get", "patient", ["patient"]),
+    "patients:appointment_calendar": ("get", "", ["appointment", "patient"]),
+    "patients:appointment_detail": ("get", "appointment", ["appointment", "patient"]),
+    "patients:appointment_reschedule": ("get", "appointment", ["appointment", "patient"]),
+    "patients:appointment_status": ("post", "appointment", ["appointment"]),
+    "patients:care_plan": ("get", "patient", ["patient"]),
+    "patients:appointments": ("get", "patient", ["patient"]),
+    "patients:timeline": ("get", "patient", ["patient"]),
+    "patients:note_add": ("get", "patient", ["patient"]),
+    "patients:care_team_add": ("post", "patient", ["patient"]),
+    "patients:care_team_remove": ("post", "member", ["patient"]),
+    "patients:care_plan_start": ("get", "patient", ["patient"]),
+    "patients:care_plan_update": ("get", "plan", ["plan", "patient"]),
+    "patients:task_add": ("get", "patient", ["patient"]),
+    "patients:task_status": ("post", "task", ["task", "patient"]),
+    "patients:my_tasks": ("get", "", []),
+    "patients:team_queue": ("get", "", ["patient"]),
+    "patients:follow_up": ("get", "", []),
+    "integrations:fhir_patient_export": ("get", "patient", ["patient"]),
+    "engagement:outbox": ("get", "", []),
+    "engagement:conversations": ("get", "", []),
+    "engagement:conversation": ("get", "patient", ["patient"]),
+    "engagement:patient_communications": ("get", "patient", ["patient"]),
+}
+
+
+# Pages of the administrator's (outreach, exports); the rest are seen as a provider (clinical).
+ADMIN_ONLY = {"engagement:outbox": "admin"}
+
+
+def _phi_view_names() -> set[str]:
+    names = set()
+
+    def walk(resolver: Any, namespace: str) -> None:
+        for entry in resolver.url_patterns:
+            if hasattr(entry, "url_patterns"):
+                if not str(entry.pattern).startswith("admin/"):
+                    walk(entry, entry.namespace or namespace)
+                continue
+            view = entry.callback
+            while view is not None:
+                if getattr(view, "phi_access_action", None):
+                    names.add(f"{namespace}:{entry.name}")
+                    break
+                view = getattr(view, "__wrapped__", None)
+
+    walk(get_resolver(), "")
+    return names
+
+
+def test_every_phi_view_has_a_case() -> None:
+    assert _phi_view_names() == set(CASES)
+
+
+def _admin(org_a: Any, client: Any, role: str = "admin") -> Any:
+    user = UserFactory(username=f"{role}@north.example")
+    MembershipFactory(user=user, organization=org_a, role=role)
+    client.force_login(user)
+    return user
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_each_phi_view_logs_what_it_showed_as_type_and_id(name, org_a, client, world) -> None:
+    method, route_object, expected = CASES[name]
+    _admin(org_a, client, ADMIN_ONLY.get(name, "provider"))
+    args = [world[route_object].pk] if route_object else []
+    url = reverse(name, args=args)
+    with organization_context(org_a):
+        before = set(AccessLog.objects.values_list("pk", flat=True))
+    data = {"status": "confirmed"} if name == "patients:appointment_status" else {}
+    if name == "patients:task_status":
+        data = {"status": "done"}
+    response = getattr(client, method)(url, data)
+    assert response.status_code < 400, (name, response.status_code)
+    with organization_context(org_a):
+        written = list(AccessLog.objects.exclude(pk__in=before))
+    if not expected and not written:
+        return  # a form page that showed no record (a view action logs only what it showed)
+    [entry] = written
+    assert entry.action != AccessAction.DENIED
+    for wanted in expected:
+        assert key(world[wanted]) in entry.records, (name, entry.records)
+    if route_object:
+        # The route's object is logged under its own type, first (object_type/object_ids summarize it).
+        assert entry.records[0] == key(world[route_object]) or route_object == "member"
+        if route_object != "member":
+            assert entry.object_type == world[route_object]._meta.label_lower
+            assert entry.object_ids == [str(world[route_object].pk)]
+    assert key(world["bystander"]) not in entry.records or not route_object
+    with organization_context(org_a):
+        for record in entry.records:
+            label, _, pk = record.rpartition(":")
+            model = apps.get_model(label)
+            assert model.objects.filter(pk=int(pk)).exists(), (name, record)
+            if model is Patient:
+                continue
+            # Every non-patient record named belongs to the page's patient (never another's id).
+            owner = getattr(model.objects.get(pk=int(pk)), "patient_id", None)
+            assert owner in (None, world["patient"].pk, world["bystander"].pk), (name, record)
+
+
+def test_the_appointment_page_of_the_attack_logs_the_appointment_and_its_patient(org_a, client, world) -> None:
+    _admin(org_a, client)
+    appointment = world["appointment"]
+    assert client.get(reverse("patients:appointment_detail", args=[appointment.pk])).status_code == 200
+    with organization_context(org_a):
+        entry = AccessLog.objects.get(view_name="patients:appointment_detail")
+    assert entry.records == [f"{A}:{appointment.pk}", f"{P}:{appointment.patient_id}"]
+    assert (entry.object_type, entry.object_ids) == (A, [str(appointment.pk)])
+
+
+def test_the_access_log_filters_by_record_id_typed_or_not(org_a, client, world) -> None:
+    _admin(org_a, client)
+    appointment = world["appointment"]
+    client.get(reverse("patients:appointment_detail", args=[appointment.pk]))
+    client.get(reverse("patients:detail", args=[world["bystander"].pk]))
+    _admin(org_a, client, "compliance")
+    page = client.get(reverse("compliance:access_log"), {"object": f"{A}:{appointment.pk}"})
+    assert page.status_code == 200
+    assert [e.view_name for e in page.context["page"].object_list] == ["patients:appointment_detail"]
+    page = client.get(reverse("compliance:access_log"), {"object": str(world["bystander"].pk)})
+    assert "patients:detail" in [e.view_name for e in page.context["page"].object_list]
+    page = client.get(reverse("compliance:access_log"), {"object": f"{P}:{world['bystander'].pk}"})
+    assert [e.view_name for e in page.context["page"].object_list] == ["patients:detail"]
+
+
+# -- Refusals are logged as denied, with the id asked for (item 15) ----------------------------
+
+
+def test_another_organizations_id_on_a_phi_route_is_logged_as_denied(org_a, org_b, client, world) -> None:
+    stranger = UserFactory(username="admin@lake.example")
+    MembershipFactory(user=stranger, organization=org_b, role="admin")
+    client.force_login(stranger)
+    appointment = world["appointment"]
+    assert client.get(reverse("patients:appointment_detail", args=[appointment.pk])).status_code == 404
+    with organization_context(org_b):
+        [entry] = AccessLog.objects.all()
+    assert (entry.action, entry.actor, entry.records) == (AccessAction.DENIED, stranger, [f"{A}:{appointment.pk}"])
+    assert entry.view_name == "patients:appointment_detail"
+    with organization_context(org_a):
+        assert not AccessLog.objects.exists()
+
+
+def test_a_403_on_a_list_page_is_logged_as_denied(org_a, client, reader) -> None:
+    client.force_login(reader)  # an analyst: no view_patient, no view_appointment
+    for name in ("patients:list", "patients:appointment_calendar", "patients:team_queue"):
+        assert client.get(reverse(name)).status_code == 403, name
+    with organization_context(org_a):
+        entries = list(AccessLog.objects.order_by("id"))
+    assert [(e.action, e.view_name) for e in entries] == [
+        (AccessAction.DENIED, "patients:list"),
+        (AccessAction.DENIED, "patients:appointment_calendar"),
+        (AccessAction.DENIED, "patients:team_queue"),
+    ]
+
+
+def test_a_403_after_a_guard_logs_one_denied_row_naming_the_record(org_a, client, reader, world) -> None:
+    client.force_login(reader)
+    patient = world["patient"]
+    assert client.get(reverse("patients:timeline", args=[patient.pk])).status_code == 403
+    with organization_context(org_a):
+        [entry] = AccessLog.objects.all()
+    assert (entry.action, entry.records) == (AccessAction.DENIED, [f"{P}:{patient.pk}"])
+
+
+def test_a_hostile_id_asked_for_is_logged_without_its_text(org_a, client, world) -> None:
+    _admin(org_a, client, "provider")
+    patient = world["patient"]
+    response = client.get(reverse("patients:task_add", args=[patient.pk]), {"care_plan": "x\x00" * 50})
+    assert response.status_code == 404
+    with organization_context(org_a):
+        [entry] = AccessLog.objects.filter(action=AccessAction.DENIED)
+    assert entry.records == ["patients.careplan:?"]
+
+
+def test_the_access_log_ignores_filters_that_do_not_parse(org_a, client, world) -> None:
+    _admin(org_a, client, "provider")
+    client.get(reverse("patients:detail", args=[world["patient"].pk]))
+    _admin(org_a, client, "compliance")
+    for hostile in ({"actor": "\x00"}, {"object": "abc"}, {"object": "9" * 30}, {"action": "nope"}):
+        page = client.get(reverse("compliance:access_log"), hostile)
+        assert page.status_code == 200, hostile
+        assert "patients:detail" in [e.view_name for e in page.context["page"].object_list], hostile
