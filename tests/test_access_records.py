@@ -204,8 +204,8 @@ def test_another_organizations_id_on_a_phi_route_is_logged_as_denied(org_a, org_
         assert not AccessLog.objects.exists()
 
 
-def test_a_403_on_a_list_page_is_logged_as_denied(org_a, client, reader) -> None:
-    client.force_login(reader)  # an analyst: no view_patient, no view_appointment
+def test_a_403_on_a_list_page_is_logged_as_denied(org_a, client, analyst_user) -> None:
+    client.force_login(analyst_user)  # an analyst: no view_patient, no view_appointment
     for name in ("patients:list", "patients:appointment_calendar", "patients:team_queue"):
         assert client.get(reverse(name)).status_code == 403, name
     with organization_context(org_a):
@@ -217,8 +217,8 @@ def test_a_403_on_a_list_page_is_logged_as_denied(org_a, client, reader) -> None
     ]
 
 
-def test_a_403_after_a_guard_logs_one_denied_row_naming_the_record(org_a, client, reader, world) -> None:
-    client.force_login(reader)
+def test_a_403_after_a_guard_logs_one_denied_row_naming_the_record(org_a, client, analyst_user, world) -> None:
+    client.force_login(analyst_user)
     patient = world["patient"]
     assert client.get(reverse("patients:timeline", args=[patient.pk])).status_code == 403
     with organization_context(org_a):
