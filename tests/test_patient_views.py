@@ -63,7 +63,7 @@ def test_detail_other_organization_gets_404(client_for, other_org_user, patient_
     [entry] = _log(org_b)
     assert (entry.action, entry.actor, entry.records) == (
         AccessAction.DENIED,
-        other,
+        other_org_user,
         [f"patients.patient:{patient_a.pk}"],
     )
 
