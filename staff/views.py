@@ -23,8 +23,9 @@ from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from compliance.access import phi_free
+from compliance.decorators import PHI_FREE, staff_view
 from healthcrm.celery import app as celery_app
-from healthcrm.decorators import organization_required
+from healthcrm.http import TenantRequest
 from healthcrm.tenancy import SESSION_KEY
 from patients.models import Patient
 from staff.forms import TOTPForm
@@ -48,10 +49,8 @@ def _safe_next(request: HttpRequest, fallback: str) -> str:
     return fallback
 
 
-@phi_free
-@login_required
-@organization_required
-def dashboard(request: HttpRequest) -> HttpResponse:
+@staff_view(access=PHI_FREE)
+def dashboard(request: TenantRequest) -> HttpResponse:
     can_see_patients = request.user.has_perm("patients.view_patient")
     context = {
         "patient_count": Patient.objects.filter(is_active=True).count() if can_see_patients else None,
@@ -60,15 +59,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "staff/dashboard.html", context)
 
 
-@phi_free
-@login_required
+@staff_view(access=PHI_FREE, organization=False)
 @require_POST
-def organization_switch(request: HttpRequest) -> HttpResponse:
+def organization_switch(request: TenantRequest) -> HttpResponse:
     try:
         wanted = int(request.POST.get("organization", ""))
     except ValueError:
         wanted = None
-    allowed = {m.organization_id for m in request.memberships}  # type: ignore[attr-defined]
+    allowed = {m.organization_id for m in request.memberships}
     if wanted in allowed or (wanted and request.user.is_superuser):
         request.session[SESSION_KEY] = wanted
         # Permissions are per organization: the cached set belongs to the old one.

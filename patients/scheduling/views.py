@@ -6,17 +6,17 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from compliance.access import access_recorder, phi_view
+from compliance.access import access_recorder
+from compliance.decorators import staff_view
 from compliance.guards import require_perm
 from compliance.models import AccessAction
-from healthcrm.decorators import organization_required
+from healthcrm.http import TenantRequest
 from healthcrm.models import Location
 from patients.models import AppointmentStatus, Practitioner
 from patients.scheduling.forms import AppointmentForm, CalendarFilterForm, RescheduleForm
@@ -34,12 +34,9 @@ def _form_error(form, exc: ValidationError) -> None:  # type: ignore[no-untyped-
             form.add_error(target, message)
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.LIST)
-def appointment_calendar_view(request: HttpRequest) -> HttpResponse:
-    require_perm(request, "patients.view_appointment")
-    zone = request.organization.zone  # type: ignore[attr-defined]
+@staff_view(access=AccessAction.LIST, perm="patients.view_appointment")
+def appointment_calendar_view(request: TenantRequest) -> HttpResponse:
+    zone = request.organization.zone
     filters = CalendarFilterForm(request.GET)
     day = filters.value("date") or timezone.now().astimezone(zone).date()
     span = "day" if filters.value("view") == "day" else "week"
@@ -70,10 +67,8 @@ def appointment_calendar_view(request: HttpRequest) -> HttpResponse:
     return render(request, "patients/scheduling/appointment_calendar.html", context)
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def appointment_create_view(request: HttpRequest, patient_pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def appointment_create_view(request: TenantRequest, patient_pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, patient_pk)
     require_perm(request, "patients.add_appointment")
     form = AppointmentForm(request.POST or None, initial={"date": request.GET.get("date")})
@@ -102,10 +97,8 @@ def appointment_create_view(request: HttpRequest, patient_pk: int) -> HttpRespon
     )
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def appointment_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def appointment_detail_view(request: TenantRequest, pk: int) -> HttpResponse:
     appointment = get_appointment_for_user(request, pk)
     access_recorder(request).saw([appointment.patient])
     choices = [(s, AppointmentStatus(s).label) for s in AppointmentStatus.values if appointment.can_become(s)]
@@ -114,12 +107,10 @@ def appointment_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def appointment_reschedule_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def appointment_reschedule_view(request: TenantRequest, pk: int) -> HttpResponse:
     appointment = get_appointment_for_user(request, pk, "patients.change_appointment")
-    zone = request.organization.zone  # type: ignore[attr-defined]
+    zone = request.organization.zone
     local = appointment.starts_at.astimezone(zone)
     minutes = int((appointment.ends_at - appointment.starts_at).total_seconds() // 60)
     initial = {
@@ -153,11 +144,9 @@ def appointment_reschedule_view(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@login_required
-@organization_required
+@staff_view(access=AccessAction.VIEW)
 @require_POST
-@phi_view(AccessAction.VIEW)
-def appointment_status_view(request: HttpRequest, pk: int) -> HttpResponse:
+def appointment_status_view(request: TenantRequest, pk: int) -> HttpResponse:
     appointment = get_appointment_for_user(request, pk, "patients.change_appointment")
     status = request.POST.get("status", "")
     if status not in AppointmentStatus.values:
