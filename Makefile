@@ -2,7 +2,7 @@
 #
 #   make run             venv, local PostgreSQL + Redis, migrate, seed, web + worker + beat
 #   make test            venv, local PostgreSQL + Redis, pytest (PYTEST_ARGS="-k foo -x")
-#   make lint            ruff check + ruff format --check + lint-imports (the import layers)
+#   make lint            ruff check + ruff format --check + lint-imports (the import layers) + mypy
 #   make migrate | seed | shell
 #   make services-start | services-status | services-stop
 #   make clean           stop the services, remove .venv and .data
@@ -66,6 +66,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check . || status=$$?
 	$(VENV)/bin/ruff format --check . || status=$$?
 	$(VENV)/bin/lint-imports || status=$$?
+	$(VENV)/bin/mypy || status=$$?
 	exit $$status
 
 migrate: $(STAMP)

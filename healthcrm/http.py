@@ -30,7 +30,7 @@ class AccessRecording(Protocol):
 class TenantRequest(HttpRequest):
     """A signed-in user's request inside one organization (what `staff_view` guarantees)."""
 
-    user: User  # type: ignore[assignment]  # signed in: never AnonymousUser behind login_required
+    user: User  # signed in: never AnonymousUser behind login_required
     organization: Organization
     membership: Membership | None  # None for a platform administrator entering an organization
     memberships: list[Membership]

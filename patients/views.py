@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.forms import Form
+from django.forms import BaseForm
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 
@@ -115,14 +115,14 @@ def patient_edit_view(request: TenantRequest, pk: int) -> HttpResponse:
     return _form_page(request, patient, form, title="Edit patient record", submit="Save changes")
 
 
-def _form_page(request: TenantRequest, patient: Patient, form: Form, *, title: str, submit: str) -> HttpResponse:
+def _form_page(request: TenantRequest, patient: Patient, form: BaseForm, *, title: str, submit: str) -> HttpResponse:
     status = 400 if request.method == "POST" else 200
     context = {"patient": patient, "form": form, "title": title, "submit": submit}
     return render(request, "patients/record_form.html", context, status=status)
 
 
 def _add_to_record(
-    request: TenantRequest, pk: int, form_class: type[Form], service: Callable[..., Any], *, title: str, done: str
+    request: TenantRequest, pk: int, form_class: type[BaseForm], service: Callable[..., Any], *, title: str, done: str
 ) -> HttpResponse:
     """The add-to-the-record pages share one shape: guarded fetch, form, service, back to the patient.
 

@@ -52,7 +52,9 @@ PAGE_SIZE = 25
 
 
 def _errors(form: Any, exc: ValidationError) -> None:
-    errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
+    errors: dict[str | None, list[str]] = {None: exc.messages}
+    if hasattr(exc, "error_dict"):
+        errors = {name: list(messages_) for name, messages_ in exc.message_dict.items()}
     for name, messages_ in errors.items():
         for message in messages_:
             form.add_error(name if name in form.fields else None, message)

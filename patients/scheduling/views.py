@@ -4,6 +4,7 @@ status changes."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -25,9 +26,11 @@ from patients.scheduling.services import appointment_book, appointment_reschedul
 from patients.selectors import get_patient_for_user
 
 
-def _form_error(form, exc: ValidationError) -> None:  # type: ignore[no-untyped-def]
+def _form_error(form: Any, exc: ValidationError) -> None:
     """Put a service's errors on the form: times on the start time, the rest on the form."""
-    errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
+    errors: dict[str | None, list[str]] = {None: exc.messages}
+    if hasattr(exc, "error_dict"):
+        errors = {name: list(messages_) for name, messages_ in exc.message_dict.items()}
     for field, messages_ in errors.items():
         target = "start_time" if field in ("starts_at", "ends_at") else field if field in form.fields else None
         for message in messages_:
