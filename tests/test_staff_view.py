@@ -83,3 +83,26 @@ def test_a_permitted_list_is_access_logged(writer, org_a) -> None:
     with organization_context(org_a):
         assert view(_request(writer, organization=org_a)).status_code == 200
         assert AccessLog.objects.filter(actor=writer, action=AccessAction.EXPORT).count() == 1
+
+
+# Views that are not staff pages: signed patient links, webhooks, machine endpoints, health check,
+# and the second-factor pages (signed in, but before an organization is chosen; own decorators).
+NOT_STAFF_PAGES = {
+    "engagement.views.patient_link_view",
+    "staff.views.mfa_verify",
+    "staff.views.mfa_setup",
+    "staff.views.healthz",
+}
+STAFF_MODULES = ("patients.", "engagement.views", "compliance.views", "integrations.fhir.views", "staff.views")
+
+
+def test_every_staff_page_is_a_staff_view() -> None:
+    from tests.test_audit import _all_views
+
+    missing = []
+    for route, view in _all_views():
+        name = f"{view.__module__}.{getattr(view, '__name__', '')}"
+        if view.__module__.startswith(STAFF_MODULES) and name not in NOT_STAFF_PAGES:
+            if not getattr(view, "staff_view", False):
+                missing.append(route)
+    assert missing == [], f"staff pages not written with @staff_view: {missing}"
