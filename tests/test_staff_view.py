@@ -99,10 +99,11 @@ STAFF_MODULES = ("patients.", "engagement.views", "compliance.views", "integrati
 def test_every_staff_page_is_a_staff_view() -> None:
     from tests.test_audit import _all_views
 
-    missing = []
-    for route, view in _all_views():
-        name = f"{view.__module__}.{getattr(view, '__name__', '')}"
-        if view.__module__.startswith(STAFF_MODULES) and name not in NOT_STAFF_PAGES:
-            if not getattr(view, "staff_view", False):
-                missing.append(route)
+    missing = [
+        route
+        for route, view in _all_views()
+        if view.__module__.startswith(STAFF_MODULES)
+        and f"{view.__module__}.{getattr(view, '__name__', '')}" not in NOT_STAFF_PAGES
+        and not getattr(view, "staff_view", False)
+    ]
     assert missing == [], f"staff pages not written with @staff_view: {missing}"
