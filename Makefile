@@ -3,7 +3,7 @@
 #   make run             venv, local PostgreSQL + Redis, migrate, seed, web + worker + beat
 #   make test            venv, local PostgreSQL + Redis, pytest (PYTEST_ARGS="-k foo -x")
 #   make test-fast       no browser or worker tests, one wall clock instead of three (about a minute)
-#   make lint            ruff check + ruff format --check + lint-imports (the import layers)
+#   make lint            ruff check + ruff format --check + lint-imports (the import layers) + mypy
 #   make security        bandit over the project's code (CI runs it too)
 #   make migrate | seed | shell
 #   make services-start | services-status | services-stop
@@ -73,6 +73,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check . || status=$$?
 	$(VENV)/bin/ruff format --check . || status=$$?
 	$(VENV)/bin/lint-imports || status=$$?
+	$(VENV)/bin/mypy || status=$$?
 	exit $$status
 
 migrate: $(STAMP)

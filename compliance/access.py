@@ -73,7 +73,9 @@ class AccessRecorder:
             self.add(obj._meta.label_lower, obj.pk)
             field = _patient_field(type(obj))
             if field is not None and getattr(obj, field.attname) is not None:
-                self.add(field.related_model._meta.label_lower, getattr(obj, field.attname))
+                related = field.related_model
+                assert not isinstance(related, str)  # a resolved model class, never "self" here
+                self.add(related._meta.label_lower, getattr(obj, field.attname))
 
     def add(self, label: str, pk: object) -> None:
         key = f"{label[:100]}:{_asked_id(pk)}"

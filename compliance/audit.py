@@ -14,6 +14,6 @@ def register_phi(model: type[models.Model], **kwargs: object) -> type[models.Mod
         model,
         mask_fields=protected_field_names(model),
         mask_callable="healthcrm.crypto.redact",
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
     return model

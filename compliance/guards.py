@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db import models
 from django.http import Http404, HttpRequest
 
@@ -24,7 +24,7 @@ def get_object_for_user(request: HttpRequest, queryset: models.QuerySet[M], pk: 
     """
     try:
         obj = queryset.get(pk=pk)
-    except (queryset.model.DoesNotExist, ValueError, TypeError):
+    except (ObjectDoesNotExist, ValueError, TypeError):
         if is_phi_model(queryset.model):
             # Another organization's id looks like one that never existed: both are logged as denied.
             record_denied_ids(request, [(queryset.model._meta.label_lower, pk)])

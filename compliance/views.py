@@ -1,25 +1,22 @@
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import HttpResponse
 
-from compliance.access import phi_free
+from compliance.decorators import PHI_FREE, staff_view
 from compliance.forms import AccessLogFilterForm
-from compliance.guards import require_perm
 from compliance.models import AccessAction
 from compliance.selectors import access_log_list
-from healthcrm.decorators import organization_required
+from healthcrm.http import TenantRequest, render_partial_or_page
 
 
-@phi_free  # shows who looked at which record id, never the record
-@login_required
-@organization_required
-def access_log_view(request: HttpRequest) -> HttpResponse:
-    require_perm(request, "compliance.view_accesslog")
+# Shows who looked at which record id, never the record.
+@staff_view(access=PHI_FREE, perm="compliance.view_accesslog")
+def access_log_view(request: TenantRequest) -> HttpResponse:
     filters = AccessLogFilterForm(request.GET).values()
     entries = access_log_list(action=filters["action"], actor_label=filters["actor"], object_id=filters["object"])
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
-    template = "compliance/partials/access_log_table.html" if request.htmx else "compliance/access_log.html"
-    return render(request, template, {"page": page, "actions": AccessAction.choices, "filters": filters})
+    context = {"page": page, "actions": AccessAction.choices, "filters": filters}
+    return render_partial_or_page(
+        request, "compliance/access_log.html", "compliance/partials/access_log_table.html", context
+    )

@@ -316,5 +316,5 @@ class LinkUse(TenantModel):
 # Encrypted fields fully redacted in the change log; the rest audited as is.
 for _model in (ChannelSettings, OutboundMessage, ConversationMessage):
     register_phi(_model)
-for _model in (Consent, MessageTemplate, Rule):
-    auditlog.register(_model)
+for _audited in (Consent, MessageTemplate, Rule):
+    auditlog.register(_audited)

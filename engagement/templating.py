@@ -7,6 +7,7 @@ variables and nothing else (no attribute lookups, no filters, no tags).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 VARIABLE = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
@@ -83,7 +84,7 @@ def lint(*, body: str, channel: str, subject: str = "") -> list[str]:
     return problems
 
 
-def render(text: str, context: dict[str, str]) -> str:
+def render(text: str, context: Mapping[str, object]) -> str:
     """Substitute variables; a missing value becomes empty (the lint refused unknown names)."""
     return VARIABLE.sub(lambda m: str(context.get(m.group(1).lower(), "") or ""), text or "")
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -11,13 +10,14 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from compliance.access import access_recorder, phi_free, phi_view
+from compliance.access import access_recorder, phi_free
+from compliance.decorators import PHI_FREE, staff_view
 from compliance.guards import get_object_for_user, require_perm
 from compliance.models import AccessAction
 from engagement import links, selectors, services, templating
 from engagement.forms import ChannelSettingsForm, OutboxFilter, ReplyForm, RuleForm, TemplateForm
 from engagement.models import MessageTemplate, OutboxStatus, Rule
-from healthcrm.decorators import organization_required
+from healthcrm.http import TenantRequest, render_partial_or_page
 from healthcrm.models import Organization
 from healthcrm.tenancy import organization_context
 from patients.selectors import get_patient_for_user
@@ -27,37 +27,27 @@ PAGE_SIZE = 50
 # -- Outbox -----------------------------------------------------------------------------------------
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.LIST)
-def outbox_view(request: HttpRequest) -> HttpResponse:
-    require_perm(request, "engagement.view_outboundmessage")
+@staff_view(access=AccessAction.LIST, perm="engagement.view_outboundmessage")
+def outbox_view(request: TenantRequest) -> HttpResponse:
     filters = OutboxFilter(request.GET or None, queryset=selectors.outbox_list(), request=request)
     page = Paginator(filters.qs, PAGE_SIZE).get_page(request.GET.get("page"))
     access_recorder(request).saw(page.object_list)  # rows name patients
     context = {"filters": filters, "page": page}
-    template = "engagement/partials/outbox_table.html" if request.htmx else "engagement/outbox.html"
-    return render(request, template, context)
+    return render_partial_or_page(request, "engagement/outbox.html", "engagement/partials/outbox_table.html", context)
 
 
 # -- Conversations ------------------------------------------------------------------------------
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.LIST)
-def conversation_list_view(request: HttpRequest) -> HttpResponse:
-    require_perm(request, "engagement.view_conversationmessage")
+@staff_view(access=AccessAction.LIST, perm="engagement.view_conversationmessage")
+def conversation_list_view(request: TenantRequest) -> HttpResponse:
     threads = selectors.conversation_threads()
     access_recorder(request).saw([t.patient for t in threads if t.patient is not None])
     return render(request, "engagement/conversations.html", {"threads": threads})
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def conversation_view(request: HttpRequest, patient_pk: int) -> HttpResponse:
-    require_perm(request, "engagement.view_conversationmessage")
+@staff_view(access=AccessAction.VIEW, perm="engagement.view_conversationmessage")
+def conversation_view(request: TenantRequest, patient_pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, patient_pk)
     form = ReplyForm(request.POST or None)
     if request.method == "POST":
@@ -78,18 +68,13 @@ def conversation_view(request: HttpRequest, patient_pk: int) -> HttpResponse:
 # -- Rules ----------------------------------------------------------------------------------------
 
 
-@login_required
-@organization_required
-@phi_free
-def rule_list_view(request: HttpRequest) -> HttpResponse:
-    require_perm(request, "engagement.view_rule")
+@staff_view(access=PHI_FREE, perm="engagement.view_rule")
+def rule_list_view(request: TenantRequest) -> HttpResponse:
     return render(request, "engagement/rules.html", {"rules": Rule.objects.all()})
 
 
-@login_required
-@organization_required
-@phi_free
-def rule_edit_view(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+@staff_view(access=PHI_FREE)
+def rule_edit_view(request: TenantRequest, pk: int | None = None) -> HttpResponse:
     rule = get_object_for_user(request, Rule.objects.all(), pk, "engagement.change_rule") if pk else None
     if rule is None:
         require_perm(request, "engagement.add_rule")
@@ -130,11 +115,8 @@ def rule_edit_view(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 # -- Templates ------------------------------------------------------------------------------------
 
 
-@login_required
-@organization_required
-@phi_free
-def template_list_view(request: HttpRequest) -> HttpResponse:
-    require_perm(request, "engagement.view_messagetemplate")
+@staff_view(access=PHI_FREE, perm="engagement.view_messagetemplate")
+def template_list_view(request: TenantRequest) -> HttpResponse:
     return render(request, "engagement/templates.html", {"templates": MessageTemplate.objects.all()})
 
 
@@ -153,8 +135,8 @@ SAMPLE = {
 }
 
 
-def _preview(request: HttpRequest, body: str, subject: str, channel: str) -> dict[str, object]:
-    sample = {**SAMPLE, "clinic_name": request.organization.name}  # type: ignore[attr-defined]
+def _preview(request: TenantRequest, body: str, subject: str, channel: str) -> dict[str, object]:
+    sample = {**SAMPLE, "clinic_name": request.organization.name}
     text = templating.render(body, sample)
     return {
         "preview_body": text,
@@ -164,10 +146,8 @@ def _preview(request: HttpRequest, body: str, subject: str, channel: str) -> dic
     }
 
 
-@login_required
-@organization_required
-@phi_free
-def template_edit_view(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+@staff_view(access=PHI_FREE)
+def template_edit_view(request: TenantRequest, pk: int | None = None) -> HttpResponse:
     template = (
         get_object_for_user(request, MessageTemplate.objects.all(), pk, "engagement.change_messagetemplate")
         if pk
@@ -195,11 +175,9 @@ def template_edit_view(request: HttpRequest, pk: int | None = None) -> HttpRespo
     return render(request, "engagement/template_form.html", context, status=400 if form.errors else 200)
 
 
-@login_required
-@organization_required
+@staff_view(access=PHI_FREE)
 @require_POST
-@phi_free
-def template_preview_view(request: HttpRequest) -> HttpResponse:
+def template_preview_view(request: TenantRequest) -> HttpResponse:
     """htmx: the live preview, segment counter and lint of the template being edited."""
     if not (
         request.user.has_perm("engagement.add_messagetemplate")
@@ -212,11 +190,9 @@ def template_preview_view(request: HttpRequest) -> HttpResponse:
     return render(request, "engagement/partials/template_preview.html", context)
 
 
-@login_required
-@organization_required
+@staff_view(access=PHI_FREE)
 @require_POST
-@phi_free
-def rule_preview_view(request: HttpRequest) -> HttpResponse:
+def rule_preview_view(request: TenantRequest) -> HttpResponse:
     """htmx: what the rule's template says, rendered with sample values (English SMS, else email)."""
     if not (request.user.has_perm("engagement.add_rule") or request.user.has_perm("engagement.change_rule")):
         raise PermissionDenied
@@ -235,11 +211,8 @@ def rule_preview_view(request: HttpRequest) -> HttpResponse:
 # -- Channel settings ---------------------------------------------------------------------------
 
 
-@login_required
-@organization_required
-@phi_free
-def channel_settings_view(request: HttpRequest) -> HttpResponse:
-    require_perm(request, "engagement.change_channelsettings")
+@staff_view(access=PHI_FREE, perm="engagement.change_channelsettings")
+def channel_settings_view(request: TenantRequest) -> HttpResponse:
     current = selectors.channel_settings_get()
     form = ChannelSettingsForm(request.POST or None, instance=current)
     if request.method == "POST" and form.is_valid():
@@ -258,10 +231,8 @@ def channel_settings_view(request: HttpRequest) -> HttpResponse:
 # -- Patient communication history (the lead includes it on the patient page) --------------------
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def patient_communications_view(request: HttpRequest, patient_pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def patient_communications_view(request: TenantRequest, patient_pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, patient_pk)
     require_perm(request, "engagement.view_outboundmessage")
     context = {"patient": patient, "history": selectors.communication_history(patient=patient)}

@@ -15,17 +15,17 @@ class OrganizationAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
 
-    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+    def get_queryset(self, request):
         queryset = super().get_queryset(request)
         if request.user.is_superuser:
             return queryset
         current = get_current_organization()
         return queryset.filter(pk=current.pk if current else None)
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request):
         return request.user.is_superuser
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser
 
 
@@ -43,11 +43,11 @@ class MembershipAdmin(admin.ModelAdmin):
     raw_id_fields = ["user"]  # no user directory across organizations
     exclude = ["organization"]
 
-    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+    def get_queryset(self, request):
         current = get_current_organization()
         return super().get_queryset(request).filter(organization_id=current.pk if current else None)
 
-    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+    def save_model(self, request, obj, form, change):
         if not change:
             obj.organization = get_current_organization()
         super().save_model(request, obj, form, change)

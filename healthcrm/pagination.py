@@ -10,7 +10,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 
 
-def paginate_by_pk(queryset: QuerySet, page_number: object, per_page: int) -> Page:
+def paginate_by_pk(queryset: QuerySet, page_number: int | str | None, per_page: int) -> Page:
     """Like Paginator(queryset, per_page).get_page(page_number), with two cheap queries and one fetch."""
     page = Paginator(queryset.values_list("pk", flat=True), per_page).get_page(page_number)
     ids = list(page.object_list)

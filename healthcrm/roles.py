@@ -154,7 +154,7 @@ def sync_role_groups(sender: Any = None, using: str = "default", **kwargs: Any) 
 
     for role, perms in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.using(using).get_or_create(name=group_name(role))
-        wanted = []
+        wanted: list[Permission] = []
         for perm in perms:
             app_label, codename = perm.split(".", 1)
             wanted.extend(Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename))

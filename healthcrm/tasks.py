@@ -83,7 +83,7 @@ class TenantTask(Task):
             def check_arguments(*args: Any, actor_id: int | None = None, **kwargs: Any) -> Any:
                 return body_arguments(*args, **kwargs)
 
-            cls.__header__ = staticmethod(check_arguments)
+            cls.__header__ = staticmethod(check_arguments)  # type: ignore[attr-defined]
 
     def __call__(self, organization_id: int, *args: Any, actor_id: int | None = None, **kwargs: Any) -> Any:
         from healthcrm.models import Organization

@@ -35,7 +35,7 @@ class PatientAdmin(PHIAdminMixin, admin.ModelAdmin):
     search_help_text = "Exact MRN, phone, email, date of birth, or the first 3+ letters of a first or last name."
     list_per_page = 50
 
-    def get_search_results(self, request, queryset, search_term):  # type: ignore[no-untyped-def]
+    def get_search_results(self, request, queryset, search_term):
         if not search_term:
             return queryset, False
         return queryset & patient_list(query=search_term), False
@@ -47,7 +47,7 @@ class _PatientPartAdmin(PHIAdminMixin, admin.ModelAdmin):
     raw_id_fields = ["patient"]
     list_per_page = 50
 
-    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+    def get_queryset(self, request):
         return super().get_queryset(request).select_related("patient")
 
 

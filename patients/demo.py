@@ -129,7 +129,7 @@ def _patients(spec: DemoOrganization, count: int, rng: random.Random, fake: Any)
 
 def _with_history(patients: list[Patient], rng: random.Random) -> None:
     """Give each new patient a plausible (synthetic) clinical summary, in a few bulk inserts."""
-    rows: dict[type, list[Any]] = {Condition: [], Medication: [], Allergy: [], Observation: [], Immunization: []}
+    rows: dict[type[Any], list[Any]] = {Condition: [], Medication: [], Allergy: [], Observation: [], Immunization: []}
     today = date.today()
     now = datetime.now(UTC)
     for patient in patients:

@@ -135,7 +135,7 @@ class ObservationForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data: dict[str, Any] = super().clean() or self.cleaned_data
         code = data.get("code")
         if code == BLOOD_PRESSURE:
             for name in ("systolic", "diastolic"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from auditlog.diff import model_instance_diff
 from auditlog.models import LogEntry
@@ -43,6 +43,8 @@ from patients.scheduling.services import (  # noqa: F401
     appointment_reschedule,
     appointment_set_status,
 )
+
+M = TypeVar("M", bound=models.Model)
 
 _PHONE_FIELDS = ("phone_mobile", "emergency_contact_phone")
 
@@ -352,7 +354,7 @@ def clinical_rows_create(*, rows: Sequence[models.Model], actor: Any = None) -> 
         by_model[model].append(row)
     actor = actor if getattr(actor, "is_authenticated", False) else None
     for model, objs in by_model.items():
-        model.objects.bulk_create(objs, batch_size=1000)
+        cast(Any, model).objects.bulk_create(objs, batch_size=1000)
         _audit_created(model, objs, actor)
     return list(rows)
 
@@ -370,7 +372,7 @@ def _audit_created(model: type[models.Model], objs: list[models.Model], actor: A
             action=LogEntry.Action.CREATE,
             changes=model_instance_diff(None, obj) or {},
             actor=actor,
-            additional_data=obj.get_additional_data(),
+            additional_data=cast(Any, obj).get_additional_data(),
         )
         for obj in objs
     ]
@@ -378,7 +380,7 @@ def _audit_created(model: type[models.Model], objs: list[models.Model], actor: A
 
 
 @transaction.atomic
-def clinical_row_create(*, row: models.Model) -> models.Model:
+def clinical_row_create(*, row: M) -> M:
     """Insert one row of a patient's record built from another system's data (a device reading).
 
     Validated with `full_clean()` (constraints included); raises ValidationError, nothing saved.

@@ -5,16 +5,15 @@ from datetime import date, timedelta
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.forms import Form
-from django.http import HttpRequest, HttpResponse
+from django.forms import BaseForm
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 
-from compliance.access import access_recorder, phi_view
-from compliance.guards import require_perm
+from compliance.access import access_recorder
+from compliance.decorators import staff_view
 from compliance.models import AccessAction
-from healthcrm.decorators import organization_required
+from healthcrm.http import TenantRequest, render_partial_or_page
 from healthcrm.pagination import paginate_by_pk
 from patients import services
 from patients.care.forms import PatientFilter
@@ -36,11 +35,8 @@ from patients.selectors import get_patient_for_user, name_search_hint, patient_l
 PAGE_SIZE = 25
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.LIST)
-def patient_list_view(request: HttpRequest) -> HttpResponse:
-    require_perm(request, "patients.view_patient")
+@staff_view(access=AccessAction.LIST, perm="patients.view_patient")
+def patient_list_view(request: TenantRequest) -> HttpResponse:
     # Searches are POSTed: a name, phone or birth date typed here is PHI and must not end up in
     # URLs (browser history, proxy and server logs). GET shows the unsearched list.
     data = request.POST if request.method == "POST" else request.GET.copy()
@@ -67,14 +63,13 @@ def patient_list_view(request: HttpRequest) -> HttpResponse:
         "hint": name_search_hint(query),
         "filters": filters if clinical else None,
     }
-    template = "patients/partials/patient_table.html" if request.htmx else "patients/patient_list.html"
-    return render(request, template, context)
+    return render_partial_or_page(
+        request, "patients/patient_list.html", "patients/partials/patient_table.html", context
+    )
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def patient_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def patient_detail_view(request: TenantRequest, pk: int) -> HttpResponse:
     """The Summary tab: demographics and appointments for everyone who may see the patient; the
     clinical summary only for the clinical field group (patients.policies)."""
     patient = get_patient_for_user(request, pk)
@@ -89,11 +84,8 @@ def patient_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
     return render_patient_tab(request, patient, "summary", "patients/patient_detail.html", context)
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def patient_create_view(request: HttpRequest) -> HttpResponse:
-    require_perm(request, "patients.add_patient")
+@staff_view(access=AccessAction.VIEW, perm="patients.add_patient")
+def patient_create_view(request: TenantRequest) -> HttpResponse:
     form = PatientForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -108,10 +100,8 @@ def patient_create_view(request: HttpRequest) -> HttpResponse:
     return render(request, "patients/patient_form.html", {"form": form}, status=status)
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def patient_edit_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def patient_edit_view(request: TenantRequest, pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, pk, "patients.change_patient")
     form = PatientEditForm(request.POST or None, instance=patient)
     if request.method == "POST" and form.is_valid():
@@ -125,14 +115,14 @@ def patient_edit_view(request: HttpRequest, pk: int) -> HttpResponse:
     return _form_page(request, patient, form, title="Edit patient record", submit="Save changes")
 
 
-def _form_page(request: HttpRequest, patient: Patient, form: Form, *, title: str, submit: str) -> HttpResponse:
+def _form_page(request: TenantRequest, patient: Patient, form: BaseForm, *, title: str, submit: str) -> HttpResponse:
     status = 400 if request.method == "POST" else 200
     context = {"patient": patient, "form": form, "title": title, "submit": submit}
     return render(request, "patients/record_form.html", context, status=status)
 
 
 def _add_to_record(
-    request: HttpRequest, pk: int, form_class: type[Form], service: Callable[..., Any], *, title: str, done: str
+    request: TenantRequest, pk: int, form_class: type[BaseForm], service: Callable[..., Any], *, title: str, done: str
 ) -> HttpResponse:
     """The add-to-the-record pages share one shape: guarded fetch, form, service, back to the patient.
 
@@ -152,35 +142,27 @@ def _add_to_record(
     return _form_page(request, patient, form, title=title, submit="Add")
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def condition_add_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def condition_add_view(request: TenantRequest, pk: int) -> HttpResponse:
     return _add_to_record(
         request, pk, ConditionForm, services.condition_add, title="Add a problem", done="Problem added."
     )
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def medication_add_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def medication_add_view(request: TenantRequest, pk: int) -> HttpResponse:
     return _add_to_record(
         request, pk, MedicationForm, services.medication_add, title="Add a medication", done="Medication added."
     )
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def allergy_add_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def allergy_add_view(request: TenantRequest, pk: int) -> HttpResponse:
     return _add_to_record(request, pk, AllergyForm, services.allergy_add, title="Add an allergy", done="Allergy added.")
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def observation_add_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def observation_add_view(request: TenantRequest, pk: int) -> HttpResponse:
     return _add_to_record(
         request,
         pk,

@@ -41,7 +41,7 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
     one task either way (the task, given user ids only, builds and sends the email), so the answer's
     timing does not tell whether an account exists."""
 
-    def save(self, *args: Any, request: Any = None, use_https: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
+    def save(self, *args: Any, request: Any = None, use_https: bool = False, **kwargs: Any) -> None:
         from staff.tasks import password_reset_email_task
 
         user_ids = [user.pk for user in self.get_users(self.cleaned_data["email"])]

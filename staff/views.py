@@ -23,8 +23,9 @@ from django_otp import login as otp_login
 from django_otp.models import Device
 
 from compliance.access import phi_free
+from compliance.decorators import PHI_FREE, staff_view
 from healthcrm.celery import app as celery_app
-from healthcrm.decorators import organization_required
+from healthcrm.http import TenantRequest
 from healthcrm.tenancy import SESSION_KEY
 from patients.models import Patient
 from staff.forms import SecondFactorForm, TOTPForm
@@ -57,10 +58,8 @@ def _safe_next(request: HttpRequest, fallback: str) -> str:
     return fallback
 
 
-@phi_free
-@login_required
-@organization_required
-def dashboard(request: HttpRequest) -> HttpResponse:
+@staff_view(access=PHI_FREE)
+def dashboard(request: TenantRequest) -> HttpResponse:
     can_see_patients = request.user.has_perm("patients.view_patient")
     context = {
         "patient_count": Patient.objects.filter(is_active=True).count() if can_see_patients else None,
@@ -69,15 +68,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "staff/dashboard.html", context)
 
 
-@phi_free
-@login_required
+@staff_view(access=PHI_FREE, organization=False)
 @require_POST
-def organization_switch(request: HttpRequest) -> HttpResponse:
+def organization_switch(request: TenantRequest) -> HttpResponse:
     try:
         wanted = int(request.POST.get("organization", ""))
     except ValueError:
         wanted = None
-    allowed = {m.organization_id for m in request.memberships}  # type: ignore[attr-defined]
+    allowed = {m.organization_id for m in request.memberships}
     if wanted in allowed or (wanted and request.user.is_superuser):
         request.session[SESSION_KEY] = wanted
         # Permissions are per organization: the cached set belongs to the old one.
@@ -95,7 +93,10 @@ def _enrolment_open(request: HttpRequest) -> bool:
     """Whether this session redeemed an enrolment link of its user that has not expired."""
     pk = request.session.get(_ENROLMENT_SESSION_KEY)
     return (
-        pk is not None and MFAEnrolment.objects.filter(pk=pk, user=request.user, expires_at__gt=timezone.now()).exists()
+        pk is not None
+        and MFAEnrolment.objects.filter(
+            pk=pk, user_id=int(request.user.pk or 0), expires_at__gt=timezone.now()
+        ).exists()
     )
 
 
@@ -129,7 +130,7 @@ def mfa_verify(request: HttpRequest) -> HttpResponse:
             if problem is None:
                 otp_login(request, device)
                 return redirect(_safe_next(request, reverse("dashboard")))
-        form.add_error("token", problem)
+        form.add_error("token", problem or "That code is not valid.")
     return render(
         request,
         "staff/mfa_verify.html",

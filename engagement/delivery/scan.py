@@ -4,6 +4,7 @@ next_attempt_at has come (and of stale claims); their ids go to the outreach tas
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -50,11 +51,16 @@ def due_ids(organization: Organization, *, now: datetime, limit: int) -> tuple[l
     """
     requeue = float(settings.ENGAGEMENT_REQUEUE_AFTER)
     stale = float(settings.ENGAGEMENT_SENDING_STALE_AFTER)
-    params = {"org": organization.pk, "now": now, "limit": limit, "requeue": now + timedelta(seconds=requeue)}
+    params: dict[str, Any] = {
+        "org": organization.pk,
+        "now": now,
+        "limit": limit,
+        "requeue": now + timedelta(seconds=requeue),
+    }
     with connection.cursor() as cursor:
         cursor.execute(_DUE_SQL, params)
         due = [row[0] for row in cursor.fetchall()]
-        stale_params = {
+        stale_params: dict[str, Any] = {
             "org": organization.pk,
             "now": now,
             "limit": max(1, limit // 10),

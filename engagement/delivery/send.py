@@ -74,7 +74,11 @@ def _subject_problem(message: OutboundMessage, now: datetime) -> str:
     """Why a message is no longer wanted ('' when it still is)."""
     if message.expires_at and now >= message.expires_at:
         return "Too late: the moment it was for has passed."
-    if message.subject_type == "appointment" and message.rule_id and message.rule.kind == "appointment_reminder":
+    if (
+        message.subject_type == "appointment"
+        and message.rule is not None
+        and message.rule.kind == "appointment_reminder"
+    ):
         appointment = selectors.appointment_get(message.subject_id)
         if appointment is None or appointment.status not in selectors.REMINDABLE:
             return "The appointment is no longer booked."

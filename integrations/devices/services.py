@@ -147,6 +147,8 @@ def device_reading_record(*, token: DeviceToken, resource: dict[str, Any]) -> Re
     except (ValueError, TypeError):
         raise DeviceReadingError("Observation", "not a valid resource") from None
     patient = token.patient
+    if patient is None:  # tokens issued before tokens named a patient are refused at authentication
+        raise DeviceReadingError("Observation.subject", "this device is not registered to a patient")
     subject = resource.get("subject") or {}
     identifier = (subject.get("identifier") or {}) if isinstance(subject, dict) else {}
     if identifier.get("value"):

@@ -215,7 +215,11 @@ def fhir_pull_connection(
                     entries = [e for e in page.get("entry") or [] if (e.get("search") or {}).get("mode") != "outcome"]
                     importer = UnitImporter(source_system=connection.base_url, actor=actor, report=report)
                     failed_before = report.units_failed
-                    run(lambda importer=importer, entries=entries: importer._run(enumerate(entries), "searchset"))
+
+                    def unit(importer: UnitImporter = importer, entries: list[Any] = entries) -> Any:
+                        return importer._run(enumerate(entries), "searchset")
+
+                    run(unit)
                     if report.units_failed > failed_before:
                         type_ok = False
                     else:

@@ -24,8 +24,14 @@ CONDITIONS = [
 ]
 MEDS = [("860975", "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet"), ("314076", "lisinopril 10 MG")]
 VACCINES = [("140", "Influenza, seasonal, injectable, preservative free"), ("08", "Hep B, adolescent or pediatric")]
-LABS = [("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 4.5, 9.5), ("2339-0", "Glucose", "mg/dL", 70, 180)]
-VITALS = [("29463-7", "Body Weight", "kg", 55, 110), ("8867-4", "Heart rate", "/min", 55, 100)]
+LABS: list[tuple[str, str, str, float, float]] = [
+    ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 4.5, 9.5),
+    ("2339-0", "Glucose", "mg/dL", 70, 180),
+]
+VITALS: list[tuple[str, str, str, float, float]] = [
+    ("29463-7", "Body Weight", "kg", 55, 110),
+    ("8867-4", "Heart rate", "/min", 55, 100),
+]
 CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
 
 

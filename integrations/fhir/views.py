@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from compliance.access import phi_free, phi_view
+from compliance.decorators import PHI_FREE, staff_view
 from compliance.models import AccessAction
-from healthcrm.decorators import organization_required
+from healthcrm.http import TenantRequest, render_partial_or_page
 from integrations.fhir import services
 from integrations.fhir.export import fhir_export_patient
 from integrations.fhir.forms import ImportUploadForm
@@ -23,7 +22,7 @@ from patients.policies import require_clinical
 from patients.selectors import get_patient_for_user
 
 
-def require_integrations_admin(request: HttpRequest) -> None:
+def require_integrations_admin(request: TenantRequest) -> None:
     """Imports and connections are for the organization's administrators (or a granted permission)."""
     membership = getattr(request, "membership", None)
     if request.user.is_superuser or (membership is not None and membership.role == "admin"):
@@ -33,7 +32,7 @@ def require_integrations_admin(request: HttpRequest) -> None:
     raise PermissionDenied
 
 
-def _job_for_user(request: HttpRequest, pk: int) -> ImportJob:
+def _job_for_user(request: TenantRequest, pk: int) -> ImportJob:
     job = ImportJob.objects.filter(pk=pk).first()  # tenant manager: another organization's job is not found
     if job is None:
         raise Http404("No import matches the given id.")
@@ -41,11 +40,8 @@ def _job_for_user(request: HttpRequest, pk: int) -> ImportJob:
     return job
 
 
-@phi_free  # counts, entry numbers and FHIR paths only
-@login_required
-@organization_required
-def import_upload_view(request: HttpRequest) -> HttpResponse:
-    require_integrations_admin(request)
+@staff_view(access=PHI_FREE, perm=require_integrations_admin)  # counts, entry numbers and FHIR paths only
+def import_upload_view(request: TenantRequest) -> HttpResponse:
     form = ImportUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data["file"].read()
@@ -63,10 +59,8 @@ def import_upload_view(request: HttpRequest) -> HttpResponse:
     )
 
 
-@phi_free  # counts, entry numbers, FHIR paths and patient ids only
-@login_required
-@organization_required
-def import_job_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=PHI_FREE)  # counts, entry numbers, FHIR paths and patient ids only
+def import_job_view(request: TenantRequest, pk: int) -> HttpResponse:
     job = _job_for_user(request, pk)
     processed, total = job.processed, job.total
     if not job.is_done:
@@ -81,22 +75,18 @@ def import_job_view(request: HttpRequest, pk: int) -> HttpResponse:
         "total": total,
         "percent": percent,
     }
-    template = "integrations/partials/fhir_job_status.html" if request.htmx else "integrations/fhir_import_job.html"
-    return render(request, template, context)
+    return render_partial_or_page(
+        request, "integrations/fhir_import_job.html", "integrations/partials/fhir_job_status.html", context
+    )
 
 
-@phi_free  # connection settings; the token and key are never shown
-@login_required
-@organization_required
-def connection_list_view(request: HttpRequest) -> HttpResponse:
-    require_integrations_admin(request)
+@staff_view(access=PHI_FREE, perm=require_integrations_admin)  # connection settings; never the token or key
+def connection_list_view(request: TenantRequest) -> HttpResponse:
     return render(request, "integrations/fhir_connections.html", {"connections": FhirConnection.objects.all()})
 
 
-@phi_free
-@login_required
-@organization_required
-def connection_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=PHI_FREE)
+def connection_detail_view(request: TenantRequest, pk: int) -> HttpResponse:
     connection = FhirConnection.objects.filter(pk=pk).first()
     if connection is None:
         raise Http404("No connection matches the given id.")
@@ -105,11 +95,9 @@ def connection_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "integrations/fhir_connection.html", {"connection": connection, "jobs": jobs})
 
 
-@phi_free
-@login_required
-@organization_required
+@staff_view(access=PHI_FREE)
 @require_POST
-def connection_pull_view(request: HttpRequest, pk: int) -> HttpResponse:
+def connection_pull_view(request: TenantRequest, pk: int) -> HttpResponse:
     from django.db import transaction
 
     from integrations.fhir.tasks import fhir_pull_task
@@ -124,10 +112,8 @@ def connection_pull_view(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("integrations:fhir_connection", pk=pk)
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.EXPORT)
-def patient_export_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.EXPORT)
+def patient_export_view(request: TenantRequest, pk: int) -> HttpResponse:
     """The patient's record as a FHIR R4 Bundle download (access requests); access-logged as an export."""
     patient = get_patient_for_user(request, pk)
     require_clinical(request, patient)  # the export holds the whole clinical record

@@ -42,14 +42,14 @@ class RewritingHttpClient(TwilioHttpClient):
     """Sends every REST call to `base_url`'s scheme and host (path and query kept)."""
 
     def __init__(self, base_url: str, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         target = urlsplit(base_url)
         self._scheme, self._netloc = target.scheme, target.netloc
 
-    def request(self, method: str, url: str, *args: object, **kwargs: object) -> Response:  # type: ignore[override]
+    def request(self, method: str, url: str, *args: object, **kwargs: object) -> Response:
         parts = urlsplit(url)
         url = urlunsplit((self._scheme, self._netloc, parts.path, parts.query, parts.fragment))
-        return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
+        return super().request(method, url, *args, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import django_filters
 from django import forms
@@ -47,7 +47,7 @@ class CareTeamAddForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["user"].queryset = staff_of_organization()
+        cast(forms.ModelChoiceField, self.fields["user"]).queryset = staff_of_organization()
 
 
 class CarePlanStartForm(forms.Form):
@@ -60,10 +60,10 @@ class CarePlanStartForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["template"].queryset = CarePlanTemplate.objects.filter(is_active=True)
+        cast(forms.ModelChoiceField, self.fields["template"]).queryset = CarePlanTemplate.objects.filter(is_active=True)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data: dict[str, Any] = super().clean() or self.cleaned_data
         if not data.get("template") and not (data.get("title") or "").strip():
             self.add_error("title", "Give the plan a title or choose a template.")
         return data
@@ -90,10 +90,10 @@ class TaskForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["assignee"].queryset = staff_of_organization()
+        cast(forms.ModelChoiceField, self.fields["assignee"]).queryset = staff_of_organization()
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data: dict[str, Any] = super().clean() or self.cleaned_data
         if not data.get("assignee") and not data.get("assignee_role") and "assignee" not in self.errors:
             self.add_error("assignee", "Assign the task to a person or to a role.")
         return data
@@ -115,7 +115,7 @@ class TeamQueueFilter(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["assignee"].queryset = staff_of_organization()
+        cast(forms.ModelChoiceField, self.fields["assignee"]).queryset = staff_of_organization()
 
 
 TASK_STATUS_CHOICES = [(s, TaskStatus(s).label) for s in TaskStatus.values]

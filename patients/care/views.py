@@ -1,24 +1,25 @@
 """Care coordination screens: patient tabs (care plan, appointments, timeline), work queues, notes,
-notifications. Every view is @phi_view or @phi_free; every object comes through a guarded fetch."""
+notifications. Every view is a staff_view (access-logged or declared PHI-free); every object comes
+through a guarded fetch."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from compliance.access import access_recorder, phi_free, phi_view
+from compliance.access import access_recorder
+from compliance.decorators import PHI_FREE, staff_view
 from compliance.guards import require_perm
 from compliance.models import AccessAction
 from healthcrm.auth import role_in_current_organization
-from healthcrm.decorators import organization_required
+from healthcrm.http import TenantRequest, render_partial_or_page
 from healthcrm.security import safe_next_url
 from healthcrm.selectors import notification_list
 from healthcrm.services import notifications_mark_read
@@ -52,14 +53,16 @@ PAGE_SIZE = 25
 
 
 def _errors(form: Any, exc: ValidationError) -> None:
-    errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
+    errors: dict[str | None, list[str]] = {None: exc.messages}
+    if hasattr(exc, "error_dict"):
+        errors = {name: list(messages_) for name, messages_ in exc.message_dict.items()}
     for name, messages_ in errors.items():
         for message in messages_:
             form.add_error(name if name in form.fields else None, message)
 
 
 def render_patient_tab(
-    request: HttpRequest, patient: Patient, tab: str, panel: str, context: dict[str, Any], status: int = 200
+    request: TenantRequest, patient: Patient, tab: str, panel: str, context: dict[str, Any], status: int = 200
 ) -> HttpResponse:
     """A patient page tab: the whole page, or (htmx) just the tabs and panel."""
     context = {
@@ -70,17 +73,16 @@ def render_patient_tab(
         "can_edit": can_change_patient(request.user, patient),
         **context,
     }
-    template = "patients/partials/patient_tabs.html" if request.htmx else "patients/patient_page.html"
-    return render(request, template, context, status=status)
+    return render_partial_or_page(
+        request, "patients/patient_page.html", "patients/partials/patient_tabs.html", context, status=status
+    )
 
 
 # -- Patient tabs ---------------------------------------------------------------------------------
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def care_plan_tab_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def care_plan_tab_view(request: TenantRequest, pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, pk)
     require_clinical(request, patient)
     user = request.user
@@ -96,10 +98,8 @@ def care_plan_tab_view(request: HttpRequest, pk: int) -> HttpResponse:
     return render_patient_tab(request, patient, "care_plan", "patients/care/tab_care_plan.html", context)
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def appointments_tab_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def appointments_tab_view(request: TenantRequest, pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, pk)
     require_perm(request, "patients.view_appointment")
     page = Paginator(appointment_list_for_patient(patient=patient), PAGE_SIZE).get_page(request.GET.get("page"))
@@ -107,10 +107,8 @@ def appointments_tab_view(request: HttpRequest, pk: int) -> HttpResponse:
     return render_patient_tab(request, patient, "appointments", "patients/care/tab_appointments.html", context)
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def timeline_tab_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def timeline_tab_view(request: TenantRequest, pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, pk)
     number = TimelinePageForm(request.GET).number()
     clinical = can_see_clinical(request.user)
@@ -121,10 +119,8 @@ def timeline_tab_view(request: HttpRequest, pk: int) -> HttpResponse:
     return render_patient_tab(request, patient, "timeline", "patients/care/tab_timeline.html", context)
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def note_add_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def note_add_view(request: TenantRequest, pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, pk)
     require_clinical(request, patient)
     require_perm(request, "patients.add_patientnote")
@@ -149,11 +145,9 @@ def note_add_view(request: HttpRequest, pk: int) -> HttpResponse:
 # -- Care team ------------------------------------------------------------------------------------
 
 
-@login_required
-@organization_required
+@staff_view(access=AccessAction.VIEW)
 @require_POST
-@phi_view(AccessAction.VIEW)
-def care_team_add_view(request: HttpRequest, pk: int) -> HttpResponse:
+def care_team_add_view(request: TenantRequest, pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, pk)
     require_perm(request, "patients.add_careteammember")
     form = CareTeamAddForm(request.POST)
@@ -169,11 +163,9 @@ def care_team_add_view(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("patients:care_plan", pk=patient.pk)
 
 
-@login_required
-@organization_required
+@staff_view(access=AccessAction.VIEW)
 @require_POST
-@phi_view(AccessAction.VIEW)
-def care_team_remove_view(request: HttpRequest, pk: int) -> HttpResponse:
+def care_team_remove_view(request: TenantRequest, pk: int) -> HttpResponse:
     member = get_care_team_member_for_user(request, pk)
     get_patient_for_user(request, member.patient_id)
     services.care_team_remove(member=member)
@@ -184,10 +176,8 @@ def care_team_remove_view(request: HttpRequest, pk: int) -> HttpResponse:
 # -- Care plans and tasks -------------------------------------------------------------------------
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def care_plan_start_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def care_plan_start_view(request: TenantRequest, pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, pk)
     require_clinical(request, patient)
     require_perm(request, "patients.add_careplan")
@@ -205,10 +195,8 @@ def care_plan_start_view(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "patients/care/form.html", context, status=status)
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def care_plan_update_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def care_plan_update_view(request: TenantRequest, pk: int) -> HttpResponse:
     plan = get_care_plan_for_user(request, pk, "patients.change_careplan")
     patient = get_patient_for_user(request, plan.patient_id)
     require_clinical(request, patient)
@@ -227,10 +215,8 @@ def care_plan_update_view(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "patients/care/form.html", context, status=status)
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def task_add_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def task_add_view(request: TenantRequest, pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, pk)
     require_clinical(request, patient)
     require_perm(request, "patients.add_caretask")
@@ -253,7 +239,7 @@ def task_add_view(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "patients/care/form.html", context, status=status)
 
 
-def _may_work_on(request: HttpRequest, task: Any) -> bool:
+def _may_work_on(request: TenantRequest, task: Any) -> bool:
     """The assignee, anyone holding the assigned role, or a clinical user may move a task."""
     role = role_in_current_organization(request.user)
     return (
@@ -263,11 +249,9 @@ def _may_work_on(request: HttpRequest, task: Any) -> bool:
     )
 
 
-@login_required
-@organization_required
+@staff_view(access=AccessAction.VIEW)
 @require_POST
-@phi_view(AccessAction.VIEW)
-def task_status_view(request: HttpRequest, pk: int) -> HttpResponse:
+def task_status_view(request: TenantRequest, pk: int) -> HttpResponse:
     """Complete (or start, or cancel) a task; htmx gets the updated queue row back."""
     task = get_task_for_user(request, pk, "patients.change_caretask")
     access_recorder(request).saw([task.patient])
@@ -292,28 +276,22 @@ def task_status_view(request: HttpRequest, pk: int) -> HttpResponse:
 # -- Work queues ----------------------------------------------------------------------------------
 
 
-def _queue_page(request: HttpRequest, tasks: Any) -> Any:
+def _queue_page(request: TenantRequest, tasks: Any) -> Any:
     page = Paginator(tasks, PAGE_SIZE).get_page(request.GET.get("page"))
     access_recorder(request).saw([task.patient for task in page.object_list])
     return page
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.LIST)
-def my_tasks_view(request: HttpRequest) -> HttpResponse:
-    require_perm(request, "patients.view_caretask")
+@staff_view(access=AccessAction.LIST, perm="patients.view_caretask")
+def my_tasks_view(request: TenantRequest) -> HttpResponse:
     role = role_in_current_organization(request.user)
     page = _queue_page(request, my_tasks(user=request.user, role=role))
     context = {"page": page, "today": timezone.localdate(), "title": "My tasks", "role": role}
     return render(request, "patients/care/task_queue.html", context)
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.LIST)
-def team_queue_view(request: HttpRequest) -> HttpResponse:
-    require_perm(request, "patients.view_caretask")
+@staff_view(access=AccessAction.LIST, perm="patients.view_caretask")
+def team_queue_view(request: TenantRequest) -> HttpResponse:
     if not can_see_clinical(request.user):
         raise PermissionDenied  # every team's tasks name clinical work
     form = TeamQueueFilter(request.GET or None)
@@ -326,11 +304,8 @@ def team_queue_view(request: HttpRequest) -> HttpResponse:
     return render(request, "patients/care/task_queue.html", context)
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.LIST)
-def follow_up_view(request: HttpRequest) -> HttpResponse:
-    require_perm(request, "patients.view_patient")
+@staff_view(access=AccessAction.LIST, perm="patients.view_patient")
+def follow_up_view(request: TenantRequest) -> HttpResponse:
     if not can_see_clinical(request.user):
         raise PermissionDenied
     try:
@@ -345,10 +320,8 @@ def follow_up_view(request: HttpRequest) -> HttpResponse:
 # -- Notifications --------------------------------------------------------------------------------
 
 
-@phi_free
-@login_required
-@organization_required
-def notifications_view(request: HttpRequest) -> HttpResponse:
+@staff_view(access=PHI_FREE)
+def notifications_view(request: TenantRequest) -> HttpResponse:
     if request.method == "POST":
         notifications_mark_read(user=request.user)
         return redirect("patients:notifications")

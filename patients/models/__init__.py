@@ -87,8 +87,8 @@ _PHI_MODELS = (
 for _model in _PHI_MODELS:
     register_phi(_model)
 # Not PHI (ids, codes, statuses), audited all the same: who joined a care team, who changed a template.
-for _model in (CareTeamMember, CarePlanTemplate, GoalTemplate, InterventionTemplate, TaskTemplate):
-    auditlog.register(_model)
+for _audited in (CareTeamMember, CarePlanTemplate, GoalTemplate, InterventionTemplate, TaskTemplate):
+    auditlog.register(_audited)
 
 __all__ = [
     "CARE_PLAN_TRANSITIONS",

@@ -88,7 +88,7 @@ class ClinicalRecord(TenantModel):
 
     def __str__(self) -> str:
         # Never PHI: django-auditlog stores this string as object_repr.
-        return f"{self._meta.verbose_name.capitalize()} #{self.pk}"
+        return f"{str(self._meta.verbose_name).capitalize()} #{self.pk}"
 
 
 class Condition(ClinicalRecord):

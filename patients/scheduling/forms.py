@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -27,7 +27,7 @@ class _TimesMixin(forms.Form):
     duration = forms.TypedChoiceField(choices=DURATIONS, coerce=int, initial=30)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data: dict[str, Any] = super().clean() or self.cleaned_data
         if data.get("date") and data.get("start_time") and data.get("duration"):
             zone = require_current_organization().zone
             starts = datetime.combine(data["date"], data["start_time"]).replace(tzinfo=zone)
@@ -49,8 +49,8 @@ class AppointmentForm(_TimesMixin, forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["practitioner"].queryset = Practitioner.objects.filter(is_active=True)
-        self.fields["location"].queryset = Location.objects.filter(is_active=True)
+        cast(forms.ModelChoiceField, self.fields["practitioner"]).queryset = Practitioner.objects.filter(is_active=True)
+        cast(forms.ModelChoiceField, self.fields["location"]).queryset = Location.objects.filter(is_active=True)
 
 
 class RescheduleForm(_TimesMixin, forms.Form):
@@ -60,7 +60,7 @@ class RescheduleForm(_TimesMixin, forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["practitioner"].queryset = Practitioner.objects.filter(is_active=True)
+        cast(forms.ModelChoiceField, self.fields["practitioner"]).queryset = Practitioner.objects.filter(is_active=True)
 
 
 class CalendarFilterForm(forms.Form):
@@ -68,13 +68,14 @@ class CalendarFilterForm(forms.Form):
 
     date = forms.DateField(required=False)
     view = forms.ChoiceField(choices=[("week", "week"), ("day", "day")], required=False)
-    practitioner = forms.ModelChoiceField(queryset=None, required=False)  # set per request
-    location = forms.ModelChoiceField(queryset=None, required=False)
+    # Querysets are set per request (the tenant manager refuses at import).
+    practitioner: forms.ModelChoiceField[Practitioner] = forms.ModelChoiceField(queryset=None, required=False)
+    location: forms.ModelChoiceField[Location] = forms.ModelChoiceField(queryset=None, required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["practitioner"].queryset = Practitioner.objects.all()  # type: ignore[attr-defined]
-        self.fields["location"].queryset = Location.objects.all()  # type: ignore[attr-defined]
+        cast(forms.ModelChoiceField, self.fields["practitioner"]).queryset = Practitioner.objects.all()
+        cast(forms.ModelChoiceField, self.fields["location"]).queryset = Location.objects.all()
 
     def clean_date(self) -> Any:
         day = self.cleaned_data["date"]

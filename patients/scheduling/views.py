@@ -4,19 +4,20 @@ status changes."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from compliance.access import access_recorder, phi_view
+from compliance.access import access_recorder
+from compliance.decorators import staff_view
 from compliance.guards import require_perm
 from compliance.models import AccessAction
-from healthcrm.decorators import organization_required
+from healthcrm.http import TenantRequest
 from healthcrm.models import Location
 from patients.models import AppointmentStatus, Practitioner
 from patients.scheduling.forms import AppointmentForm, CalendarFilterForm, RescheduleForm
@@ -25,21 +26,20 @@ from patients.scheduling.services import appointment_book, appointment_reschedul
 from patients.selectors import get_patient_for_user
 
 
-def _form_error(form, exc: ValidationError) -> None:  # type: ignore[no-untyped-def]
+def _form_error(form: Any, exc: ValidationError) -> None:
     """Put a service's errors on the form: times on the start time, the rest on the form."""
-    errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
+    errors: dict[str | None, list[str]] = {None: exc.messages}
+    if hasattr(exc, "error_dict"):
+        errors = {name: list(messages_) for name, messages_ in exc.message_dict.items()}
     for field, messages_ in errors.items():
         target = "start_time" if field in ("starts_at", "ends_at") else field if field in form.fields else None
         for message in messages_:
             form.add_error(target, message)
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.LIST)
-def appointment_calendar_view(request: HttpRequest) -> HttpResponse:
-    require_perm(request, "patients.view_appointment")
-    zone = request.organization.zone  # type: ignore[attr-defined]
+@staff_view(access=AccessAction.LIST, perm="patients.view_appointment")
+def appointment_calendar_view(request: TenantRequest) -> HttpResponse:
+    zone = request.organization.zone
     filters = CalendarFilterForm(request.GET)
     day = filters.value("date") or timezone.now().astimezone(zone).date()
     span = "day" if filters.value("view") == "day" else "week"
@@ -70,10 +70,8 @@ def appointment_calendar_view(request: HttpRequest) -> HttpResponse:
     return render(request, "patients/scheduling/appointment_calendar.html", context)
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def appointment_create_view(request: HttpRequest, patient_pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def appointment_create_view(request: TenantRequest, patient_pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, patient_pk)
     require_perm(request, "patients.add_appointment")
     form = AppointmentForm(request.POST or None, initial={"date": request.GET.get("date")})
@@ -102,10 +100,8 @@ def appointment_create_view(request: HttpRequest, patient_pk: int) -> HttpRespon
     )
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def appointment_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def appointment_detail_view(request: TenantRequest, pk: int) -> HttpResponse:
     appointment = get_appointment_for_user(request, pk)
     access_recorder(request).saw([appointment.patient])
     choices = [(s, AppointmentStatus(s).label) for s in AppointmentStatus.values if appointment.can_become(s)]
@@ -114,12 +110,10 @@ def appointment_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@login_required
-@organization_required
-@phi_view(AccessAction.VIEW)
-def appointment_reschedule_view(request: HttpRequest, pk: int) -> HttpResponse:
+@staff_view(access=AccessAction.VIEW)
+def appointment_reschedule_view(request: TenantRequest, pk: int) -> HttpResponse:
     appointment = get_appointment_for_user(request, pk, "patients.change_appointment")
-    zone = request.organization.zone  # type: ignore[attr-defined]
+    zone = request.organization.zone
     local = appointment.starts_at.astimezone(zone)
     minutes = int((appointment.ends_at - appointment.starts_at).total_seconds() // 60)
     initial = {
@@ -153,11 +147,9 @@ def appointment_reschedule_view(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@login_required
-@organization_required
+@staff_view(access=AccessAction.VIEW)
 @require_POST
-@phi_view(AccessAction.VIEW)
-def appointment_status_view(request: HttpRequest, pk: int) -> HttpResponse:
+def appointment_status_view(request: TenantRequest, pk: int) -> HttpResponse:
     appointment = get_appointment_for_user(request, pk, "patients.change_appointment")
     status = request.POST.get("status", "")
     if status not in AppointmentStatus.values:

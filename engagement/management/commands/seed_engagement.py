@@ -123,7 +123,7 @@ TEMPLATES = {
     ),
 }
 
-RULES = [
+RULES: list[dict[str, Any]] = [
     {
         "name": "Appointment reminders",
         "kind": "appointment_reminder",
