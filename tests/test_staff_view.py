@@ -49,17 +49,17 @@ def test_the_access_log_declaration_reaches_the_url_conf() -> None:
     assert not hasattr(free, "phi_access_action")
 
 
-def test_anonymous_users_go_to_sign_in_and_users_without_an_organization_see_why(writer) -> None:
+def test_anonymous_users_go_to_sign_in_and_users_without_an_organization_see_why(nurse_user) -> None:
     view = staff_view(access=AccessAction.VIEW)(_ok)
     response = view(_request(AnonymousUser()))
     assert response.status_code == 302 and "/login" in response["Location"]
-    response = view(_request(writer, organization=None))
+    response = view(_request(nurse_user, organization=None))
     assert response.status_code == 403 and b"member of any organization" in response.content
     switch = staff_view(access=PHI_FREE, organization=False)(_ok)
-    assert switch(_request(writer, organization=None)).status_code == 200
+    assert switch(_request(nurse_user, organization=None)).status_code == 200
 
 
-def test_the_permission_is_checked_inside_the_access_log_after_login_and_organization(reader, org_a) -> None:
+def test_the_permission_is_checked_inside_the_access_log_after_login_and_organization(analyst_user, org_a) -> None:
     seen: list[bool] = []
 
     def check(request: Any) -> None:
@@ -67,22 +67,22 @@ def test_the_permission_is_checked_inside_the_access_log_after_login_and_organiz
         raise PermissionDenied
 
     with pytest.raises(PermissionDenied):
-        staff_view(access=AccessAction.LIST, perm=check)(_ok)(_request(reader, organization=org_a))
+        staff_view(access=AccessAction.LIST, perm=check)(_ok)(_request(analyst_user, organization=org_a))
     assert seen == [True]
     # No organization: refused before the permission check runs.
-    assert staff_view(access=AccessAction.LIST, perm=check)(_ok)(_request(reader)).status_code == 403
+    assert staff_view(access=AccessAction.LIST, perm=check)(_ok)(_request(analyst_user)).status_code == 403
     assert seen == [True]
     with pytest.raises(PermissionDenied):
-        staff_view(access=PHI_FREE, perm="patients.view_patient")(_ok)(_request(reader, organization=org_a))
+        staff_view(access=PHI_FREE, perm="patients.view_patient")(_ok)(_request(analyst_user, organization=org_a))
 
 
-def test_a_permitted_list_is_access_logged(writer, org_a) -> None:
+def test_a_permitted_list_is_access_logged(nurse_user, org_a) -> None:
     view = staff_view(access=AccessAction.EXPORT, perm="patients.view_patient")(_ok)
     from healthcrm.tenancy import organization_context
 
     with organization_context(org_a):
-        assert view(_request(writer, organization=org_a)).status_code == 200
-        assert AccessLog.objects.filter(actor=writer, action=AccessAction.EXPORT).count() == 1
+        assert view(_request(nurse_user, organization=org_a)).status_code == 200
+        assert AccessLog.objects.filter(actor=nurse_user, action=AccessAction.EXPORT).count() == 1
 
 
 # Views that are not staff pages: signed patient links, webhooks, machine endpoints, health check,
@@ -91,6 +91,8 @@ NOT_STAFF_PAGES = {
     "engagement.views.patient_link_view",
     "staff.views.mfa_verify",
     "staff.views.mfa_setup",
+    "staff.views.mfa_enrolment_send",
+    "staff.views.mfa_enrol",
     "staff.views.healthz",
 }
 STAFF_MODULES = ("patients.", "engagement.views", "compliance.views", "integrations.fhir.views", "staff.views")
