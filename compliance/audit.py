@@ -21,12 +21,14 @@ def register_phi(model: type[models.Model], **kwargs: object) -> type[models.Mod
 
 # -- Security events: who changed access, credentials or settings ----------------------------------
 # The models are registered from settings (AUDITLOG_INCLUDE_TRACKING_MODELS, secrets masked); the
-# receiver below gives each entry the organization it belongs to, so the organization's compliance
-# officer sees it (row-level security) and the database chains it (compliance/migrations/0002).
-# An entry belongs to the current organization only when the object is that organization's (its
-# settings, one of its memberships, a member's password or devices). Anything else (a password
-# reset before sign-in, a platform administrator's change outside any organization) stays a
-# platform entry: no organization, not chained, visible to platform administrators in the admin.
+# receiver below gives each entry the organization the change was made in (the current one), so
+# that organization's compliance officer sees it (row-level security) and the database chains it
+# (compliance/migrations/0002). Organization settings and memberships are changed in their own
+# organization (the admin enters it to save them). A change made with no organization current (a
+# password reset before sign-in, a platform administrator outside any organization) is a platform
+# entry: no organization, not chained, visible to platform administrators in the admin only.
+# (Under the table's policy an entry can only be written for the current organization, or for
+# none when none is current: INSERT ... RETURNING must see the row.)
 
 SECURITY_MODELS = (
     "healthcrm.organization",
@@ -41,35 +43,14 @@ SECURITY_MODELS = (
 )
 
 
-def _owning_organization_id(instance: models.Model) -> int | None:
-    from healthcrm.models import Membership
-    from healthcrm.tenancy import get_current_organization
-
-    current = get_current_organization()
-    if current is None:
-        return None
-    label = instance._meta.label_lower
-    if label == "healthcrm.organization":
-        owner = instance.pk
-    elif label == "healthcrm.membership":
-        owner = instance.organization_id  # type: ignore[attr-defined]
-    else:
-        if label == "auth.user":
-            user_id = instance.pk
-        elif label == "otp_static.statictoken":
-            user_id = instance.device.user_id  # type: ignore[attr-defined]
-        else:
-            user_id = getattr(instance, "user_id", None)
-        is_member = Membership.objects.filter(user_id=user_id, organization_id=current.pk).exists()
-        owner = current.pk if is_member else None
-    return current.pk if owner == current.pk else None
-
-
 def tag_security_entry(sender: type[models.Model], instance: models.Model, **kwargs: object) -> None:
     """auditlog's pre_log: models without their own get_additional_data get their organization."""
     if instance._meta.label_lower not in SECURITY_MODELS or hasattr(type(instance), "get_additional_data"):
         return None
-    organization_id = _owning_organization_id(instance)
+    from healthcrm.tenancy import get_current_organization
+
+    current = get_current_organization()
+    organization_id = current.pk if current is not None else None
     instance.get_additional_data = lambda: {"organization_id": organization_id}  # type: ignore[attr-defined]
     return None
 
