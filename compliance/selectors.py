@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import apps
 from django.db.models import Q, QuerySet
 
@@ -27,3 +29,22 @@ def access_log_list(*, action: str = "", actor_label: str = "", object_id: str =
             keys = [f"{model._meta.label_lower}:{pk}" for model in apps.get_models()]
             entries = entries.filter(Q(records__overlap=keys) | Q(records=[], object_ids__contains=[pk]))
     return entries
+
+
+def security_event_list() -> Any:
+    """The current organization's security events (access, roles, settings, passwords, second
+    factors, device tokens, Twilio and FHIR credentials), newest first; secrets arrive redacted.
+
+    Row-level security on auditlog's table shows only the current organization's entries.
+    """
+    from auditlog.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    from compliance.audit import SECURITY_MODELS
+
+    types = [ContentType.objects.get_by_natural_key(*label.split(".")) for label in SECURITY_MODELS]
+    return (
+        LogEntry.objects.filter(content_type__in=types)
+        .select_related("content_type", "actor")
+        .order_by("-timestamp", "-pk")
+    )

@@ -6,4 +6,5 @@ app_name = "compliance"
 
 urlpatterns = [
     path("access-log/", views.access_log_view, name="access_log"),
+    path("security-events/", views.security_events_view, name="security_events"),
 ]

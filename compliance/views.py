@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from django.core.paginator import Paginator
 from django.http import HttpResponse
+from django.shortcuts import render
 
 from compliance.decorators import PHI_FREE, staff_view
 from compliance.forms import AccessLogFilterForm
 from compliance.models import AccessAction
-from compliance.selectors import access_log_list
+from compliance.selectors import access_log_list, security_event_list
 from healthcrm.http import TenantRequest, render_partial_or_page
 
 
@@ -20,3 +21,10 @@ def access_log_view(request: TenantRequest) -> HttpResponse:
     return render_partial_or_page(
         request, "compliance/access_log.html", "compliance/partials/access_log_table.html", context
     )
+
+
+# Security settings and credential changes, secrets redacted; no patient data.
+@staff_view(access=PHI_FREE, perm="compliance.view_accesslog")
+def security_events_view(request: TenantRequest) -> HttpResponse:
+    page = Paginator(security_event_list(), 50).get_page(request.GET.get("page"))
+    return render(request, "compliance/security_events.html", {"page": page})

@@ -30,3 +30,25 @@ class ClientErrorsOnOneLine(logging.Filter):
         if isinstance(record.args, tuple):
             record.args = tuple(redact_path(a) if isinstance(a, str) else a for a in record.args)
         return True
+
+
+class QueryStringsOut(logging.Filter):
+    """The development server's request line without its query string.
+
+    Query strings may carry search terms (admin autocomplete's `term=` is sent by Django's own
+    JavaScript as a GET); the path and status are enough to read a request log. Attached to the
+    `django.server` logger; gunicorn's access log format does the same (docker-compose.yml).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args and isinstance(record.args[0], str):
+            record.args = (strip_query_string(record.args[0]), *record.args[1:])
+        return True
+
+
+def strip_query_string(request_line: str) -> str:
+    """'GET /admin/?q=x HTTP/1.1' -> 'GET /admin/?… HTTP/1.1' (a marker says there was one)."""
+    parts = request_line.split(" ")
+    if len(parts) >= 2 and "?" in parts[1]:
+        parts[1] = parts[1].split("?", 1)[0] + "?…"
+    return " ".join(parts)

@@ -82,7 +82,8 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:63799/0")
 
 # ---------------------------------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django admin with the project's site (compliance/admin_site.py) as the default site.
+    "compliance.apps.HealthAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.messages",
@@ -249,6 +250,39 @@ GUARDIAN_RAISE_403 = False
 # Encrypted fields are registered with a full-redaction mask (compliance/audit.py).
 AUDITLOG_INCLUDE_ALL_MODELS = False
 AUDITLOG_DISABLE_REMOTE_ADDR = False
+# Security events (compliance/audit.py gives each entry its organization): access, roles,
+# organization settings, passwords, second factors, device tokens. Secrets fully redacted.
+# ChannelSettings (Twilio) and FhirConnection are registered by their apps with every encrypted
+# field redacted.
+_REDACT = "healthcrm.crypto.redact"
+AUDITLOG_INCLUDE_TRACKING_MODELS = (
+    "healthcrm.Organization",
+    "healthcrm.Membership",
+    {
+        "model": "auth.User",
+        "include_fields": ["username", "email", "password", "is_active", "is_staff", "is_superuser"],
+        "mask_fields": ["password"],
+        "mask_callable": _REDACT,
+        "m2m_fields": {"groups", "user_permissions"},
+    },
+    {
+        "model": "staff.AuthenticatorDevice",
+        "exclude_fields": ["throttling_failure_timestamp", "throttling_failure_count", "last_t", "last_used_at"],
+        "mask_fields": ["key"],
+        "mask_callable": _REDACT,
+    },
+    {
+        "model": "otp_static.StaticDevice",
+        "exclude_fields": ["throttling_failure_timestamp", "throttling_failure_count", "last_used_at"],
+    },
+    {"model": "otp_static.StaticToken", "mask_fields": ["token"], "mask_callable": _REDACT},
+    {
+        "model": "integrations.DeviceToken",
+        "exclude_fields": ["last_used_at"],
+        "mask_fields": ["token_hash"],
+        "mask_callable": _REDACT,
+    },
+)
 
 # ---------------------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -414,12 +448,22 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"client_errors_on_one_line": {"()": "healthcrm.logfilters.ClientErrorsOnOneLine"}},
+    "filters": {
+        "client_errors_on_one_line": {"()": "healthcrm.logfilters.ClientErrorsOnOneLine"},
+        "query_strings_out": {"()": "healthcrm.logfilters.QueryStringsOut"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         # A refused request is one line, not a traceback (5xx keep theirs).
         "django.request": {"filters": ["client_errors_on_one_line"]},
+        # runserver's request lines: never a query string (search terms, autocomplete's term=).
+        "django.server": {
+            "handlers": ["console"],
+            "filters": ["query_strings_out"],
+            "level": "INFO",
+            "propagate": False,
+        },
         "django.db.backends": {"level": "WARNING"},
         # Celery's INFO lines carry task arguments and return values; ours are ids only, but keep
         # the noise down.

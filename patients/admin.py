@@ -99,7 +99,7 @@ class PractitionerAdmin(admin.ModelAdmin):
     list_display = ["display_name", "specialty", "npi", "user", "is_active"]
     list_filter = ["is_active", "specialty"]
     search_fields = ["display_name", "npi"]
-    raw_id_fields = ["user"]
+    # `user`: a select of the organization's members (compliance/admin_site.py), never a raw id.
 
 
 @admin.register(Appointment)
@@ -119,7 +119,7 @@ class AppointmentAdmin(PHIAdminMixin, admin.ModelAdmin):
 class CareTeamMemberAdmin(admin.ModelAdmin):
     list_display = ["__str__", "patient", "user", "team_role", "active", "created_at"]
     list_filter = ["team_role", "active"]
-    raw_id_fields = ["patient", "user", "added_by"]
+    raw_id_fields = ["patient"]  # `user`, `added_by`: the organization's members only
     list_select_related = ["patient", "user"]
 
 
