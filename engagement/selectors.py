@@ -7,10 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Max, Q, QuerySet
-from django.http import HttpRequest
 from django.utils import timezone
 
-from compliance.guards import get_object_for_user
 from engagement.models import (
     ChannelSettings,
     Consent,
@@ -131,12 +129,6 @@ def outbox_list() -> QuerySet[OutboundMessage]:
     return OutboundMessage.objects.select_related("rule", "patient").defer("body", "to_address")
 
 
-def get_outbound_for_user(
-    request: HttpRequest, pk: object, perm: str = "engagement.view_outboundmessage"
-) -> OutboundMessage:
-    return get_object_for_user(request, OutboundMessage.objects.select_related("patient", "rule"), pk, perm)
-
-
 def communication_history(*, patient: Any, limit: int = 50) -> list[dict[str, Any]]:
     """Outbox messages and SMS conversation of one patient, newest first (for the patient page)."""
     outbound = OutboundMessage.objects.filter(patient_id=patient.pk).select_related("rule").order_by("-due_at")[:limit]
@@ -176,10 +168,6 @@ def conversation_threads(*, limit: int = 100) -> list[Thread]:
     for thread in threads:
         thread.patient = patients.get(thread.patient_id)
     return threads
-
-
-def unread_conversation_count() -> int:
-    return ConversationMessage.objects.filter(direction=Direction.INBOUND, read_at__isnull=True).count()
 
 
 def conversation_for(*, patient_id: int) -> QuerySet[ConversationMessage]:

@@ -104,10 +104,8 @@ def _thresholds(patient: Patient, organization: Organization) -> tuple[dict[str,
 
 def _care_plan_thresholds(patient: Patient) -> dict[str, dict[str, Any]]:
     # patients' care plans (patients/models/care.py) hold measurable goals: targets with comparators.
-    try:
-        from patients.models.care import Goal
-    except ImportError:
-        return {}
+    from patients.models.care import Goal
+
     thresholds: dict[str, dict[str, Any]] = {}
     goals = Goal.objects.filter(care_plan__patient=patient, care_plan__status="active", status="active")
     for goal in goals:

@@ -6,7 +6,6 @@ organization_context transaction, so a failed unit writes nothing and earlier on
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -271,9 +270,3 @@ def connections_due(now: datetime | None = None) -> list[int]:
 
 
 # -- Export ----------------------------------------------------------------------------------------
-
-
-def fhir_export_patient_json(*, patient: Any) -> str:
-    from integrations.fhir.export import fhir_export_patient
-
-    return json.dumps(fhir_export_patient(patient=patient), indent=1)

@@ -22,7 +22,6 @@ from patients.models import (
     Goal,
     Observation,
     Patient,
-    PatientNote,
 )
 from patients.models.care import _decimal
 
@@ -191,10 +190,6 @@ def care_plans_for_patient(*, patient: Patient) -> list[CarePlanView]:
 
 def care_team_for(*, patient: Patient) -> list[CareTeamMember]:
     return list(CareTeamMember.objects.filter(patient=patient, active=True).select_related("user"))
-
-
-def notes_for(*, patient: Patient) -> QuerySet[PatientNote]:
-    return PatientNote.objects.filter(patient=patient).select_related("author")
 
 
 # -- Guarded fetches ------------------------------------------------------------------------------

@@ -305,10 +305,6 @@ def task_set_status(*, task: CareTask, status: str, actor: Any = None) -> CareTa
     return task
 
 
-def task_complete(*, task: CareTask, actor: Any = None) -> CareTask:
-    return task_set_status(task=task, status=TaskStatus.DONE, actor=actor)
-
-
 # -- Notes ----------------------------------------------------------------------------------------
 
 
