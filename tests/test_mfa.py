@@ -69,7 +69,12 @@ def _events(user: Any) -> list[str]:
     for organization in Organization.objects.all():
         with organization_context(organization):
             entries += LogEntry.objects.filter(object_pk=str(user.pk), content_type__model="user")
-    return [e.additional_data["event"] for e in sorted(entries, key=lambda e: e.pk) if e.additional_data]
+    # Other entries on the user (changes of its fields, audited as security events) carry no event.
+    return [
+        e.additional_data["event"]
+        for e in sorted(entries, key=lambda e: e.pk)
+        if e.additional_data and "event" in e.additional_data
+    ]
 
 
 def _enrol(client: Any, user: Any) -> tuple[AuthenticatorDevice, list[str]]:
