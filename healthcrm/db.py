@@ -138,19 +138,23 @@ def append_only_tables(cursor: Any) -> list[tuple[str, bool]]:
     return cursor.fetchall()
 
 
+def _app_role_to_grant(cursor: Any, using: str) -> sql.Identifier | None:
+    """The app role, when the owner is connected and the role exists (else grants are no-ops)."""
+    app_user = settings.APP_DATABASE_USER
+    if connections[using].settings_dict["USER"] == app_user:
+        return None
+    cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [app_user])
+    return sql.Identifier(app_user) if cursor.fetchone() is not None else None
+
+
 def revoke_append_only(using: str = "default") -> None:
     """Take UPDATE, DELETE and TRUNCATE on append-only tables from the app role (the first wall).
 
     UPDATE of `actor_id` alone stays granted, for on_delete=SET_NULL (the trigger checks the rest).
     """
-    connection = connections[using]
-    app_user = settings.APP_DATABASE_USER
-    if connection.settings_dict["USER"] == app_user:
-        return
-    role = sql.Identifier(app_user)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [app_user])
-        if cursor.fetchone() is None:
+    with connections[using].cursor() as cursor:
+        role = _app_role_to_grant(cursor, using)
+        if role is None:
             return
         for table, has_actor in append_only_tables(cursor):
             statements = [sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {} FROM {}")]
@@ -166,14 +170,9 @@ def grant_app_role(sender: Any = None, using: str = "default", **kwargs: Any) ->
 
     Runs after every migrate as the owner; a no-op when the owner is the app role itself.
     """
-    connection = connections[using]
-    app_user = settings.APP_DATABASE_USER
-    if connection.settings_dict["USER"] == app_user:
-        return
-    role = sql.Identifier(app_user)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [app_user])
-        if cursor.fetchone() is None:
+    with connections[using].cursor() as cursor:
+        role = _app_role_to_grant(cursor, using)
+        if role is None:
             return
         statements = [
             sql.SQL("GRANT USAGE ON SCHEMA public TO {}"),
