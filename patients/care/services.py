@@ -23,9 +23,7 @@ from patients.models import (
     CareTask,
     CareTeamMember,
     Goal,
-    GoalStatus,
     Intervention,
-    InterventionStatus,
     Patient,
     PatientNote,
     TaskStatus,
@@ -211,36 +209,6 @@ def goal_add(
     goal.save()
     _changed(patient=care_plan.patient, care_plan=care_plan, change=CarePlanChange.GOAL_ADDED, actor=actor)
     return goal
-
-
-@transaction.atomic
-def goal_set_status(*, goal: Goal, status: str, actor: Any = None) -> Goal:
-    if status not in GoalStatus.values:
-        raise ValidationError({"status": "Choose a valid goal status."})
-    goal.status = status
-    goal.save(update_fields=["status", "updated_at"])
-    _changed(patient=goal.care_plan.patient, care_plan=goal.care_plan, change=CarePlanChange.GOAL_STATUS, actor=actor)
-    return goal
-
-
-@transaction.atomic
-def intervention_add(*, care_plan: CarePlan, description: str, actor: Any = None) -> Intervention:
-    intervention = Intervention(care_plan=care_plan, description=description.strip())
-    intervention.full_clean()
-    intervention.save()
-    _changed(patient=care_plan.patient, care_plan=care_plan, change=CarePlanChange.INTERVENTION_ADDED, actor=actor)
-    return intervention
-
-
-@transaction.atomic
-def intervention_set_status(*, intervention: Intervention, status: str, actor: Any = None) -> Intervention:
-    if status not in InterventionStatus.values:
-        raise ValidationError({"status": "Choose a valid intervention status."})
-    intervention.status = status
-    intervention.save(update_fields=["status", "updated_at"])
-    plan = intervention.care_plan
-    _changed(patient=plan.patient, care_plan=plan, change=CarePlanChange.INTERVENTION_STATUS, actor=actor)
-    return intervention
 
 
 # -- Tasks ----------------------------------------------------------------------------------------
