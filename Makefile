@@ -2,7 +2,7 @@
 #
 #   make run             venv, local PostgreSQL + Redis, migrate, seed, web + worker + beat
 #   make test            venv, local PostgreSQL + Redis, pytest (PYTEST_ARGS="-k foo -x")
-#   make test-fast       no browser or worker tests, one wall clock instead of three (about a minute)
+#   make test-fast       no browser, worker or slow walk tests, one wall clock instead of three
 #   make lint            ruff check + ruff format --check + lint-imports (the import layers) + mypy
 #   make security        bandit over the project's code (CI runs it too)
 #   make migrate | seed | shell
@@ -66,7 +66,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(with_services)
 	$(PY) manage.py db_bootstrap
-	$(PY) -m pytest -m "not browser and not worker" --wall-clock=chicago-2330 $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not browser and not worker and not slow" --wall-clock=chicago-2330 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	status=0

@@ -316,6 +316,7 @@ def _hostile_queries(model: type[models.Model], model_admin: Any) -> list[dict[s
     return [query for query in queries if query]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("persona", ["org_admin", "platform_admin_in_org", "platform_admin_no_org"])
 def test_every_changelist_survives_hostile_lookups(
     client: Any, persona: str, north_admin: Any, platform_admin: Any, org_a: Any

@@ -24,7 +24,7 @@ from tests.factories import (
     UserFactory,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 HOSTILE = ["abc", "99999999999999999999", "-1", "\x00", "9999-12-31", "", "x" * 3000]
 HUGE_ID = "99999999999999999999"

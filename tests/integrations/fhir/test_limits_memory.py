@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[3]
 # What reading one file may add to the worker on top of the text itself. The worker's whole budget
 # is 500 MB (issue 5): about 75 MB of Python and Django, the upload's bytes and text (2 x 64 MB),
