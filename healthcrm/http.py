@@ -7,10 +7,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from django import forms
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -50,3 +52,18 @@ def render_partial_or_page(
     htmx = getattr(request, "htmx", None)
     template = partial_template if htmx else page_template
     return render(request, template, context, status=status)
+
+
+def form_add_service_errors(
+    form: forms.BaseForm, exc: ValidationError, *, field_map: Mapping[str, str] | None = None
+) -> None:
+    """Put a service's ValidationError on the form that fed it: each message on its field when the
+    form has one (a model field may be renamed through `field_map`, e.g. `starts_at` -> the form's
+    `start_time`), the rest at the top of the form."""
+    errors: dict[str | None, list[str]] = {None: list(exc.messages)}
+    if hasattr(exc, "error_dict"):
+        errors = {name: list(messages) for name, messages in exc.message_dict.items()}
+    for name, messages in errors.items():
+        target = (field_map or {}).get(name or "", name)
+        for message in messages:
+            form.add_error(target if target in form.fields else None, message)

@@ -19,7 +19,7 @@ from compliance.decorators import PHI_FREE, staff_view
 from compliance.guards import require_perm
 from compliance.models import AccessAction
 from healthcrm.auth import role_in_current_organization
-from healthcrm.http import TenantRequest, render_partial_or_page
+from healthcrm.http import TenantRequest, form_add_service_errors, render_partial_or_page
 from healthcrm.security import safe_next_url
 from healthcrm.selectors import notification_list
 from healthcrm.services import notifications_mark_read
@@ -50,15 +50,6 @@ from patients.scheduling.selectors import appointment_list_for_patient
 from patients.selectors import get_patient_for_user
 
 PAGE_SIZE = 25
-
-
-def _errors(form: Any, exc: ValidationError) -> None:
-    errors: dict[str | None, list[str]] = {None: exc.messages}
-    if hasattr(exc, "error_dict"):
-        errors = {name: list(messages_) for name, messages_ in exc.message_dict.items()}
-    for name, messages_ in errors.items():
-        for message in messages_:
-            form.add_error(name if name in form.fields else None, message)
 
 
 def render_patient_tab(
@@ -129,7 +120,7 @@ def note_add_view(request: TenantRequest, pk: int) -> HttpResponse:
         try:
             services.note_add(patient=patient, body=form.cleaned_data["body"], author=request.user)
         except ValidationError as exc:
-            _errors(form, exc)
+            form_add_service_errors(form, exc)
         else:
             messages.success(request, "Note saved.")
             return redirect("patients:timeline", pk=patient.pk)
@@ -186,7 +177,7 @@ def care_plan_start_view(request: TenantRequest, pk: int) -> HttpResponse:
         try:
             services.care_plan_start(patient=patient, actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _errors(form, exc)
+            form_add_service_errors(form, exc)
         else:
             messages.success(request, "Care plan started.")
             return redirect("patients:care_plan", pk=patient.pk)
@@ -206,7 +197,7 @@ def care_plan_update_view(request: TenantRequest, pk: int) -> HttpResponse:
         try:
             services.care_plan_update(care_plan=plan, actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _errors(form, exc)
+            form_add_service_errors(form, exc)
         else:
             messages.success(request, "Care plan updated.")
             return redirect("patients:care_plan", pk=patient.pk)
@@ -230,7 +221,7 @@ def task_add_view(request: TenantRequest, pk: int) -> HttpResponse:
         try:
             services.task_assign(patient=patient, care_plan=plan, actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _errors(form, exc)
+            form_add_service_errors(form, exc)
         else:
             messages.success(request, "Task assigned.")
             return redirect("patients:care_plan", pk=patient.pk)

@@ -4,7 +4,6 @@ status changes."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -17,7 +16,7 @@ from compliance.access import access_recorder
 from compliance.decorators import staff_view
 from compliance.guards import require_perm
 from compliance.models import AccessAction
-from healthcrm.http import TenantRequest
+from healthcrm.http import TenantRequest, form_add_service_errors
 from healthcrm.models import Location
 from patients.models import AppointmentStatus, Practitioner
 from patients.scheduling.forms import AppointmentForm, CalendarFilterForm, RescheduleForm
@@ -25,16 +24,8 @@ from patients.scheduling.selectors import appointment_calendar, get_appointment_
 from patients.scheduling.services import appointment_book, appointment_reschedule, appointment_set_status
 from patients.selectors import get_patient_for_user
 
-
-def _form_error(form: Any, exc: ValidationError) -> None:
-    """Put a service's errors on the form: times on the start time, the rest on the form."""
-    errors: dict[str | None, list[str]] = {None: exc.messages}
-    if hasattr(exc, "error_dict"):
-        errors = {name: list(messages_) for name, messages_ in exc.message_dict.items()}
-    for field, messages_ in errors.items():
-        target = "start_time" if field in ("starts_at", "ends_at") else field if field in form.fields else None
-        for message in messages_:
-            form.add_error(target, message)
+# The service names the model's times; the form shows them on its start time.
+_TIMES_ON_START = {"starts_at": "start_time", "ends_at": "start_time"}
 
 
 @staff_view(access=AccessAction.LIST, perm="patients.view_appointment")
@@ -90,7 +81,7 @@ def appointment_create_view(request: TenantRequest, patient_pk: int) -> HttpResp
                 actor=request.user,
             )
         except ValidationError as exc:
-            _form_error(form, exc)
+            form_add_service_errors(form, exc, field_map=_TIMES_ON_START)
         else:
             messages.success(request, "Appointment booked.")
             return redirect("patients:appointment_detail", pk=appointment.pk)
@@ -134,7 +125,7 @@ def appointment_reschedule_view(request: TenantRequest, pk: int) -> HttpResponse
                 actor=request.user,
             )
         except ValidationError as exc:
-            _form_error(form, exc)
+            form_add_service_errors(form, exc, field_map=_TIMES_ON_START)
         else:
             messages.success(request, "Appointment rescheduled.")
             return redirect("patients:appointment_detail", pk=appointment.pk)
