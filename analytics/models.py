@@ -1,1 +1,130 @@
-"""Adherence, reminder effectiveness, outcomes and care gaps (a later issue builds them)."""
+"""Analytics facts: one row per patient and per appointment, derived from the clinic's own rows.
+
+Pages never aggregate over the base tables (encrypted demographics cannot be grouped in SQL, and
+1,000,000 appointments joined to the outbox on every request is too slow). `analytics.refresh`
+decrypts what it needs in the worker, keeps only coarse, non-identifying values (an age band, not
+a birth date; a weekday and an hour, not a name), and upserts these tables; pages group them.
+
+They are tenant tables with forced row-level security like every other (PostgreSQL materialized
+views cannot carry RLS, so they are not used). No PHI in clear: ids, codes, bands and counts only.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from healthcrm.models import Location, TenantModel
+
+
+class AgeBand(models.TextChoices):
+    CHILD = "0-17", "0–17"
+    YOUNG = "18-39", "18–39"
+    MIDDLE = "40-64", "40–64"
+    OLDER = "65-74", "65–74"
+    ELDER = "75+", "75 and over"
+
+
+class Outcome(models.TextChoices):
+    """What became of a visit. The adherence denominator is every visit that fell due:
+    attended + no-show + late cancel + cancelled (docs/architecture.md, "Where each figure comes from")."""
+
+    ATTENDED = "attended", "Attended"
+    NO_SHOW = "no_show", "No-show"
+    LATE_CANCEL = "late_cancel", "Late cancel"
+    CANCELLED = "cancelled", "Cancelled"
+    UNRECORDED = "unrecorded", "Past, not recorded"
+    UPCOMING = "upcoming", "Upcoming"
+
+
+DUE_OUTCOMES = (Outcome.ATTENDED, Outcome.NO_SHOW, Outcome.LATE_CANCEL, Outcome.CANCELLED)
+
+
+class Exposure(models.TextChoices):
+    """The strongest reminder contact before the visit."""
+
+    NONE = "none", "No reminder delivered"
+    DELIVERED = "delivered", "Reminder delivered"
+    CONFIRMED = "confirmed", "Confirmed by reply or link"
+
+
+class PatientFact(TenantModel):
+    """A patient as analytics sees them: bands and counts, never a name or a date of birth."""
+
+    patient = models.OneToOneField("patients.Patient", on_delete=models.CASCADE, related_name="+")
+    age_band = models.CharField(max_length=8, choices=AgeBand.choices)
+    sex = models.CharField(max_length=16)
+    language = models.CharField(max_length=35)
+    is_active = models.BooleanField(default=True)
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        permissions = [
+            ("view_aggregates", "Can see analytics aggregates (counts and rates, small cells suppressed)"),
+            ("view_worklists", "Can see analytics patient lists (care gaps, measure drill-downs)"),
+        ]
+        indexes = [models.Index(fields=["organization", "age_band"], name="patfact_org_age")]
+
+    def __str__(self) -> str:
+        return f"PatientFact #{self.pk}"
+
+
+class AppointmentFact(TenantModel):
+    """One appointment, with what adherence and reminder effectiveness group by."""
+
+    appointment = models.OneToOneField("patients.Appointment", on_delete=models.CASCADE, related_name="+")
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="+")
+    practitioner = models.ForeignKey("patients.Practitioner", on_delete=models.CASCADE, related_name="+")
+    location = models.ForeignKey(Location, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    appointment_type = models.CharField(max_length=32)
+    kind = models.CharField(max_length=12)
+    starts_at = models.DateTimeField()
+    local_date = models.DateField(help_text="The visit's date in the clinic's time zone.")
+    weekday = models.PositiveSmallIntegerField(help_text="0 = Monday, in the clinic's time zone.")
+    hour = models.PositiveSmallIntegerField(help_text="0–23, in the clinic's time zone.")
+    lead_days = models.IntegerField(help_text="Days from booking to the visit.")
+    age_band = models.CharField(max_length=8, choices=AgeBand.choices)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices)
+    status_reason = models.CharField(max_length=16, blank=True)
+    exposure = models.CharField(max_length=10, choices=Exposure.choices, default=Exposure.NONE)
+    # Reminders delivered before the visit, by channel and offset (hours before the start).
+    sms_delivered = models.BooleanField(default=False)
+    email_delivered = models.BooleanField(default=False)
+    reminded_72h = models.BooleanField(default=False)
+    reminded_24h = models.BooleanField(default=False)
+    reminded_2h = models.BooleanField(default=False)
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "local_date"], name="apptfact_org_date"),
+            models.Index(fields=["organization", "practitioner", "local_date"], name="apptfact_org_pract_date"),
+            models.Index(
+                fields=["organization", "local_date"],
+                condition=Q(outcome="upcoming"),
+                name="apptfact_org_upcoming",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(outcome__in=Outcome.values), name="apptfact_outcome_valid"),
+            models.CheckConstraint(condition=Q(exposure__in=Exposure.values), name="apptfact_exposure_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"AppointmentFact #{self.pk}"
+
+
+class Refresh(TenantModel):
+    """When each organization's facts were last rebuilt: incremental refreshes start from here."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    full = models.BooleanField(default=False)
+    rows = models.JSONField(default=dict, blank=True, help_text="Rows written per builder.")
+
+    class Meta:
+        ordering = ["-started_at"]
+        get_latest_by = "started_at"
+
+    def __str__(self) -> str:
+        return f"Refresh #{self.pk}"

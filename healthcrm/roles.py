@@ -147,6 +147,15 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 for _role, _perms in _OUTREACH.items():
     ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], *_perms]
 
+# Analytics (analytics/): aggregates (small cells suppressed) for the roles that run the clinic;
+# patient lists (worklists, drill-downs, access-logged) only for the roles that see clinical data.
+_AGGREGATES = "analytics.view_aggregates"
+_WORKLISTS = "analytics.view_worklists"
+for _role in (Role.ADMIN, Role.PROVIDER, Role.NURSE, Role.COORDINATOR, Role.ANALYST):
+    ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], _AGGREGATES]
+for _role in (Role.PROVIDER, Role.NURSE, Role.COORDINATOR):
+    ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], _WORKLISTS]
+
 
 def sync_role_groups(sender: Any = None, using: str = "default", **kwargs: Any) -> None:
     """Create each role's group and add its default permissions (post_migrate receiver)."""

@@ -378,6 +378,10 @@ ENGAGEMENT_SCAN_WINDOW = env_float("ENGAGEMENT_SCAN_WINDOW_SECONDS", 5.0)
 # Due messages go to the worker in chunks of this many ids (each still claimed on its own) and are
 # sent by this many threads per worker process; 1 sends one task per message.
 ENGAGEMENT_SEND_BATCH = env_int("ENGAGEMENT_SEND_BATCH", 50)
+
+# ---------------------------------------------------------------------------------------------
+# Analytics (analytics/): a cancellation this close to the visit counts as a late cancel.
+ANALYTICS_LATE_CANCEL_HOURS = env_int("ANALYTICS_LATE_CANCEL_HOURS", 24)
 ENGAGEMENT_SEND_THREADS = env_int("ENGAGEMENT_SEND_THREADS", 16)
 # A send waits at most this long for the organization's rate limiter, else goes back to pending.
 ENGAGEMENT_RATE_MAX_WAIT = env_float("ENGAGEMENT_RATE_MAX_WAIT_SECONDS", 2.0)
@@ -440,6 +444,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "integrations-fhir-pull-due": {"task": "integrations.fhir.tasks.fhir_pull_due_task", "schedule": crontab()},
     "engagement-dispatch-due": {"task": "engagement.tasks.outbox_dispatch_task", "schedule": 2.0},
     "engagement-materialize-rules": {"task": "engagement.tasks.rules_materialize_all_task", "schedule": 300.0},
+    # Analytics facts: what changed, every 15 minutes; everything (age bands, due visits) nightly.
+    "analytics-refresh": {"task": "analytics.tasks.refresh_all_task", "schedule": crontab(minute="*/15")},
+    "analytics-rebuild": {
+        "task": "analytics.tasks.refresh_all_task",
+        "schedule": crontab(minute=40, hour=2),
+        "kwargs": {"full": True},
+    },
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ def inbound_receive(*, from_number: str, body: str, sid: str) -> str:
         appointment = selectors.next_appointment_for(patient.pk)
         if appointment is None:
             return f"{clinic}: we found no upcoming appointment to confirm. Please call us."
-        appointment_confirm(appointment=appointment)
+        appointment_confirm(appointment=appointment, via="sms_reply")
         return f"{clinic}: thank you, your appointment is confirmed."
     if keyword == "RESCHEDULE":
         reschedule_task_create(patient=patient)

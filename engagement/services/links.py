@@ -66,7 +66,7 @@ def link_use(*, message: OutboundMessage, claims: links.LinkClaims, now: datetim
                 if not _record(message, claims.action, now):
                     return "used"
                 if claims.action == "confirm":
-                    appointment_confirm(appointment=appointment)
+                    appointment_confirm(appointment=appointment, via="link")
                 else:
                     appointment_cancel(appointment=appointment)
         except ValidationError:

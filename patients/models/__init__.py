@@ -60,12 +60,16 @@ from patients.models.patient import (
 )
 from patients.models.scheduling import (
     ACTIVE_STATUSES,
+    CANCEL_REASONS,
+    NO_SHOW_REASONS,
     STATUS_TRANSITIONS,
     Appointment,
     AppointmentKind,
     AppointmentStatus,
     AppointmentType,
+    ConfirmedVia,
     Practitioner,
+    StatusReason,
 )
 
 _PHI_MODELS = (
@@ -117,6 +121,10 @@ __all__ = [
     "Appointment",
     "AppointmentKind",
     "AppointmentStatus",
+    "CANCEL_REASONS",
+    "ConfirmedVia",
+    "NO_SHOW_REASONS",
+    "StatusReason",
     "AppointmentType",
     "Practitioner",
     "BLOOD_PRESSURE",

@@ -100,6 +100,33 @@ class AppointmentType(models.TextChoices):
     LAB = "lab", "Lab visit"
 
 
+class StatusReason(models.TextChoices):
+    """Why a visit was cancelled or missed: coded, so analytics can count them (no free text, no PHI)."""
+
+    PATIENT_REQUEST = "patient_request", "Patient asked to cancel"
+    ILLNESS = "illness", "Patient unwell"
+    TRANSPORT = "transport", "No transport"
+    COST = "cost", "Cost or coverage"
+    CONFLICT = "conflict", "Work, school or family conflict"
+    FORGOT = "forgot", "Forgot"
+    WEATHER = "weather", "Weather"
+    CLINIC = "clinic", "Clinic cancelled (provider unavailable)"
+    RESCHEDULED = "rescheduled", "Rescheduled to another time"
+    UNKNOWN = "unknown", "Unknown / not reached"
+    OTHER = "other", "Other"
+
+
+# Which reasons fit which final status (the form offers these; the service refuses the rest).
+CANCEL_REASONS = frozenset(set(StatusReason.values) - {"forgot"})
+NO_SHOW_REASONS = frozenset({"illness", "transport", "forgot", "conflict", "weather", "unknown", "other"})
+
+
+class ConfirmedVia(models.TextChoices):
+    SMS_REPLY = "sms_reply", "SMS reply"
+    LINK = "link", "Link in a message"
+    STAFF = "staff", "Staff (phone or in person)"
+
+
 class Appointment(TenantModel):
     patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="appointments")
     practitioner = models.ForeignKey(Practitioner, on_delete=models.PROTECT, related_name="appointments")
@@ -114,6 +141,12 @@ class Appointment(TenantModel):
     status_changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    status_reason = models.CharField(
+        max_length=16, choices=StatusReason.choices, blank=True, help_text="Why it was cancelled or missed."
+    )
+    # When and how the patient confirmed (kept after check-in, which the status alone would lose).
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    confirmed_via = models.CharField(max_length=12, choices=ConfirmedVia.choices, blank=True)
     telehealth_url = models.URLField(max_length=300, blank=True)
     # Where the appointment came from when imported (FHIR): system + resource id, for idempotent upserts.
     source_system = models.CharField(max_length=200, blank=True)

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from healthcrm.models import Location
-from patients.models import Appointment, AppointmentKind, AppointmentStatus, Patient, Practitioner
+from patients.models import Appointment, AppointmentKind, AppointmentStatus, ConfirmedVia, Patient, Practitioner
 from patients.scheduling.telehealth import telehealth_join_url
 
 DOUBLE_BOOKED = "This practitioner already has an appointment at that time."
@@ -103,8 +103,16 @@ def appointment_set_status(*, appointment: Appointment, status: str, actor: Any 
     return appointment
 
 
-def appointment_confirm(*, appointment: Appointment, actor: Any = None) -> Appointment:
-    return appointment_set_status(appointment=appointment, status=AppointmentStatus.CONFIRMED, actor=actor)
+@transaction.atomic
+def appointment_confirm(*, appointment: Appointment, actor: Any = None, via: str = "") -> Appointment:
+    """Confirm, and remember when and how the patient did (analytics counts confirmed visits after
+    check-in, when the status has moved on). `via` is a ConfirmedVia; staff by default."""
+    appointment = appointment_set_status(appointment=appointment, status=AppointmentStatus.CONFIRMED, actor=actor)
+    if appointment.confirmed_at is None:
+        appointment.confirmed_at = appointment.status_changed_at or timezone.now()
+        appointment.confirmed_via = via or ConfirmedVia.STAFF
+        appointment.save(update_fields=["confirmed_at", "confirmed_via", "updated_at"])
+    return appointment
 
 
 def appointment_cancel(*, appointment: Appointment, actor: Any = None) -> Appointment:
