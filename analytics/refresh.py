@@ -251,6 +251,8 @@ _KEEP = {"id", "organization", "appointment", "created_at"}
 
 def refresh_run(*, full: bool = False, now: datetime | None = None) -> Refresh:
     """Run every builder for the current organization; incremental from the last finished run."""
+    import analytics.builders  # noqa: F401  (registers every module's builders)
+
     organization = require_current_organization()
     now = now or timezone.now()
     last = Refresh.objects.filter(finished_at__isnull=False).order_by("-started_at").first()

@@ -1,0 +1,6 @@
+"""Every module that registers fact builders (`@refresh.builder`), imported once by refresh_run.
+
+Order matters: builders run in registration order, so a module that reads another's facts comes after it.
+"""
+
+from analytics import refresh  # noqa: F401  (patients, appointments)
