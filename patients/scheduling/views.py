@@ -19,6 +19,7 @@ from compliance.models import AccessAction
 from healthcrm.http import TenantRequest, form_add_service_errors
 from healthcrm.models import Location
 from patients.models import AppointmentStatus, Practitioner
+from patients.scheduling.badges import appointment_badges
 from patients.scheduling.forms import AppointmentForm, CalendarFilterForm, RescheduleForm
 from patients.scheduling.selectors import appointment_calendar, get_appointment_for_user
 from patients.scheduling.services import appointment_book, appointment_reschedule, appointment_set_status
@@ -42,6 +43,9 @@ def appointment_calendar_view(request: TenantRequest) -> HttpResponse:
     end = datetime.combine(days[-1] + timedelta(days=1), time.min, tzinfo=zone)
     appointments = appointment_calendar(start=start, end=end, practitioner=practitioner, location=location)
     access_recorder(request).saw(appointments)
+    badges = appointment_badges(request, [a.pk for a in appointments])
+    for appointment in appointments:
+        appointment.badges = badges.get(appointment.pk, [])  # type: ignore[attr-defined]
     by_day: dict[date, list] = {d: [] for d in days}
     for appointment in appointments:
         by_day.setdefault(appointment.starts_at.astimezone(zone).date(), []).append(appointment)
@@ -96,9 +100,12 @@ def appointment_detail_view(request: TenantRequest, pk: int) -> HttpResponse:
     appointment = get_appointment_for_user(request, pk)
     access_recorder(request).saw([appointment.patient])
     choices = [(s, AppointmentStatus(s).label) for s in AppointmentStatus.values if appointment.can_become(s)]
-    return render(
-        request, "patients/scheduling/appointment_detail.html", {"appointment": appointment, "next_statuses": choices}
-    )
+    context = {
+        "appointment": appointment,
+        "next_statuses": choices,
+        "badges": appointment_badges(request, [appointment.pk]).get(appointment.pk, []),
+    }
+    return render(request, "patients/scheduling/appointment_detail.html", context)
 
 
 @staff_view(access=AccessAction.VIEW)
