@@ -45,8 +45,10 @@ from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from engagement.services import risk_reminders_enqueue
 from analytics.models import AppointmentFact, AppointmentRisk, Exposure, Outcome, RiskModel, RiskModelStatus
+from analytics.stats import percent
+from analytics.suppression import Column, CountTable, RateColumn
+from engagement.services import risk_reminders_enqueue
 from healthcrm.tenancy import require_current_organization
 
 RISK_MIN_VISITS = 200
@@ -95,6 +97,9 @@ HOUR_EDGES = (0, 9, 12, 14, 17)
 HOUR_LEVELS = ("before-9", "9-11", "12-13", "14-16", "17-later")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
+_DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_HOUR_NAMES = ("before 9:00", "9:00–11:59", "12:00–13:59", "14:00–16:59", "17:00 or later")
+
 GROUPS: dict[str, Group] = {
     g.code: g
     for g in (
@@ -123,12 +128,12 @@ GROUPS: dict[str, Group] = {
         Group(
             "weekday",
             "Day",
-            dict(zip(WEEKDAYS, ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"))),
+            dict(zip(WEEKDAYS, _DAY_NAMES, strict=True)),
         ),
         Group(
             "hour",
             "Time",
-            dict(zip(HOUR_LEVELS, ("before 9:00", "9:00–11:59", "12:00–13:59", "14:00–16:59", "17:00 or later"))),
+            dict(zip(HOUR_LEVELS, _HOUR_NAMES, strict=True)),
         ),
         Group("type", "Visit type", {}),
         Group("age", "Age band", {}),
@@ -181,8 +186,8 @@ class Visits:
 def visits_from_rows(rows: Sequence[tuple[Any, ...]]) -> Visits:
     """Column arrays from FACT_FIELDS tuples (prior counts zero: see with_prior_counts)."""
     n = len(rows)
-    columns = list(zip(*rows)) if n else [() for _ in FACT_FIELDS]
-    get = dict(zip(FACT_FIELDS, columns))
+    columns = list(zip(*rows, strict=True)) if n else [() for _ in FACT_FIELDS]
+    get = dict(zip(FACT_FIELDS, columns, strict=True))
     exposure = np.array(get["exposure"], dtype=object)
     return Visits(
         appointment_id=np.array(get["appointment_id"], dtype=np.int64),
@@ -225,7 +230,9 @@ def with_prior_counts(visits: Visits) -> Visits:
 
 def _levels(visits: Visits) -> dict[str, np.ndarray]:
     """Per group, each visit's level code (an object array of str)."""
-    lead = np.array(LEAD_LEVELS, dtype=object)[np.searchsorted(LEAD_EDGES, np.maximum(visits.lead_days, 0), "right") - 1]
+    lead = np.array(LEAD_LEVELS, dtype=object)[
+        np.searchsorted(LEAD_EDGES, np.maximum(visits.lead_days, 0), "right") - 1
+    ]
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(visits.prior_visits > 0, visits.prior_no_shows / np.maximum(visits.prior_visits, 1), 0.0)
     prior = np.select(
@@ -396,7 +403,11 @@ def reasons_for(fitted: Fitted, columns: np.ndarray, limit: int = MAX_REASONS) -
     found: list[list[tuple[str, float]]] = []
     for r in range(columns.shape[0]):
         ranked = sorted(
-            ((float(contributions[r, g]), fitted.names[columns[r, g]]) for g in range(columns.shape[1]) if present[r, g]),
+            (
+                (float(contributions[r, g]), fitted.names[columns[r, g]])
+                for g in range(columns.shape[1])
+                if present[r, g]
+            ),
             reverse=True,
         )
         found.append([(code, value) for value, code in ranked[:limit] if value > 0])
@@ -496,12 +507,10 @@ def risk_score(*, now: datetime | None = None) -> int:
             appointment_id=int(appointment_id),
             model=model,
             score=round(float(score), 4),
-            reasons=[
-                {"code": code, "label": feature_label(code), "log_odds": round(value, 3)} for code, value in why
-            ],
+            reasons=[{"code": code, "label": feature_label(code), "log_odds": round(value, 3)} for code, value in why],
             scored_at=now,
         )
-        for appointment_id, score, why in zip(visits.appointment_id, scores, reasons)
+        for appointment_id, score, why in zip(visits.appointment_id, scores, reasons, strict=True)
     ]
     # Scores of visits no longer in the window (cancelled, moved, begun) go: the badge shows only current ones.
     AppointmentRisk.objects.exclude(appointment_id__in=[r.appointment_id for r in risks]).delete()
@@ -591,12 +600,33 @@ def risk_status() -> dict[str, Any]:
         auc=model.auc,
         brier=model.brier,
         calibration=[
-            {**row, "observed": row["no_shows"] / row["visits"] if row["visits"] else None}
-            for row in model.calibration
+            {**row, "observed": row["no_shows"] / row["visits"] if row["visits"] else None} for row in model.calibration
         ],
         coefficients=sorted(
-            ((feature_label(name), coef) for name, coef in zip(model.feature_names, model.coefficients)),
+            ((feature_label(name), coef) for name, coef in zip(model.feature_names, model.coefficients, strict=True)),
             key=lambda item: -abs(item[1]),
         ),
     )
     return status
+
+
+def calibration_count_table(model: RiskModel) -> CountTable:
+    """The hold-out's calibration as a suppressed count table: per score band, no-shows and
+    attended visits (counts 1–10 hidden like every aggregate) and the observed no-show rate."""
+    rows = []
+    counts: dict[tuple[str, str], int] = {}
+    for row in model.calibration:
+        key = f"band{row['band']}"
+        low, high = percent(row["min_score"]), percent(row["max_score"])
+        rows.append((key, f"Band {row['band']}: scores {low} to {high}"))
+        counts[(key, "no_show")] = int(row["no_shows"])
+        counts[(key, "attended")] = int(row["visits"]) - int(row["no_shows"])
+    return CountTable(
+        title="Calibration on the hold-out: observed no-shows by predicted score band",
+        row_header="Score band",
+        columns=[Column("no_show", "No-shows"), Column("attended", "Attended")],
+        rows=rows,
+        counts=counts,
+        rates=[RateColumn("observed", "Observed no-show rate", "no_show")],
+        total_label="All held-out visits",
+    )

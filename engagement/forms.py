@@ -75,7 +75,7 @@ class RuleForm(forms.Form):
         return value
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("kind") == RuleKind.APPOINTMENT_REMINDER and isinstance(data.get("options"), dict):
             problem = risk_params_problem(data["options"])
             if problem:

@@ -7,70 +7,128 @@ from healthcrm.db import EnableRowLevelSecurity
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0001_initial'),
-        ('healthcrm', '0002_notification'),
-        ('patients', '0006_appointment_reasons_and_confirmation'),
+        ("analytics", "0001_initial"),
+        ("healthcrm", "0002_notification"),
+        ("patients", "0006_appointment_reasons_and_confirmation"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RiskModel',
+            name="RiskModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('trained_at', models.DateTimeField()),
-                ('status', models.CharField(choices=[('trained', 'Trained'), ('too_little_history', 'Too little history')], max_length=20)),
-                ('feature_names', models.JSONField(blank=True, default=list, help_text='One-hot codes, e.g. "lead:31-90".')),
-                ('coefficients', models.JSONField(blank=True, default=list, help_text='Log-odds per feature, same order.')),
-                ('feature_means', models.JSONField(blank=True, default=list, help_text='Training mean per feature (reasons).')),
-                ('intercept', models.FloatField(blank=True, null=True)),
-                ('auc', models.FloatField(blank=True, help_text='ROC AUC on the hold-out (latest ~20 % by date).', null=True)),
-                ('brier', models.FloatField(blank=True, help_text='Brier score on the hold-out.', null=True)),
-                ('calibration', models.JSONField(blank=True, default=list, help_text='Per score band: visits, no-shows, mean score.')),
-                ('n_train', models.PositiveIntegerField(default=0)),
-                ('n_train_no_shows', models.PositiveIntegerField(default=0)),
-                ('n_test', models.PositiveIntegerField(default=0)),
-                ('n_test_no_shows', models.PositiveIntegerField(default=0)),
-                ('history_from', models.DateField(blank=True, null=True)),
-                ('test_from', models.DateField(blank=True, help_text='First day of the hold-out.', null=True)),
-                ('history_to', models.DateField(blank=True, null=True)),
-                ('seconds', models.FloatField(default=0, help_text='Training time.')),
-                ('note', models.CharField(blank=True, help_text='Why there is no model (no PHI).', max_length=200)),
-                ('organization', models.ForeignKey(editable=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='healthcrm.organization')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("trained_at", models.DateTimeField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("trained", "Trained"), ("too_little_history", "Too little history")], max_length=20
+                    ),
+                ),
+                (
+                    "feature_names",
+                    models.JSONField(blank=True, default=list, help_text='One-hot codes, e.g. "lead:31-90".'),
+                ),
+                (
+                    "coefficients",
+                    models.JSONField(blank=True, default=list, help_text="Log-odds per feature, same order."),
+                ),
+                (
+                    "feature_means",
+                    models.JSONField(blank=True, default=list, help_text="Training mean per feature (reasons)."),
+                ),
+                ("intercept", models.FloatField(blank=True, null=True)),
+                (
+                    "auc",
+                    models.FloatField(
+                        blank=True, help_text="ROC AUC on the hold-out (latest ~20 % by date).", null=True
+                    ),
+                ),
+                ("brier", models.FloatField(blank=True, help_text="Brier score on the hold-out.", null=True)),
+                (
+                    "calibration",
+                    models.JSONField(
+                        blank=True, default=list, help_text="Per score band: visits, no-shows, mean score."
+                    ),
+                ),
+                ("n_train", models.PositiveIntegerField(default=0)),
+                ("n_train_no_shows", models.PositiveIntegerField(default=0)),
+                ("n_test", models.PositiveIntegerField(default=0)),
+                ("n_test_no_shows", models.PositiveIntegerField(default=0)),
+                ("history_from", models.DateField(blank=True, null=True)),
+                ("test_from", models.DateField(blank=True, help_text="First day of the hold-out.", null=True)),
+                ("history_to", models.DateField(blank=True, null=True)),
+                ("seconds", models.FloatField(default=0, help_text="Training time.")),
+                ("note", models.CharField(blank=True, help_text="Why there is no model (no PHI).", max_length=200)),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        editable=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="healthcrm.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-trained_at', '-id'],
-                'get_latest_by': 'trained_at',
+                "ordering": ["-trained_at", "-id"],
+                "get_latest_by": "trained_at",
             },
         ),
         migrations.CreateModel(
-            name='AppointmentRisk',
+            name="AppointmentRisk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('score', models.FloatField(help_text='Probability of a no-show, 0–1.')),
-                ('reasons', models.JSONField(blank=True, default=list, help_text='[{"code", "label", "log_odds"}], strongest first.')),
-                ('scored_at', models.DateTimeField()),
-                ('appointment', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='patients.appointment')),
-                ('organization', models.ForeignKey(editable=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='healthcrm.organization')),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='scores', to='analytics.riskmodel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("score", models.FloatField(help_text="Probability of a no-show, 0–1.")),
+                (
+                    "reasons",
+                    models.JSONField(
+                        blank=True, default=list, help_text='[{"code", "label", "log_odds"}], strongest first.'
+                    ),
+                ),
+                ("scored_at", models.DateTimeField()),
+                (
+                    "appointment",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="patients.appointment"
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        editable=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="healthcrm.organization",
+                    ),
+                ),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="scores", to="analytics.riskmodel"
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='riskmodel',
-            index=models.Index(fields=['organization', '-trained_at'], name='riskmodel_org_trained'),
+            model_name="riskmodel",
+            index=models.Index(fields=["organization", "-trained_at"], name="riskmodel_org_trained"),
         ),
         migrations.AddConstraint(
-            model_name='riskmodel',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['trained', 'too_little_history'])), name='riskmodel_status_valid'),
+            model_name="riskmodel",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["trained", "too_little_history"])), name="riskmodel_status_valid"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='appointmentrisk',
-            constraint=models.CheckConstraint(condition=models.Q(('score__gte', 0), ('score__lte', 1)), name='appointmentrisk_score_range'),
+            model_name="appointmentrisk",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("score__gte", 0), ("score__lte", 1)), name="appointmentrisk_score_range"
+            ),
         ),
         # Tenant tables: row-level security on the organization (healthcrm/db.py).
         EnableRowLevelSecurity("riskmodel"),

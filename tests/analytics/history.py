@@ -68,7 +68,7 @@ def write(organization: Any, visits: list[Visit], practitioner: Any = None) -> l
                 sms_delivered=v.reminded,
                 refreshed_at=v.starts_at,
             )
-            for a, v in zip(appointments, visits)
+            for a, v in zip(appointments, visits, strict=True)
         ]
     )
     return appointments

@@ -65,6 +65,7 @@ def test_the_model_learns_the_pattern_and_says_how_well_on_the_latest_visits(org
     assert model.n_train_no_shows + model.n_test_no_shows == no_shows
     assert model.test_from == history[1200].starts_at.date()
     # The real hold-out AUC of the fitted model, on visits it never saw.
+    assert model.auc is not None and model.brier is not None
     assert model.auc >= 0.70, model.auc
     assert 0 < model.brier < 0.25
     # Calibration: 5 score bands (under 1,000 visits) of 60 visits each, every held-out visit once.
@@ -73,7 +74,7 @@ def test_the_model_learns_the_pattern_and_says_how_well_on_the_latest_visits(org
     scores = [row["mean_score"] for row in model.calibration]
     assert scores == sorted(scores)
     # The parameters are plain JSON, and they carry the pattern's signs.
-    coefficients = dict(zip(model.feature_names, model.coefficients))
+    coefficients = dict(zip(model.feature_names, model.coefficients, strict=True))
     assert coefficients["lead:91+"] > coefficients["lead:0"]
     assert coefficients["prior:50+"] > coefficients["prior:0"]
     assert coefficients["confirmed:yes"] < coefficients["confirmed:no"]
@@ -119,7 +120,11 @@ def test_the_reasons_are_the_features_that_raise_the_log_odds_most() -> None:
     # Against the average: lead 0.5 - (-0.25 + 0.25) = 0.5; prior 0.9 - (-0.225 + 0.225) = 0.9;
     # confirmed 0.2 - 0 = 0.2. Strongest first. The second visit has nothing that raises it.
     first, second = risk.reasons_for(fitted, columns)
-    assert [(code, round(value, 3)) for code, value in first] == [("prior:50+", 0.9), ("lead:91+", 0.5), ("confirmed:no", 0.2)]
+    assert [(code, round(value, 3)) for code, value in first] == [
+        ("prior:50+", 0.9),
+        ("lead:91+", 0.5),
+        ("confirmed:no", 0.2),
+    ]
     assert second == []
     assert risk.feature_label("prior:50+") == "Earlier visits missed: half or more"
     assert risk.feature_label("lead:91+") == "Booked: more than 90 days ahead"
@@ -178,8 +183,6 @@ def test_the_extra_reminder_goes_once_to_a_high_risk_visit_and_not_to_a_low_one(
 
 
 def test_no_extra_reminder_without_the_option_or_without_consent(org_a) -> None:
-    from engagement.models import Consent
-
     configure(org_a)
     with organization_context(org_a):
         patterned_history(org_a, now=NOW)
@@ -187,9 +190,10 @@ def test_no_extra_reminder_without_the_option_or_without_consent(org_a) -> None:
         plain = _reminder_rule()
         risk.risk_train(now=NOW)
         risk.risk_score(now=NOW)
+        assert AppointmentRisk.objects.get(appointment=risky).score >= 0.3  # high enough for the option
         assert not OutboundMessage.objects.filter(slot__startswith="risk").exists()
-        Consent.objects.create(patient=risky.patient, channel="sms", status="opted_out")
-        Consent.objects.create(patient=risky.patient, channel="email", status="opted_out")
+        for channel in ("sms", "email"):
+            services.consent_set(patient=risky.patient, channel=channel, status="opted_out", source="staff")
         services.rule_save(rule=plain, params={"extra_when_risk": 0.3})
         risk.risk_score(now=NOW)
         assert not OutboundMessage.objects.filter(slot__startswith="risk").exists()
@@ -259,7 +263,10 @@ def test_the_badge_shows_on_the_calendar_and_the_appointment_page(
 
 
 def fake_badges(appointment_ids: list[int]) -> dict[int, dict[str, Any]]:
-    return {pk: {"kind": "test", "level": "high", "label": f"Test badge {pk}", "reasons": [], "flag": True} for pk in appointment_ids}
+    return {
+        pk: {"kind": "test", "level": "high", "label": f"Test badge {pk}", "reasons": [], "flag": True}
+        for pk in appointment_ids
+    }
 
 
 def test_the_calendar_takes_its_badges_from_the_setting(org_a, client_for, nurse_user, settings) -> None:
@@ -290,7 +297,6 @@ def test_training_then_scoring_tasks_run_per_organization(org_a, org_b) -> None:
     with organization_context(org_a):
         patterned_history(org_a, now=NOW, visits=400, patients=60)
         risky = _upcoming(org_a, risky=True)
-    tasks.risk_train_task.run.__wrapped__ if False else None
     tasks.risk_train_task(org_a.pk)
     tasks.risk_train_task(org_b.pk)
     with organization_context(org_a):
@@ -302,11 +308,48 @@ def test_training_then_scoring_tasks_run_per_organization(org_a, org_b) -> None:
         assert AppointmentRisk.objects.count() == 0
 
 
-def test_debug(org_a) -> None:
+def test_the_risk_page_shows_the_model_figures_to_analysts_and_no_visit(
+    org_a, client_for, analyst_user, frontdesk_user, other_org_user
+) -> None:
+    url = reverse("analytics:risk")
+    client = client_for(analyst_user)
+    assert "No model has been trained yet." in client.get(url).content.decode()
     with organization_context(org_a):
-        history, _ = patterned_history(org_a, now=NOW)
-        from analytics.models import AppointmentFact
-        print(AppointmentFact.objects.count(), AppointmentFact.objects.filter(outcome__in=risk.POPULATION).count(), AppointmentFact.objects.filter(outcome__in=risk.POPULATION, starts_at__lt=NOW).count(), len(risk._fact_rows(AppointmentFact.objects.all())))
+        patterned_history(org_a, now=NOW)
+        risky = _upcoming(org_a, risky=True)
         model = risk.risk_train(now=NOW)
-    print(model.note, model.n_train, model.n_train_no_shows, model.n_test, model.seconds)
-    assert 0
+        risk.risk_score(now=NOW)
+    page = client.get(url)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert f'data-testid="risk-auc">{model.auc:.2f}<' in text
+    assert f'data-testid="risk-brier">{model.brier:.3f}<' in text
+    assert "Booked: more than 90 days ahead" in text  # a coefficient's label
+    # 1,500 + the risky patient's 4 earlier visits = 1,504 due: the latest 301 held out, in five
+    # bands of 61, 60, 60, 60, 60. No-show and attended counts of 1 to 10 are hidden; the CSV has the
+    # page's cells.
+    csv = client.get(url, {"export": "calibration"}).content.decode().splitlines()
+    assert csv[0].startswith("Score band,No-shows,Attended,Total")
+    assert [line.split(",")[3] for line in csv[1:]] == ["61", "60", "60", "60", "60", "301"]
+    for line in csv[1:]:
+        no_shows = line.split(",")[1]
+        assert no_shows in ("<11", "hidden") or not 1 <= int(no_shows) <= 10
+    # Model figures only: no patient, no appointment id.
+    assert str(risky.patient.family_name) not in text and f"/appointments/{risky.pk}/" not in text
+    assert client_for(frontdesk_user).get(url).status_code == 403
+    other = client_for(other_org_user).get(url).content.decode()
+    assert "No model has been trained yet." in other
+
+
+def test_the_risk_page_says_when_there_is_too_little_history(org_a, client_for, analyst_user) -> None:
+    with organization_context(org_a):
+        patient = PatientFactory()
+        # 50 due visits, 10 no-shows: 40 train (8 no-shows at k = 0, 5, ..., 35).
+        write(
+            org_a,
+            [Visit(patient, NOW - timedelta(days=60 - k), "no_show" if k % 5 == 0 else "attended") for k in range(50)],
+        )
+        risk.risk_train(now=NOW)
+    text = client_for(analyst_user).get(reverse("analytics:risk")).content.decode()
+    assert "Too little history: 40 due visits and 8 no-shows" in text
+    assert "risk-auc" not in text
