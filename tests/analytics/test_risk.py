@@ -353,3 +353,12 @@ def test_the_risk_page_says_when_there_is_too_little_history(org_a, client_for, 
     text = client_for(analyst_user).get(reverse("analytics:risk")).content.decode()
     assert "Too little history: 40 due visits and 8 no-shows" in text
     assert "risk-auc" not in text
+
+
+def test_reminder_slots_match_their_start_with_or_without_the_risk_prefix() -> None:
+    start = datetime(2026, 6, 19, 16, 0, tzinfo=UTC)
+    assert services.reminder_slot_matches("48h@20260619T1600", start)
+    assert services.reminder_slot_matches("risk48h@20260619T1600", start)
+    assert not services.reminder_slot_matches("risk48h@20260619T1600", start + timedelta(days=1))  # rescheduled
+    assert not services.reminder_slot_matches("follow-up", start)
+    assert not services.reminder_slot_matches("riskxh@20260619T1600", start)
