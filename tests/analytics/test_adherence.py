@@ -56,7 +56,7 @@ def clinic(org_a: Any) -> dict[str, Any]:
     """
     with organization_context(org_a):
         a, b = PractitionerFactory(display_name="Dr A"), PractitionerFactory(display_name="Dr B")
-        p = [PatientFactory(date_of_birth=date(1980, 1, 1)) for _ in range(4)]
+        p = [PatientFactory(date_of_birth=date(1980, 1, 1), family_name=f"Quenbyfield{i}") for i in range(4)]
         visits = []
         for i in range(8):
             visits.append(_visit(p[i % 4], a, 1 + i, 15, "completed"))
