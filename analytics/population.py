@@ -326,6 +326,18 @@ def _dimension_rows(dimension: str, present: Iterable[str]) -> list[tuple[str, s
     return [(v, v or "Not recorded") for v in sorted(present)]
 
 
+PREVALENCE_COLUMNS = [Column(WITH, "With the condition"), Column(WITHOUT, "Without")]
+PREVALENCE_RATES = [RateColumn("prevalence", "Prevalence", numerator=WITH)]
+
+
+def condition_counts() -> tuple[int, dict[str, int]]:
+    """Active patients, and per catalogue condition how many of them have it (one query each)."""
+    active_ids = PatientFact.objects.filter(is_active=True).values("patient_id")
+    active = PatientFact.objects.filter(is_active=True).count()
+    risks = PatientRisk.objects.filter(patient_id__in=active_ids)
+    return active, {key: risks.filter(conditions__contains=[key]).count() for key in CONDITIONS}
+
+
 def prevalence_table(condition: str = ANY, dimension: str = "age_band") -> CountTable:
     """Active patients with / without `condition` (a CONDITIONS key or ANY) by `dimension`, with the
     prevalence rate and its Wilson interval; counts 1–10 suppressed."""
@@ -349,10 +361,10 @@ def prevalence_table(condition: str = ANY, dimension: str = "age_band") -> Count
     return CountTable(
         title=f"{label}: prevalence by {DIMENSIONS[dimension].lower()}",
         row_header=DIMENSIONS[dimension],
-        columns=[Column(WITH, "With the condition"), Column(WITHOUT, "Without")],
+        columns=PREVALENCE_COLUMNS,
         rows=_dimension_rows(dimension, totals),
         counts=counts,
-        rates=[RateColumn("prevalence", "Prevalence", numerator=WITH)],
+        rates=PREVALENCE_RATES,
         total_label="All active patients",
     )
 
