@@ -51,7 +51,7 @@ def _patient(born: date, *codes: str, sex: str = "female", language: str = "en",
 def test_a_bad_definition_is_a_form_error(raw: str, message: str) -> None:
     form = CohortForm(data={"name": "Diabetics", "definition": raw})
     assert not form.is_valid()
-    assert message in " ".join(form.errors["definition"])
+    assert message in " ".join(str(e) for e in form.errors["definition"])
 
 
 def test_a_good_definition_is_normalized() -> None:
