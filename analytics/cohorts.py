@@ -131,13 +131,14 @@ def cohort_size_display(size: int, *, exact: bool) -> int | str:
     return HIDDEN if not exact and 0 < size < SUPPRESS_BELOW else size
 
 
-def cohort_patient_ids_by_id(cohort_id: Any) -> list[int] | None:
-    """ENGAGEMENT_COHORT_RESOLVER: the patients of the current organization's cohort `cohort_id`,
-    or None when it has no such cohort (another organization's id is not found: tenant manager + RLS)."""
+def cohort_patient_ids_by_id(cohort_id: Any) -> QuerySet[Any] | None:
+    """ENGAGEMENT_COHORT_RESOLVER: the patient ids of the current organization's cohort `cohort_id`
+    (a lazy queryset, in id order, so a campaign filters by a subquery instead of a list of ids), or None
+    when it has no such cohort (another organization's id is not found: tenant manager + RLS)."""
     if isinstance(cohort_id, bool):
         return None
     try:
         cohort = Cohort.objects.get(pk=int(cohort_id))
     except (Cohort.DoesNotExist, TypeError, ValueError, OverflowError):
         return None
-    return cohort_patient_ids(cohort)
+    return cohort_facts(cohort.definition).order_by("patient_id").values_list("patient_id", flat=True)

@@ -205,15 +205,15 @@ def adherence_materialize(rule: Rule, now: datetime) -> int:
     return chunked_rows_create(ids, rows_for)
 
 
-def cohort_patient_ids(cohort_id: Any) -> list[int] | None:
-    """The patients of the current organization's saved cohort `cohort_id` through the
-    ENGAGEMENT_COHORT_RESOLVER extension point; None when there is no such cohort (or no resolver)."""
+def cohort_patient_ids(cohort_id: Any) -> Iterable[int] | None:
+    """The patient ids of the current organization's saved cohort `cohort_id` through the
+    ENGAGEMENT_COHORT_RESOLVER extension point (ids or a lazy queryset of ids, used as a filter);
+    None when there is no such cohort, or no resolver."""
     path = getattr(settings, "ENGAGEMENT_COHORT_RESOLVER", "")
     if not path:
         return None
     resolver: Callable[[Any], Iterable[int] | None] = import_string(path)
-    found = resolver(cohort_id)
-    return None if found is None else list(found)
+    return resolver(cohort_id)
 
 
 def campaign_materialize(rule: Rule, now: datetime) -> int:

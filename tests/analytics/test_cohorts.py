@@ -133,7 +133,7 @@ def test_campaign_with_a_cohort_reaches_only_its_opted_in_patients(org_a: Any) -
             consent_set(patient=patient, channel="sms", status="opted_in", source="staff")
         refresh_run(full=True, now=NOW)
         cohort = cohort_save(name="Asthma", definition={"conditions": ["asthma"]})
-        assert cohort_patient_ids_by_id(cohort.pk) == sorted([in_cohort.pk, in_cohort_not_opted_in.pk])
+        assert list(cohort_patient_ids_by_id(cohort.pk) or []) == sorted([in_cohort.pk, in_cohort_not_opted_in.pk])
         rule = rule_save(
             name="Asthma education",
             kind="campaign",
@@ -167,3 +167,31 @@ def test_a_campaign_cannot_use_another_organizations_cohort(org_a: Any, org_b: A
         rule.save()
         assert rule_materialize(rule=rule, now=NOW) == 0
         assert not OutboundMessage.objects.filter(rule=rule).exists()
+
+
+def test_without_a_resolver_a_cohort_campaign_is_refused(org_a: Any, settings: Any) -> None:
+    settings.ENGAGEMENT_COHORT_RESOLVER = ""
+    with organization_context(org_a):
+        cohort = cohort_save(name="All", definition={})
+        with pytest.raises(ValidationError, match="saved cohort of this organization"):
+            rule_save(name="X", kind="campaign", template_key="appointment_reminder", params={"cohort_id": cohort.pk})
+
+
+def test_a_cohort_narrows_the_other_campaign_filters(org_a: Any) -> None:
+    configure(org_a)
+    with organization_context(org_a):
+        spanish = _patient(MIDDLE, "195967001", language="es")
+        english = _patient(MIDDLE, "195967001", language="en")
+        for patient in (spanish, english):
+            consent_set(patient=patient, channel="sms", status="opted_in", source="staff")
+        refresh_run(full=True, now=NOW)
+        cohort = cohort_save(name="Asthma", definition={"conditions": ["asthma"]})
+        rule = rule_save(
+            name="Asthma, in Spanish",
+            kind="campaign",
+            template_key="appointment_reminder",
+            params={"cohort_id": cohort.pk, "languages": ["es"]},
+        )
+        rule_materialize(rule=rule, now=NOW)
+        # Both have asthma; only one prefers Spanish.
+        assert list(OutboundMessage.objects.filter(rule=rule).values_list("patient_id", flat=True)) == [spanish.pk]
