@@ -322,7 +322,8 @@ def _dimension_rows(dimension: str, present: Iterable[str]) -> list[tuple[str, s
     if dimension == "age_band":
         return [(value, str(label)) for value, label in AgeBand.choices]
     if dimension == "sex":
-        return [(v, SEX_LABELS.get(v, v.capitalize())) for v in [*SEX_LABELS, *sorted(present - set(SEX_LABELS))]]
+        ordered = [v for v in SEX_LABELS if v in present] + sorted(present - set(SEX_LABELS))
+        return [(v, SEX_LABELS.get(v, v.capitalize())) for v in ordered]
     return [(v, v or "Not recorded") for v in sorted(present)]
 
 

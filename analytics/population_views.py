@@ -46,10 +46,11 @@ def _context(request: TenantRequest, **extra: Any) -> dict[str, Any]:
 
 
 def _rates(table: CountTable) -> list[tuple[str, float | None]]:
+    """The rows' rates for a chart; rows with no patients at all are left out (not drawn as hidden)."""
     return [
         (row["label"], rate[0] if (rate := row["rates"][0]) else None)
         for row in table.display_rows()
-        if not row["is_total"]
+        if not row["is_total"] and table.values[(row["key"], TOTAL)] != 0
     ]
 
 
