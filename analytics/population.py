@@ -247,7 +247,8 @@ def build_patient_risk(since: datetime | None, now: datetime) -> int:
 
     Runs after the appointments builder (it counts AppointmentFact rows). Incremental runs recompute
     the patients whose conditions, observations, record or appointments changed; the nightly full
-    rebuild recomputes everyone (the 12-month windows move with time)."""
+    rebuild recomputes everyone (the 12-month windows move with time, and a deleted condition or
+    observation leaves no updated row behind to find)."""
     from patients.models import Patient
 
     organization = require_current_organization()
