@@ -4,4 +4,5 @@ from __future__ import annotations
 
 TABS: list[tuple[str, str, str]] = [
     ("analytics:adherence", "Attendance", "analytics.view_aggregates"),
+    ("analytics:satisfaction", "Satisfaction", "analytics.view_aggregates"),
 ]

@@ -7,4 +7,5 @@ app_name = "analytics"
 urlpatterns = [
     path("", views.index, name="index"),
     path("attendance/", views.adherence_view, name="adherence"),
+    path("satisfaction/", views.satisfaction_view, name="satisfaction"),
 ]

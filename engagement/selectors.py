@@ -226,21 +226,23 @@ def survey_answered(message: OutboundMessage) -> bool:
     return SurveyResponse.objects.filter(message=message).exists()
 
 
-def survey_messages_sent(*, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """The survey messages sent from `start` to `end` (UTC instants, end excluded), each with its
-    visit's practitioner and location: ids and times only."""
+def survey_messages(*, since: datetime | None = None) -> list[dict[str, Any]]:
+    """Survey messages (every status) changed since `since` (all when None), or whose answer was:
+    id, status, sent_at and the visit's practitioner and location. Ids and times only."""
     from patients.models import Appointment
 
+    messages = OutboundMessage.objects.filter(subject_type=SURVEY_SUBJECT)
+    if since is not None:
+        answered = SurveyResponse.objects.filter(updated_at__gte=since).values("message_id")
+        messages = messages.filter(Q(updated_at__gte=since) | Q(pk__in=answered))
     visit = Appointment.objects.filter(pk=OuterRef("subject_id"))
     return list(
-        OutboundMessage.objects.filter(
-            subject_type=SURVEY_SUBJECT, status__in=SENT_STATUSES, sent_at__gte=start, sent_at__lt=end
-        )
-        .annotate(
+        messages.annotate(
             visit_practitioner_id=Subquery(visit.values("practitioner_id")[:1]),
             visit_location_id=Subquery(visit.values("location_id")[:1]),
         )
-        .values("id", "sent_at", "visit_practitioner_id", "visit_location_id")
+        .order_by("pk")
+        .values("id", "status", "sent_at", "visit_practitioner_id", "visit_location_id")
     )
 
 
