@@ -262,18 +262,19 @@ def satisfaction_table(filters: Filters, dimension: str, *, period: Period | Non
         counts=counts,
         total_label="All surveys",
     )
-    return SatisfactionTable(table, _csat(facts, key=lambda g: _row_key(g)))
+    return SatisfactionTable(table, _csat(survey_facts(filters, period), _group_expression(dimension), key=_row_key))
 
 
-def _csat(facts: QuerySet[SurveyFact], *, key: Any) -> dict[str, dict[str, tuple[float | None, int]]]:
-    """Mean and number of answers of each CSAT question, per group and for all (TOTAL)."""
+def _csat(facts: QuerySet[SurveyFact], group: Any, *, key: Any) -> dict[str, dict[str, tuple[float | None, int]]]:
+    """Mean and number of answers of each CSAT question, per `group` (its row key by `key`) and for
+    all (TOTAL)."""
     aggregates: dict[str, Any] = {}
     for question, _ in CSAT_QUESTIONS:
         aggregates[f"{question}_mean"] = Avg(question)
         aggregates[f"{question}_n"] = Count("id", filter=Q(**{f"{question}__isnull": False}))
     out: dict[str, dict[str, tuple[float | None, int]]] = {}
-    for row in facts.values("group").annotate(**aggregates).order_by():
-        out[key(row["group"])] = {q: (row[f"{q}_mean"], row[f"{q}_n"]) for q, _ in CSAT_QUESTIONS}
+    for row in facts.values(bucket=group).annotate(**aggregates).order_by():
+        out[key(row["bucket"])] = {q: (row[f"{q}_mean"], row[f"{q}_n"]) for q, _ in CSAT_QUESTIONS}
     overall = facts.aggregate(**aggregates)
     out[TOTAL] = {q: (overall[f"{q}_mean"], overall[f"{q}_n"]) for q, _ in CSAT_QUESTIONS}
     return out
@@ -285,7 +286,7 @@ def summary(filters: Filters, period: Period | None = None) -> SatisfactionTable
     counts = {("all", g): n for g, n in facts.values_list("nps_group").annotate(n=Count("id")).order_by()}
     label = (period or filters.period).label()
     table = CountTable("Summary", "Period", GROUP_COLUMNS, [("all", label)], counts, total_label=label)
-    csat = _csat(facts.annotate(group=F("organization_id")), key=lambda _: "all")
+    csat = _csat(facts, F("organization_id"), key=lambda _: "all")
     return SatisfactionTable(table, csat)
 
 
