@@ -145,7 +145,7 @@ class SurveyForm(forms.Form):
         choices=[(n, str(n)) for n in range(0, 11)],
         coerce=int,
         widget=forms.RadioSelect,
-        error_messages={"required": "Choose a number from 0 to 10."},
+        error_messages={"required": "Choose a number from 0 to 10.", "invalid_choice": "Choose a number from 0 to 10."},
     )
     csat_access = forms.TypedChoiceField(
         label="How easy was it to get an appointment? (1 = very hard, 5 = very easy)",
@@ -154,6 +154,7 @@ class SurveyForm(forms.Form):
         empty_value=None,
         required=False,
         widget=forms.RadioSelect,
+        error_messages={"invalid_choice": "Choose a number from 1 to 5, or leave it empty."},
     )
     csat_explain = forms.TypedChoiceField(
         label="How well did the team explain things? (1 = poorly, 5 = very well)",
@@ -162,6 +163,7 @@ class SurveyForm(forms.Form):
         empty_value=None,
         required=False,
         widget=forms.RadioSelect,
+        error_messages={"invalid_choice": "Choose a number from 1 to 5, or leave it empty."},
     )
     comment = forms.CharField(
         label="Anything else you would like to tell us? (optional)",

@@ -11,11 +11,14 @@ the end-to-end send stops the clock at 15:00 in Chicago (`daytime`) so quiet hou
 from __future__ import annotations
 
 import re
+import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
@@ -263,24 +266,28 @@ def test_the_link_form_records_nps_csat_and_an_encrypted_comment_once(client, or
 
 
 @pytest.mark.parametrize(
-    "data",
+    ("data", "error"),
     [
-        {},  # the NPS is required
-        {"nps": "11"},
-        {"nps": "-1", "csat_access": "3"},
-        {"nps": "7", "csat_access": "6"},
-        {"nps": "7", "csat_explain": "zero"},
-        {"nps": "7", "comment": "x" * 2001},
+        ({}, b"Choose a number from 0 to 10."),  # the NPS is required
+        ({"nps": "11"}, b"Choose a number from 0 to 10."),
+        ({"nps": "-1", "csat_access": "3"}, b"Choose a number from 0 to 10."),
+        ({"nps": "7", "csat_access": "6"}, b"Choose a number from 1 to 5, or leave it empty."),
+        ({"nps": "7", "csat_explain": "zero"}, b"Choose a number from 1 to 5, or leave it empty."),
+        ({"nps": "7", "comment": "x" * 2001}, b"at most 2000 characters"),
     ],
 )
-def test_bad_answers_show_the_form_again_with_errors_and_record_nothing(client, org_a, rule_a, patient, data) -> None:
+def test_bad_answers_show_the_form_again_with_errors_and_record_nothing(
+    client, org_a, rule_a, patient, data, error
+) -> None:
     with organization_context(org_a):
         message = _sent_survey(rule_a, patient, _visit(patient, ended_ago=timedelta(hours=3)))
     response = client.post(_survey_url(org_a, message), data)
     assert response.status_code == 400 and b'data-testid="survey-form"' in response.content
-    assert b'role="alert"' in response.content
+    assert b'role="alert"' in response.content and error in response.content
     with organization_context(org_a):
         assert SurveyResponse.objects.count() == 0 and LinkUse.objects.count() == 0
+    # The form keeps the link usable: a corrected answer is recorded.
+    assert client.post(_survey_url(org_a, message), {"nps": "8"}).status_code == 200
 
 
 def test_a_detractor_answer_by_link_opens_one_task_whose_title_has_no_comment(client, org_a, rule_a, patient) -> None:
@@ -345,3 +352,41 @@ def test_survey_links_and_answers_stay_in_their_organization(client, org_a, org_
     with organization_context(org_b):
         assert SurveyResponse.objects.count() == 1
         assert CareTask.objects.count() == 1  # B's detractor (6), in B
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_simultaneous_answers_record_one_response_and_one_task(org_a, monkeypatch) -> None:
+    import engagement.services.surveys as surveys
+
+    configure(org_a)
+    with organization_context(org_a):
+        rule = Rule.objects.create(name="Survey", kind="survey", template_key="satisfaction_survey")
+        person = PatientFactory(phone_mobile=PHONE, preferred_channel="sms")
+        message = _sent_survey(rule, person, _visit(person, ended_ago=timedelta(hours=3)))
+    url = _survey_url(org_a, message)
+    real_task = surveys.recovery_task_create
+
+    def slow_task(**kwargs: Any) -> Any:
+        time.sleep(0.3)  # hold the transaction open with the response inserted: the other post arrives
+        return real_task(**kwargs)
+
+    monkeypatch.setattr(surveys, "recovery_task_create", slow_task)
+    start = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def answer() -> None:
+        try:
+            start.wait(timeout=10)
+            statuses.append(Client().post(url, {"nps": "2"}).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=answer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(statuses) == [200, 410]
+    with organization_context(org_a):
+        assert SurveyResponse.objects.count() == 1 and CareTask.objects.count() == 1
+        assert LinkUse.objects.count() == 1
