@@ -4,5 +4,6 @@ from __future__ import annotations
 
 TABS: list[tuple[str, str, str]] = [
     ("analytics:adherence", "Attendance", "analytics.view_aggregates"),
+    ("analytics:reminders", "Reminders and outreach", "analytics.view_aggregates"),
     ("analytics:satisfaction", "Satisfaction", "analytics.view_aggregates"),
 ]

@@ -7,5 +7,6 @@ app_name = "analytics"
 urlpatterns = [
     path("", views.index, name="index"),
     path("attendance/", views.adherence_view, name="adherence"),
+    path("reminders/", views.reminders_view, name="reminders"),
     path("satisfaction/", views.satisfaction_view, name="satisfaction"),
 ]
