@@ -226,3 +226,24 @@ def test_roles_without_aggregates_get_403_and_another_organization_sees_its_own(
         assert client_for(user).get(url).status_code == 403
     page = client_for(other_org_user).get(url, {"start": "2026-06-01", "end": "2026-06-30"})
     assert page.status_code == 200 and "Dr Ada" not in page.content.decode()
+
+
+def test_seed_demo_gives_the_satisfaction_page_its_history() -> None:
+    """engagement/demo.py's "surveys" step: past surveys about completed visits, about four in ten
+    answered, counted in the facts by the seed's final refresh."""
+    import io
+
+    from django.core.management import call_command
+
+    from healthcrm.models import Organization
+    from patients.models import Appointment
+
+    call_command("seed_demo", "--patients", "40", stdout=io.StringIO())
+    with organization_context(Organization.objects.get(slug="northside")):
+        surveys = OutboundMessage.objects.filter(subject_type="survey", status="delivered")
+        visits = set(Appointment.objects.filter(status="completed").values_list("pk", flat=True))
+        assert surveys.count() > 50 and set(surveys.values_list("subject_id", flat=True)) <= visits
+        answered = SurveyResponse.objects.count()
+        assert 0.25 * surveys.count() < answered < 0.55 * surveys.count()  # drawn at 40 %
+        assert SurveyFact.objects.count() == surveys.count()
+        assert SurveyFact.objects.exclude(nps_group="none").count() == answered
