@@ -142,14 +142,17 @@ def outbox_list() -> QuerySet[OutboundMessage]:
 
 
 def communication_history(*, patient: Any, limit: int = 50) -> list[dict[str, Any]]:
-    """Outbox messages and SMS conversation of one patient, newest first (for the patient page)."""
+    """Outbox messages, SMS conversation and survey answers of one patient, newest first (patient page)."""
     outbound = OutboundMessage.objects.filter(patient_id=patient.pk).select_related("rule").order_by("-due_at")[:limit]
     inbound = ConversationMessage.objects.filter(patient_id=patient.pk, direction=Direction.INBOUND).order_by(
         "-created_at"
     )[:limit]
+    answers = SurveyResponse.objects.filter(patient_id=patient.pk).order_by("-responded_at")[:limit]
     items: list[dict[str, Any]] = [{"at": m.sent_at or m.due_at, "kind": "out", "message": m} for m in outbound] + [
         {"at": m.created_at, "kind": "in", "message": m} for m in inbound
     ]
+    # Survey answers, with their comment: for the staff who follow a detractor up (never analysts).
+    items += [{"at": r.responded_at, "kind": "survey", "message": r} for r in answers]
     items.sort(key=lambda item: item["at"], reverse=True)
     return items[:limit]
 

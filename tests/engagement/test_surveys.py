@@ -390,3 +390,18 @@ def test_two_simultaneous_answers_record_one_response_and_one_task(org_a, monkey
     with organization_context(org_a):
         assert SurveyResponse.objects.count() == 1 and CareTask.objects.count() == 1
         assert LinkUse.objects.count() == 1
+
+
+def test_staff_read_the_answer_on_the_patients_page_and_analysts_cannot(
+    client, org_a, rule_a, patient, coordinator_user, analyst_user, client_for
+) -> None:
+    from django.urls import reverse
+
+    with organization_context(org_a):
+        message = _sent_survey(rule_a, patient, _visit(patient, ended_ago=timedelta(hours=3)))
+    client.post(_survey_url(org_a, message), {"nps": "4", "csat_access": "2", "comment": COMMENT})
+    url = reverse("engagement:patient_communications", args=[patient.pk])
+    page = client_for(coordinator_user).get(url)
+    assert page.status_code == 200 and b'data-testid="survey-answer"' in page.content
+    assert b"NPS 4/10" in page.content and COMMENT.encode() in page.content
+    assert client_for(analyst_user).get(url).status_code in (403, 404)
