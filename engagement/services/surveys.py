@@ -92,6 +92,7 @@ def recovery_task_create(*, patient: Any, now: datetime) -> Any:
         due_date=now.astimezone(organization.zone).date() + RECOVERY_DUE_IN,
         assignee_role="coordinator",
         priority="routine",
+        details="Their survey answer is under Communications on the patient's page.",
     )
 
 
