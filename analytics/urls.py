@@ -1,6 +1,6 @@
 from django.urls import path
 
-from analytics import views
+from analytics import population_views, views
 
 app_name = "analytics"
 
@@ -8,5 +8,9 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("attendance/", views.adherence_view, name="adherence"),
     path("reminders/", views.reminders_view, name="reminders"),
+    path("population/", population_views.population_view, name="population"),
+    path("cohorts/", population_views.cohort_list_view, name="cohorts"),
+    path("cohorts/new/", population_views.cohort_edit_view, name="cohort_create"),
+    path("cohorts/<int:pk>/", population_views.cohort_edit_view, name="cohort_edit"),
     path("satisfaction/", views.satisfaction_view, name="satisfaction"),
 ]

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from engagement import templating
 from engagement.models import MessageTemplate, Rule, RuleKind
-from engagement.services.materializers import MATERIALIZERS
+from engagement.services.materializers import MATERIALIZERS, cohort_patient_ids
 from engagement.tasks import rule_materialize_task
 
 
@@ -55,6 +55,10 @@ def rule_save(*, rule: Rule | None = None, **fields: Any) -> Rule:
             value = rule.params.get(name)
             if value is not None and not (isinstance(value, int) and low <= value <= high):
                 raise ValidationError({"params": f"{name} must be a whole number from {low} to {high}."})
+    # Another organization's cohort is not found (the resolver reads under the current one).
+    cohort_id = rule.params.get("cohort_id") if rule.kind == RuleKind.CAMPAIGN else None
+    if cohort_id is not None and cohort_patient_ids(cohort_id) is None:
+        raise ValidationError({"params": "cohort_id must be a saved cohort of this organization."})
     rule.full_clean()
     rule.save()
     if rule.is_active:

@@ -8,8 +8,8 @@ from healthcrm.db import EnableRowLevelSecurity
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("analytics", "0001_initial"),
-        ("engagement", "0003_survey"),
+        ("analytics", "0002_population"),
+        ("engagement", "0004_survey"),
         ("healthcrm", "0002_notification"),
         ("patients", "0006_appointment_reasons_and_confirmation"),
     ]
