@@ -7,4 +7,5 @@ from analytics import (
     population,  # noqa: F401  (risk: imports refresh, so it registers after patients and appointments)
     refresh,  # noqa: F401  (patients, appointments)
     reminders,  # noqa: F401  (outreach funnel)
+    satisfaction,  # noqa: F401  (survey messages and their scores)
 )

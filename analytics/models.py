@@ -117,6 +117,45 @@ class AppointmentFact(TenantModel):
         return f"AppointmentFact #{self.pk}"
 
 
+class NpsGroup(models.TextChoices):
+    """Net Promoter groups of a 0-10 answer, and surveys sent but not answered."""
+
+    PROMOTER = "promoter", "Promoters (9–10)"
+    PASSIVE = "passive", "Passives (7–8)"
+    DETRACTOR = "detractor", "Detractors (0–6)"
+    NO_RESPONSE = "none", "No response"
+
+
+class SurveyFact(TenantModel):
+    """One post-visit survey message that was sent, with its answer's scores when there is one.
+
+    Scores only: the comment (PHI) never leaves engagement's SurveyResponse. Practitioner and
+    location are the visit's (the response's copies once answered); local_date is the day the
+    survey was sent, in the clinic's time zone (months and periods group by it)."""
+
+    message = models.OneToOneField("engagement.OutboundMessage", on_delete=models.CASCADE, related_name="+")
+    practitioner = models.ForeignKey(
+        "patients.Practitioner", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    location = models.ForeignKey(Location, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    sent_at = models.DateTimeField()
+    local_date = models.DateField(help_text="The day the survey was sent, in the clinic's time zone.")
+    nps_group = models.CharField(max_length=10, choices=NpsGroup.choices, default=NpsGroup.NO_RESPONSE)
+    nps = models.PositiveSmallIntegerField(null=True, blank=True)
+    csat_access = models.PositiveSmallIntegerField(null=True, blank=True)
+    csat_explain = models.PositiveSmallIntegerField(null=True, blank=True)
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "local_date"], name="surveyfact_org_date")]
+        constraints = [
+            models.CheckConstraint(condition=Q(nps_group__in=NpsGroup.values), name="surveyfact_group_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"SurveyFact #{self.pk}"
+
+
 class PatientRisk(TenantModel):
     """A patient's chronic conditions and risk tier (analytics/population.py has the rules).
 

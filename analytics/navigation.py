@@ -7,4 +7,5 @@ TABS: list[tuple[str, str, str]] = [
     ("analytics:reminders", "Reminders and outreach", "analytics.view_aggregates"),
     ("analytics:population", "Population", "analytics.view_aggregates"),
     ("analytics:cohorts", "Cohorts", "analytics.view_cohort"),
+    ("analytics:satisfaction", "Satisfaction", "analytics.view_aggregates"),
 ]

@@ -12,4 +12,5 @@ urlpatterns = [
     path("cohorts/", population_views.cohort_list_view, name="cohorts"),
     path("cohorts/new/", population_views.cohort_edit_view, name="cohort_create"),
     path("cohorts/<int:pk>/", population_views.cohort_edit_view, name="cohort_edit"),
+    path("satisfaction/", views.satisfaction_view, name="satisfaction"),
 ]

@@ -7,6 +7,7 @@
     conversations.py  two-way SMS: staff replies, inbound messages and their keywords
     statuses.py       delivery statuses reported by the provider
     links.py          patient links: what opening one shows, and using it once
+    surveys.py        satisfaction surveys: answers by SMS reply or link, once; detractor follow-up
 
 Quiet hours, contact windows, channel choice and caps are engagement/etiquette.py; sending itself
 (claim, send, record) is engagement/delivery/. Import from here: the names below are the API.
@@ -37,9 +38,18 @@ from engagement.services.outbox import (
 )
 from engagement.services.rules import rule_materialize, rule_save, template_save
 from engagement.services.statuses import delivery_status_apply
+from engagement.services.surveys import (
+    Answers,
+    survey_link_state,
+    survey_link_use,
+    survey_reply_receive,
+    survey_response_record,
+    survey_score_of,
+)
 
 __all__ = [
     "ADHERENCE_DEFAULT_TIME",
+    "Answers",
     "LATE_GRACE",
     "MATERIALIZERS",
     "REMINDER_LOOKAHEAD",
@@ -63,5 +73,10 @@ __all__ = [
     "rule_save",
     "sending_window",
     "staff_reply",
+    "survey_link_state",
+    "survey_link_use",
+    "survey_reply_receive",
+    "survey_response_record",
+    "survey_score_of",
     "template_save",
 ]
