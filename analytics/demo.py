@@ -337,10 +337,10 @@ def _measurement_series(rng: random.Random) -> int:
                 )
             )
     for patient_id in sorted(diabetic):
-        start = rng.uniform(7.4, 10.5)
-        slope = 1.6 if patient_id in on_plan else 0.4
+        first_a1c = rng.uniform(7.4, 10.5)
+        a1c_slope = 1.6 if patient_id in on_plan else 0.4
         for k, days_back in enumerate(range(HISTORY_DAYS, 0, -120)):
-            value = max(5.6, start - slope * k / 4 + rng.uniform(-0.3, 0.3))
+            value = max(5.6, first_a1c - a1c_slope * k / 4 + rng.uniform(-0.3, 0.3))
             rows.append(
                 Observation(
                     patient_id=patient_id,

@@ -91,7 +91,7 @@ def adherence_view(request: TenantRequest) -> HttpResponse:
         grid,
         slug="heat",
     )
-    tables = {key: adherence.outcome_table(filters, key) for key in adherence.DIMENSIONS}
+    tables: dict[str, Any] = {key: adherence.outcome_table(filters, key) for key in adherence.DIMENSIONS}
     tables["reasons"] = adherence.reason_table(filters)
     tables["trend"] = trend_chart
     tables["heat"] = heat_chart
