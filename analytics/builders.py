@@ -3,4 +3,7 @@
 Order matters: builders run in registration order, so a module that reads another's facts comes after it.
 """
 
-from analytics import refresh  # noqa: F401  (patients, appointments)
+from analytics import (
+    gaps,  # noqa: F401  (care gaps, from the recall definitions)
+    refresh,  # noqa: F401  (patients, appointments)
+)

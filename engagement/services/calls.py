@@ -69,9 +69,10 @@ def recall_slot(recall_key: str, now: datetime) -> str:
     return f"{recall.key}:{recall.period_key(local.date())}"
 
 
-def recall_messages(*, recall_key: str) -> Any:
-    """Every outbox row of a preventive_recall rule for this recall key (all periods)."""
-    return OutboundMessage.objects.filter(rule__kind=RuleKind.PREVENTIVE_RECALL, slot__startswith=f"{recall_key}:")
+def recall_messages(*, recall_key: str | None = None) -> Any:
+    """Every outbox row of a preventive_recall rule for this recall key (all periods; None: any key)."""
+    messages = OutboundMessage.objects.filter(rule__kind=RuleKind.PREVENTIVE_RECALL)
+    return messages if recall_key is None else messages.filter(slot__startswith=f"{recall_key}:")
 
 
 def recall_send(*, patient: Any, recall_key: str, actor: Any, now: datetime | None = None) -> RecallSend:
