@@ -15,7 +15,7 @@ from django.db import connection
 
 from analytics.gaps import build_care_gaps, gap_closure, worklist, worklist_rows
 from analytics.models import CareGap
-from analytics.suppression import HIDDEN, determined
+from analytics.suppression import determined
 from engagement import recalls
 from engagement.models import CallLog, OutboundMessage, Rule
 from engagement.services import call_log_create, consent_set, recall_send, rule_materialize
