@@ -6,4 +6,5 @@ Order matters: builders run in registration order, so a module that reads anothe
 from analytics import (
     gaps,  # noqa: F401  (care gaps, from the recall definitions)
     refresh,  # noqa: F401  (patients, appointments)
+    reminders,  # noqa: F401  (outreach funnel)
 )
