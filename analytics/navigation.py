@@ -5,4 +5,6 @@ from __future__ import annotations
 TABS: list[tuple[str, str, str]] = [
     ("analytics:adherence", "Attendance", "analytics.view_aggregates"),
     ("analytics:reminders", "Reminders and outreach", "analytics.view_aggregates"),
+    ("analytics:gaps", "Care gaps", "analytics.view_worklists"),
+    ("analytics:gap_closure", "Gap closure", "analytics.view_aggregates"),
 ]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from analytics import views
+from analytics import gap_views, views
 
 app_name = "analytics"
 
@@ -8,4 +8,9 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("attendance/", views.adherence_view, name="adherence"),
     path("reminders/", views.reminders_view, name="reminders"),
+    path("gaps/", gap_views.gap_worklist_view, name="gaps"),
+    path("gaps/export/", gap_views.gap_worklist_export_view, name="gaps_export"),
+    path("gaps/<int:pk>/call/", gap_views.gap_call_view, name="gap_call"),
+    path("gaps/<int:pk>/recall/", gap_views.gap_recall_view, name="gap_recall"),
+    path("gap-closure/", gap_views.gap_closure_view, name="gap_closure"),
 ]
