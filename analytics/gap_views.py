@@ -131,6 +131,9 @@ def gap_call_view(request: TenantRequest, pk: int) -> Any:
 @require_POST
 def gap_recall_view(request: TenantRequest, pk: int) -> Any:
     gap = get_gap_for_user(request, pk)
+    if gap.closed_on is not None:
+        messages.warning(request, "This gap is closed: no recall sent.")
+        return _back(request, request.POST.get("next", ""))
     result = recall_send(patient=gap.patient, recall_key=gap.recall_key, actor=request.user)
     level = messages.success if result.outcome == "queued" else messages.warning
     level(request, SEND_MESSAGES[result.outcome].format(slot=result.slot))

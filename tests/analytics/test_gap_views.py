@@ -168,6 +168,11 @@ def test_send_recall_queues_once_then_says_it_was_already_sent(client_for, coord
     assert "No active recall rule" in page
     with organization_context(org_a):
         assert OutboundMessage.objects.count() == 1
+    # A closed gap sends nothing.
+    page = client.post(reverse("analytics:gap_recall", args=[gaps["closed"].pk]), follow=True).content.decode()
+    assert "This gap is closed" in page
+    with organization_context(org_a):
+        assert OutboundMessage.objects.count() == 1
     # The row shows the message as an attempt.
     rows = {row.gap.pk: row for row, _ in client.get(reverse("analytics:gaps")).context["rows"]}
     assert len(rows[gaps["hba1c"].pk].messages) == 1 and rows[gaps["flu"].pk].attempts == 0
