@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def clinic(transactional_db: None) -> dict[str, Any]:
-    organization = OrganizationFactory(slug="north", name="North Clinic", timezone="UTC", require_mfa=False)
+    organization: Any = OrganizationFactory(slug="north", name="North Clinic", timezone="UTC", require_mfa=False)
     coordinator = UserFactory(username="coord@north.example")
     MembershipFactory(user=coordinator, organization=organization, role="coordinator")
     # Quiet hours off: the recall is scheduled at once whatever the hour of the real clock.

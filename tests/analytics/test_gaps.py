@@ -50,7 +50,7 @@ def _dataset() -> dict[str, Any]:
     healthy woman of 36, flu shot 2026-09-20                          -> annual
     gone    inactive                                                  -> nothing
     """
-    people = {
+    people: dict[str, Any] = {
         "stale": PatientFactory(sex="female", date_of_birth=date(1960, 5, 1), preferred_channel="sms"),
         "recent": PatientFactory(sex="male", date_of_birth=date(1970, 1, 1), preferred_channel="sms"),
         "never": PatientFactory(sex="male", date_of_birth=date(1965, 1, 1), preferred_channel="sms"),
@@ -70,14 +70,6 @@ def _dataset() -> dict[str, Any]:
         patient=people["healthy"], vaccine_code="158", display="Flu", occurrence_date=date(2026, 9, 20)
     )
     return people
-
-
-def _open(org: Any) -> dict[tuple[str, str], date]:
-    with organization_context(org):
-        return {
-            (g.recall_key, g.patient_id): g.opened_on  # type: ignore[misc]
-            for g in CareGap.objects.filter(closed_on__isnull=True)
-        }
 
 
 def test_builder_opens_a_gap_for_each_due_patient_with_the_day_it_opened(org_a) -> None:
