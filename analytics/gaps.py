@@ -5,10 +5,11 @@
     worklist_rows(gaps)                # each gap with its contact attempts (messages, calls)
     gap_closure(start, end, within)    # gaps closed within N days / gaps opened, by month (CountTable)
 
-A gap kind is a recall definition, nothing else: `Recall.open_gaps(now)` says who is due and since
-when, `Recall.first_done_since` what closed it; the recall rule sends from the same definition.
-The builder recomputes every recall's due set on each run (the due sets depend on time as much as
-on changed rows, so `since` is not used); it writes only what changed.
+A gap kind is a recall definition, nothing else: `Recall.due_now(now)` says who has the gap,
+`Recall.gap_since` since when, `Recall.first_done_since` what closed it; the recall rule sends from
+the same definition. The builder recomputes every recall's due set on each run (the due sets depend
+on time as much as on changed rows, so `since` is not used), dates only the new gaps and writes only
+what changed.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def build_care_gaps(since: datetime | None, now: datetime) -> int:
     today = local_now.date()
     written = 0
     for recall in RECALLS.values():
-        due = recall.open_gaps(local_now)
+        due = recall.due_now(local_now)
         open_gaps = {g.patient_id: g for g in CareGap.objects.filter(recall_key=recall.key, closed_on__isnull=True)}
         leaving = [pid for pid in open_gaps if pid not in due]
         done = recall.first_done_since(leaving, local_now)
@@ -67,8 +68,7 @@ def build_care_gaps(since: datetime | None, now: datetime) -> int:
                 opened_on=opened_on,
                 refreshed_at=now,
             )
-            for pid, opened_on in sorted(due.items())
-            if pid not in open_gaps
+            for pid, opened_on in sorted(recall.gap_since(due - set(open_gaps), local_now).items())
         ]
         # A concurrent refresh of the same organization inserted it first: the partial unique index holds.
         CareGap.objects.bulk_create(opened, ignore_conflicts=True, batch_size=1000)

@@ -113,20 +113,21 @@ def _local_date(moment: datetime, zone: Any) -> date:
     return moment.astimezone(zone).date()
 
 
-def _registered_since(patients: list[Any], zone: Any) -> dict[int, date]:
+def _registered_since(patient_ids: list[int], zone: Any) -> dict[int, date]:
     """Eligible since the patient was registered here (the default)."""
-    return {p.pk: _local_date(p.created_at, zone) for p in patients}
+    from patients.models import Patient
+
+    rows = Patient.objects.filter(pk__in=patient_ids).values_list("pk", "created_at")
+    return {pk: _local_date(created, zone) for pk, created in rows}
 
 
-def _diagnosed_since(patients: list[Any], zone: Any) -> dict[int, date]:
+def _diagnosed_since(patient_ids: list[int], zone: Any) -> dict[int, date]:
     """Eligible since the (earliest active) type 2 diabetes diagnosis was recorded here. The onset
     date is encrypted and often missing; the date the condition was recorded is a plain column."""
     from patients.models import Condition
 
     rows = (
-        Condition.objects.filter(
-            patient_id__in=[p.pk for p in patients], code=TYPE_2_DIABETES, clinical_status__in=ACTIVE_CONDITION
-        )
+        Condition.objects.filter(patient_id__in=patient_ids, code=TYPE_2_DIABETES, clinical_status__in=ACTIVE_CONDITION)
         .values("patient_id")
         .annotate(first=Min("created_at"))
         .values_list("patient_id", "first")
@@ -134,10 +135,14 @@ def _diagnosed_since(patients: list[Any], zone: Any) -> dict[int, date]:
     return {pk: _local_date(first, zone) for pk, first in rows}
 
 
-def _fifty_since(patients: list[Any], zone: Any) -> dict[int, date]:
+def _fifty_since(patient_ids: list[int], zone: Any) -> dict[int, date]:
     """Registered and 50 years old (whichever came later); birth dates decrypted here, candidates only."""
-    registered = _registered_since(patients, zone)
-    return {p.pk: max(registered[p.pk], _birthday(p.date_of_birth, 50)) for p in patients if p.date_of_birth}
+    from patients.models import Patient
+
+    patients = Patient.objects.filter(pk__in=patient_ids).only("pk", "created_at", "date_of_birth")
+    return {
+        p.pk: max(_local_date(p.created_at, zone), _birthday(p.date_of_birth, 50)) for p in patients if p.date_of_birth
+    }
 
 
 def _patients() -> Any:
@@ -204,7 +209,7 @@ class Recall:
     closed_by: str  # OBSERVATION, IMMUNIZATION or VISIT
     window: Callable[[datetime], datetime]  # a closing record at or after this counts as done now
     valid_for: timedelta | None  # how long one is good for (None: for the season)
-    eligible_since: Callable[[list[Any], Any], dict[int, date]] = _registered_since
+    eligible_since: Callable[[list[int], Any], dict[int, date]] = _registered_since
     in_season: Callable[[date], bool] = _always
     season_opens: Callable[[date], date | None] = _no_season
     patient_matches: Callable[[Any, date], bool] = _everyone
@@ -222,33 +227,49 @@ class Recall:
         done = self._done_since(self.window(now)).filter(patient_id=OuterRef("pk"))
         return set(self.eligible().exclude(Exists(done)).values_list("pk", flat=True))
 
-    def open_gaps(self, now: datetime, chunk: int = 1000) -> dict[int, date]:
-        """Which patients have an open gap now, and since when (a local date of `now`'s zone).
-
-        Since: the day the last closing record stopped counting (its date + `valid_for`), or the
-        season's opening, but never before the patient became eligible (`eligible_since`)."""
+    def due_now(self, now: datetime, chunk: int = 1000) -> set[int]:
+        """The patients with an open gap now: due, in season, and matching `patient_matches`
+        (decrypting only the fields it reads, for the candidates only)."""
         from patients.models import Patient
 
-        zone = now.tzinfo
         today = now.date()
         if not self.in_season(today):
-            return {}
-        ids = sorted(self.due_patient_ids(now))
+            return set()
+        ids = self.due_patient_ids(now)
+        if self.patient_matches is _everyone:
+            return ids
+        ordered = sorted(ids)
+        matching: set[int] = set()
+        for index in range(0, len(ordered), chunk):
+            batch = ordered[index : index + chunk]
+            candidates = Patient.objects.filter(pk__in=batch).only("pk", "sex", "date_of_birth")
+            matching.update(p.pk for p in candidates if self.patient_matches(p, today))
+        return matching
+
+    def gap_since(self, patient_ids: Iterable[int], now: datetime, chunk: int = 1000) -> dict[int, date]:
+        """Since when each of these patients has had the gap (a local date of `now`'s zone): the day
+        the last closing record stopped counting (its date + `valid_for`), or the season's opening,
+        but never before the patient became eligible (`eligible_since`), nor after today."""
+        zone, today = now.tzinfo, now.date()
         season = self.season_opens(today)
+        ordered = sorted(patient_ids)
         gaps: dict[int, date] = {}
-        for index in range(0, len(ids), chunk):
-            batch = Patient.objects.in_bulk(ids[index : index + chunk])
-            matching = [p for p in batch.values() if self.patient_matches(p, today)]
-            since = self.eligible_since(matching, zone)
-            last = self.last_done([p.pk for p in matching], zone)
-            for patient in matching:
-                dates = [since.get(patient.pk, today)]
-                if patient.pk in last and self.valid_for is not None:
-                    dates.append(last[patient.pk] + self.valid_for)
+        for index in range(0, len(ordered), chunk):
+            batch = ordered[index : index + chunk]
+            since = self.eligible_since(batch, zone)
+            last = self.last_done(batch, zone)
+            for pk in batch:
+                dates = [since.get(pk, today)]
+                if pk in last and self.valid_for is not None:
+                    dates.append(last[pk] + self.valid_for)
                 if season is not None:
                     dates.append(season)
-                gaps[patient.pk] = min(max(dates), today)
+                gaps[pk] = min(max(dates), today)
         return gaps
+
+    def open_gaps(self, now: datetime) -> dict[int, date]:
+        """Which patients have an open gap now, and since when."""
+        return self.gap_since(self.due_now(now), now)
 
     def last_done(self, patient_ids: Iterable[int], zone: Any) -> dict[int, date]:
         """The date of each patient's latest closing record (any time)."""
