@@ -10,7 +10,7 @@ from healthcrm.db import EnableRowLevelSecurity
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("engagement", "0002_link_use"),
+        ("engagement", "0003_outbox_subject_index"),
         ("healthcrm", "0002_notification"),
         ("patients", "0006_appointment_reasons_and_confirmation"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
