@@ -1,6 +1,6 @@
 from django.urls import path
 
-from analytics import gap_views, views
+from analytics import gap_views, population_views, views
 
 app_name = "analytics"
 
@@ -8,6 +8,10 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("attendance/", views.adherence_view, name="adherence"),
     path("reminders/", views.reminders_view, name="reminders"),
+    path("population/", population_views.population_view, name="population"),
+    path("cohorts/", population_views.cohort_list_view, name="cohorts"),
+    path("cohorts/new/", population_views.cohort_edit_view, name="cohort_create"),
+    path("cohorts/<int:pk>/", population_views.cohort_edit_view, name="cohort_edit"),
     path("gaps/", gap_views.gap_worklist_view, name="gaps"),
     path("gaps/export/", gap_views.gap_worklist_export_view, name="gaps_export"),
     path("gaps/<int:pk>/call/", gap_views.gap_call_view, name="gap_call"),
