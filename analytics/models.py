@@ -247,3 +247,64 @@ class Refresh(TenantModel):
 
     def __str__(self) -> str:
         return f"Refresh #{self.pk}"
+
+
+# -- Care gaps (analytics/gaps.py) ------------------------------------------------------------------
+
+
+class GapClosedBy(models.TextChoices):
+    """What closed a care gap: the record that fulfilled it, or why it stopped counting."""
+
+    OBSERVATION = "observation", "Result recorded"
+    IMMUNIZATION = "immunization", "Immunization given"
+    VISIT = "visit", "Visit completed"
+    EXPIRED = "expired", "Season ended"
+    INELIGIBLE = "ineligible", "No longer eligible"
+
+
+# Closed by care (the numerator of the gap-closure rate); the others closed without it.
+CARE_CLOSURES = (GapClosedBy.OBSERVATION, GapClosedBy.IMMUNIZATION, GapClosedBy.VISIT)
+
+
+class CareGap(TenantModel):
+    """A patient due a preventive-care recall (engagement.recalls: the gap kinds ARE the recall
+    definitions), from the day it opened until the closing record arrived.
+
+    `period` is the recall period the gap opened in ("2026-Q4"); a gap stays open across periods
+    until closed. At most one open gap per patient and recall. Ids, codes and dates only.
+    """
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="+")
+    recall_key = models.CharField(max_length=32)
+    period = models.CharField(max_length=16)
+    opened_on = models.DateField(help_text="The day the patient became due (the clinic's time zone).")
+    closed_on = models.DateField(null=True, blank=True)
+    closed_by = models.CharField(max_length=16, choices=GapClosedBy.choices, blank=True)
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["opened_on", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "patient", "recall_key"],
+                condition=Q(closed_on__isnull=True),
+                name="caregap_one_open_per_recall",
+                violation_error_message="This patient already has an open gap for this recall.",
+            ),
+            models.CheckConstraint(
+                condition=Q(closed_on__isnull=True, closed_by="")
+                | Q(closed_on__isnull=False, closed_by__in=GapClosedBy.values),
+                name="caregap_closed_consistent",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["organization", "recall_key", "opened_on"],
+                condition=Q(closed_on__isnull=True),
+                name="caregap_org_open",
+            ),
+            models.Index(fields=["organization", "opened_on"], name="caregap_org_opened"),
+        ]
+
+    def __str__(self) -> str:
+        return f"CareGap #{self.pk}"

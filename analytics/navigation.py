@@ -8,4 +8,6 @@ TABS: list[tuple[str, str, str]] = [
     ("analytics:population", "Population", "analytics.view_aggregates"),
     ("analytics:cohorts", "Cohorts", "analytics.view_cohort"),
     ("analytics:satisfaction", "Satisfaction", "analytics.view_aggregates"),
+    ("analytics:gaps", "Care gaps", "analytics.view_worklists"),
+    ("analytics:gap_closure", "Gap closure", "analytics.view_aggregates"),
 ]

@@ -387,8 +387,48 @@ class SurveyResponse(TenantModel):
         return self.nps <= NPS_DETRACTOR_MAX
 
 
+class CallOutcome(models.TextChoices):
+    REACHED = "reached", "Reached"
+    VOICEMAIL = "voicemail", "Left voicemail"
+    NO_ANSWER = "no_answer", "No answer"
+    WRONG_NUMBER = "wrong_number", "Wrong number"
+    DECLINED = "declined", "Declined"
+    SCHEDULED = "scheduled", "Scheduled"
+
+
+class CallLog(TenantModel):
+    """A phone call to a patient about a care gap (`recall_key`: a key of engagement.recalls.RECALLS).
+
+    With the recall messages sent for the gap (OutboundMessages of preventive_recall rules whose slot
+    starts with "<recall key>:"), these are the gap's contact attempts on the worklist. The note may
+    hold PHI (encrypted). The caller is SET_NULL with a snapshot of their name: the row outlives them.
+    """
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="call_logs")
+    recall_key = models.CharField(max_length=32)
+    outcome = models.CharField(max_length=16, choices=CallOutcome.choices)
+    note = EncryptedTextField(blank=True)
+    called_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    called_by_label = models.CharField(max_length=150, blank=True)
+    called_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-called_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(outcome__in=CallOutcome.values), name="calllog_outcome_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "patient", "recall_key", "called_at"], name="calllog_patient_recall"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Call log #{self.pk}"
+
+
 # Encrypted fields fully redacted in the change log; the rest audited as is.
-for _model in (ChannelSettings, OutboundMessage, ConversationMessage, SurveyResponse):
+for _model in (ChannelSettings, OutboundMessage, ConversationMessage, SurveyResponse, CallLog):
     register_phi(_model)
 for _audited in (Consent, MessageTemplate, Rule):
     auditlog.register(_audited)

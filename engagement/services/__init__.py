@@ -8,12 +8,14 @@
     statuses.py       delivery statuses reported by the provider
     links.py          patient links: what opening one shows, and using it once
     surveys.py        satisfaction surveys: answers by SMS reply or link, once; detractor follow-up
+    calls.py          care-gap contact attempts: calls logged, a gap's recall sent now
 
 Quiet hours, contact windows, channel choice and caps are engagement/etiquette.py; sending itself
 (claim, send, record) is engagement/delivery/. Import from here: the names below are the API.
 """
 
 from engagement.etiquette import choose_channel, patient_zone, sending_window
+from engagement.services.calls import RecallSend, call_log_create, recall_messages, recall_send, recall_slot
 from engagement.services.consent import consent_set, messages_cancel
 from engagement.services.conversations import (
     conversation_mark_read,
@@ -48,6 +50,11 @@ from engagement.services.surveys import (
 )
 
 __all__ = [
+    "RecallSend",
+    "call_log_create",
+    "recall_messages",
+    "recall_send",
+    "recall_slot",
     "ADHERENCE_DEFAULT_TIME",
     "Answers",
     "LATE_GRACE",
