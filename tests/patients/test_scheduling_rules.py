@@ -296,14 +296,14 @@ def test_the_database_refuses_a_reason_that_does_not_fit_the_status(org_a, clini
 
 
 def test_a_reimport_that_uncancels_a_visit_drops_the_reason(org_a, clinic) -> None:
-    fields = {
+    fields: dict[str, Any] = {
         "source_system": "https://ehr.example/fhir",
         "source_id": "a-9",
         "starts_at": _at(9, day=5),
         "ends_at": _at(9, 30, day=5),
     }
     with organization_context(org_a):
-        ids = {"patient_id": clinic["patient"].pk, "practitioner_id": clinic["dr"].pk}
+        ids: dict[str, Any] = {"patient_id": clinic["patient"].pk, "practitioner_id": clinic["dr"].pk}
         appointment = appointment_import_upsert(**fields, **ids, status="booked")
         appointment_cancel(appointment=appointment, reason="weather")
         appointment_import_upsert(appointment=appointment, **fields, **ids, status="booked")
