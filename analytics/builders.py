@@ -3,4 +3,8 @@
 Order matters: builders run in registration order, so a module that reads another's facts comes after it.
 """
 
-from analytics import refresh  # noqa: F401  (patients, appointments)
+from analytics import (
+    population,  # noqa: F401  (risk: imports refresh, so it registers after patients and appointments)
+    refresh,  # noqa: F401  (patients, appointments)
+    reminders,  # noqa: F401  (outreach funnel)
+)
