@@ -76,6 +76,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:appointment_detail": ("get", "appointment", ["appointment", "patient"]),
     "patients:appointment_reschedule": ("get", "appointment", ["appointment", "patient"]),
     "patients:appointment_status": ("post", "appointment", ["appointment"]),
+    "patients:appointment_cancel": ("get", "appointment", ["appointment", "patient"]),
     "patients:care_plan": ("get", "patient", ["patient"]),
     "patients:appointments": ("get", "patient", ["patient"]),
     "patients:timeline": ("get", "patient", ["patient"]),
