@@ -8,6 +8,9 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.utils.module_loading import import_string
+
 from engagement import etiquette, recalls, selectors
 from engagement.models import ChannelSettings, OutboundMessage, Rule, RuleKind
 from engagement.services.outbox import (
@@ -278,13 +281,26 @@ def adherence_materialize(rule: Rule, now: datetime) -> int:
     return chunked_rows_create(ids, rows_for)
 
 
+def cohort_patient_ids(cohort_id: Any) -> Iterable[int] | None:
+    """The patient ids of the current organization's saved cohort `cohort_id` through the
+    ENGAGEMENT_COHORT_RESOLVER extension point (ids or a lazy queryset of ids, used as a filter);
+    None when there is no such cohort, or no resolver."""
+    path = getattr(settings, "ENGAGEMENT_COHORT_RESOLVER", "")
+    if not path:
+        return None
+    resolver: Callable[[Any], Iterable[int] | None] = import_string(path)
+    return resolver(cohort_id)
+
+
 def campaign_materialize(rule: Rule, now: datetime) -> int:
     """An education or wellness campaign to a cohort, once, on `params.send_on` (the organization's
     local date; at once when absent), to patients who opted in to the channel (campaigns are not
     care messages). Cohort: `params.condition_code` (an active condition), `params.languages`
     (preferred languages), `params.age_min` / `params.age_max` (birth dates are encrypted: decrypted
-    only for the patients the other filters select). Slot: "campaign:<send date>", so one message
-    per patient per sending."""
+    only for the patients the other filters select), `params.cohort_id` (a saved cohort of this
+    organization, through ENGAGEMENT_COHORT_RESOLVER; a cohort gone since sends nothing). Consent,
+    channel and caps apply as to any campaign. Slot: "campaign:<send date>", so one message per
+    patient per sending."""
     organization = require_current_organization()
     today = now.astimezone(organization.zone).date()
     send_on = rule.params.get("send_on") or rule.created_at.astimezone(organization.zone).date().isoformat()
@@ -302,6 +318,11 @@ def campaign_materialize(rule: Rule, now: datetime) -> int:
         )
     if rule.params.get("languages"):
         cohort = cohort.filter(preferred_language__in=list(rule.params["languages"]))
+    if rule.params.get("cohort_id") is not None:
+        members = cohort_patient_ids(rule.params["cohort_id"])
+        if members is None:
+            return 0
+        cohort = cohort.filter(pk__in=members)
     done = OutboundMessage.objects.filter(rule=rule, slot=slot).values_list("patient_id", flat=True)
     ids = sorted(set(cohort.exclude(pk__in=done).values_list("pk", flat=True)))
     age_min, age_max = rule.params.get("age_min"), rule.params.get("age_max")
@@ -328,6 +349,39 @@ def campaign_materialize(rule: Rule, now: datetime) -> int:
     return chunked_rows_create(ids, rows_for)
 
 
+def survey_materialize(rule: Rule, now: datetime) -> int:
+    """One satisfaction survey per completed visit, `params.delay_hours` (default 2) after it ended,
+    for visits that ended in the last `params.max_age_days` (default 3) days; it expires that many
+    days after the visit (a survey held by quiet hours or caps that long is not worth sending). A
+    visit that already has a survey message (of any survey rule, on any channel) gets no other: the
+    outbox's unique key holds the channel, so a changed channel preference must not add a second
+    one. Sent through the outbox like every message: consent, quiet hours and caps apply."""
+    delay = timedelta(hours=int(rule.params.get("delay_hours", 2)))
+    max_age = timedelta(days=int(rule.params.get("max_age_days", 3)))
+    settings_ = selectors.channel_settings_get()
+    visits = list(selectors.appointments_completed_between(start=now - max_age, end=now - delay, rule=rule))
+    done = selectors.surveyed_appointment_ids([v.pk for v in visits])
+    visits = [v for v in visits if v.pk not in done]
+    patients = Patient.objects.in_bulk({v.patient_id for v in visits})
+    consents = selectors.consents_for(list(patients))
+    rows = []
+    for visit in visits:
+        row = outbox_row_for(
+            rule=rule,
+            patient=patients[visit.patient_id],
+            consents=consents,
+            settings_=settings_,
+            subject_type=selectors.SURVEY_SUBJECT,
+            subject_id=visit.pk,
+            slot="survey",
+            due_at=visit.ends_at + delay,
+            expires_at=visit.ends_at + max_age,
+        )
+        if row is not None:
+            rows.append(row)
+    return outbox_rows_create(rows)
+
+
 # Rule kind -> what puts its messages in the outbox. Kinds absent here (care-plan update, lab
 # results) are enqueued by the services that change what they announce (notice_enqueue).
 MATERIALIZERS: dict[str, Callable[[Rule, datetime], int]] = {
@@ -337,4 +391,5 @@ MATERIALIZERS: dict[str, Callable[[Rule, datetime], int]] = {
     RuleKind.PREVENTIVE_RECALL: recall_materialize,
     RuleKind.CAMPAIGN: campaign_materialize,
     RuleKind.ADHERENCE: adherence_materialize,
+    RuleKind.SURVEY: survey_materialize,
 }
