@@ -50,7 +50,10 @@ AGES = np.array(["0-17", "18-39", "40-64", "65-74", "75+"], dtype=object)
 def pattern(rng: np.random.Generator, n: int, patients: int) -> dict[str, np.ndarray]:
     """Columns of n visits: patient index, lead, confirmed, reminded, type, no-show."""
     propensity = rng.normal(0, 1, patients)
-    who = rng.integers(0, patients, n)
+    # Each practitioner sees their own band of patients: the visits at one time (one per
+    # practitioner) are of different patients (a patient cannot be double-booked).
+    band = patients // PRACTITIONERS
+    who = (np.arange(n) % PRACTITIONERS) * band + rng.integers(0, band, n)
     lead = rng.choice(LEADS, n)
     confirmed = rng.random(n) < 0.4
     logit = -2.6 + 0.02 * lead + 1.3 * propensity[who] - 1.6 * confirmed
@@ -72,7 +75,7 @@ FILL_SQL = [
               sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) AS z
        FROM patients_patient WHERE organization_id = %(org)s""",
     """CREATE TEMP TABLE bench_visits AS
-       SELECT i, floor(random() * %(patients)s)::int AS k,
+       SELECT i, (i %% %(pool)s) * (%(patients)s / %(pool)s) + floor(random() * (%(patients)s / %(pool)s))::int AS k,
               (ARRAY[0, 3, 14, 45, 120])[1 + floor(random() * 5)::int] AS lead,
               random() < 0.4 AS confirmed, random() < 0.7 AS reminded,
               (ARRAY['follow_up', 'annual', 'new_patient', 'chronic_care', 'lab'])[1 + floor(random() * 5)::int]
