@@ -85,7 +85,7 @@ def build_patient_facts(since: datetime | None, now: datetime) -> int:
     from patients.models import Patient
 
     organization = require_current_organization()
-    today = timezone.localtime(now, organization.tzinfo).date()
+    today = timezone.localtime(now, organization.zone).date()
     ids = Patient.objects.all()
     if since is not None:
         ids = ids.filter(updated_at__gte=since)
@@ -163,7 +163,7 @@ def build_appointment_facts(since: datetime | None, now: datetime) -> int:
     from patients.models import Appointment
 
     organization = require_current_organization()
-    zone = organization.tzinfo
+    zone = organization.zone
     appointments = Appointment.objects.all()
     if since is not None:
         touched = OutboundMessage.objects.filter(subject_type="appointment", updated_at__gte=since).values("subject_id")
