@@ -4,3 +4,6 @@ Order matters: builders run in registration order, so a module that reads anothe
 """
 
 from analytics import refresh  # noqa: F401  (patients, appointments)
+
+# isort: split
+from analytics import measures  # noqa: F401  (quality measures: MeasureResult)
