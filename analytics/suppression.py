@@ -1,7 +1,8 @@
 """Small-cell suppression for every aggregate analysts see, on the page and in its CSV.
 
 Primary: a count from 1 to 10 is shown as "<11" (SUPPRESS_BELOW; zero is shown, as in the CMS cell
-size policy). Complementary: a table publishes its row and column totals, so one hidden cell in a
+size policy). A complementary cell is shown as "hidden" (it is not small: "<11" would be untrue).
+Complementary: a table publishes its row and column totals, so one hidden cell in a
 row could be recomputed as total minus the rest; wherever a line (a row or column with its total)
 has exactly one hidden value, the next smallest value of that line is hidden too. Then a linear-
 algebra check solves the published equations for every hidden value and hides more until none is
@@ -23,7 +24,8 @@ import numpy as np
 from analytics.stats import wilson
 
 SUPPRESS_BELOW = 11
-HIDDEN = "<11"
+HIDDEN = "<11"  # a count from 1 to 10
+WITHHELD = "hidden"  # a larger count withheld so that a total cannot give a small one away
 TOTAL = "__total__"
 
 Key = Hashable
@@ -134,6 +136,7 @@ class CountTable:
     total_label: str = "All"
     threshold: int = SUPPRESS_BELOW
     hidden: set[Key] = field(init=False)
+    primary: set[Key] = field(init=False)
     values: dict[Key, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -148,6 +151,7 @@ class CountTable:
             values[(TOTAL, c)] = sum(values[(r, c)] for r in row_keys)
         self.values = values
         self.hidden = suppress(values, self.lines(), self.threshold)
+        self.primary = {k for k in self.hidden if 0 < values[k] < self.threshold}
 
     def lines(self) -> list[Line]:
         row_keys = [r for r, _ in self.rows]
@@ -164,7 +168,9 @@ class CountTable:
 
     def cell(self, row: str, col: str) -> int | str:
         key = (row, col)
-        return HIDDEN if key in self.hidden else self.values[key]
+        if key in self.primary:
+            return HIDDEN
+        return WITHHELD if key in self.hidden else self.values[key]
 
     def rate(self, row: str, spec: RateColumn) -> tuple[float, float | None, float | None] | None:
         num = (row, spec.numerator)

@@ -16,5 +16,6 @@ urlpatterns = [
     path("integrations/", include("integrations.urls")),
     path("integrations/twilio/", include("integrations.twilio.urls")),
     path("engagement/", include("engagement.urls")),
+    path("analytics/", include("analytics.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,7 @@
+"""The analytics tabs: (url name, label, permission). Each page module adds its own line."""
+
+from __future__ import annotations
+
+TABS: list[tuple[str, str, str]] = [
+    ("analytics:adherence", "Attendance", "analytics.view_aggregates"),
+]

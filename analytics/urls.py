@@ -1,0 +1,10 @@
+from django.urls import path
+
+from analytics import views
+
+app_name = "analytics"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("attendance/", views.adherence_view, name="adherence"),
+]

@@ -1,0 +1,119 @@
+"""Analytics pages: aggregates only (suppressed), each with charts, a reading, tables and CSV.
+
+Every page here is PHI-free (`access=PHI_FREE`): counts and rates from the fact tables, small
+cells hidden by analytics.suppression. Patient lists (worklists, drill-downs) are separate views
+with their own permission and the access log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+
+from analytics import adherence
+from analytics.charts import bar_chart, heatmap, line_chart, trend_reading
+from analytics.export import csv_response, table_csv_rows
+from analytics.filters import Filters, PeriodForm
+from analytics.navigation import TABS
+from analytics.refresh import last_refresh
+from analytics.stats import percent
+from compliance.decorators import PHI_FREE, staff_view
+from healthcrm.http import TenantRequest
+
+AGGREGATES = "analytics.view_aggregates"
+
+
+def period_filters(request: TenantRequest) -> tuple[PeriodForm, Filters]:
+    """The page's filter form (bound to the query string when it has any) and its filters."""
+    today = timezone.localtime(timezone.now(), request.organization.zone).date()
+    keys = {"start", "end", "compare", "practitioner", "location"}
+    data = request.GET if keys & set(request.GET) else None
+    form = PeriodForm(data, today=today)
+    return form, form.filters()
+
+
+def page_context(request: TenantRequest, form: PeriodForm, filters: Filters, **extra: Any) -> dict[str, Any]:
+    tabs = [(name, label) for name, label, perm in TABS if request.user.has_perm(perm)]
+    return {"form": form, "filters": filters, "tabs": tabs, "refreshed": last_refresh(), **extra}
+
+
+def export_or_page(
+    request: TenantRequest, tables: dict[str, Any], template: str, context: dict[str, Any]
+) -> HttpResponse:
+    """`?export=<key>` answers the CSV of that table (the page's own cells), else the page."""
+    wanted = request.GET.get("export")
+    if wanted:
+        if wanted not in tables:
+            raise Http404("No such table.")
+        return csv_response(table_csv_rows(tables[wanted]), f"{context['page_slug']}-{wanted}")
+    return render(request, template, context)
+
+
+@staff_view(access=PHI_FREE, perm=AGGREGATES)
+def index(request: TenantRequest) -> HttpResponse:
+    return redirect("analytics:adherence")
+
+
+@staff_view(access=PHI_FREE, perm=AGGREGATES)
+def adherence_view(request: TenantRequest) -> HttpResponse:
+    form, filters = period_filters(request)
+    current = adherence.summary(filters)
+    previous = adherence.summary(filters, period=filters.comparison) if filters.comparison else None
+
+    labels, values, grain = adherence.trend(filters)
+    trend_chart = line_chart(
+        f"No-show rate by {grain}",
+        trend_reading("No-show rate", labels, values),
+        labels,
+        [("No-show rate", values)],
+        slug="trend",
+    )
+    by_provider = adherence.outcome_table(filters, "provider")
+    provider_items = [
+        (row["label"], rate[0] if (rate := row["rates"][0]) else None)
+        for row in by_provider.display_rows()
+        if not row["is_total"]
+    ]
+    provider_chart = bar_chart(
+        "No-show rate by provider", _spread_reading(provider_items), provider_items, slug="provider"
+    )
+    days, hours, grid, worst = adherence.heat(filters)
+    heat_chart = heatmap(
+        "No-show rate by weekday and hour",
+        f"The worst slot is {worst[0][0]} at {percent(worst[0][1])}."
+        if worst
+        else "No slot has enough visits to show.",
+        days,
+        hours,
+        grid,
+        slug="heat",
+    )
+    tables = {key: adherence.outcome_table(filters, key) for key in adherence.DIMENSIONS}
+    tables["reasons"] = adherence.reason_table(filters)
+    tables["trend"] = trend_chart
+    tables["heat"] = heat_chart
+    context = page_context(
+        request,
+        form,
+        filters,
+        page_slug="attendance",
+        current=current.display_rows()[0],
+        previous=previous.display_rows()[0] if previous else None,
+        columns=adherence.OUTCOME_COLUMNS,
+        rates=adherence.RATES,
+        charts=[trend_chart, provider_chart, heat_chart],
+        worst=worst,
+        tables=[(key, tables[key]) for key in [*adherence.DIMENSIONS, "reasons"]],
+    )
+    return export_or_page(request, tables, "analytics/adherence.html", context)
+
+
+def _spread_reading(items: list[tuple[str, float | None]]) -> str:
+    shown = [(label, v) for label, v in items if v is not None]
+    if len(shown) < 2:
+        return "Too few providers with enough visits to compare."
+    low, high = min(shown, key=lambda i: i[1]), max(shown, key=lambda i: i[1])
+    return f"No-show rates range from {percent(low[1])} ({low[0]}) to {percent(high[1])} ({high[0]})."
