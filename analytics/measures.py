@@ -40,6 +40,7 @@ are read for what they are (the docs repeat them, docs/architecture.md "Quality 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -245,6 +246,11 @@ class Measure:
     @property
     def slug(self) -> str:
         return self.id.lower()
+
+    @property
+    def notes(self) -> str:
+        """How it is counted here: the evaluating function's docstring (definition and simplifications)."""
+        return inspect.getdoc(self.evaluate) or ""
 
 
 # -- CMS165v12 Controlling High Blood Pressure --------------------------------------------------

@@ -1,10 +1,13 @@
 from django.urls import path
 
-from analytics import views
+from analytics import measure_views, views
 
 app_name = "analytics"
 
 urlpatterns = [
     path("", views.index, name="index"),
     path("attendance/", views.adherence_view, name="adherence"),
+    path("measures/", measure_views.measures_view, name="measures"),
+    path("measures/patients/", measure_views.measure_gaps_view, name="measure_gaps"),
+    path("effectiveness/", measure_views.effectiveness_view, name="effectiveness"),
 ]

@@ -84,6 +84,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "engagement:conversations": ("get", "", []),
     "engagement:conversation": ("get", "patient", ["patient"]),
     "engagement:patient_communications": ("get", "patient", ["patient"]),
+    "analytics:measure_gaps": ("get", "", []),
 }
 
 
