@@ -392,8 +392,8 @@ def test_attribution_care_team_provider_else_the_last_visit_in_the_period(
     clinic: Any, provider_user: Any, nurse_user: Any, coordinator_user: Any
 ) -> None:
     own = Practitioner.objects.create(display_name="Dr. Own", user=provider_user)
-    early = PractitionerFactory(display_name="Dr. Early")
-    late = PractitionerFactory(display_name="Dr. Late")
+    early: Any = PractitionerFactory(display_name="Dr. Early")
+    late: Any = PractitionerFactory(display_name="Dr. Late")
     # x: the care team's provider is provider_user (a practitioner) -> Dr. Own, though seen by others.
     x = patient(40)
     CareTeamMember.objects.create(patient=x, user=provider_user, team_role="provider")
@@ -432,8 +432,8 @@ def _screened_women(practitioner: Any, met: int, not_met: int) -> None:
 
 
 def test_provider_rate_with_wilson_interval_and_a_small_provider_suppressed(clinic: Any) -> None:
-    big = PractitionerFactory(display_name="Dr. Big")
-    small = PractitionerFactory(display_name="Dr. Small")
+    big: Any = PractitionerFactory(display_name="Dr. Big")
+    small: Any = PractitionerFactory(display_name="Dr. Small")
     _screened_women(big, met=12, not_met=11)  # 12 of 23
     _screened_women(small, met=2, not_met=1)  # 3 patients: every cell under 11
 
