@@ -3,7 +3,10 @@
 Order matters: builders run in registration order, so a module that reads another's facts comes after it.
 """
 
-from analytics import refresh  # noqa: F401  (patients, appointments)
+from analytics import (
+    refresh,  # noqa: F401  (patients, appointments)
+    reminders,  # noqa: F401  (outreach funnel)
+)
 
 # isort: split
 from analytics import measures  # noqa: F401  (quality measures: MeasureResult)

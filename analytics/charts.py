@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.utils.html import escape, format_html
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from analytics.suppression import HIDDEN
 
@@ -29,6 +29,11 @@ class Chart:
     rows: Sequence[Sequence[Any]]
     slug: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+def _close(parts: list[SafeString]) -> SafeString:
+    """The SVG: its opening tag and elements (each built by format_html, so escaped), closed."""
+    return format_html("{}</svg>", format_html_join("", "{}", ((part,) for part in parts)))
 
 
 def _n(number: float) -> str:
@@ -91,9 +96,8 @@ def bar_chart(
                 '<text class="chart-value" x="{}" y="{}">{}</text>', _n(label_w + length + 6), y + 16, _fmt(value, unit)
             )
         )
-    parts.append(mark_safe("</svg>"))  # noqa: S308 (a literal)
     rows = [[label, _fmt(value, unit)] for label, value in items]
-    return Chart(title, reading, mark_safe("".join(parts)), ["", title], rows, slug=slug)  # noqa: S308
+    return Chart(title, reading, _close(parts), ["", title], rows, slug=slug)
 
 
 def line_chart(
@@ -138,14 +142,19 @@ def line_chart(
             )
         )
     step = max(1, len(x_labels) // 8)
-    for i, label in enumerate(x_labels):
-        if i % step == 0 or i == len(x_labels) - 1:
-            x, _ = xy(i, 0)
-            parts.append(
-                format_html(
-                    '<text class="chart-tick" x="{}" y="{}" text-anchor="middle">{}</text>', _n(x), height - 12, label
-                )
+    shown = [i for i in range(len(x_labels)) if i % step == 0]
+    if x_labels and shown[-1] != len(x_labels) - 1:
+        # The last label always shows; the regular one before it gives way if they would touch.
+        if len(x_labels) - 1 - shown[-1] < max(2, step // 2 + 1):
+            shown.pop()
+        shown.append(len(x_labels) - 1)
+    for i in shown:
+        x, _ = xy(i, 0)
+        parts.append(
+            format_html(
+                '<text class="chart-tick" x="{}" y="{}" text-anchor="middle">{}</text>', _n(x), height - 12, x_labels[i]
             )
+        )
     for s, (name, vs) in enumerate(series):
         segment: list[str] = []
         segments: list[list[str]] = []
@@ -176,10 +185,9 @@ def line_chart(
                 name,
             )
         )
-    parts.append(mark_safe("</svg>"))  # noqa: S308
     headers = ["", *[name for name, _ in series]]
     rows = [[label, *[_fmt(vs[i], unit) for _, vs in series]] for i, label in enumerate(x_labels)]
-    return Chart(title, reading, mark_safe("".join(parts)), headers, rows, slug=slug)  # noqa: S308
+    return Chart(title, reading, _close(parts), headers, rows, slug=slug)
 
 
 def heatmap(
@@ -248,10 +256,9 @@ def heatmap(
                     _fmt(v, unit),
                 )
             )
-    parts.append(mark_safe("</svg>"))  # noqa: S308
     headers = ["", *col_labels]
     rows = [[label, *[_fmt(v, unit) for v in values[i]]] for i, label in enumerate(row_labels)]
-    return Chart(title, reading, mark_safe("".join(parts)), headers, rows, slug=slug)  # noqa: S308
+    return Chart(title, reading, _close(parts), headers, rows, slug=slug)
 
 
 def trend_reading(what: str, labels: Sequence[str], values: Sequence[Value], *, unit: str = "%") -> str:

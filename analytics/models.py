@@ -114,6 +114,28 @@ class AppointmentFact(TenantModel):
         return f"AppointmentFact #{self.pk}"
 
 
+class OutreachDaily(TenantModel):
+    """Messages per local due day, rule, channel and patient language, by funnel stage."""
+
+    day = models.DateField()
+    rule = models.ForeignKey("engagement.Rule", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    channel = models.CharField(max_length=8)
+    language = models.CharField(max_length=35)
+    scheduled = models.PositiveIntegerField(default=0)
+    not_sent = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    delivered = models.PositiveIntegerField(default=0)
+    replied = models.PositiveIntegerField(default=0)
+    opted_out = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "day"], name="outreach_org_day")]
+
+    def __str__(self) -> str:
+        return f"OutreachDaily #{self.pk}"
+
+
 class Refresh(TenantModel):
     """When each organization's facts were last rebuilt: incremental refreshes start from here."""
 

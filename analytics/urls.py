@@ -7,6 +7,7 @@ app_name = "analytics"
 urlpatterns = [
     path("", views.index, name="index"),
     path("attendance/", views.adherence_view, name="adherence"),
+    path("reminders/", views.reminders_view, name="reminders"),
     path("measures/", measure_views.measures_view, name="measures"),
     path("measures/patients/", measure_views.measure_gaps_view, name="measure_gaps"),
     path("effectiveness/", measure_views.effectiveness_view, name="effectiveness"),

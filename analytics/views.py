@@ -13,7 +13,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
-from analytics import adherence
+from analytics import adherence, reminders
 from analytics.charts import bar_chart, heatmap, line_chart, trend_reading
 from analytics.export import csv_response, table_csv_rows
 from analytics.filters import Filters, PeriodForm
@@ -117,3 +117,74 @@ def _spread_reading(items: list[tuple[str, float | None]]) -> str:
         return "Too few providers with enough visits to compare."
     low, high = min(shown, key=lambda i: i[1]), max(shown, key=lambda i: i[1])
     return f"No-show rates range from {percent(low[1])} ({low[0]}) to {percent(high[1])} ({high[0]})."
+
+
+@staff_view(access=PHI_FREE, perm=AGGREGATES)
+def reminders_view(request: TenantRequest) -> HttpResponse:
+    form, filters = period_filters(request)
+    exposure = reminders.by_exposure(filters)
+    show = {row["key"]: row["rates"][0] for row in exposure.display_rows()}
+    exposure_items = [(label, rate[0] if (rate := show.get(key)) else None) for key, label in exposure.rows]
+    exposure_chart = bar_chart(
+        "Show rate by reminder exposure", _exposure_reading(exposure_items), exposure_items, top=1.0, slug="exposure"
+    )
+    by_rule = reminders.funnel(filters, "rule")
+    stages = reminders.funnel_stages(by_rule)
+    scheduled = stages[0][1]
+    funnel_chart = bar_chart(
+        "Outreach funnel",
+        _funnel_reading(stages),
+        [(label, (value / scheduled) if value is not None and scheduled else None) for label, value in stages],
+        top=1.0,
+        slug="funnel",
+    )
+    confirmations = reminders.confirmation_by_rule(filters)
+    tables: dict[str, Any] = {
+        "exposure": exposure,
+        "channel": reminders.by_channel(filters),
+        "offset": reminders.by_offset(filters),
+        "confirmation": confirmations,
+        "funnel-rule": by_rule,
+        "funnel-channel": reminders.funnel(filters, "channel"),
+        "funnel-language": reminders.funnel(filters, "language"),
+        "exposure-chart": exposure_chart,
+        "funnel": funnel_chart,
+    }
+    context = page_context(
+        request,
+        form,
+        filters,
+        page_slug="reminders",
+        charts=[exposure_chart, funnel_chart],
+        tables=[
+            (key, tables[key])
+            for key in (
+                "exposure",
+                "channel",
+                "offset",
+                "confirmation",
+                "funnel-rule",
+                "funnel-channel",
+                "funnel-language",
+            )
+        ],
+    )
+    return export_or_page(request, tables, "analytics/reminders.html", context)
+
+
+def _exposure_reading(items: list[tuple[str, float | None]]) -> str:
+    values = dict(items)
+    none, confirmed = values.get("No reminder delivered"), values.get("Confirmed by reply or link")
+    if none is None or confirmed is None:
+        return "Too few visits in some groups to compare reminder exposure."
+    return (
+        f"Visits the patient confirmed were attended {percent(confirmed)} of the time, "
+        f"against {percent(none)} with no reminder delivered."
+    )
+
+
+def _funnel_reading(stages: list[tuple[str, int | None]]) -> str:
+    scheduled, delivered = stages[0][1], stages[2][1]
+    if not scheduled or delivered is None:
+        return "Too few messages in the period to show the funnel."
+    return f"{percent(delivered / scheduled)} of the {scheduled} messages scheduled in the period reached the patient."

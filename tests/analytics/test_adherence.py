@@ -56,7 +56,7 @@ def clinic(org_a: Any) -> dict[str, Any]:
     """
     with organization_context(org_a):
         a, b = PractitionerFactory(display_name="Dr A"), PractitionerFactory(display_name="Dr B")
-        p = [PatientFactory(date_of_birth=date(1980, 1, 1)) for _ in range(4)]
+        p = [PatientFactory(date_of_birth=date(1980, 1, 1), family_name=f"Quenbyfield{i}") for i in range(4)]
         visits = []
         for i in range(8):
             visits.append(_visit(p[i % 4], a, 1 + i, 15, "completed"))
@@ -232,3 +232,25 @@ def test_roles_without_aggregates_get_403(
 ) -> None:
     for user in (frontdesk_user, compliance_user):
         assert client_for(user).get(reverse("analytics:adherence")).status_code == 403
+
+
+def test_seed_demo_history_follows_its_no_show_model() -> None:
+    """The demo's visits are drawn from analytics/demo.py's model: confirmed visits are missed far
+    less often than visits with no reminder, and the facts are built at the end of the seed."""
+    import io
+
+    from django.core.management import call_command
+
+    from healthcrm.models import Organization
+
+    call_command("seed_demo", "--patients", "120", stdout=io.StringIO())
+    with organization_context(Organization.objects.get(slug="northside")):
+        due = AppointmentFact.objects.filter(outcome__in=["attended", "no_show", "late_cancel", "cancelled"])
+        assert due.count() > 500  # 18 months of history (120 patients, 5 visits a year)
+
+        def no_show_rate(**kw: Any) -> float:
+            group = due.filter(**kw)
+            return group.filter(outcome="no_show").count() / group.count()
+
+        assert no_show_rate(exposure="confirmed") < no_show_rate(exposure="none") / 2
+        assert due.exclude(status_reason="").filter(outcome="no_show").exists()

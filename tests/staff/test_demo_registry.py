@@ -24,8 +24,10 @@ def test_seed_demo_orders_every_registered_step() -> None:
         "appointments",
         "care",
         "outreach",
+        "history",
+        "analytics",
     ]
-    assert [s.per_organization for s in steps] == [False, False, False, True, True, True, True]
+    assert [s.per_organization for s in steps] == [False, False, False, True, True, True, True, True, True]
     modules = {s.name: s.function.__module__ for s in steps}
     # Each app seeds its own tables, from its own demo module.
     assert modules == {
@@ -36,6 +38,8 @@ def test_seed_demo_orders_every_registered_step() -> None:
         "appointments": "patients.demo",
         "care": "patients.demo",
         "outreach": "engagement.demo",
+        "history": "analytics.demo",
+        "analytics": "analytics.demo",
     }
 
 

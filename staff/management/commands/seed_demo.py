@@ -31,6 +31,8 @@ STEP_ORDER = (
     "appointments",  # patients: the patients' calendar
     "care",  # patients.care: plans for the patients' conditions
     "outreach",  # engagement: templates, rules, consents, reminders for the coming visits
+    "history",  # analytics: 18 months of visit outcomes, reminders and BP/HbA1c series
+    "analytics",  # analytics: a full refresh of the facts, last (reads everything above)
 )
 
 
