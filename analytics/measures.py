@@ -45,9 +45,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from analytics.models import MeasureResult
@@ -151,7 +152,7 @@ class Period:
 
     end: date
 
-    @property
+    @cached_property
     def start(self) -> date:
         return add_months(self.end.replace(day=1), -11)
 
@@ -559,7 +560,7 @@ def build_measure_results(since: datetime | None, now: datetime) -> int:
         )
         for batch in chunks(candidates.iterator(chunk_size=5000), 2000):
             patients = load_patients(batch, earliest, now)
-            rows = []
+            rows: list[tuple[Any, ...]] = []
             for patient in patients.values():
                 for period in periods:
                     practitioner: int | None | bool = False  # computed once per patient and period
@@ -570,19 +571,37 @@ def build_measure_results(since: datetime | None, now: datetime) -> int:
                         if practitioner is False:
                             practitioner = attributed_practitioner(patient, period)
                         rows.append(
-                            MeasureResult(
-                                organization=organization,
-                                patient_id=patient.pk,
-                                measure=measure.id,
-                                period_end=period.end,
-                                in_ip=True,
-                                in_denominator=result.in_denominator,
-                                excluded=result.excluded,
-                                in_numerator=result.in_numerator,
-                                practitioner_id=practitioner if practitioner is not False else None,
-                                refreshed_at=now,
+                            (
+                                patient.pk,
+                                measure.id,
+                                period.end,
+                                result.in_denominator,
+                                result.excluded,
+                                result.in_numerator,
+                                practitioner,
                             )
                         )
-            MeasureResult.objects.bulk_create(rows, batch_size=5000)
+            for part in chunks(rows, 5000):
+                _insert(organization.pk, part, now)
             written += len(rows)
     return written
+
+
+_INSERT_SQL = """
+INSERT INTO analytics_measureresult
+       (organization_id, patient_id, measure, period_end, in_ip, in_denominator, excluded, in_numerator,
+        practitioner_id, refreshed_at, created_at, updated_at)
+SELECT %s, v.patient_id, v.measure, v.period_end, TRUE, v.in_denominator, v.excluded, v.in_numerator,
+       v.practitioner_id, %s, %s, %s
+  FROM unnest(%s::bigint[], %s::text[], %s::date[], %s::boolean[], %s::boolean[], %s::boolean[], %s::bigint[])
+       AS v(patient_id, measure, period_end, in_denominator, excluded, in_numerator, practitioner_id)
+"""
+
+
+def _insert(organization_id: int, rows: list[tuple[Any, ...]], now: datetime) -> None:
+    """One INSERT ... SELECT FROM unnest(arrays) per batch: bulk_create's per-field preparation was
+    three quarters of the refresh's time. Row-level security checks each row as for any INSERT
+    (COPY is not allowed on RLS tables); the model's check constraints hold in the database."""
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_SQL, [organization_id, now, now, now, *columns])
