@@ -439,6 +439,8 @@ def coordinate_demo(
     )
     plans: list[Any] = []
     for patient_id, code in wanted:
+        if rng.random() < 0.2:
+            continue  # a fifth have no plan yet: analytics compares plan patients with them
         template = by_condition[code]
         started = today - timedelta(days=rng.randint(0, 200))
         plans.append(
