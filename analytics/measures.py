@@ -49,6 +49,7 @@ from functools import cached_property
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from analytics.models import MeasureResult
@@ -478,10 +479,17 @@ def load_patients(patient_ids: Iterable[int], since: date, now: datetime) -> dic
     ):
         if code in condition_codes or code.startswith(DIABETES_ICD_PREFIXES + COLORECTAL_CANCER_ICD_PREFIXES):
             data[patient_id].conditions.append((code, status, onset))
-    start = datetime.combine(years_before(since, LOOKBACK_YEARS), datetime.min.time(), zone)
-    observations = Observation.objects.filter(
-        patient_id__in=ids, code__in=sorted(OBSERVATION_CODES), effective_at__gte=start, effective_at__lte=now
-    ).values_list("patient_id", "code", "effective_at", "value_quantity", "components")
+    # Readings are needed from the earliest period's start, screenings from up to 10 years before it.
+    readings_from = datetime.combine(since, datetime.min.time(), zone)
+    screenings_from = datetime.combine(years_before(since, LOOKBACK_YEARS), datetime.min.time(), zone)
+    observations = (
+        Observation.objects.filter(patient_id__in=ids, effective_at__lte=now)
+        .filter(
+            Q(code__in=sorted(OBSERVATION_CODES - SCREENING_CODES), effective_at__gte=readings_from)
+            | Q(code__in=sorted(SCREENING_CODES), effective_at__gte=screenings_from)
+        )
+        .values_list("patient_id", "code", "effective_at", "value_quantity", "components")
+    )
     for patient_id, code, at, value, components in observations.iterator(chunk_size=5000):
         patient = data[patient_id]
         day = timezone.localtime(at, zone).date()

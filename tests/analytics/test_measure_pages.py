@@ -70,10 +70,11 @@ def clinic(org_a: Any) -> dict[str, Any]:
 
 
 def test_analyst_sees_rates_trend_and_providers_without_any_patient(
-    clinic: dict[str, Any], analyst_user: Any, client_for: Any
+    clinic: dict[str, Any], analyst_user: Any, client_for: Any, django_assert_max_num_queries: Any
 ) -> None:
     client = client_for(analyst_user)
-    response = client.get(reverse("analytics:measures"))
+    with django_assert_max_num_queries(32):  # 3 per measure (trend, providers and their names) + the clinic's
+        response = client.get(reverse("analytics:measures"))
     assert response.status_code == 200
     page = response.content.decode()
     assert "CMS165v12" in page and "CMS122v12" in page and "Dr Main" in page
@@ -104,13 +105,14 @@ def test_the_csv_holds_the_pages_cells(clinic: dict[str, Any], analyst_user: Any
 
 
 def test_a_nurse_gets_the_drill_down_and_it_is_access_logged(
-    clinic: dict[str, Any], nurse_user: Any, client_for: Any
+    clinic: dict[str, Any], nurse_user: Any, client_for: Any, django_assert_max_num_queries: Any
 ) -> None:
     client = client_for(nurse_user)
     page = client.get(reverse("analytics:measures")).content.decode()
     assert 'data-testid="gaps-cms165v12"' in page
     url = reverse("analytics:measure_gaps")
-    response = client.get(url, {"measure": "cms165v12", "period": "2026-06-30"})
+    with django_assert_max_num_queries(19):  # sign-in, tenancy and the access log included; no query per patient
+        response = client.get(url, {"measure": "cms165v12", "period": "2026-06-30"})
     assert response.status_code == 200
     listed = response.content.decode()
     # Only the one patient not controlled (150/95) is a gap.
