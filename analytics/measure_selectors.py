@@ -106,19 +106,26 @@ def _counts(rows: QuerySet[Any], key: str) -> dict[tuple[str, str], int]:
     return counts
 
 
+class MeasuresTable(CountTable):
+    """A CountTable of different measures: no totals row (a rate pooled over measures, one of them
+    inverse, means nothing). The totals still take part in suppression, as if they were published."""
+
+    def display_rows(self) -> list[dict[str, Any]]:
+        return [row for row in super().display_rows() if not row["is_total"]]
+
+
 def measure_clinic_table(period_end: date, practitioner_id: int | None = None) -> CountTable:
     """Every measure's counts and rate for one period (optionally one provider's patients)."""
     rows = MeasureResult.objects.filter(period_end=period_end)
     if practitioner_id is not None:
         rows = rows.filter(practitioner_id=practitioner_id)
-    return CountTable(
+    return MeasuresTable(
         title=f"Quality measures, 12 months to {period_end:%d %b %Y}",
         row_header="Measure",
         columns=_columns(None),
         rows=[(m.id, f"{m.id} {m.title}") for m in MEASURES.values()],
         counts=_counts(rows, "measure"),
         rates=[_rate_column()],
-        total_label="All measures (patient-measures)",
     )
 
 

@@ -104,7 +104,7 @@ def _measure_charts(measure: Measure, periods: list[date], period_end: date, pra
     ends = sorted(periods[:12])
     trend = measure_trend_table(measure, ends, practitioner.pk if practitioner else None)
     trend_rates = _rates(trend)
-    labels = [f"{end:%b %Y}" for end in ends]
+    labels = [f"{end:%b %y}" for end in ends]  # short: 12 labels share the axis
     values = [rate[0] if (rate := trend_rates.get(end.isoformat())) else None for end in ends]
     trend_chart = line_chart(
         f"{measure.id}: rate over 12-month periods",
