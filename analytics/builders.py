@@ -4,6 +4,7 @@ Order matters: builders run in registration order, so a module that reads anothe
 """
 
 from analytics import (
+    population,  # noqa: F401  (risk: imports refresh, so it registers after patients and appointments)
     refresh,  # noqa: F401  (patients, appointments)
     reminders,  # noqa: F401  (outreach funnel)
 )

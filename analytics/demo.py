@@ -55,10 +55,12 @@ def seed_history(tenant: DemoTenant) -> list[str]:
     rng = random.Random(tenant.run.rng.random())
     with transaction.atomic():
         extra = _older_visits(added, rng)
+        coming = _coming_visits(added, rng)
         visits, messages = _outcomes(rng)
         series = _measurement_series(rng)
     return [
         f"{extra} older visits",
+        f"{coming} visits in the next two weeks",
         f"{visits} past visits given outcomes",
         f"{messages} past reminders",
         f"{series} BP/HbA1c readings",
@@ -120,6 +122,74 @@ def _older_visits(patients_added: int, rng: random.Random) -> int:
         Appointment.objects.bulk_create(batch)
         count += len(batch)
     return count
+
+
+COMING_DAYS = 14
+COMING_SHARE = 0.45  # of each practitioner's free slots in the next two weeks
+
+
+def _coming_visits(patients_added: int, rng: random.Random) -> int:
+    """A fuller calendar for the next two weeks (the schedules a dashboard and risk flags are for):
+    free slots only (no double booking), booked some days to weeks ahead, some already confirmed."""
+    from patients.models import Appointment, AppointmentType, Patient, Practitioner
+
+    organization = require_current_organization()
+    zone = organization.zone
+    now = timezone.now()
+    patient_ids = list(Patient.objects.order_by("-id").values_list("id", flat=True)[:patients_added])
+    practitioners = list(Practitioner.objects.filter(is_active=True))
+    locations = list(Location.objects.filter(is_active=True))
+    if not practitioners or not patient_ids:
+        return 0
+    today = now.astimezone(zone).date()
+    taken = set(
+        Appointment.objects.filter(starts_at__gte=now, starts_at__lt=now + timedelta(days=COMING_DAYS + 1)).values_list(
+            "practitioner_id", "starts_at"
+        )
+    )
+    slots_per_day = (WORKDAY[1] - WORKDAY[0]) * 60 // SLOT_MINUTES
+    types = list(AppointmentType.values)
+    batch: list[Any] = []
+    for practitioner in practitioners:
+        location = rng.choice(locations) if locations else None
+        for n in range(COMING_DAYS + 1):
+            day = today + timedelta(days=n)
+            if day.weekday() >= 5:
+                continue
+            for slot in range(slots_per_day):
+                starts = datetime.combine(day, time(WORKDAY[0]), tzinfo=zone) + timedelta(minutes=slot * SLOT_MINUTES)
+                if starts <= now or (practitioner.pk, starts) in taken or rng.random() >= COMING_SHARE:
+                    continue
+                confirmed = n <= 3 and rng.random() < 0.45
+                batch.append(
+                    Appointment(
+                        patient_id=rng.choice(patient_ids),
+                        practitioner=practitioner,
+                        location=location,
+                        appointment_type=rng.choice(types),
+                        starts_at=starts,
+                        ends_at=starts + timedelta(minutes=SLOT_MINUTES),
+                        status="confirmed" if confirmed else "booked",
+                        confirmed_at=now - timedelta(hours=rng.randint(1, 20)) if confirmed else None,
+                        confirmed_via="sms_reply" if confirmed else "",
+                    )
+                )
+    created = Appointment.objects.bulk_create(batch, batch_size=BATCH)
+    # Booked a few days to a few weeks before the visit (lead time is a risk feature).
+    _write_booked([(a.pk, a.starts_at - timedelta(days=rng.randint(1, 30))) for a in created])
+    return len(created)
+
+
+def _write_booked(rows: list[tuple[int, datetime]]) -> None:
+    if not rows:
+        return
+    ids, booked = zip(*rows, strict=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE patients_appointment a SET created_at = v.booked "
+            "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, booked) WHERE a.id = v.id",
+            [list(ids), list(booked)],
+        )
 
 
 _LEAD_BY_TYPE = {"new_patient": (7, 40), "annual": (14, 60), "lab": (0, 7), "post_discharge": (1, 7)}

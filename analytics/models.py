@@ -11,6 +11,9 @@ views cannot carry RLS, so they are not used). No PHI in clear: ids, codes, band
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import Q
 
@@ -112,6 +115,61 @@ class AppointmentFact(TenantModel):
 
     def __str__(self) -> str:
         return f"AppointmentFact #{self.pk}"
+
+
+class PatientRisk(TenantModel):
+    """A patient's chronic conditions and risk tier (analytics/population.py has the rules).
+
+    Catalogue keys, flags and counts only: not the measured values, not the condition codes' text."""
+
+    patient = models.OneToOneField("patients.Patient", on_delete=models.CASCADE, related_name="+")
+    conditions = ArrayField(
+        models.CharField(max_length=24), default=list, blank=True, help_text="Keys of population.CONDITIONS."
+    )
+    condition_count = models.PositiveSmallIntegerField(default=0)
+    bp_uncontrolled = models.BooleanField(default=False, help_text="Last systolic blood pressure >= 140.")
+    a1c_uncontrolled = models.BooleanField(default=False, help_text="Last HbA1c > 9 %.")
+    no_shows_12m = models.PositiveSmallIntegerField(default=0)
+    acute_12m = models.PositiveSmallIntegerField(default=0, help_text="Post-discharge visits in 12 months.")
+    points = models.PositiveSmallIntegerField(default=0)
+    tier = models.PositiveSmallIntegerField(default=1)
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "tier"], name="patrisk_org_tier"),
+            GinIndex(fields=["conditions"], name="patrisk_conditions"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(tier__gte=1, tier__lte=4), name="patrisk_tier_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"PatientRisk #{self.pk}"
+
+
+class Cohort(TenantModel):
+    """A saved population: a definition over the fact tables (analytics/cohorts.py validates and
+    selects it), reusable by outreach campaigns ({"cohort_id": N})."""
+
+    name = models.CharField(max_length=120)
+    definition = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"],
+                name="cohort_unique_name",
+                violation_error_message="A cohort with this name already exists.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Cohort #{self.pk}"
 
 
 class OutreachDaily(TenantModel):

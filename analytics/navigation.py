@@ -5,6 +5,8 @@ from __future__ import annotations
 TABS: list[tuple[str, str, str]] = [
     ("analytics:adherence", "Attendance", "analytics.view_aggregates"),
     ("analytics:reminders", "Reminders and outreach", "analytics.view_aggregates"),
+    ("analytics:population", "Population", "analytics.view_aggregates"),
+    ("analytics:cohorts", "Cohorts", "analytics.view_cohort"),
     ("analytics:measures", "Quality measures", "analytics.view_aggregates"),
     ("analytics:effectiveness", "Treatment effectiveness", "analytics.view_aggregates"),
 ]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from analytics import measure_views, views
+from analytics import measure_views, population_views, views
 
 app_name = "analytics"
 
@@ -8,6 +8,10 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("attendance/", views.adherence_view, name="adherence"),
     path("reminders/", views.reminders_view, name="reminders"),
+    path("population/", population_views.population_view, name="population"),
+    path("cohorts/", population_views.cohort_list_view, name="cohorts"),
+    path("cohorts/new/", population_views.cohort_edit_view, name="cohort_create"),
+    path("cohorts/<int:pk>/", population_views.cohort_edit_view, name="cohort_edit"),
     path("measures/", measure_views.measures_view, name="measures"),
     path("measures/patients/", measure_views.measure_gaps_view, name="measure_gaps"),
     path("effectiveness/", measure_views.effectiveness_view, name="effectiveness"),

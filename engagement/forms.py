@@ -61,7 +61,7 @@ class RuleForm(forms.Form):
             'Kind-specific, as JSON. Refills: {"days_before": 7}. Recalls: {"recall": "flu_shot"} '
             '(hba1c, annual_wellness, flu_shot, mammography). Follow-ups: {"hours_after": 24}. '
             'Campaigns: {"send_on": "2026-12-01", "condition_code": "44054006", "languages": ["es"], '
-            '"age_min": 40, "age_max": 70}.'
+            '"age_min": 40, "age_max": 70}; a saved cohort (analytics): {"cohort_id": 3}.'
         ),
     )
 

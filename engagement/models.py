@@ -233,6 +233,8 @@ class OutboundMessage(TenantModel):
             models.Index(fields=["organization", "provider_sid"], name="outbox_provider_sid"),
             models.Index(fields=["organization", "patient", "-due_at"], name="outbox_patient_due"),
             models.Index(fields=["organization", "status", "-due_at"], name="outbox_status_due"),
+            # What was sent about a record (an appointment's reminders): analytics and the record's page.
+            models.Index(fields=["organization", "subject_type", "subject_id"], name="outbox_subject"),
         ]
 
     def __str__(self) -> str:

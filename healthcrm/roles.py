@@ -155,6 +155,11 @@ for _role in (Role.ADMIN, Role.PROVIDER, Role.NURSE, Role.COORDINATOR, Role.ANAL
     ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], _AGGREGATES]
 for _role in (Role.PROVIDER, Role.NURSE, Role.COORDINATOR):
     ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], _WORKLISTS]
+# Saved cohorts (analytics/cohorts.py): seen with the aggregates, defined by the roles that run outreach.
+for _role in (Role.ADMIN, Role.PROVIDER, Role.NURSE, Role.COORDINATOR, Role.ANALYST):
+    ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], "analytics.view_cohort"]
+for _role in (Role.ADMIN, Role.COORDINATOR):
+    ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], "analytics.add_cohort", "analytics.change_cohort"]
 
 
 def sync_role_groups(sender: Any = None, using: str = "default", **kwargs: Any) -> None:

@@ -378,6 +378,10 @@ ENGAGEMENT_SCAN_WINDOW = env_float("ENGAGEMENT_SCAN_WINDOW_SECONDS", 5.0)
 # Due messages go to the worker in chunks of this many ids (each still claimed on its own) and are
 # sent by this many threads per worker process; 1 sends one task per message.
 ENGAGEMENT_SEND_BATCH = env_int("ENGAGEMENT_SEND_BATCH", 50)
+# Campaign rules with {"cohort_id": N} reach a saved cohort through this function (a dotted path:
+# engagement sits below analytics and cannot import it). It takes the id and returns the current
+# organization's cohort's patient ids, or None when there is no such cohort; empty: no cohorts.
+ENGAGEMENT_COHORT_RESOLVER = "analytics.cohorts.cohort_patient_ids_by_id"
 
 # ---------------------------------------------------------------------------------------------
 # Analytics (analytics/): a cancellation this close to the visit counts as a late cancel.

@@ -22,12 +22,14 @@ from django.views.decorators.http import require_GET, require_POST
 from django_otp import login as otp_login
 from django_otp.models import Device
 
-from compliance.access import phi_free
+from compliance.access import access_recorder, phi_free
 from compliance.decorators import PHI_FREE, staff_view
+from compliance.models import AccessAction
 from healthcrm.celery import app as celery_app
 from healthcrm.http import TenantRequest
 from healthcrm.tenancy import SESSION_KEY
 from patients.models import Patient
+from staff.dashboard import dashboard_for
 from staff.forms import SecondFactorForm, TOTPForm
 from staff.models import AuthenticatorDevice, MFAEnrolment, RecoveryCodes
 from staff.services import (
@@ -58,12 +60,17 @@ def _safe_next(request: HttpRequest, fallback: str) -> str:
     return fallback
 
 
-@staff_view(access=PHI_FREE)
+@staff_view(access=AccessAction.VIEW)
 def dashboard(request: TenantRequest) -> HttpResponse:
+    """The role's panels (staff/dashboard.py). Access-logged when a panel names patients (their
+    records); a dashboard of counts and rates only writes no access-log row."""
     can_see_patients = request.user.has_perm("patients.view_patient")
+    board = dashboard_for(request)
+    access_recorder(request).saw(board.patients_shown)
     context = {
         "patient_count": Patient.objects.filter(is_active=True).count() if can_see_patients else None,
         "can_see_patients": can_see_patients,
+        "panels": board.panels,
     }
     return render(request, "staff/dashboard.html", context)
 

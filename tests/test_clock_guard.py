@@ -32,6 +32,7 @@ REAL_PROCESS_MODULES = {
     "patients/test_browser_flows.py": "Chromium against the live server",
     "test_browser.py": "Chromium against the live server",
     "integrations/fhir/test_browser_import.py": "Chromium against the live server",
+    "analytics/test_browser.py": "Chromium against the live server",
 }
 
 # Calls that read the clock: (object, attribute), plus the bare names a `from ... import` can bring.

@@ -8,6 +8,9 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.utils.module_loading import import_string
+
 from engagement import etiquette, recalls, selectors
 from engagement.models import ChannelSettings, OutboundMessage, Rule, RuleKind
 from engagement.services.outbox import outbox_enqueue, outbox_row_for, outbox_rows_create, reminder_slot
@@ -202,13 +205,26 @@ def adherence_materialize(rule: Rule, now: datetime) -> int:
     return chunked_rows_create(ids, rows_for)
 
 
+def cohort_patient_ids(cohort_id: Any) -> Iterable[int] | None:
+    """The patient ids of the current organization's saved cohort `cohort_id` through the
+    ENGAGEMENT_COHORT_RESOLVER extension point (ids or a lazy queryset of ids, used as a filter);
+    None when there is no such cohort, or no resolver."""
+    path = getattr(settings, "ENGAGEMENT_COHORT_RESOLVER", "")
+    if not path:
+        return None
+    resolver: Callable[[Any], Iterable[int] | None] = import_string(path)
+    return resolver(cohort_id)
+
+
 def campaign_materialize(rule: Rule, now: datetime) -> int:
     """An education or wellness campaign to a cohort, once, on `params.send_on` (the organization's
     local date; at once when absent), to patients who opted in to the channel (campaigns are not
     care messages). Cohort: `params.condition_code` (an active condition), `params.languages`
     (preferred languages), `params.age_min` / `params.age_max` (birth dates are encrypted: decrypted
-    only for the patients the other filters select). Slot: "campaign:<send date>", so one message
-    per patient per sending."""
+    only for the patients the other filters select), `params.cohort_id` (a saved cohort of this
+    organization, through ENGAGEMENT_COHORT_RESOLVER; a cohort gone since sends nothing). Consent,
+    channel and caps apply as to any campaign. Slot: "campaign:<send date>", so one message per
+    patient per sending."""
     organization = require_current_organization()
     today = now.astimezone(organization.zone).date()
     send_on = rule.params.get("send_on") or rule.created_at.astimezone(organization.zone).date().isoformat()
@@ -226,6 +242,11 @@ def campaign_materialize(rule: Rule, now: datetime) -> int:
         )
     if rule.params.get("languages"):
         cohort = cohort.filter(preferred_language__in=list(rule.params["languages"]))
+    if rule.params.get("cohort_id") is not None:
+        members = cohort_patient_ids(rule.params["cohort_id"])
+        if members is None:
+            return 0
+        cohort = cohort.filter(pk__in=members)
     done = OutboundMessage.objects.filter(rule=rule, slot=slot).values_list("patient_id", flat=True)
     ids = sorted(set(cohort.exclude(pk__in=done).values_list("pk", flat=True)))
     age_min, age_max = rule.params.get("age_min"), rule.params.get("age_max")

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from engagement import templating
 from engagement.models import MessageTemplate, Rule, RuleKind
-from engagement.services.materializers import MATERIALIZERS
+from engagement.services.materializers import MATERIALIZERS, cohort_patient_ids
 from engagement.tasks import rule_materialize_task
 
 
@@ -50,6 +50,10 @@ def rule_save(*, rule: Rule | None = None, **fields: Any) -> Rule:
             date.fromisoformat(str(rule.params["send_on"]))
         except ValueError:
             raise ValidationError({"params": "send_on must be a date such as 2026-12-01."}) from None
+    # Another organization's cohort is not found (the resolver reads under the current one).
+    cohort_id = rule.params.get("cohort_id") if rule.kind == RuleKind.CAMPAIGN else None
+    if cohort_id is not None and cohort_patient_ids(cohort_id) is None:
+        raise ValidationError({"params": "cohort_id must be a saved cohort of this organization."})
     rule.full_clean()
     rule.save()
     if rule.is_active:
