@@ -10,4 +10,7 @@ from analytics import (
 )
 
 # isort: split
-from analytics import measures  # noqa: F401  (quality measures: MeasureResult)
+from analytics import (
+    effectiveness,  # noqa: F401  (treatment effectiveness: TreatmentChange)
+    measures,  # noqa: F401  (quality measures: MeasureResult)
+)

@@ -9,26 +9,16 @@ every table are numerator met / not met / excluded, which sum to the denominator
 from __future__ import annotations
 
 import math
-import statistics
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import date
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Avg, Count, Q, QuerySet, StdDev
 
-from analytics.measures import (
-    BP_PANELS,
-    DIABETES,
-    DIABETES_ICD_PREFIXES,
-    HYPERTENSION,
-    MEASURES,
-    SYSTOLIC,
-    Measure,
-)
-from analytics.models import MeasureResult
+from analytics.effectiveness import EFFECTIVENESS_ROWS, ConditionGroup, GoalMeasure
+from analytics.measures import MEASURES, Measure
+from analytics.models import MeasureResult, TreatmentChange
 from analytics.stats import Z95, Rate
 from analytics.suppression import HIDDEN, SUPPRESS_BELOW, Column, CountTable, RateColumn
 
@@ -184,41 +174,7 @@ def measure_gap_patient_ids(measure: Measure, period_end: date, practitioner_id:
     return list(rows.order_by("patient_id").values_list("patient_id", flat=True))
 
 
-# -- Treatment effectiveness ----------------------------------------------------------------------
-
-BASELINE_AFTER = timedelta(days=30)
-
-
-@dataclass(frozen=True)
-class GoalMeasure:
-    key: str
-    label: str
-    unit: str
-    goal_codes: frozenset[str]  # Goal.observation_code values that measure it
-
-
-HBA1C_GOAL = GoalMeasure("hba1c", "HbA1c", "%", frozenset({"4548-4"}))
-SYSTOLIC_GOAL = GoalMeasure("systolic", "Systolic blood pressure", "mm[Hg]", BP_PANELS | {SYSTOLIC})
-
-
-@dataclass(frozen=True)
-class ConditionGroup:
-    key: str
-    label: str
-    codes: frozenset[str]
-    prefixes: tuple[str, ...] = ()
-
-    def matches(self, code: str) -> bool:
-        return code in self.codes or bool(self.prefixes and code.startswith(self.prefixes))
-
-
-DIABETES_GROUP = ConditionGroup("diabetes", "Diabetes", DIABETES, DIABETES_ICD_PREFIXES)
-HYPERTENSION_GROUP = ConditionGroup("hypertension", "Hypertension", HYPERTENSION)
-EFFECTIVENESS_ROWS = (
-    (DIABETES_GROUP, HBA1C_GOAL),
-    (HYPERTENSION_GROUP, SYSTOLIC_GOAL),
-    (DIABETES_GROUP, SYSTOLIC_GOAL),
-)
+# -- Treatment effectiveness (the per-patient changes are built by analytics/effectiveness.py) ------
 
 
 @dataclass(frozen=True)
@@ -239,12 +195,10 @@ class GroupChange:
         return HIDDEN if self.suppressed else self.n
 
     @classmethod
-    def of(cls, changes: Sequence[float]) -> GroupChange:
-        n = len(changes)
-        if n == 0 or 0 < n < SUPPRESS_BELOW:
+    def of(cls, n: int, mean: float | None, stdev: float | None) -> GroupChange:
+        if n == 0 or 0 < n < SUPPRESS_BELOW or mean is None:
             return cls(n, None, None, None)
-        mean = statistics.fmean(changes)
-        half = Z95 * statistics.stdev(changes) / math.sqrt(n) if n > 1 else 0.0
+        half = Z95 * (stdev or 0.0) / math.sqrt(n)
         return cls(n, mean, mean - half, mean + half)
 
 
@@ -254,7 +208,6 @@ class Effectiveness:
     goal: GoalMeasure
     plan: GroupChange
     comparison: GroupChange
-    index_date: date | None  # the comparison group's start: the plan group's median start
 
     @property
     def difference(self) -> float | None:
@@ -263,91 +216,21 @@ class Effectiveness:
         return self.plan.mean - self.comparison.mean
 
 
-def _readings(goal: GoalMeasure, patient_ids: set[int], now: datetime) -> dict[int, list[tuple[datetime, float]]]:
-    """Each patient's values of the goal measure, oldest first (systolic: panel component or 8480-6)."""
-    from patients.models import Observation
-
-    codes = {"4548-4"} if goal is HBA1C_GOAL else set(BP_PANELS) | {SYSTOLIC}
-    series: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
-    rows = Observation.objects.filter(patient_id__in=patient_ids, code__in=sorted(codes), effective_at__lte=now)
-    for patient_id, code, at, value, components in rows.values_list(
-        "patient_id", "code", "effective_at", "value_quantity", "components"
-    ).iterator(chunk_size=5000):
-        if code in BP_PANELS:
-            item = next((c for c in components or [] if isinstance(c, dict) and c.get("code") == SYSTOLIC), None)
-            value = _decimal(item.get("value")) if item else None
-        if value is not None:
-            series[patient_id].append((at, float(value)))
-    for values in series.values():
-        values.sort(key=lambda item: item[0])
-    return series
-
-
-def _decimal(value: Any) -> Decimal | None:
-    try:
-        return Decimal(str(value)) if value not in (None, "") else None
-    except ArithmeticError:
-        return None
-
-
-def change_since(series: Sequence[tuple[datetime, float]], start: datetime) -> float | None:
-    """Latest value minus the baseline: the last value on or before `start`, else the first within 30
-    days after it. None without a baseline or without a later value."""
-    before = [item for item in series if item[0] <= start]
-    after = [item for item in series if start < item[0] <= start + BASELINE_AFTER]
-    baseline = before[-1] if before else after[0] if after else None
-    if baseline is None or not series or series[-1][0] <= baseline[0]:
-        return None
-    return series[-1][1] - baseline[1]
-
-
-def treatment_effectiveness(now: datetime) -> list[Effectiveness]:
-    """For each (condition, goal measure): patients with the condition on an active care plan with a
-    goal on that measure (start: the plan's creation; several plans: the earliest) against patients
-    with the condition and no active care plan at all, whose start is the plan group's median start
-    (the same calendar period). Change = latest value (up to `now`) − baseline (`change_since`).
-    Computed from the base tables on request: codes, numbers and dates only, nothing decrypted.
-    """
-    from patients.models import CarePlan, Condition, Goal
-
-    active_conditions = Condition.objects.filter(clinical_status__in=("active", "recurrence", "relapse"))
-    by_patient: dict[int, set[str]] = defaultdict(set)
-    for patient_id, code in active_conditions.values_list("patient_id", "code"):
-        by_patient[patient_id].add(code)
-    on_any_plan = set(CarePlan.objects.filter(status="active").values_list("patient_id", flat=True))
-    results = []
-    for condition, goal in EFFECTIVENESS_ROWS:
-        with_condition = {pk for pk, codes in by_patient.items() if any(condition.matches(c) for c in codes)}
-        starts: dict[int, datetime] = {}
-        goals = Goal.objects.filter(
-            care_plan__status="active",
-            observation_code__in=sorted(goal.goal_codes),
-            care_plan__patient_id__in=with_condition,
-        ).exclude(status="cancelled")
-        for patient_id, created_at in goals.values_list("care_plan__patient_id", "care_plan__created_at"):
-            if patient_id not in starts or created_at < starts[patient_id]:
-                starts[patient_id] = created_at
-        comparison = with_condition - on_any_plan
-        index = _median_instant(list(starts.values()))
-        series = _readings(goal, set(starts) | (comparison if index else set()), now)
-        plan_changes = [c for pk, start in starts.items() if (c := change_since(series.get(pk, []), start)) is not None]
-        comparison_changes = (
-            [c for pk in comparison if (c := change_since(series.get(pk, []), index)) is not None] if index else []
+def treatment_effectiveness() -> list[Effectiveness]:
+    """Per (condition, goal measure): the mean change on a care plan and without one, from the
+    TreatmentChange facts; a 95 % interval of each mean (normal approximation); groups under 11 hidden."""
+    grouped = {
+        (row["condition"], row["goal"], row["on_plan"]): row
+        for row in TreatmentChange.objects.values("condition", "goal", "on_plan").annotate(
+            n=Count("pk"), mean=Avg("change"), stdev=StdDev("change", sample=True)
         )
-        results.append(
-            Effectiveness(
-                condition=condition,
-                goal=goal,
-                plan=GroupChange.of(plan_changes),
-                comparison=GroupChange.of(comparison_changes),
-                index_date=index.date() if index else None,
-            )
-        )
-    return results
+    }
 
+    def group(condition: ConditionGroup, goal: GoalMeasure, on_plan: bool) -> GroupChange:
+        row = grouped.get((condition.key, goal.key, on_plan))
+        return GroupChange.of(row["n"], row["mean"], row["stdev"]) if row else GroupChange.of(0, None, None)
 
-def _median_instant(instants: list[datetime]) -> datetime | None:
-    if not instants:
-        return None
-    ordered = sorted(instants)
-    return ordered[(len(ordered) - 1) // 2]  # the lower median: an instant that exists
+    return [
+        Effectiveness(condition, goal, group(condition, goal, True), group(condition, goal, False))
+        for condition, goal in EFFECTIVENESS_ROWS
+    ]

@@ -183,9 +183,7 @@ def measures_view(request: TenantRequest) -> HttpResponse:
 @staff_view(access=PHI_FREE, perm=AGGREGATES)
 def effectiveness_view(request: TenantRequest) -> HttpResponse:
     """Treatment effectiveness: mean change of the goal measure, care plan vs no plan (n < 11 hidden)."""
-    from django.utils import timezone
-
-    rows = treatment_effectiveness(timezone.now())
+    rows = treatment_effectiveness()
     table = _effectiveness_table(rows)
     context = _context(request, None, None, page_slug="treatment-effectiveness", rows=rows, table=table)
     return export_or_page(request, {"effectiveness": table}, "analytics/effectiveness.html", context)

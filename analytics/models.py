@@ -255,3 +255,26 @@ class MeasureResult(TenantModel):
 
     def __str__(self) -> str:
         return f"MeasureResult #{self.pk}"
+
+
+class TreatmentChange(TenantModel):
+    """One patient's change in a care-plan goal measure (HbA1c, systolic BP) for treatment effectiveness
+    (analytics/measure_selectors.py): on a plan, from the plan's start; without one, from the plan
+    group's median start. Only the change is kept, with the group it belongs to; no value or date."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="+")
+    condition = models.CharField(max_length=16, help_text="Condition group, e.g. diabetes, hypertension.")
+    goal = models.CharField(max_length=16, help_text="Goal measure, e.g. hba1c, systolic.")
+    on_plan = models.BooleanField()
+    change = models.FloatField(help_text="Latest value minus the baseline, in the measure's unit.")
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "condition", "goal", "patient"], name="treatmentchange_unique_per_group"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"TreatmentChange #{self.pk}"

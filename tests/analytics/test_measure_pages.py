@@ -15,6 +15,7 @@ import pytest
 import time_machine
 from django.urls import reverse
 
+from analytics.effectiveness import build_treatment_changes
 from analytics.measures import build_measure_results
 from compliance.models import AccessAction, AccessLog
 from healthcrm.tenancy import organization_context
@@ -180,6 +181,7 @@ def test_effectiveness_page_hides_small_groups(clinic: dict[str, Any], analyst_u
                 unit="mm[Hg]",
                 components=blood_pressure_components(Decimal(118), Decimal(70)),
             )
+        build_treatment_changes(None, NOW)
     client = client_for(analyst_user)
     page = client.get(reverse("analytics:effectiveness")).content.decode()
     assert "&lt;11" in page

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import time_machine
 
+from analytics.effectiveness import build_treatment_changes, change_since
 from analytics.measure_selectors import (
     measure_clinic_table,
     measure_counts,
@@ -547,7 +548,7 @@ def test_treatment_effectiveness_compares_plan_patients_with_same_condition_with
     on_plan(at(date(2026, 2, 24)), 150, 140)
     # Mean change of the 11: (6 × -15 + 5 × -10) / 11 = -140 / 11.
 
-    # Comparison: hypertension, no care plan; index = the plan group's median start (15 January).
+    # Comparison: hypertension, no care plan; measured from the plan group's median start (15 January).
     for _ in range(10):
         p = patient()
         condition(p, "38341003")
@@ -568,12 +569,25 @@ def test_treatment_effectiveness_compares_plan_patients_with_same_condition_with
         quantity(d, "4548-4", at(date(2026, 1, 2)), "9.0", "%")
         quantity(d, "4548-4", at(date(2026, 5, 2)), "8.0", "%")
 
-    rows = {(r.condition.key, r.goal.key): r for r in treatment_effectiveness(NOW)}
+    assert build_treatment_changes(None, NOW) == 11 + 11 + 3  # the patients counted in some group
+    rows = {(r.condition.key, r.goal.key): r for r in treatment_effectiveness()}
 
     hypertension = rows[("hypertension", "systolic")]
     assert hypertension.plan.n == 11 and hypertension.plan.mean == pytest.approx(-140 / 11)
     assert hypertension.comparison.n == 11 and hypertension.comparison.mean == pytest.approx(-30 / 11)
     assert hypertension.difference == pytest.approx(-140 / 11 + 30 / 11)
-    assert hypertension.index_date == date(2026, 1, 15)
     diabetes = rows[("diabetes", "hba1c")]
     assert diabetes.plan.n_display == HIDDEN and diabetes.plan.mean is None and diabetes.difference is None
+
+
+def test_change_since_takes_the_baseline_on_or_before_the_start_else_within_30_days() -> None:
+    start = at(date(2026, 1, 15))
+    series = [(at(date(2026, 1, 1)), 150.0), (at(date(2026, 1, 10)), 148.0), (at(date(2026, 5, 1)), 140.0)]
+    # The last value on or before the start (148 on 10 January), to the latest (140): -8.
+    assert change_since(series, start) == -8.0
+    # Nothing before: the first within 30 days after (150 on 14 February, 30 days), to 140: -10.
+    assert change_since([(start + timedelta(days=30), 150.0), (at(date(2026, 5, 1)), 140.0)], start) == -10.0
+    # 31 days after is no baseline; a baseline with nothing after it is no change.
+    assert change_since([(start + timedelta(days=31), 150.0), (at(date(2026, 5, 1)), 140.0)], start) is None
+    assert change_since([(at(date(2026, 1, 1)), 150.0)], start) is None
+    assert change_since([], start) is None
