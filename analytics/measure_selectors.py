@@ -9,16 +9,17 @@ every table are numerator met / not met / excluded, which sum to the denominator
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from django.db.models import Avg, Count, Q, QuerySet, StdDev
+from django.db.models import Avg, Count, Q, QuerySet, StdDev, Sum
 
 from analytics.effectiveness import EFFECTIVENESS_ROWS, ConditionGroup, GoalMeasure
-from analytics.measures import MEASURES, Measure
-from analytics.models import MeasureResult, TreatmentChange
+from analytics.measures import MEASURES, Measure, period_ends
+from analytics.models import MeasureCount, MeasureResult, TreatmentChange
 from analytics.stats import Z95, Rate
 from analytics.suppression import HIDDEN, SUPPRESS_BELOW, Column, CountTable, RateColumn
 
@@ -31,9 +32,11 @@ def measure_get(measure_id: str) -> Measure | None:
     return MEASURES.get(measure_id) or next((m for m in MEASURES.values() if m.slug == measure_id), None)
 
 
-def measure_periods() -> list[date]:
-    """The period ends that have results, newest first."""
-    return list(MeasureResult.objects.order_by("-period_end").values_list("period_end", flat=True).distinct())
+def measure_periods(today: date, count: int = 24) -> list[date]:
+    """The period ends with results among the last `count` month ends to `today`, newest first."""
+    candidates = period_ends(today, count)
+    found = set(MeasureCount.objects.filter(period_end__in=candidates).values_list("period_end", flat=True))
+    return [end for end in candidates if end in found]
 
 
 @dataclass(frozen=True)
@@ -76,24 +79,28 @@ def _columns(measure: Measure | None) -> list[Column]:
     return [Column(MET, measure.numerator_label), Column(NOT_MET, measure.not_met_label), Column(EXCLUDED, "Excluded")]
 
 
-def _counts(rows: QuerySet[Any], key: str) -> dict[tuple[str, str], int]:
-    """{(row key, column): n} from MeasureResult rows grouped by `key` (denominator rows only)."""
-    counts: dict[tuple[str, str], int] = {}
-    grouped = (
-        rows.filter(in_denominator=True)
-        .values(key)
-        .annotate(
-            met=Count("pk", filter=Q(in_numerator=True)),
-            excluded=Count("pk", filter=Q(excluded=True)),
-            denominator=Count("pk"),
-        )
+def _grouped_counts(rows: QuerySet[Any], *keys: str) -> dict[Any, dict[tuple[str, str], int]]:
+    """{first key's value: {(row key, column): n}} from MeasureCount rows summed by `keys`; with one
+    key, everything is under None."""
+    out: dict[Any, dict[tuple[str, str], int]] = defaultdict(dict)
+    grouped = rows.values(*keys).annotate(
+        met=Sum("numerator"), excluded_n=Sum("excluded"), denominator_n=Sum("denominator")
     )
     for row in grouped:
-        name = UNATTRIBUTED if row[key] is None else str(row[key])
+        if not row["denominator_n"]:
+            continue  # only initial-population patients (CMS147 without a flu-season visit): no row
+        outer = row[keys[0]] if len(keys) > 1 else None
+        value = row[keys[-1]]
+        name = UNATTRIBUTED if value is None else value.isoformat() if isinstance(value, date) else str(value)
+        counts = out[outer]
         counts[(name, MET)] = row["met"]
-        counts[(name, EXCLUDED)] = row["excluded"]
-        counts[(name, NOT_MET)] = row["denominator"] - row["met"] - row["excluded"]
-    return counts
+        counts[(name, EXCLUDED)] = row["excluded_n"]
+        counts[(name, NOT_MET)] = row["denominator_n"] - row["met"] - row["excluded_n"]
+    return out
+
+
+def _counts(rows: QuerySet[Any], key: str) -> dict[tuple[str, str], int]:
+    return _grouped_counts(rows, key).get(None, {})
 
 
 class MeasuresTable(CountTable):
@@ -106,7 +113,7 @@ class MeasuresTable(CountTable):
 
 def measure_clinic_table(period_end: date, practitioner_id: int | None = None) -> CountTable:
     """Every measure's counts and rate for one period (optionally one provider's patients)."""
-    rows = MeasureResult.objects.filter(period_end=period_end)
+    rows = MeasureCount.objects.filter(period_end=period_end)
     if practitioner_id is not None:
         rows = rows.filter(practitioner_id=practitioner_id)
     return MeasuresTable(
@@ -119,49 +126,66 @@ def measure_clinic_table(period_end: date, practitioner_id: int | None = None) -
     )
 
 
-def measure_provider_table(measure: Measure, period_end: date) -> CountTable:
-    """One measure by attributed provider for one period; unattributed patients on their own row."""
+def measure_provider_tables(period_end: date) -> dict[str, CountTable]:
+    """Each measure by attributed provider for one period (one query for all measures); unattributed
+    patients on their own row."""
     from patients.models import Practitioner
 
-    rows = MeasureResult.objects.filter(measure=measure.id, period_end=period_end)
-    counts = _counts(rows, "practitioner_id")
-    present = {key for key, _ in counts}
+    grouped = _grouped_counts(MeasureCount.objects.filter(period_end=period_end), "measure", "practitioner_id")
+    present = {key for counts in grouped.values() for key, _ in counts}
     names = dict(
         Practitioner.objects.filter(pk__in=[int(k) for k in present if k != UNATTRIBUTED]).values_list(
             "pk", "display_name"
         )
     )
-    table_rows = sorted(((str(pk), name) for pk, name in names.items()), key=lambda r: r[1])
-    if UNATTRIBUTED in present:
-        table_rows.append((UNATTRIBUTED, "Not attributed"))
-    return CountTable(
-        title=f"{measure.id} by provider, 12 months to {period_end:%d %b %Y}",
-        row_header="Provider",
-        columns=_columns(measure),
-        rows=table_rows,
-        counts=counts,
-        rates=[_rate_column(measure)],
-    )
+    tables = {}
+    for measure in MEASURES.values():
+        counts = grouped.get(measure.id, {})
+        keys = {key for key, _ in counts}
+        table_rows = sorted(((str(pk), name) for pk, name in names.items() if str(pk) in keys), key=lambda r: r[1])
+        if UNATTRIBUTED in keys:
+            table_rows.append((UNATTRIBUTED, "Not attributed"))
+        tables[measure.id] = CountTable(
+            title=f"{measure.id} by provider, 12 months to {period_end:%d %b %Y}",
+            row_header="Provider",
+            columns=_columns(measure),
+            rows=table_rows,
+            counts=counts,
+            rates=[_rate_column(measure)],
+        )
+    return tables
+
+
+def measure_provider_table(measure: Measure, period_end: date) -> CountTable:
+    return measure_provider_tables(period_end)[measure.id]
+
+
+def measure_trend_tables(period_ends: Sequence[date], practitioner_id: int | None = None) -> dict[str, CountTable]:
+    """Each measure over periods (oldest first; one query for all measures). The total row sums
+    different periods' patients, so it is labelled as such: a patient counts once per period."""
+    rows = MeasureCount.objects.filter(period_end__in=list(period_ends))
+    if practitioner_id is not None:
+        rows = rows.filter(practitioner_id=practitioner_id)
+    grouped = _grouped_counts(rows, "measure", "period_end")
+    ordered = sorted(period_ends)
+    return {
+        measure.id: CountTable(
+            title=f"{measure.id} over 12-month periods",
+            row_header="12 months to",
+            columns=_columns(measure),
+            rows=[(end.isoformat(), f"{end:%b %Y}") for end in ordered],
+            counts=grouped.get(measure.id, {}),
+            rates=[_rate_column(measure)],
+            total_label="All periods (patient-periods)",
+        )
+        for measure in MEASURES.values()
+    }
 
 
 def measure_trend_table(
     measure: Measure, period_ends: Sequence[date], practitioner_id: int | None = None
 ) -> CountTable:
-    """One measure over periods (oldest first). The total row sums different periods' patients, so it
-    is labelled as such: a patient counts once per period."""
-    rows = MeasureResult.objects.filter(measure=measure.id, period_end__in=list(period_ends))
-    if practitioner_id is not None:
-        rows = rows.filter(practitioner_id=practitioner_id)
-    ordered = sorted(period_ends)
-    return CountTable(
-        title=f"{measure.id} over 12-month periods",
-        row_header="12 months to",
-        columns=_columns(measure),
-        rows=[(end.isoformat(), f"{end:%b %Y}") for end in ordered],
-        counts=_counts(rows, "period_end"),
-        rates=[_rate_column(measure)],
-        total_label="All periods (patient-periods)",
-    )
+    return measure_trend_tables(period_ends, practitioner_id)[measure.id]
 
 
 def measure_gap_patient_ids(measure: Measure, period_end: date, practitioner_id: int | None = None) -> list[int]:

@@ -17,6 +17,7 @@ from django import forms
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 
 from analytics.charts import bar_chart, line_chart, trend_reading
 from analytics.filters import Period
@@ -26,8 +27,8 @@ from analytics.measure_selectors import (
     measure_clinic_table,
     measure_gap_patient_ids,
     measure_periods,
-    measure_provider_table,
-    measure_trend_table,
+    measure_provider_tables,
+    measure_trend_tables,
     treatment_effectiveness,
 )
 from analytics.measures import MEASURES, Measure
@@ -96,13 +97,16 @@ def _context(request: TenantRequest, form: forms.Form | None, filters: MeasureFi
     return {"form": form, "filters": filters, "tabs": tabs, "refreshed": last_refresh(), **extra}
 
 
+def _today(request: TenantRequest) -> date:
+    return timezone.localtime(timezone.now(), request.organization.zone).date()
+
+
 def _rates(table: Any) -> dict[str, Any]:
     return {row["key"]: row["rates"][0] for row in table.display_rows()}
 
 
-def _measure_charts(measure: Measure, periods: list[date], period_end: date, practitioner: Any) -> dict[str, Any]:
-    ends = sorted(periods[:12])
-    trend = measure_trend_table(measure, ends, practitioner.pk if practitioner else None)
+def _measure_charts(measure: Measure, ends: list[date], trend: Any, providers: Any) -> dict[str, Any]:
+    """A measure's trend line and provider bars, from its (suppressed) tables."""
     trend_rates = _rates(trend)
     labels = [f"{end:%b %y}" for end in ends]  # short: 12 labels share the axis
     values = [rate[0] if (rate := trend_rates.get(end.isoformat())) else None for end in ends]
@@ -113,7 +117,6 @@ def _measure_charts(measure: Measure, periods: list[date], period_end: date, pra
         [("Rate", values)],
         slug=f"{measure.slug}-trend-chart",
     )
-    providers = measure_provider_table(measure, period_end)
     items = [(row["label"], row["rates"][0][0] if row["rates"][0] else None) for row in providers.display_rows()]
     provider_chart = bar_chart(
         f"{measure.id} by provider",
@@ -138,7 +141,7 @@ def _spread(items: list[tuple[str, float | None]], measure: Measure) -> str:
 
 @staff_view(access=PHI_FREE, perm=AGGREGATES)
 def measures_view(request: TenantRequest) -> HttpResponse:
-    periods = measure_periods()
+    periods = measure_periods(_today(request))
     form = MeasureFilterForm(request.GET if {"period", "practitioner"} & set(request.GET) else None, periods=periods)
     period_end, practitioner = form.chosen()
     filters = MeasureFilters(_period(period_end), practitioner) if period_end else None
@@ -151,8 +154,11 @@ def measures_view(request: TenantRequest) -> HttpResponse:
         current = _rates(clinic)
         older = [end for end in periods if end < period_end]
         previous = _rates(measure_clinic_table(older[0], practitioner.pk if practitioner else None)) if older else {}
+        ends = sorted([end for end in periods if end <= period_end][:12])
+        trends = measure_trend_tables(ends, practitioner.pk if practitioner else None)
+        providers = measure_provider_tables(period_end)
         for measure in MEASURES.values():
-            charts = _measure_charts(measure, [end for end in periods if end <= period_end], period_end, practitioner)
+            charts = _measure_charts(measure, ends, trends[measure.id], providers[measure.id])
             tables[f"{measure.slug}-trend"] = charts["trend"]
             tables[f"{measure.slug}-providers"] = charts["providers"]
             tables[charts["trend_chart"].slug] = charts["trend_chart"]
@@ -239,7 +245,7 @@ def _effectiveness_table(rows: list[Effectiveness]) -> EffectivenessTable:
 @staff_view(access=AccessAction.LIST, perm=WORKLISTS)
 def measure_gaps_view(request: TenantRequest) -> HttpResponse:
     """Patients not meeting a measure in a period (CMS122: in its numerator), for worklist roles."""
-    periods = measure_periods()
+    periods = measure_periods(_today(request))
     form = GapFilterForm(request.GET or None, periods=periods)
     period_end, practitioner = form.chosen()
     measure = form.chosen_measure()

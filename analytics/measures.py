@@ -52,7 +52,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from analytics.models import MeasureResult
+from analytics.models import MeasureCount, MeasureResult
 from analytics.refresh import age_on, builder, chunks
 from engagement.recalls import HBA1C, MAMMOGRAPHY_LOINC
 from healthcrm.tenancy import require_current_organization
@@ -556,7 +556,9 @@ def build_measure_results(since: datetime | None, now: datetime) -> int:
     written = 0
     with timezone.override(organization.zone), transaction.atomic():
         zone = timezone.get_current_timezone()
-        MeasureResult.objects.filter(period_end__in=[p.end for p in periods]).delete()
+        ends = [p.end for p in periods]
+        MeasureResult.objects.filter(period_end__in=ends).delete()
+        MeasureCount.objects.filter(period_end__in=ends).delete()
         candidates = (
             Appointment.objects.filter(
                 status__in=ATTENDED, starts_at__gte=datetime.combine(earliest, datetime.min.time(), zone)
@@ -592,6 +594,8 @@ def build_measure_results(since: datetime | None, now: datetime) -> int:
             for part in chunks(rows, 5000):
                 _insert(organization.pk, part, now)
             written += len(rows)
+        with connection.cursor() as cursor:
+            cursor.execute(_COUNT_SQL, [now, now, now, organization.pk, ends])
     return written
 
 
@@ -603,6 +607,20 @@ SELECT %s, v.patient_id, v.measure, v.period_end, TRUE, v.in_denominator, v.excl
        v.practitioner_id, %s, %s, %s
   FROM unnest(%s::bigint[], %s::text[], %s::date[], %s::boolean[], %s::boolean[], %s::boolean[], %s::bigint[])
        AS v(patient_id, measure, period_end, in_denominator, excluded, in_numerator, practitioner_id)
+"""
+
+
+# The pages' counts: one row per measure, period and practitioner (RLS applies to the SELECT too).
+_COUNT_SQL = """
+INSERT INTO analytics_measurecount
+       (organization_id, measure, period_end, practitioner_id, denominator, excluded, numerator,
+        refreshed_at, created_at, updated_at)
+SELECT organization_id, measure, period_end, practitioner_id,
+       count(*) FILTER (WHERE in_denominator), count(*) FILTER (WHERE excluded),
+       count(*) FILTER (WHERE in_numerator), %s, %s, %s
+  FROM analytics_measureresult
+ WHERE organization_id = %s AND period_end = ANY(%s::date[])
+ GROUP BY organization_id, measure, period_end, practitioner_id
 """
 
 

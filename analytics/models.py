@@ -251,6 +251,8 @@ class MeasureResult(TenantModel):
             models.Index(
                 fields=["organization", "measure", "period_end", "practitioner"], name="measureresult_org_pract"
             ),
+            # Which periods have results (analytics.measure_selectors.measure_periods) and their deletion.
+            models.Index(fields=["organization", "period_end"], name="measureresult_org_period"),
         ]
 
     def __str__(self) -> str:
@@ -278,3 +280,24 @@ class TreatmentChange(TenantModel):
 
     def __str__(self) -> str:
         return f"TreatmentChange #{self.pk}"
+
+
+class MeasureCount(TenantModel):
+    """MeasureResult summed per measure, period and attributed practitioner (null: not attributed):
+    what the measure pages group, so a page reads a few hundred rows, not one per patient and period."""
+
+    measure = models.CharField(max_length=16)
+    period_end = models.DateField()
+    practitioner = models.ForeignKey(
+        "patients.Practitioner", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    denominator = models.PositiveIntegerField()
+    excluded = models.PositiveIntegerField()
+    numerator = models.PositiveIntegerField()
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "period_end", "measure"], name="measurecount_org_period")]
+
+    def __str__(self) -> str:
+        return f"MeasureCount #{self.pk}"

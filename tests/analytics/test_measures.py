@@ -516,6 +516,7 @@ def test_measure_results_keep_flags_only_and_refresh_run_includes_them(clinic: A
     run = refresh_run(full=True, now=NOW)
 
     assert run.rows["measures"] == MeasureResult.objects.count() > 0
+    assert run.rows["treatment"] == 0  # no care plan: nobody to compare
     fields = {f.name for f in MeasureResult._meta.concrete_fields}
     assert not fields & {"date_of_birth", "sex", "age", "value", "age_band"}
     assert measure_get("cms165v12") is MEASURES["CMS165v12"] and measure_get("nope") is None
