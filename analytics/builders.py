@@ -4,9 +4,11 @@ Order matters: builders run in registration order, so a module that reads anothe
 """
 
 from analytics import (
+    gaps,  # noqa: F401  (care gaps, from the recall definitions)
     population,  # noqa: F401  (risk: imports refresh, so it registers after patients and appointments)
     refresh,  # noqa: F401  (patients, appointments)
     reminders,  # noqa: F401  (outreach funnel)
+    satisfaction,  # noqa: F401  (survey messages and their scores)
 )
 
 # isort: split

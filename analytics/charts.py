@@ -158,13 +158,13 @@ def line_chart(
     for s, (name, vs) in enumerate(series):
         segment: list[str] = []
         segments: list[list[str]] = []
-        for i, v in enumerate(vs):
-            if v is None:
+        for i, point in enumerate(vs):
+            if point is None:
                 if segment:
                     segments.append(segment)
                 segment = []
                 continue
-            x, y = xy(i, v)
+            x, y = xy(i, point)
             segment.append(f"{x:.1f},{y:.1f}")
             parts.append(
                 format_html('<circle class="chart-dot chart-series-{}" cx="{}" cy="{}" r="3"/>', s, _n(x), _n(y))

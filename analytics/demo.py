@@ -93,6 +93,7 @@ def _older_visits(patients_added: int, rng: random.Random) -> int:
     share = min(1.0, wanted / (len(days) * slots_per_day * len(practitioners)))
     types = list(AppointmentType.values)
     batch: list[Any] = []
+    busy: set[tuple[int, datetime]] = set()  # a patient is in one visit at a time (aligned slots)
     count = 0
     for practitioner in practitioners:
         location = rng.choice(locations) if locations else None
@@ -102,9 +103,13 @@ def _older_visits(patients_added: int, rng: random.Random) -> int:
                     continue
                 starts = datetime.combine(day, time(WORKDAY[0]), tzinfo=zone) + timedelta(minutes=slot * SLOT_MINUTES)
                 telehealth = rng.random() < 0.15
+                patient_id = rng.choice(patient_ids)
+                if (patient_id, starts) in busy:
+                    continue
+                busy.add((patient_id, starts))
                 batch.append(
                     Appointment(
-                        patient_id=rng.choice(patient_ids),
+                        patient_id=patient_id,
                         practitioner=practitioner,
                         location=None if telehealth else location,
                         kind=AppointmentKind.TELEHEALTH if telehealth else AppointmentKind.IN_PERSON,
@@ -131,7 +136,7 @@ COMING_SHARE = 0.45  # of each practitioner's free slots in the next two weeks
 def _coming_visits(patients_added: int, rng: random.Random) -> int:
     """A fuller calendar for the next two weeks (the schedules a dashboard and risk flags are for):
     free slots only (no double booking), booked some days to weeks ahead, some already confirmed."""
-    from patients.models import Appointment, AppointmentType, Patient, Practitioner
+    from patients.models import ACTIVE_STATUSES, Appointment, AppointmentType, Patient, Practitioner
 
     organization = require_current_organization()
     zone = organization.zone
@@ -142,11 +147,10 @@ def _coming_visits(patients_added: int, rng: random.Random) -> int:
     if not practitioners or not patient_ids:
         return 0
     today = now.astimezone(zone).date()
-    taken = set(
-        Appointment.objects.filter(starts_at__gte=now, starts_at__lt=now + timedelta(days=COMING_DAYS + 1)).values_list(
-            "practitioner_id", "starts_at"
-        )
-    )
+    coming = Appointment.objects.filter(starts_at__gte=now, starts_at__lt=now + timedelta(days=COMING_DAYS + 1))
+    taken = set(coming.values_list("practitioner_id", "starts_at"))
+    # A patient is in one visit at a time (appointment_patient_no_overlap; the slots are aligned).
+    busy = set(coming.filter(status__in=ACTIVE_STATUSES).values_list("patient_id", "starts_at"))
     slots_per_day = (WORKDAY[1] - WORKDAY[0]) * 60 // SLOT_MINUTES
     types = list(AppointmentType.values)
     batch: list[Any] = []
@@ -161,9 +165,13 @@ def _coming_visits(patients_added: int, rng: random.Random) -> int:
                 if starts <= now or (practitioner.pk, starts) in taken or rng.random() >= COMING_SHARE:
                     continue
                 confirmed = n <= 3 and rng.random() < 0.45
+                patient_id = rng.choice(patient_ids)
+                if (patient_id, starts) in busy:
+                    continue
+                busy.add((patient_id, starts))
                 batch.append(
                     Appointment(
-                        patient_id=rng.choice(patient_ids),
+                        patient_id=patient_id,
                         practitioner=practitioner,
                         location=location,
                         appointment_type=rng.choice(types),
@@ -337,10 +345,10 @@ def _measurement_series(rng: random.Random) -> int:
                 )
             )
     for patient_id in sorted(diabetic):
-        start = rng.uniform(7.4, 10.5)
-        slope = 1.6 if patient_id in on_plan else 0.4
+        first_a1c = rng.uniform(7.4, 10.5)
+        a1c_slope = 1.6 if patient_id in on_plan else 0.4
         for k, days_back in enumerate(range(HISTORY_DAYS, 0, -120)):
-            value = max(5.6, start - slope * k / 4 + rng.uniform(-0.3, 0.3))
+            value = max(5.6, first_a1c - a1c_slope * k / 4 + rng.uniform(-0.3, 0.3))
             rows.append(
                 Observation(
                     patient_id=patient_id,

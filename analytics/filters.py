@@ -72,13 +72,16 @@ class PeriodForm(forms.Form):
         super().__init__(data, **kwargs)
         self.today = today
         # The current organization's only (the tenant manager and RLS scope these).
-        self.fields["practitioner"].queryset = Practitioner.objects.order_by("display_name")
-        self.fields["location"].queryset = Location.objects.order_by("name")
+        practitioner = self.fields["practitioner"]
+        location = self.fields["location"]
+        assert isinstance(practitioner, forms.ModelChoiceField) and isinstance(location, forms.ModelChoiceField)
+        practitioner.queryset = Practitioner.objects.order_by("display_name")
+        location.queryset = Location.objects.order_by("name")
         self.fields["start"].widget.attrs["placeholder"] = (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
         self.fields["end"].widget.attrs["placeholder"] = today.isoformat()
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         end = data.get("end") or self.today
         start = data.get("start") or (end - timedelta(days=DEFAULT_DAYS - 1))
         if start > end:

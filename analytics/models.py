@@ -117,6 +117,45 @@ class AppointmentFact(TenantModel):
         return f"AppointmentFact #{self.pk}"
 
 
+class NpsGroup(models.TextChoices):
+    """Net Promoter groups of a 0-10 answer, and surveys sent but not answered."""
+
+    PROMOTER = "promoter", "Promoters (9–10)"
+    PASSIVE = "passive", "Passives (7–8)"
+    DETRACTOR = "detractor", "Detractors (0–6)"
+    NO_RESPONSE = "none", "No response"
+
+
+class SurveyFact(TenantModel):
+    """One post-visit survey message that was sent, with its answer's scores when there is one.
+
+    Scores only: the comment (PHI) never leaves engagement's SurveyResponse. Practitioner and
+    location are the visit's (the response's copies once answered); local_date is the day the
+    survey was sent, in the clinic's time zone (months and periods group by it)."""
+
+    message = models.OneToOneField("engagement.OutboundMessage", on_delete=models.CASCADE, related_name="+")
+    practitioner = models.ForeignKey(
+        "patients.Practitioner", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    location = models.ForeignKey(Location, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    sent_at = models.DateTimeField()
+    local_date = models.DateField(help_text="The day the survey was sent, in the clinic's time zone.")
+    nps_group = models.CharField(max_length=10, choices=NpsGroup.choices, default=NpsGroup.NO_RESPONSE)
+    nps = models.PositiveSmallIntegerField(null=True, blank=True)
+    csat_access = models.PositiveSmallIntegerField(null=True, blank=True)
+    csat_explain = models.PositiveSmallIntegerField(null=True, blank=True)
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "local_date"], name="surveyfact_org_date")]
+        constraints = [
+            models.CheckConstraint(condition=Q(nps_group__in=NpsGroup.values), name="surveyfact_group_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"SurveyFact #{self.pk}"
+
+
 class PatientRisk(TenantModel):
     """A patient's chronic conditions and risk tier (analytics/population.py has the rules).
 
@@ -208,6 +247,67 @@ class Refresh(TenantModel):
 
     def __str__(self) -> str:
         return f"Refresh #{self.pk}"
+
+
+# -- Care gaps (analytics/gaps.py) ------------------------------------------------------------------
+
+
+class GapClosedBy(models.TextChoices):
+    """What closed a care gap: the record that fulfilled it, or why it stopped counting."""
+
+    OBSERVATION = "observation", "Result recorded"
+    IMMUNIZATION = "immunization", "Immunization given"
+    VISIT = "visit", "Visit completed"
+    EXPIRED = "expired", "Season ended"
+    INELIGIBLE = "ineligible", "No longer eligible"
+
+
+# Closed by care (the numerator of the gap-closure rate); the others closed without it.
+CARE_CLOSURES = (GapClosedBy.OBSERVATION, GapClosedBy.IMMUNIZATION, GapClosedBy.VISIT)
+
+
+class CareGap(TenantModel):
+    """A patient due a preventive-care recall (engagement.recalls: the gap kinds ARE the recall
+    definitions), from the day it opened until the closing record arrived.
+
+    `period` is the recall period the gap opened in ("2026-Q4"); a gap stays open across periods
+    until closed. At most one open gap per patient and recall. Ids, codes and dates only.
+    """
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="+")
+    recall_key = models.CharField(max_length=32)
+    period = models.CharField(max_length=16)
+    opened_on = models.DateField(help_text="The day the patient became due (the clinic's time zone).")
+    closed_on = models.DateField(null=True, blank=True)
+    closed_by = models.CharField(max_length=16, choices=GapClosedBy.choices, blank=True)
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["opened_on", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "patient", "recall_key"],
+                condition=Q(closed_on__isnull=True),
+                name="caregap_one_open_per_recall",
+                violation_error_message="This patient already has an open gap for this recall.",
+            ),
+            models.CheckConstraint(
+                condition=Q(closed_on__isnull=True, closed_by="")
+                | Q(closed_on__isnull=False, closed_by__in=GapClosedBy.values),
+                name="caregap_closed_consistent",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["organization", "recall_key", "opened_on"],
+                condition=Q(closed_on__isnull=True),
+                name="caregap_org_open",
+            ),
+            models.Index(fields=["organization", "opened_on"], name="caregap_org_opened"),
+        ]
+
+    def __str__(self) -> str:
+        return f"CareGap #{self.pk}"
 
 
 class MeasureResult(TenantModel):

@@ -13,7 +13,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
-from analytics import adherence, reminders
+from analytics import adherence, reminders, satisfaction
 from analytics.charts import bar_chart, heatmap, line_chart, trend_reading
 from analytics.export import csv_response, table_csv_rows
 from analytics.filters import Filters, PeriodForm
@@ -91,7 +91,7 @@ def adherence_view(request: TenantRequest) -> HttpResponse:
         grid,
         slug="heat",
     )
-    tables = {key: adherence.outcome_table(filters, key) for key in adherence.DIMENSIONS}
+    tables: dict[str, Any] = {key: adherence.outcome_table(filters, key) for key in adherence.DIMENSIONS}
     tables["reasons"] = adherence.reason_table(filters)
     tables["trend"] = trend_chart
     tables["heat"] = heat_chart
@@ -188,3 +188,64 @@ def _funnel_reading(stages: list[tuple[str, int | None]]) -> str:
     if not scheduled or delivered is None:
         return "Too few messages in the period to show the funnel."
     return f"{percent(delivered / scheduled)} of the {scheduled} messages scheduled in the period reached the patient."
+
+
+@staff_view(access=PHI_FREE, perm=AGGREGATES)
+def satisfaction_view(request: TenantRequest) -> HttpResponse:
+    """NPS, mean CSAT and response rate of the post-visit surveys; scores only, never comments."""
+    form, filters = period_filters(request)
+    current = satisfaction.summary(filters)
+    previous = satisfaction.summary(filters, period=filters.comparison) if filters.comparison else None
+
+    labels, promoters, detractors, scores = satisfaction.trend(filters)
+    trend_chart = line_chart(
+        "Promoters and detractors by month (share of answers)",
+        _nps_reading(labels, scores),
+        labels,
+        [("Promoters", promoters), ("Detractors", detractors)],
+        slug="trend",
+    )
+    tables: dict[str, Any] = {key: satisfaction.satisfaction_table(filters, key) for key in satisfaction.DIMENSIONS}
+    by_provider = tables["provider"]
+    rate_items = [
+        (row["label"], rate[0] if (rate := row["response_rate"]) else None)
+        for row in by_provider.display_rows()
+        if not row["is_total"]
+    ]
+    rate_chart = bar_chart(
+        "Survey response rate by provider", _response_reading(rate_items), rate_items, top=1.0, slug="response"
+    )
+    tables["trend"] = trend_chart
+    tables["response"] = rate_chart
+    context = page_context(
+        request,
+        form,
+        filters,
+        page_slug="satisfaction",
+        current=current.display_rows()[0],
+        previous=previous.display_rows()[0] if previous else None,
+        csat_questions=satisfaction.CSAT_QUESTIONS,
+        charts=[trend_chart, rate_chart],
+        tables=[(key, tables[key]) for key in satisfaction.DIMENSIONS],
+    )
+    return export_or_page(request, tables, "analytics/satisfaction.html", context)
+
+
+def _nps_reading(labels: list[str], scores: list[float | None]) -> str:
+    shown = [(label, v) for label, v in zip(labels, scores, strict=True) if v is not None]
+    if not shown:
+        return "No month has enough answers to show."
+    last_label, last = shown[-1]
+    if len(shown) == 1:
+        return f"The NPS was {last:+.0f} in {last_label}, the only month with enough answers to show."
+    first_label, first = shown[0]
+    verb = "held at" if round(first) == round(last) else "rose to" if last > first else "fell to"
+    return f"The NPS {verb} {last:+.0f} in {last_label}, from {first:+.0f} in {first_label}."
+
+
+def _response_reading(items: list[tuple[str, float | None]]) -> str:
+    shown = [(label, v) for label, v in items if v is not None]
+    if len(shown) < 2:
+        return "Too few providers with enough surveys to compare."
+    low, high = min(shown, key=lambda i: i[1]), max(shown, key=lambda i: i[1])
+    return f"Response rates range from {percent(low[1])} ({low[0]}) to {percent(high[1])} ({high[0]})."

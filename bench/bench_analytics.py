@@ -86,7 +86,7 @@ WHERE o.organization_id = %(org)s AND o.status = 'delivered' AND o.id %% 8 = 0
 
 ADD_OBSERVATIONS = """
 INSERT INTO patients_observation (organization_id, created_at, updated_at, patient_id, code_system, code, display,
-    category, value_quantity, value_text, unit, components, effective_at, abnormal_flag, source_system, source_id)
+    category, value_quantity, value_text, unit, components, effective_at, abnormal_flag)
 SELECT p.organization_id, now(), now(), p.id, 'http://loinc.org',
        CASE WHEN g %% 2 = 0 THEN '85354-9' ELSE '4548-4' END,
        CASE WHEN g %% 2 = 0 THEN 'Blood pressure panel' ELSE 'Hemoglobin A1c' END,
@@ -96,7 +96,7 @@ SELECT p.organization_id, now(), now(), p.id, 'http://loinc.org',
        CASE WHEN g %% 2 = 0 THEN jsonb_build_array(
            jsonb_build_object('code', '8480-6', 'value', (110 + (p.id * g) %% 60)::text),
            jsonb_build_object('code', '8462-4', 'value', (70 + (p.id * g) %% 25)::text)) ELSE '[]'::jsonb END,
-       now() - (g * 30 + p.id %% 30) * interval '1 day', '', '', ''
+       now() - (g * 30 + p.id %% 30) * interval '1 day', ''
 FROM patients_patient p, generate_series(1, %(per)s) AS g
 WHERE p.organization_id = %(org)s
 """

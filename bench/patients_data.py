@@ -158,10 +158,11 @@ def _appointments(organization: Organization, wanted: int, practitioners: int) -
                  docs AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM patients_practitioner
                           WHERE organization_id = %(org)s ORDER BY id LIMIT %(practitioners)s)
             INSERT INTO patients_appointment (organization_id, created_at, updated_at, patient_id, practitioner_id,
-                kind, appointment_type, reason, starts_at, ends_at, status, telehealth_url, source_system, source_id)
+                kind, appointment_type, reason, starts_at, ends_at, status, telehealth_url, source_system, source_id,
+                status_reason, confirmed_via)
             SELECT %(org)s, now(), now(), ids.a[1 + ((g * 7919 + docs.n * 104729) %% cardinality(ids.a))], docs.id,
                    'in_person', 'follow_up', %(reason)s, t.s, t.s + interval '30 minutes',
-                   CASE WHEN t.s < now() THEN 'completed' ELSE 'booked' END, '', '', ''
+                   CASE WHEN t.s < now() THEN 'completed' ELSE 'booked' END, '', '', '', '', ''
             FROM ids, docs, generate_series(%(first)s, %(last)s) AS g,
                  LATERAL (SELECT date_trunc('day', now()) - interval '730 days'
                           + (g / 18) * interval '1 day' + interval '8 hours' + (g %% 18) * interval '30 minutes'

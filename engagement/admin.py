@@ -1,7 +1,15 @@
 from django.contrib import admin
 
 from compliance.access import PHIAdminMixin
-from engagement.models import ChannelSettings, Consent, ConversationMessage, MessageTemplate, OutboundMessage, Rule
+from engagement.models import (
+    CallLog,
+    ChannelSettings,
+    Consent,
+    ConversationMessage,
+    MessageTemplate,
+    OutboundMessage,
+    Rule,
+)
 
 
 @admin.register(ChannelSettings)
@@ -39,3 +47,11 @@ class MessageTemplateAdmin(admin.ModelAdmin):
 class ConsentAdmin(admin.ModelAdmin):
     list_display = ["id", "channel", "status", "source", "changed_at"]
     raw_id_fields = ["patient"]
+
+
+@admin.register(CallLog)
+class CallLogAdmin(PHIAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "recall_key", "outcome", "called_by_label", "called_at"]
+    list_filter = ["outcome", "recall_key"]
+    exclude = ["note"]
+    raw_id_fields = ["patient", "called_by"]

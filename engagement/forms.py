@@ -61,7 +61,8 @@ class RuleForm(forms.Form):
             'Kind-specific, as JSON. Refills: {"days_before": 7}. Recalls: {"recall": "flu_shot"} '
             '(hba1c, annual_wellness, flu_shot, mammography). Follow-ups: {"hours_after": 24}. '
             'Campaigns: {"send_on": "2026-12-01", "condition_code": "44054006", "languages": ["es"], '
-            '"age_min": 40, "age_max": 70}; a saved cohort (analytics): {"cohort_id": 3}.'
+            '"age_min": 40, "age_max": 70}; a saved cohort (analytics): {"cohort_id": 3}. '
+            'Surveys: {"delay_hours": 2, "max_age_days": 3}.'
         ),
     )
 
@@ -132,3 +133,42 @@ class ChannelSettingsForm(forms.ModelForm):
 
 class ReplyForm(forms.Form):
     body = forms.CharField(max_length=1600, widget=forms.Textarea(attrs={"rows": 3}), label="Reply")
+
+
+_CSAT = [(n, str(n)) for n in range(1, 6)]
+
+
+class SurveyForm(forms.Form):
+    """The public post-visit survey: NPS (required), two CSAT questions and a comment (optional)."""
+
+    nps = forms.TypedChoiceField(
+        label="How likely are you to recommend us to a friend or family member? (0 = not at all, 10 = extremely)",
+        choices=[(n, str(n)) for n in range(0, 11)],
+        coerce=int,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose a number from 0 to 10.", "invalid_choice": "Choose a number from 0 to 10."},
+    )
+    csat_access = forms.TypedChoiceField(
+        label="How easy was it to get an appointment? (1 = very hard, 5 = very easy)",
+        choices=_CSAT,
+        coerce=int,
+        empty_value=None,
+        required=False,
+        widget=forms.RadioSelect,
+        error_messages={"invalid_choice": "Choose a number from 1 to 5, or leave it empty."},
+    )
+    csat_explain = forms.TypedChoiceField(
+        label="How well did the team explain things? (1 = poorly, 5 = very well)",
+        choices=_CSAT,
+        coerce=int,
+        empty_value=None,
+        required=False,
+        widget=forms.RadioSelect,
+        error_messages={"invalid_choice": "Choose a number from 1 to 5, or leave it empty."},
+    )
+    comment = forms.CharField(
+        label="Anything else you would like to tell us? (optional)",
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+    )

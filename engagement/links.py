@@ -1,11 +1,12 @@
-"""Signed, expiring patient links (confirm, cancel, unsubscribe): usable without signing in.
+"""Signed, expiring patient links (confirm, cancel, unsubscribe, survey): usable without signing in.
 
 The token carries ids only (organization, outbox message, action), signed with SECRET_KEY through
 TimestampSigner, so it holds no PHI and cannot be forged or altered. A link expires
 ENGAGEMENT_LINK_MAX_AGE seconds (default 14 days) after it was issued, and an appointment's
 confirm/cancel link at the appointment's start at the latest (`link_expires_at`). Each use is
 recorded once (`engagement.models.LinkUse`): confirm/cancel links act once, unsubscribe links stay
-usable (opting out twice is harmless).
+usable (opting out twice is harmless). A survey link records one answer, and no longer than
+SURVEY_VALID_FOR after the survey was issued (an answer weeks after the visit says little about it).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 SALT = "engagement.patient-link"
-ACTIONS = ("confirm", "cancel", "unsubscribe")
+ACTIONS = ("confirm", "cancel", "unsubscribe", "survey")
 APPOINTMENT_ACTIONS = ("confirm", "cancel")
+# How long a survey (its link, and an SMS reply to it) accepts an answer after it was sent.
+SURVEY_VALID_FOR = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ def link_expires_at(claims: LinkClaims, *, starts_at: datetime | None = None) ->
     expires_at = claims.issued_at + timedelta(seconds=link_max_age())
     if claims.action in APPOINTMENT_ACTIONS and starts_at is not None:
         expires_at = min(expires_at, starts_at)
+    if claims.action == "survey":
+        expires_at = min(expires_at, claims.issued_at + SURVEY_VALID_FOR)
     return expires_at
 
 

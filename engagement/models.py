@@ -125,6 +125,7 @@ class RuleKind(models.TextChoices):
     CARE_PLAN_UPDATE = "care_plan_update", "Care plan update notice"
     LAB_RESULTS = "lab_results", "Lab results available"
     CAMPAIGN = "campaign", "Education / wellness campaign"
+    SURVEY = "survey", "Post-visit satisfaction survey"
 
 
 # Marketing-like outreach and daily reminders need an explicit opt-in; care messages go unless the
@@ -258,7 +259,9 @@ class ConversationMessage(TenantModel):
     body = EncryptedTextField()
     provider_sid = models.CharField(max_length=64, blank=True)
     outbound = models.ForeignKey(OutboundMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    keyword = models.CharField(max_length=16, blank=True, help_text="The keyword acted on (STOP, START, HELP, C, R).")
+    keyword = models.CharField(
+        max_length=16, blank=True, help_text="The keyword acted on (STOP, START, HELP, C, R; NPS for a survey score)."
+    )
     read_at = models.DateTimeField(null=True, blank=True)
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -287,6 +290,7 @@ class LinkAction(models.TextChoices):
     CONFIRM = "confirm", "Confirm"
     CANCEL = "cancel", "Cancel"
     UNSUBSCRIBE = "unsubscribe", "Unsubscribe"
+    SURVEY = "survey", "Satisfaction survey"
 
 
 class LinkUse(TenantModel):
@@ -315,8 +319,116 @@ class LinkUse(TenantModel):
         return f"Link use #{self.pk}"
 
 
+class SurveyChannel(models.TextChoices):
+    SMS_REPLY = "sms_reply", "SMS reply"
+    LINK = "link", "Survey link"
+
+
+# Net Promoter Score buckets of the 0-10 answer.
+NPS_DETRACTOR_MAX = 6
+NPS_PROMOTER_MIN = 9
+
+
+class SurveyResponse(TenantModel):
+    """A patient's answer to one post-visit survey message: NPS 0-10, optional CSAT 1-5 answers and
+    an optional comment (PHI: encrypted, never shown to analysts).
+
+    One per survey message (the unique constraint is what makes an SMS reply and a link, or two
+    clicks, record one answer). The visit's practitioner and location are copied so satisfaction
+    analytics group without joining the appointments."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="survey_responses")
+    appointment = models.ForeignKey("patients.Appointment", on_delete=models.CASCADE, related_name="+")
+    message = models.ForeignKey(OutboundMessage, on_delete=models.CASCADE, related_name="survey_responses")
+    practitioner = models.ForeignKey(
+        "patients.Practitioner", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    location = models.ForeignKey(
+        "healthcrm.Location", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    nps = models.PositiveSmallIntegerField("likelihood to recommend (0-10)")
+    csat_access = models.PositiveSmallIntegerField("ease of getting an appointment (1-5)", null=True, blank=True)
+    csat_explain = models.PositiveSmallIntegerField("how well the team explained (1-5)", null=True, blank=True)
+    comment = EncryptedTextField(blank=True)
+    channel = models.CharField(max_length=12, choices=SurveyChannel.choices)
+    responded_at = models.DateTimeField()
+    recovery_task = models.ForeignKey(
+        "patients.CareTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-responded_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "message"],
+                name="surveyresponse_one_per_message",
+                violation_error_message="This survey has already been answered.",
+            ),
+            models.CheckConstraint(condition=Q(nps__gte=0, nps__lte=10), name="surveyresponse_nps_0_10"),
+            models.CheckConstraint(
+                condition=Q(csat_access__isnull=True) | Q(csat_access__gte=1, csat_access__lte=5),
+                name="surveyresponse_csat_access_1_5",
+            ),
+            models.CheckConstraint(
+                condition=Q(csat_explain__isnull=True) | Q(csat_explain__gte=1, csat_explain__lte=5),
+                name="surveyresponse_csat_explain_1_5",
+            ),
+            models.CheckConstraint(condition=Q(channel__in=SurveyChannel.values), name="surveyresponse_channel_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "responded_at"], name="surveyresponse_org_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Survey response #{self.pk}"
+
+    @property
+    def is_detractor(self) -> bool:
+        return self.nps <= NPS_DETRACTOR_MAX
+
+
+class CallOutcome(models.TextChoices):
+    REACHED = "reached", "Reached"
+    VOICEMAIL = "voicemail", "Left voicemail"
+    NO_ANSWER = "no_answer", "No answer"
+    WRONG_NUMBER = "wrong_number", "Wrong number"
+    DECLINED = "declined", "Declined"
+    SCHEDULED = "scheduled", "Scheduled"
+
+
+class CallLog(TenantModel):
+    """A phone call to a patient about a care gap (`recall_key`: a key of engagement.recalls.RECALLS).
+
+    With the recall messages sent for the gap (OutboundMessages of preventive_recall rules whose slot
+    starts with "<recall key>:"), these are the gap's contact attempts on the worklist. The note may
+    hold PHI (encrypted). The caller is SET_NULL with a snapshot of their name: the row outlives them.
+    """
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="call_logs")
+    recall_key = models.CharField(max_length=32)
+    outcome = models.CharField(max_length=16, choices=CallOutcome.choices)
+    note = EncryptedTextField(blank=True)
+    called_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    called_by_label = models.CharField(max_length=150, blank=True)
+    called_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-called_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(outcome__in=CallOutcome.values), name="calllog_outcome_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "patient", "recall_key", "called_at"], name="calllog_patient_recall"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Call log #{self.pk}"
+
+
 # Encrypted fields fully redacted in the change log; the rest audited as is.
-for _model in (ChannelSettings, OutboundMessage, ConversationMessage):
+for _model in (ChannelSettings, OutboundMessage, ConversationMessage, SurveyResponse, CallLog):
     register_phi(_model)
 for _audited in (Consent, MessageTemplate, Rule):
     auditlog.register(_audited)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from engagement.models import (
@@ -15,10 +15,12 @@ from engagement.models import (
     ConsentStatus,
     ConversationMessage,
     Direction,
+    MessageChannel,
     MessageTemplate,
     OutboundMessage,
     OutboxStatus,
     Rule,
+    SurveyResponse,
 )
 from healthcrm.tenancy import require_current_organization
 
@@ -98,6 +100,16 @@ def appointments_completed_since(*, since: datetime, rule: Rule) -> QuerySet[Any
     return qs.select_related("patient")
 
 
+def appointments_completed_between(*, start: datetime, end: datetime, rule: Rule) -> QuerySet[Any]:
+    """Completed visits that ended from `start` to `end`, of the rule's types (all when none)."""
+    from patients.models import Appointment
+
+    qs = Appointment.objects.filter(status="completed", ends_at__gte=start, ends_at__lte=end)
+    if rule.appointment_types:
+        qs = qs.filter(appointment_type__in=rule.appointment_types)
+    return qs.only("id", "patient_id", "ends_at", "appointment_type")
+
+
 def appointment_get(pk: int | None, *, for_update: bool = False) -> Any:
     """One appointment of the current organization, or None; `for_update` locks its row (not the joined ones)."""
     from patients.models import Appointment
@@ -130,14 +142,17 @@ def outbox_list() -> QuerySet[OutboundMessage]:
 
 
 def communication_history(*, patient: Any, limit: int = 50) -> list[dict[str, Any]]:
-    """Outbox messages and SMS conversation of one patient, newest first (for the patient page)."""
+    """Outbox messages, SMS conversation and survey answers of one patient, newest first (patient page)."""
     outbound = OutboundMessage.objects.filter(patient_id=patient.pk).select_related("rule").order_by("-due_at")[:limit]
     inbound = ConversationMessage.objects.filter(patient_id=patient.pk, direction=Direction.INBOUND).order_by(
         "-created_at"
     )[:limit]
+    answers = SurveyResponse.objects.filter(patient_id=patient.pk).order_by("-responded_at")[:limit]
     items: list[dict[str, Any]] = [{"at": m.sent_at or m.due_at, "kind": "out", "message": m} for m in outbound] + [
         {"at": m.created_at, "kind": "in", "message": m} for m in inbound
     ]
+    # Survey answers, with their comment: for the staff who follow a detractor up (never analysts).
+    items += [{"at": r.responded_at, "kind": "survey", "message": r} for r in answers]
     items.sort(key=lambda item: item["at"], reverse=True)
     return items[:limit]
 
@@ -177,3 +192,67 @@ def conversation_for(*, patient_id: int) -> QuerySet[ConversationMessage]:
 def pending_for_patient(*, patient_id: int, channel: str | None = None) -> QuerySet[OutboundMessage]:
     qs = OutboundMessage.objects.filter(patient_id=patient_id, status=OutboxStatus.PENDING)
     return qs.filter(channel=channel) if channel else qs
+
+
+# -- Satisfaction surveys -------------------------------------------------------------------------
+
+SURVEY_SUBJECT = "survey"
+SENT_STATUSES = (OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.DELIVERED)
+
+
+def surveyed_appointment_ids(appointment_ids: list[int]) -> set[int]:
+    """The visits that already have a survey message (any rule, channel or status): one survey a visit."""
+    return set(
+        OutboundMessage.objects.filter(subject_type=SURVEY_SUBJECT, subject_id__in=appointment_ids).values_list(
+            "subject_id", flat=True
+        )
+    )
+
+
+def latest_sms_survey_for(*, patient_ids: list[int], sent_after: datetime) -> OutboundMessage | None:
+    """The most recent survey text message sent to one of these patients after `sent_after`, or None."""
+    return (
+        OutboundMessage.objects.filter(
+            patient_id__in=patient_ids,
+            subject_type=SURVEY_SUBJECT,
+            channel=MessageChannel.SMS,
+            status__in=SENT_STATUSES,
+            sent_at__gt=sent_after,
+        )
+        .select_related("patient")
+        .order_by("-sent_at", "-id")
+        .first()
+    )
+
+
+def survey_answered(message: OutboundMessage) -> bool:
+    return SurveyResponse.objects.filter(message=message).exists()
+
+
+def survey_messages(*, since: datetime | None = None) -> list[dict[str, Any]]:
+    """Survey messages (every status) changed since `since` (all when None), or whose answer was:
+    id, status, sent_at and the visit's practitioner and location. Ids and times only."""
+    from patients.models import Appointment
+
+    messages = OutboundMessage.objects.filter(subject_type=SURVEY_SUBJECT)
+    if since is not None:
+        answered = SurveyResponse.objects.filter(updated_at__gte=since).values("message_id")
+        messages = messages.filter(Q(updated_at__gte=since) | Q(pk__in=answered))
+    visit = Appointment.objects.filter(pk=OuterRef("subject_id"))
+    return list(
+        messages.annotate(
+            visit_practitioner_id=Subquery(visit.values("practitioner_id")[:1]),
+            visit_location_id=Subquery(visit.values("location_id")[:1]),
+        )
+        .order_by("pk")
+        .values("id", "status", "sent_at", "visit_practitioner_id", "visit_location_id")
+    )
+
+
+def survey_scores_for(message_ids: list[int]) -> list[dict[str, Any]]:
+    """The scores (never the comments) of the responses to these messages, one dict each."""
+    return list(
+        SurveyResponse.objects.filter(message_id__in=message_ids).values(
+            "message_id", "practitioner_id", "location_id", "nps", "csat_access", "csat_explain"
+        )
+    )

@@ -24,6 +24,7 @@ ALLOWED_VARIABLES: dict[str, str] = {
     "confirm_link": "Signed link to confirm the appointment",
     "cancel_link": "Signed link to cancel the appointment",
     "unsubscribe_link": "Signed link to stop these messages",
+    "survey_link": "Signed link to the satisfaction survey of the visit (survey messages)",
     "portal_link": "Where to see details after signing in",
 }
 

@@ -15,8 +15,8 @@ from compliance.decorators import PHI_FREE, staff_view
 from compliance.guards import get_object_for_user, require_perm
 from compliance.models import AccessAction
 from engagement import links, selectors, services, templating
-from engagement.forms import ChannelSettingsForm, OutboxFilter, ReplyForm, RuleForm, TemplateForm
-from engagement.models import MessageTemplate, OutboxStatus, Rule
+from engagement.forms import ChannelSettingsForm, OutboxFilter, ReplyForm, RuleForm, SurveyForm, TemplateForm
+from engagement.models import MessageTemplate, OutboundMessage, OutboxStatus, Rule
 from healthcrm.http import TenantRequest, render_partial_or_page
 from healthcrm.models import Organization
 from healthcrm.tenancy import organization_context
@@ -131,6 +131,7 @@ SAMPLE = {
     "confirm_link": "https://example.test/e/l/…",
     "cancel_link": "https://example.test/e/l/…",
     "unsubscribe_link": "https://example.test/e/l/…",
+    "survey_link": "https://example.test/e/l/…",
     "portal_link": "https://example.test/portal",
 }
 
@@ -264,6 +265,8 @@ def patient_link_view(request: HttpRequest, token: str) -> HttpResponse:
         )
         if message is None:
             raise Http404("No such link.")
+        if claims.action == "survey":
+            return _survey_link(request, organization, message, claims)
         if request.method == "POST":
             state = services.link_use(message=message, claims=claims, now=now)
         else:
@@ -271,3 +274,25 @@ def patient_link_view(request: HttpRequest, token: str) -> HttpResponse:
         context = {"clinic": organization.name, "action": claims.action, "state": state}
         status = 410 if state in ("used", "unavailable", "expired") else 200
         return render(request, "engagement/link.html", context, status=status)
+
+
+def _survey_link(
+    request: HttpRequest, organization: Organization, message: OutboundMessage, claims: links.LinkClaims
+) -> HttpResponse:
+    """The survey form: GET shows it (records nothing), a valid POST records the answers once, an
+    invalid one shows the form again with its errors. Answered or expired surveys answer 410."""
+    now = timezone.now()
+    form = SurveyForm(request.POST if request.method == "POST" else None)
+    state = services.survey_link_state(message=message, claims=claims, now=now)
+    if state == "ask" and form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        answers = services.Answers(
+            nps=data["nps"], csat_access=data["csat_access"], csat_explain=data["csat_explain"], comment=data["comment"]
+        )
+        state = services.survey_link_use(message=message, claims=claims, answers=answers, now=now)
+    if state == "ask":
+        context = {"clinic": organization.name, "form": form}
+        return render(request, "engagement/survey.html", context, status=400 if form.errors else 200)
+    context = {"clinic": organization.name, "action": claims.action, "state": state}
+    status = 410 if state in ("used", "unavailable", "expired") else 200
+    return render(request, "engagement/link.html", context, status=status)

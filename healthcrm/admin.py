@@ -3,6 +3,9 @@ administrators see their current organization only (tenant models through their 
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 
 from healthcrm.models import Location, Membership, Notification, Organization
@@ -37,8 +40,20 @@ class OrganizationAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
 
 
+class LocationAdminForm(forms.ModelForm):
+    class Meta:
+        model = Location
+        fields = ["name", "address", "phone", "timezone", "opening_hours", "is_active"]
+        widgets = {"opening_hours": forms.Textarea(attrs={"rows": 8, "cols": 60, "spellcheck": "false"})}
+
+    def clean_opening_hours(self) -> Any:
+        # An emptied box means "no restriction", stored as {} (the column is not nullable).
+        return self.cleaned_data.get("opening_hours") or {}
+
+
 @admin.register(Location)
 class LocationAdmin(admin.ModelAdmin):
+    form = LocationAdminForm
     list_display = ["name", "phone", "timezone", "is_active"]
     search_fields = ["name"]
 

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 
+from healthcrm.opening_hours import closed_reason, validate_opening_hours
 from healthcrm.roles import Role
 from healthcrm.tenancy import get_current_organization, require_current_organization
 
@@ -170,6 +171,12 @@ class Location(TenantModel):
         validators=[validate_timezone],
         help_text="Leave empty to use the organization's time zone.",
     )
+    opening_hours = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_opening_hours],
+        help_text='Local times, e.g. {"mon": [["08:00", "18:00"]]}; a day left out is closed; {}: always open',
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -185,6 +192,15 @@ class Location(TenantModel):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        """The location's own time zone, or its organization's."""
+        return zoneinfo.ZoneInfo(self.timezone) if self.timezone else self.organization.zone
+
+    def closed_reason(self, starts_at: Any, ends_at: Any) -> str | None:
+        """None when a visit [starts_at, ends_at) fits the opening hours (or none are set), else why not."""
+        return closed_reason(self.opening_hours, starts_at=starts_at, ends_at=ends_at, zone=self.zone, name=self.name)
 
 
 class Membership(models.Model):

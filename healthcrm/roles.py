@@ -154,7 +154,13 @@ _WORKLISTS = "analytics.view_worklists"
 for _role in (Role.ADMIN, Role.PROVIDER, Role.NURSE, Role.COORDINATOR, Role.ANALYST):
     ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], _AGGREGATES]
 for _role in (Role.PROVIDER, Role.NURSE, Role.COORDINATOR):
-    ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], _WORKLISTS]
+    # The care-gap worklist's calls (engagement.CallLog) are logged by the roles that work it.
+    ROLE_PERMISSIONS[_role] = [
+        *ROLE_PERMISSIONS[_role],
+        _WORKLISTS,
+        "engagement.view_calllog",
+        "engagement.add_calllog",
+    ]
 # Saved cohorts (analytics/cohorts.py): seen with the aggregates, defined by the roles that run outreach.
 for _role in (Role.ADMIN, Role.PROVIDER, Role.NURSE, Role.COORDINATOR, Role.ANALYST):
     ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], "analytics.view_cohort"]

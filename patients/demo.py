@@ -22,6 +22,7 @@ from healthcrm.demo import DemoOrganization, DemoTenant
 from healthcrm.models import Location
 from healthcrm.tenancy import require_current_organization
 from patients.models import (
+    ACTIVE_STATUSES,
     BLOOD_PRESSURE,
     Allergy,
     Appointment,
@@ -334,6 +335,7 @@ def schedule_demo(
     now = timezone.now()
     types = list(AppointmentType.values)
     batch: list[Appointment] = []
+    busy: set[tuple[int, datetime]] = set()  # (patient, start) of the visits that hold the patient's time
     count = 0
     for practitioner in practitioners:
         location = rng.choice(locations) if locations else None
@@ -350,9 +352,15 @@ def schedule_demo(
                 else:
                     status = rng.choices(("booked", "confirmed", "cancelled"), (60, 35, 5))[0]
                 telehealth = rng.random() < 0.2
+                patient_id = rng.choice(patient_ids)
+                if status in ACTIVE_STATUSES:
+                    # Slots are aligned: the same start is the only overlap (appointment_patient_no_overlap).
+                    if (patient_id, starts) in busy:
+                        continue
+                    busy.add((patient_id, starts))
                 batch.append(
                     Appointment(
-                        patient_id=rng.choice(patient_ids),
+                        patient_id=patient_id,
                         practitioner=practitioner,
                         location=None if telehealth else location,
                         kind=AppointmentKind.TELEHEALTH if telehealth else AppointmentKind.IN_PERSON,

@@ -20,6 +20,7 @@ urlpatterns = [
     path("appointments/<int:pk>/", scheduling.appointment_detail_view, name="appointment_detail"),
     path("appointments/<int:pk>/reschedule/", scheduling.appointment_reschedule_view, name="appointment_reschedule"),
     path("appointments/<int:pk>/status/", scheduling.appointment_status_view, name="appointment_status"),
+    path("appointments/<int:pk>/cancel/", scheduling.appointment_cancel_view, name="appointment_cancel"),
     # Care coordination: patient tabs, care team, care plans, tasks, notes, queues.
     path("<int:pk>/care-plan/", care.care_plan_tab_view, name="care_plan"),
     path("<int:pk>/appointments/", care.appointments_tab_view, name="appointments"),

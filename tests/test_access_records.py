@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.urls import get_resolver, reverse
+from django.utils import timezone
 
+from analytics.models import CareGap
 from compliance.models import AccessAction, AccessLog
 from healthcrm.tenancy import organization_context
 from patients.care.services import care_plan_start, care_team_add, task_assign
@@ -35,6 +37,13 @@ def world(org_a: Any) -> dict[str, Any]:
         colleague = UserFactory(username="colleague@north.example")
         MembershipFactory(user=colleague, organization=org_a, role="nurse")
         member = care_team_add(patient=patient, user=colleague, team_role="nurse")
+        gap = CareGap.objects.create(
+            patient=patient,
+            recall_key="hba1c",
+            period="2026-Q4",
+            opened_on=date(2026, 10, 1),
+            refreshed_at=timezone.now(),
+        )
     # Patient ids and appointment ids are chosen to collide, like the attack's (appointment 28, patient 28).
     return {
         "patient": patient,
@@ -43,6 +52,7 @@ def world(org_a: Any) -> dict[str, Any]:
         "plan": plan,
         "task": task,
         "member": member,
+        "gap": gap,
     }
 
 
@@ -66,6 +76,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:appointment_detail": ("get", "appointment", ["appointment", "patient"]),
     "patients:appointment_reschedule": ("get", "appointment", ["appointment", "patient"]),
     "patients:appointment_status": ("post", "appointment", ["appointment"]),
+    "patients:appointment_cancel": ("get", "appointment", ["appointment", "patient"]),
     "patients:care_plan": ("get", "patient", ["patient"]),
     "patients:appointments": ("get", "patient", ["patient"]),
     "patients:timeline": ("get", "patient", ["patient"]),
@@ -85,6 +96,10 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "engagement:conversations": ("get", "", []),
     "engagement:conversation": ("get", "patient", ["patient"]),
     "engagement:patient_communications": ("get", "patient", ["patient"]),
+    "analytics:gaps": ("get", "", ["gap", "patient"]),
+    "analytics:gaps_export": ("get", "", ["gap", "patient"]),
+    "analytics:gap_call": ("post", "gap", ["gap", "patient"]),
+    "analytics:gap_recall": ("post", "gap", ["gap", "patient"]),
     "analytics:measure_gaps": ("get", "", []),
 }
 
@@ -135,6 +150,8 @@ def test_each_phi_view_logs_what_it_showed_as_type_and_id(name, org_a, client, w
     data = {"status": "confirmed"} if name == "patients:appointment_status" else {}
     if name == "patients:task_status":
         data = {"status": "done"}
+    if name == "analytics:gap_call":
+        data = {"outcome": "reached"}
     response = getattr(client, method)(url, data)
     assert response.status_code < 400, (name, response.status_code)
     with organization_context(org_a):

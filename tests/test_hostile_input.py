@@ -55,6 +55,11 @@ PARAMETERS = [
     "role",
     "o",
     "p",
+    "care_team",
+    "attempts",
+    "within",
+    "outcome",
+    "note",
 ]
 # The twilio webhooks and the patient link answer strangers; their own tests cover bad input.
 SKIP_NAMES = {"logout", "inbound", "status", "patient_link", "device_observation"}

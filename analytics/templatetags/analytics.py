@@ -38,3 +38,17 @@ def rate_cell(rate: Any) -> str:
     if low is None:
         return percent(value)
     return format_html('{} <span class="ci">({}–{})</span>', percent(value), percent(low), percent(high))
+
+
+@register.simple_tag
+def nps_value(score: float | None) -> str:
+    """An NPS as '+25' / '−10'; None (hidden or no answers) as '<11'."""
+    if score is None:
+        return HIDDEN
+    return f"{score:+.0f}".replace("-", "−")
+
+
+@register.simple_tag
+def mean_value(mean: float | None) -> str:
+    """A mean score with one decimal; None (too few answers, or hidden) as '<11'."""
+    return HIDDEN if mean is None else f"{mean:.1f}"

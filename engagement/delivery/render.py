@@ -47,7 +47,8 @@ def render_message(
             organization_id=organization.pk, message_id=message.pk, action="unsubscribe"
         ),
     }
-    if message.subject_type == "appointment":
+    if message.subject_type in ("appointment", selectors.SURVEY_SUBJECT):
+        # A survey's subject is the visit it asks about: its date and place may be named.
         appointment = selectors.appointment_get(message.subject_id)
         if appointment is not None:
             local = appointment.starts_at.astimezone(zone)
@@ -57,7 +58,8 @@ def render_message(
                 context["appointment_date"] = dateformat.format(local, "D M j" if fmt.startswith("D M") else "D j M")
             context["location"] = appointment.location.name if appointment.location else ""
             context["telehealth_link"] = appointment.telehealth_url
-            for action in ("confirm", "cancel"):
+            actions = ("confirm", "cancel") if message.subject_type == "appointment" else ("survey",)
+            for action in actions:
                 context[f"{action}_link"] = links.link_for(
                     organization_id=organization.pk, message_id=message.pk, action=action
                 )

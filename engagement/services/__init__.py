@@ -7,12 +7,15 @@
     conversations.py  two-way SMS: staff replies, inbound messages and their keywords
     statuses.py       delivery statuses reported by the provider
     links.py          patient links: what opening one shows, and using it once
+    surveys.py        satisfaction surveys: answers by SMS reply or link, once; detractor follow-up
+    calls.py          care-gap contact attempts: calls logged, a gap's recall sent now
 
 Quiet hours, contact windows, channel choice and caps are engagement/etiquette.py; sending itself
 (claim, send, record) is engagement/delivery/. Import from here: the names below are the API.
 """
 
 from engagement.etiquette import choose_channel, patient_zone, sending_window
+from engagement.services.calls import RecallSend, call_log_create, recall_messages, recall_send, recall_slot
 from engagement.services.consent import consent_set, messages_cancel
 from engagement.services.conversations import (
     conversation_mark_read,
@@ -37,9 +40,23 @@ from engagement.services.outbox import (
 )
 from engagement.services.rules import rule_materialize, rule_save, template_save
 from engagement.services.statuses import delivery_status_apply
+from engagement.services.surveys import (
+    Answers,
+    survey_link_state,
+    survey_link_use,
+    survey_reply_receive,
+    survey_response_record,
+    survey_score_of,
+)
 
 __all__ = [
+    "RecallSend",
+    "call_log_create",
+    "recall_messages",
+    "recall_send",
+    "recall_slot",
     "ADHERENCE_DEFAULT_TIME",
+    "Answers",
     "LATE_GRACE",
     "MATERIALIZERS",
     "REMINDER_LOOKAHEAD",
@@ -63,5 +80,10 @@ __all__ = [
     "rule_save",
     "sending_window",
     "staff_reply",
+    "survey_link_state",
+    "survey_link_use",
+    "survey_reply_receive",
+    "survey_response_record",
+    "survey_score_of",
     "template_save",
 ]

@@ -1,5 +1,5 @@
 """Two-way SMS: staff replies from the conversation page, and inbound messages with their keywords
-(STOP, START, HELP, C to confirm, R to reschedule)."""
+(STOP, START, HELP, C to confirm, R to reschedule) and survey scores (a bare 0-10)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from engagement.models import (
 )
 from engagement.services.consent import consent_set
 from engagement.services.outbox import user_or_none
+from engagement.services.surveys import survey_reply_receive, survey_score_of
 from engagement.tasks import outbox_send_task
 from healthcrm.tenancy import require_current_organization
 from patients.care.services import task_assign
@@ -89,7 +90,7 @@ def inbound_receive(*, from_number: str, body: str, sid: str) -> str:
     keyword = etiquette.keyword_of(body)
     # The patient whose number it is (most recently created when a family shares a phone).
     patient = patients[0] if patients else None
-    ConversationMessage.objects.create(
+    received = ConversationMessage.objects.create(
         patient=patient,
         direction=Direction.INBOUND,
         phone=from_number,
@@ -125,6 +126,16 @@ def inbound_receive(*, from_number: str, body: str, sid: str) -> str:
         return f"{clinic}: appointment and care messages.{contact} Reply STOP to unsubscribe."
     if patient is None:
         return ""
+    score = survey_score_of(body) if not keyword else None
+    if score is not None:
+        response = survey_reply_receive(patients=patients, score=score, now=timezone.now())
+        if response is None:
+            return ""  # no open survey: an ordinary text, left unread for staff
+        # Handled automatically, on the thread of the patient the survey was for.
+        ConversationMessage.objects.filter(pk=received.pk).update(
+            patient_id=response.patient_id, keyword="NPS", read_at=timezone.now()
+        )
+        return f"{clinic}: thank you for your feedback."
     if keyword == "CONFIRM":
         appointment = selectors.next_appointment_for(patient.pk)
         if appointment is None:

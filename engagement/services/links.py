@@ -68,7 +68,8 @@ def link_use(*, message: OutboundMessage, claims: links.LinkClaims, now: datetim
                 if claims.action == "confirm":
                     appointment_confirm(appointment=appointment, via="link")
                 else:
-                    appointment_cancel(appointment=appointment)
+                    # The patient cancelled it themselves: that is the reason analytics counts.
+                    appointment_cancel(appointment=appointment, reason="patient_request")
         except ValidationError:
             return "unavailable"  # the transition is not allowed: nothing recorded, nothing changed
         return "done"

@@ -273,6 +273,39 @@ def campaign_materialize(rule: Rule, now: datetime) -> int:
     return chunked_rows_create(ids, rows_for)
 
 
+def survey_materialize(rule: Rule, now: datetime) -> int:
+    """One satisfaction survey per completed visit, `params.delay_hours` (default 2) after it ended,
+    for visits that ended in the last `params.max_age_days` (default 3) days; it expires that many
+    days after the visit (a survey held by quiet hours or caps that long is not worth sending). A
+    visit that already has a survey message (of any survey rule, on any channel) gets no other: the
+    outbox's unique key holds the channel, so a changed channel preference must not add a second
+    one. Sent through the outbox like every message: consent, quiet hours and caps apply."""
+    delay = timedelta(hours=int(rule.params.get("delay_hours", 2)))
+    max_age = timedelta(days=int(rule.params.get("max_age_days", 3)))
+    settings_ = selectors.channel_settings_get()
+    visits = list(selectors.appointments_completed_between(start=now - max_age, end=now - delay, rule=rule))
+    done = selectors.surveyed_appointment_ids([v.pk for v in visits])
+    visits = [v for v in visits if v.pk not in done]
+    patients = Patient.objects.in_bulk({v.patient_id for v in visits})
+    consents = selectors.consents_for(list(patients))
+    rows = []
+    for visit in visits:
+        row = outbox_row_for(
+            rule=rule,
+            patient=patients[visit.patient_id],
+            consents=consents,
+            settings_=settings_,
+            subject_type=selectors.SURVEY_SUBJECT,
+            subject_id=visit.pk,
+            slot="survey",
+            due_at=visit.ends_at + delay,
+            expires_at=visit.ends_at + max_age,
+        )
+        if row is not None:
+            rows.append(row)
+    return outbox_rows_create(rows)
+
+
 # Rule kind -> what puts its messages in the outbox. Kinds absent here (care-plan update, lab
 # results) are enqueued by the services that change what they announce (notice_enqueue).
 MATERIALIZERS: dict[str, Callable[[Rule, datetime], int]] = {
@@ -282,4 +315,5 @@ MATERIALIZERS: dict[str, Callable[[Rule, datetime], int]] = {
     RuleKind.PREVENTIVE_RECALL: recall_materialize,
     RuleKind.CAMPAIGN: campaign_materialize,
     RuleKind.ADHERENCE: adherence_materialize,
+    RuleKind.SURVEY: survey_materialize,
 }

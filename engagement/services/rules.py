@@ -50,6 +50,11 @@ def rule_save(*, rule: Rule | None = None, **fields: Any) -> Rule:
             date.fromisoformat(str(rule.params["send_on"]))
         except ValueError:
             raise ValidationError({"params": "send_on must be a date such as 2026-12-01."}) from None
+    if rule.kind == RuleKind.SURVEY:
+        for name, low, high in (("delay_hours", 0, 24 * 7), ("max_age_days", 1, 30)):
+            value = rule.params.get(name)
+            if value is not None and not (isinstance(value, int) and low <= value <= high):
+                raise ValidationError({"params": f"{name} must be a whole number from {low} to {high}."})
     # Another organization's cohort is not found (the resolver reads under the current one).
     cohort_id = rule.params.get("cohort_id") if rule.kind == RuleKind.CAMPAIGN else None
     if cohort_id is not None and cohort_patient_ids(cohort_id) is None:

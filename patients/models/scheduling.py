@@ -1,8 +1,9 @@
 """Practitioners and appointments.
 
-Times are stored in UTC and shown in the organization's (or location's) time zone. A practitioner
-cannot be double-booked: the service checks and says so in the form, and an exclusion constraint
-makes the database refuse the race the check cannot see.
+Times are stored in UTC and shown in the organization's (or location's) time zone. Neither a
+practitioner nor a patient can be double-booked: the service checks and says so in the form, and
+exclusion constraints make the database refuse the race the check cannot see. A cancelled or missed
+visit keeps a coded reason that fits its status (a check constraint).
 """
 
 from __future__ import annotations
@@ -182,6 +183,23 @@ class Appointment(TenantModel):
                 ],
                 condition=Q(status__in=ACTIVE_STATUSES),
                 violation_error_message="This practitioner already has an appointment at that time.",
+            ),
+            ExclusionConstraint(
+                name="appointment_patient_no_overlap",
+                expressions=[
+                    # A patient belongs to one organization too: one visit at a time, whoever it is with.
+                    (PointRange("patient", "patient", models.Value("[]")), RangeOperators.OVERLAPS),
+                    (TsTzRange("starts_at", "ends_at", models.Value("[)")), RangeOperators.OVERLAPS),
+                ],
+                condition=Q(status__in=ACTIVE_STATUSES),
+                violation_error_message="This patient already has an appointment at that time.",
+            ),
+            models.CheckConstraint(
+                condition=Q(status_reason="")
+                | Q(status=AppointmentStatus.CANCELLED, status_reason__in=sorted(CANCEL_REASONS))
+                | Q(status=AppointmentStatus.NO_SHOW, status_reason__in=sorted(NO_SHOW_REASONS)),
+                name="appointment_status_reason_fits",
+                violation_error_message="This reason does not fit the appointment's status.",
             ),
         ]
 

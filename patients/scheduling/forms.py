@@ -1,4 +1,5 @@
-"""Forms of the scheduling screens: booking and rescheduling (times in the organization's zone)."""
+"""Forms of the scheduling screens: booking and rescheduling (times in the organization's zone),
+cancelling and marking a no-show (with a coded reason)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from django import forms
 
 from healthcrm.models import Location
 from healthcrm.tenancy import require_current_organization
-from patients.models import AppointmentKind, AppointmentType, Practitioner
+from patients.models import (
+    CANCEL_REASONS,
+    NO_SHOW_REASONS,
+    AppointmentKind,
+    AppointmentType,
+    Practitioner,
+    StatusReason,
+)
 
 DURATIONS = [
     (15, "15 minutes"),
@@ -61,6 +69,27 @@ class RescheduleForm(_TimesMixin, forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cast(forms.ModelChoiceField, self.fields["practitioner"]).queryset = Practitioner.objects.filter(is_active=True)
+
+
+def _reasons(allowed: frozenset[str]) -> list[tuple[str, str]]:
+    """The reasons that fit, in StatusReason's order (most common first, "other" last)."""
+    return [(value, label) for value, label in StatusReason.choices if value in allowed]
+
+
+class CancelForm(forms.Form):
+    """Cancelling asks why: no reason is chosen for the user, so a slip of the mouse cancels nothing."""
+
+    reason = forms.ChoiceField(
+        choices=[("", "Choose a reason…"), *_reasons(CANCEL_REASONS)],
+        label="Why is the visit cancelled?",
+        error_messages={"required": "Choose why the visit is cancelled."},
+    )
+
+
+class NoShowForm(forms.Form):
+    reason = forms.ChoiceField(
+        choices=_reasons(NO_SHOW_REASONS), initial=StatusReason.UNKNOWN, required=False, label="Why (if known)"
+    )
 
 
 class CalendarFilterForm(forms.Form):

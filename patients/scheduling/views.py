@@ -1,5 +1,5 @@
-"""Scheduling screens: the appointment calendar, booking, an appointment's page, rescheduling and
-status changes."""
+"""Scheduling screens: the appointment calendar, booking, an appointment's page, rescheduling,
+status changes, and cancelling (asked for, with a reason)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,15 @@ from compliance.models import AccessAction
 from healthcrm.http import TenantRequest, form_add_service_errors
 from healthcrm.models import Location
 from patients.models import AppointmentStatus, Practitioner
-from patients.scheduling.forms import AppointmentForm, CalendarFilterForm, RescheduleForm
+from patients.scheduling.forms import AppointmentForm, CalendarFilterForm, CancelForm, NoShowForm, RescheduleForm
 from patients.scheduling.selectors import appointment_calendar, get_appointment_for_user
-from patients.scheduling.services import appointment_book, appointment_reschedule, appointment_set_status
+from patients.scheduling.services import (
+    appointment_book,
+    appointment_cancel,
+    appointment_reschedule,
+    appointment_set_status,
+    appointment_status_refusal,
+)
 from patients.selectors import get_patient_for_user
 
 # The service names the model's times; the form shows them on its start time.
@@ -95,10 +101,21 @@ def appointment_create_view(request: TenantRequest, patient_pk: int) -> HttpResp
 def appointment_detail_view(request: TenantRequest, pk: int) -> HttpResponse:
     appointment = get_appointment_for_user(request, pk)
     access_recorder(request).saw([appointment.patient])
-    choices = [(s, AppointmentStatus(s).label) for s in AppointmentStatus.values if appointment.can_become(s)]
-    return render(
-        request, "patients/scheduling/appointment_detail.html", {"appointment": appointment, "next_statuses": choices}
-    )
+    now = timezone.now()
+    # Offer what the service would accept now; cancelling and no-shows have their own forms (a reason).
+    allowed = {s for s in AppointmentStatus.values if appointment_status_refusal(appointment, s, now=now) is None}
+    buttons = [
+        (s, AppointmentStatus(s).label)
+        for s in AppointmentStatus.values
+        if s in allowed and s not in (AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW)
+    ]
+    context = {
+        "appointment": appointment,
+        "next_statuses": buttons,
+        "can_cancel": AppointmentStatus.CANCELLED in allowed,
+        "no_show_form": NoShowForm() if AppointmentStatus.NO_SHOW in allowed else None,
+    }
+    return render(request, "patients/scheduling/appointment_detail.html", context)
 
 
 @staff_view(access=AccessAction.VIEW)
@@ -143,13 +160,45 @@ def appointment_reschedule_view(request: TenantRequest, pk: int) -> HttpResponse
 def appointment_status_view(request: TenantRequest, pk: int) -> HttpResponse:
     appointment = get_appointment_for_user(request, pk, "patients.change_appointment")
     status = request.POST.get("status", "")
+    if status == AppointmentStatus.CANCELLED:
+        return redirect("patients:appointment_cancel", pk=appointment.pk)  # asks first, and why
+    no_show = NoShowForm(request.POST)
+    reason = no_show.cleaned_data["reason"] if status == AppointmentStatus.NO_SHOW and no_show.is_valid() else ""
     if status not in AppointmentStatus.values:
         messages.error(request, "Choose a valid status.")
+    elif status == AppointmentStatus.NO_SHOW and not no_show.is_valid():
+        messages.error(request, "Choose a reason for the no-show from the list.")
     else:
         try:
-            appointment_set_status(appointment=appointment, status=status, actor=request.user)
+            appointment_set_status(appointment=appointment, status=status, actor=request.user, reason=reason)
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:
             messages.success(request, f"Appointment marked {AppointmentStatus(status).label.lower()}.")
     return redirect("patients:appointment_detail", pk=appointment.pk)
+
+
+@staff_view(access=AccessAction.VIEW)
+def appointment_cancel_view(request: TenantRequest, pk: int) -> HttpResponse:
+    """GET: are you sure, and why? POST: cancel with the chosen reason (required)."""
+    appointment = get_appointment_for_user(request, pk, "patients.change_appointment")
+    access_recorder(request).saw([appointment.patient])
+    if not appointment.can_become(AppointmentStatus.CANCELLED):
+        messages.error(request, f"A {appointment.get_status_display().lower()} appointment cannot be cancelled.")
+        return redirect("patients:appointment_detail", pk=appointment.pk)
+    form = CancelForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            appointment_cancel(appointment=appointment, actor=request.user, reason=form.cleaned_data["reason"])
+        except ValidationError as exc:
+            form_add_service_errors(form, exc, field_map={"status_reason": "reason"})
+        else:
+            messages.success(request, "Appointment cancelled.")
+            return redirect("patients:appointment_detail", pk=appointment.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request,
+        "patients/scheduling/appointment_cancel.html",
+        {"form": form, "appointment": appointment},
+        status=status,
+    )

@@ -230,7 +230,7 @@ def test_a_cancelled_appointment_cancels_its_reminder(org_a, patient_a, fake_twi
         appointment = AppointmentFactory(patient=patient_a, starts_at=daytime + timedelta(hours=2))
         services.rule_materialize(rule=rule, now=daytime)
         message = OutboundMessage.objects.get(rule=rule)
-        appointment_cancel(appointment=appointment)
+        appointment_cancel(appointment=appointment, reason="clinic")
     assert delivery.message_send(org_a, message.pk) == "skipped"
     assert _refresh(org_a, message).status == "cancelled"
     assert fake_twilio.accepted == []

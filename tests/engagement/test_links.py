@@ -102,6 +102,16 @@ def test_a_cancelled_appointment_cannot_be_confirmed_by_an_old_link(client, org_
     assert _uses(org_a) == [(message.pk, "cancel")]
 
 
+def test_a_cancel_link_records_that_the_patient_asked(client, org_a, reminder) -> None:
+    message, appointment = reminder
+    assert client.post(_url(org_a, message, "cancel")).status_code == 200
+    with organization_context(org_a):
+        appointment.refresh_from_db()
+    # The coded reason analytics counts: the patient cancelled it, not the clinic (no staff actor).
+    assert (appointment.status, appointment.status_reason) == ("cancelled", "patient_request")
+    assert appointment.status_changed_by is None
+
+
 @pytest.mark.parametrize("final", ["cancelled", "completed", "no_show"])
 @pytest.mark.parametrize("action", ["confirm", "cancel"])
 def test_links_of_a_final_appointment_are_no_longer_available(client, org_a, final, action) -> None:

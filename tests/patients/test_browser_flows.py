@@ -186,3 +186,42 @@ def test_complete_a_task_from_my_tasks(live_server: Any, page: Any, clinic: Clin
     with organization_context(clinic.organization):
         late.refresh_from_db()
         assert late.status == "done" and late.completed_by_id == clinic.nurse.pk
+
+
+def test_the_front_desk_cancels_a_visit_saying_why(live_server: Any, page: Any, clinic: Clinic) -> None:
+    """Issue #11/#10: cancelling asks first and wants a reason; the visit then shows both."""
+    from playwright.sync_api import expect
+
+    desk = UserFactory(username="desk@north.example")
+    MembershipFactory(user=desk, organization=clinic.organization, role="frontdesk")
+    zone = clinic.organization.zone
+    # real-clock: the clinic's own date, two days ahead: any hour works
+    day = timezone.now().astimezone(zone).date() + timedelta(days=2)
+    starts = timezone.make_aware(timezone.datetime.combine(day, timezone.datetime.min.time()), zone) + timedelta(
+        hours=10
+    )
+    with organization_context(clinic.organization):
+        visit = AppointmentFactory(patient=clinic.patient, practitioner=clinic.practitioner, starts_at=starts)
+    base = live_server.url
+    _sign_in(page, base, desk.username)
+    page.goto(f"{base}/patients/appointments/{visit.pk}/")
+    expect(page.get_by_test_id("appointment-status")).to_contain_text("Booked")
+    expect(page.get_by_role("button", name="Cancelled")).to_have_count(0)  # no one-click cancel
+    page.get_by_role("link", name="Cancel visit…").click()
+    expect(page.get_by_role("heading", name="Cancel the visit of Rosalind Quenby?")).to_be_visible()
+    reason = page.get_by_label("Why is the visit cancelled?")
+    expect(reason).to_have_value("")  # nothing chosen for the user
+    page.get_by_role("button", name="Cancel the visit").click()
+    expect(page.get_by_text("Choose why the visit is cancelled.")).to_be_visible()
+    with organization_context(clinic.organization):
+        visit.refresh_from_db()
+    assert visit.status == "booked"  # refused: nothing changed
+    page.get_by_label("Why is the visit cancelled?").select_option(label="Patient unwell")
+    page.get_by_role("button", name="Cancel the visit").click()
+    expect(page.locator(".messages")).to_contain_text("Appointment cancelled.")
+    expect(page.get_by_test_id("appointment-status")).to_contain_text("Cancelled")
+    expect(page.get_by_test_id("appointment-status-reason")).to_contain_text("Patient unwell")
+    expect(page.get_by_role("link", name="Cancel visit…")).to_have_count(0)
+    with organization_context(clinic.organization):
+        visit.refresh_from_db()
+    assert (visit.status, visit.status_reason, visit.status_changed_by) == ("cancelled", "illness", desk)

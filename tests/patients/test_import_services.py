@@ -15,7 +15,12 @@ from healthcrm.crypto import REDACTED
 from healthcrm.tenancy import organization_context
 from patients.models import Appointment, Condition, Observation, Practitioner
 from patients.scheduling.selectors import practitioner_get_by_npi
-from patients.scheduling.services import DOUBLE_BOOKED, appointment_import_upsert, practitioner_import_upsert
+from patients.scheduling.services import (
+    DOUBLE_BOOKED,
+    PATIENT_BUSY,
+    appointment_import_upsert,
+    practitioner_import_upsert,
+)
 from patients.selectors import MR_TYPE_SYSTEM, patient_match
 from patients.services import (
     ClinicalRowInvalid,
@@ -179,7 +184,8 @@ def test_appointment_upsert_remembers_its_source_and_gives_telehealth_a_link_onc
         assert appointment.starts_at == START + timedelta(hours=1)
         with pytest.raises(ValidationError) as double:
             appointment_import_upsert(source_system="https://ehr.example/fhir", source_id="a-2", **moved)
-        assert double.value.messages == [DOUBLE_BOOKED]
+        # The same practitioner and the same patient: both double bookings are named.
+        assert double.value.messages == [DOUBLE_BOOKED, PATIENT_BUSY]
         assert Appointment.objects.count() == 1
 
 

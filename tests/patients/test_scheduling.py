@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -51,9 +52,9 @@ def test_booking_stores_utc_and_refuses_double_booking(org_a, clinic) -> None:
 
         with pytest.raises(ValidationError, match="already has an appointment at that time"):
             _book(clinic, _at(9, 15), patient=clinic["other_patient"])
-        # Back to back is fine; another practitioner at the same time too.
+        # Back to back is fine; another practitioner at the same time too (for another patient).
         _book(clinic, _at(9, 30))
-        _book(clinic, _at(9), practitioner=clinic["dr2"])
+        _book(clinic, _at(9), practitioner=clinic["dr2"], patient=clinic["other_patient"])
         assert Appointment.objects.count() == 3
 
 
@@ -95,6 +96,7 @@ def test_reschedule_into_a_taken_slot_is_refused_and_changes_nothing(org_a, clin
 def test_status_lifecycle(org_a, clinic, nurse_user) -> None:
     with organization_context(org_a):
         appointment = _book(clinic, _at(8))
+    with time_machine.travel(_at(7, 50), tick=False), organization_context(org_a):  # the visit's day
         appointment_set_status(appointment=appointment, status="checked_in", actor=nurse_user)
         appointment_set_status(appointment=appointment, status="completed", actor=nurse_user)
         appointment.refresh_from_db()

@@ -25,9 +25,10 @@ def test_seed_demo_orders_every_registered_step() -> None:
         "care",
         "outreach",
         "history",
+        "surveys",
         "analytics",
     ]
-    assert [s.per_organization for s in steps] == [False, False, False, True, True, True, True, True, True]
+    assert [s.per_organization for s in steps] == [False, False, False, True, True, True, True, True, True, True]
     modules = {s.name: s.function.__module__ for s in steps}
     # Each app seeds its own tables, from its own demo module.
     assert modules == {
@@ -39,6 +40,7 @@ def test_seed_demo_orders_every_registered_step() -> None:
         "care": "patients.demo",
         "outreach": "engagement.demo",
         "history": "analytics.demo",
+        "surveys": "engagement.demo",
         "analytics": "analytics.demo",
     }
 

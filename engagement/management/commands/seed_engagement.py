@@ -111,6 +111,30 @@ TEMPLATES = {
         "Hola {{ first_name }}, llegó la temporada de gripe: {{ clinic_name }} ofrece vacunas. "
         "Llame al {{ clinic_phone }}.",
     ),
+    # Post-visit satisfaction survey: a bare 0-10 reply is the NPS answer; the link asks three questions.
+    ("satisfaction_survey", "en", "sms"): (
+        "",
+        "Hi {{ first_name }}, thank you for visiting {{ clinic_name }}. How likely are you to recommend us "
+        "to a friend? Reply 0-10 (10 = very likely), or answer 3 short questions: {{ survey_link }}",
+    ),
+    ("satisfaction_survey", "es", "sms"): (
+        "",
+        "Hola {{ first_name }}, gracias por visitar {{ clinic_name }}. ¿Nos recomendaría a un amigo? "
+        "Responda de 0 a 10 (10 = sin duda), o conteste 3 preguntas breves: {{ survey_link }}",
+    ),
+    ("satisfaction_survey", "en", "email"): (
+        "How was your visit to {{ clinic_name }}?",
+        "Dear {{ first_name }},\n\nThank you for visiting {{ clinic_name }} on {{ appointment_date }}. "
+        "How likely are you to recommend us to a friend or family member, from 0 to 10? Three short "
+        "questions, one minute:\n{{ survey_link }}\n\n"
+        "Unsubscribe: {{ unsubscribe_link }}",
+    ),
+    ("satisfaction_survey", "es", "email"): (
+        "¿Cómo fue su visita a {{ clinic_name }}?",
+        "Estimado/a {{ first_name }}:\n\nGracias por visitar {{ clinic_name }} el {{ appointment_date }}. "
+        "Del 0 al 10, ¿con qué probabilidad nos recomendaría a un amigo o familiar? Conteste tres preguntas "
+        "breves aquí:\n{{ survey_link }}\n\nDarse de baja: {{ unsubscribe_link }}",
+    ),
     ("recall_mammography", "en", "sms"): (
         "",
         "Hi {{ first_name }}, {{ clinic_name }} here: you are due for a routine screening. "
@@ -139,6 +163,13 @@ RULES: list[dict[str, Any]] = [
         "kind": "medication_refill",
         "template_key": "medication_refill",
         "params": {"days_before": 7},
+    },
+    # One survey per completed visit, two hours after it, not after three days (caps apply).
+    {
+        "name": "Satisfaction survey",
+        "kind": "survey",
+        "template_key": "satisfaction_survey",
+        "params": {"delay_hours": 2, "max_age_days": 3},
     },
     # Sent only to patients who opted in to it (a daily message), at their chosen time.
     {"name": "Daily medication reminder", "kind": "adherence", "template_key": "medication_adherence"},

@@ -32,6 +32,7 @@ STEP_ORDER = (
     "care",  # patients.care: plans for the patients' conditions
     "outreach",  # engagement: templates, rules, consents, reminders for the coming visits
     "history",  # analytics: 18 months of visit outcomes, reminders and BP/HbA1c series
+    "surveys",  # engagement: six months of post-visit surveys and their answers (past visits above)
     "analytics",  # analytics: a full refresh of the facts, last (reads everything above)
 )
 
