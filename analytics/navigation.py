@@ -7,6 +7,8 @@ TABS: list[tuple[str, str, str]] = [
     ("analytics:reminders", "Reminders and outreach", "analytics.view_aggregates"),
     ("analytics:population", "Population", "analytics.view_aggregates"),
     ("analytics:cohorts", "Cohorts", "analytics.view_cohort"),
+    ("analytics:measures", "Quality measures", "analytics.view_aggregates"),
+    ("analytics:effectiveness", "Treatment effectiveness", "analytics.view_aggregates"),
     ("analytics:satisfaction", "Satisfaction", "analytics.view_aggregates"),
     ("analytics:gaps", "Care gaps", "analytics.view_worklists"),
     ("analytics:gap_closure", "Gap closure", "analytics.view_aggregates"),
