@@ -10,3 +10,9 @@ from analytics import (
     reminders,  # noqa: F401  (outreach funnel)
     satisfaction,  # noqa: F401  (survey messages and their scores)
 )
+
+# isort: split
+from analytics import (
+    effectiveness,  # noqa: F401  (treatment effectiveness: TreatmentChange)
+    measures,  # noqa: F401  (quality measures: MeasureResult)
+)

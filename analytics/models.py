@@ -310,6 +310,99 @@ class CareGap(TenantModel):
         return f"CareGap #{self.pk}"
 
 
+class MeasureResult(TenantModel):
+    """One patient's standing on one quality measure for one rolling 12-month period (analytics/measures.py).
+
+    Only patients in the measure's initial population get a row (a patient without a visit in the
+    period is in no measure). The four flags are the eCQM populations: initial population, denominator,
+    denominator exclusion (or exception), numerator; a row is never both excluded and in the numerator.
+    No age, sex or value is kept: flags, the attributed practitioner and the period only.
+    """
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="+")
+    measure = models.CharField(max_length=16, help_text="CMS eCQM id with version, e.g. CMS165v12.")
+    period_end = models.DateField(help_text="Last day (clinic time zone) of the 12-month measurement period.")
+    in_ip = models.BooleanField(default=True)
+    in_denominator = models.BooleanField(default=False)
+    excluded = models.BooleanField(default=False)
+    in_numerator = models.BooleanField(default=False)
+    practitioner = models.ForeignKey(
+        "patients.Practitioner", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "measure", "period_end", "patient"], name="measureresult_unique_per_period"
+            ),
+            models.CheckConstraint(
+                condition=Q(in_denominator=False) | Q(in_ip=True), name="measureresult_denominator_in_ip"
+            ),
+            models.CheckConstraint(
+                condition=Q(excluded=False) | Q(in_denominator=True), name="measureresult_excluded_in_denominator"
+            ),
+            models.CheckConstraint(
+                condition=Q(in_numerator=False) | Q(in_denominator=True, excluded=False),
+                name="measureresult_numerator_in_denominator",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["organization", "measure", "period_end", "practitioner"], name="measureresult_org_pract"
+            ),
+            # Which periods have results (analytics.measure_selectors.measure_periods) and their deletion.
+            models.Index(fields=["organization", "period_end"], name="measureresult_org_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"MeasureResult #{self.pk}"
+
+
+class TreatmentChange(TenantModel):
+    """One patient's change in a care-plan goal measure (HbA1c, systolic BP) for treatment effectiveness
+    (analytics/measure_selectors.py): on a plan, from the plan's start; without one, from the plan
+    group's median start. Only the change is kept, with the group it belongs to; no value or date."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="+")
+    condition = models.CharField(max_length=16, help_text="Condition group, e.g. diabetes, hypertension.")
+    goal = models.CharField(max_length=16, help_text="Goal measure, e.g. hba1c, systolic.")
+    on_plan = models.BooleanField()
+    change = models.FloatField(help_text="Latest value minus the baseline, in the measure's unit.")
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "condition", "goal", "patient"], name="treatmentchange_unique_per_group"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"TreatmentChange #{self.pk}"
+
+
+class MeasureCount(TenantModel):
+    """MeasureResult summed per measure, period and attributed practitioner (null: not attributed):
+    what the measure pages group, so a page reads a few hundred rows, not one per patient and period."""
+
+    measure = models.CharField(max_length=16)
+    period_end = models.DateField()
+    practitioner = models.ForeignKey(
+        "patients.Practitioner", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    denominator = models.PositiveIntegerField()
+    excluded = models.PositiveIntegerField()
+    numerator = models.PositiveIntegerField()
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "period_end", "measure"], name="measurecount_org_period")]
+
+    def __str__(self) -> str:
+        return f"MeasureCount #{self.pk}"
+
+
 class RiskModelStatus(models.TextChoices):
     TRAINED = "trained", "Trained"
     TOO_LITTLE = "too_little_history", "Too little history"

@@ -115,7 +115,7 @@ class RateColumn:
     key: str
     label: str
     numerator: str
-    denominator: str = TOTAL  # a count column's key, or the row total
+    denominator: str | tuple[str, ...] = TOTAL  # a count column's key, the row total, or keys summed
     interval: bool = True
 
 
@@ -173,11 +173,20 @@ class CountTable:
         return WITHHELD if key in self.hidden else self.values[key]
 
     def rate(self, row: str, spec: RateColumn) -> tuple[float, float | None, float | None] | None:
-        num, den = (row, spec.numerator), (row, spec.denominator)
-        if num in self.hidden or den in self.hidden or not self.values[den]:
+        num = (row, spec.numerator)
+        parts = (
+            [(row, key) for key in spec.denominator]
+            if isinstance(spec.denominator, tuple)
+            else [(row, spec.denominator)]
+        )
+        # A denominator summed from columns is shown only when each part is (else it gives one back).
+        if num in self.hidden or any(part in self.hidden for part in parts):
             return None
-        interval = wilson(self.values[num], self.values[den]) if spec.interval else None
-        value = self.values[num] / self.values[den]
+        denominator = sum(self.values[part] for part in parts)
+        if not denominator:
+            return None
+        interval = wilson(self.values[num], denominator) if spec.interval else None
+        value = self.values[num] / denominator
         return (value, interval[0], interval[1]) if interval else (value, None, None)
 
     def display_rows(self) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from analytics import gap_views, population_views, views
+from analytics import gap_views, measure_views, population_views, views
 
 app_name = "analytics"
 
@@ -18,5 +18,8 @@ urlpatterns = [
     path("gaps/<int:pk>/call/", gap_views.gap_call_view, name="gap_call"),
     path("gaps/<int:pk>/recall/", gap_views.gap_recall_view, name="gap_recall"),
     path("gap-closure/", gap_views.gap_closure_view, name="gap_closure"),
+    path("measures/", measure_views.measures_view, name="measures"),
+    path("measures/patients/", measure_views.measure_gaps_view, name="measure_gaps"),
+    path("effectiveness/", measure_views.effectiveness_view, name="effectiveness"),
     path("risk/", views.risk_view, name="risk"),
 ]

@@ -447,6 +447,8 @@ def coordinate_demo(
     )
     plans: list[Any] = []
     for patient_id, code in wanted:
+        if rng.random() < 0.2:
+            continue  # a fifth have no plan yet: analytics compares plan patients with them
         template = by_condition[code]
         started = today - timedelta(days=rng.randint(0, 200))
         plans.append(
@@ -460,6 +462,14 @@ def coordinate_demo(
             )
         )
     plans = CarePlan.objects.bulk_create(plans, batch_size=BATCH)
+    # A plan began on its start day, not at seeding time (auto_now_add): analytics measures treatment
+    # effectiveness from a plan's creation. One UPDATE per start day (at most 201).
+    by_start: dict[date, list[int]] = {}
+    for plan in plans:
+        by_start.setdefault(plan.review_date - timedelta(days=plan.template.review_interval_days), []).append(plan.pk)
+    for start_day, ids in by_start.items():
+        began = timezone.make_aware(datetime.combine(start_day, clock_time(9)))
+        CarePlan.objects.filter(pk__in=ids).update(created_at=began)
     goals: list[Any] = []
     interventions: list[Any] = []
     tasks: list[Any] = []

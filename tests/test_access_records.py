@@ -100,6 +100,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "analytics:gaps_export": ("get", "", ["gap", "patient"]),
     "analytics:gap_call": ("post", "gap", ["gap", "patient"]),
     "analytics:gap_recall": ("post", "gap", ["gap", "patient"]),
+    "analytics:measure_gaps": ("get", "", []),
 }
 
 

@@ -30,7 +30,7 @@ def clinic(org_a: Any) -> dict[str, Any]:
         patients = []
         for born, with_, without in ((MIDDLE, 12, 12), (YOUNG, 11, 11), (OLDER, 1, 2)):
             for i in range(with_ + without):
-                patient = PatientFactory(date_of_birth=born, preferred_language="en")
+                patient = PatientFactory(date_of_birth=born, preferred_language="en", family_name="Xylophoneworth")
                 if i < with_:
                     Condition.objects.create(patient=patient, code="195967001", display="Asthma")
                 patients.append(patient)

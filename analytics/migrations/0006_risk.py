@@ -8,7 +8,7 @@ from healthcrm.db import EnableRowLevelSecurity
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("analytics", "0004_care_gaps"),
+        ("analytics", "0005_measures"),
         ("healthcrm", "0002_notification"),
         ("patients", "0006_appointment_reasons_and_confirmation"),
     ]
