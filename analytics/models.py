@@ -401,3 +401,63 @@ class MeasureCount(TenantModel):
 
     def __str__(self) -> str:
         return f"MeasureCount #{self.pk}"
+
+
+class RiskModelStatus(models.TextChoices):
+    TRAINED = "trained", "Trained"
+    TOO_LITTLE = "too_little_history", "Too little history"
+
+
+class RiskModel(TenantModel):
+    """One training run of an organization's no-show model (analytics/risk.py): its fitted parameters
+    as plain JSON (feature names, coefficients, training means, intercept; never a pickle), and how
+    well it did on the most recent visits it was not trained on. The newest row is the one in use."""
+
+    trained_at = models.DateTimeField()
+    status = models.CharField(max_length=20, choices=RiskModelStatus.choices)
+    feature_names = models.JSONField(default=list, blank=True, help_text='One-hot codes, e.g. "lead:31-90".')
+    coefficients = models.JSONField(default=list, blank=True, help_text="Log-odds per feature, same order.")
+    feature_means = models.JSONField(default=list, blank=True, help_text="Training mean per feature (reasons).")
+    intercept = models.FloatField(null=True, blank=True)
+    auc = models.FloatField(null=True, blank=True, help_text="ROC AUC on the hold-out (latest ~20 % by date).")
+    brier = models.FloatField(null=True, blank=True, help_text="Brier score on the hold-out.")
+    calibration = models.JSONField(default=list, blank=True, help_text="Per score band: visits, no-shows, mean score.")
+    n_train = models.PositiveIntegerField(default=0)
+    n_train_no_shows = models.PositiveIntegerField(default=0)
+    n_test = models.PositiveIntegerField(default=0)
+    n_test_no_shows = models.PositiveIntegerField(default=0)
+    history_from = models.DateField(null=True, blank=True)
+    test_from = models.DateField(null=True, blank=True, help_text="First day of the hold-out.")
+    history_to = models.DateField(null=True, blank=True)
+    seconds = models.FloatField(default=0, help_text="Training time.")
+    note = models.CharField(max_length=200, blank=True, help_text="Why there is no model (no PHI).")
+
+    class Meta:
+        ordering = ["-trained_at", "-id"]
+        get_latest_by = "trained_at"
+        indexes = [models.Index(fields=["organization", "-trained_at"], name="riskmodel_org_trained")]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=RiskModelStatus.values), name="riskmodel_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"RiskModel #{self.pk}"
+
+
+class AppointmentRisk(TenantModel):
+    """An upcoming visit's no-show probability under the organization's current model, with the
+    features that raise it most (codes and labels only, no PHI)."""
+
+    appointment = models.OneToOneField("patients.Appointment", on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(RiskModel, on_delete=models.CASCADE, related_name="scores")
+    score = models.FloatField(help_text="Probability of a no-show, 0–1.")
+    reasons = models.JSONField(default=list, blank=True, help_text='[{"code", "label", "log_odds"}], strongest first.')
+    scored_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(score__gte=0) & Q(score__lte=1), name="appointmentrisk_score_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"AppointmentRisk #{self.pk}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 TABS: list[tuple[str, str, str]] = [
     ("analytics:adherence", "Attendance", "analytics.view_aggregates"),
     ("analytics:reminders", "Reminders and outreach", "analytics.view_aggregates"),
+    ("analytics:risk", "No-show risk", "analytics.view_aggregates"),
     ("analytics:population", "Population", "analytics.view_aggregates"),
     ("analytics:cohorts", "Cohorts", "analytics.view_cohort"),
     ("analytics:measures", "Quality measures", "analytics.view_aggregates"),

@@ -113,7 +113,8 @@ def build_patient_facts(since: datetime | None, now: datetime) -> int:
     return written
 
 
-_OFFSET = re.compile(r"^(\d+)h@")
+# A rule's reminder ("24h@<start>") or the extra one for a visit at risk ("risk48h@<start>").
+_OFFSET = re.compile(r"^(?:risk)?(\d+)h@")
 
 
 def outcome_of(status: str, starts_at: datetime, status_changed_at: datetime | None, now: datetime) -> str:
@@ -136,7 +137,7 @@ def _reminders(appointment_starts: dict[int, datetime]) -> dict[int, dict[str, b
     Delivered means a delivery receipt (SMS) or accepted by the mail server (email has no receipts).
     """
     from engagement.models import OutboundMessage
-    from engagement.services.outbox import reminder_slot
+    from engagement.services import reminder_slot_matches
 
     found: dict[int, dict[str, bool]] = {}
     rows = OutboundMessage.objects.filter(
@@ -146,7 +147,7 @@ def _reminders(appointment_starts: dict[int, datetime]) -> dict[int, dict[str, b
         starts_at = appointment_starts[subject_id]
         match = _OFFSET.match(slot)
         # Only reminders for this start (a rescheduled visit's old ones do not count), sent before it.
-        if match is None or slot != reminder_slot(int(match.group(1)), starts_at):
+        if match is None or not reminder_slot_matches(slot, starts_at):
             continue
         if sent_at is not None and sent_at >= starts_at:
             continue

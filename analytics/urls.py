@@ -21,4 +21,5 @@ urlpatterns = [
     path("measures/", measure_views.measures_view, name="measures"),
     path("measures/patients/", measure_views.measure_gaps_view, name="measure_gaps"),
     path("effectiveness/", measure_views.effectiveness_view, name="effectiveness"),
+    path("risk/", views.risk_view, name="risk"),
 ]

@@ -7,8 +7,10 @@ with their own permission and the access log.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from django.conf import settings
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -35,7 +37,9 @@ def period_filters(request: TenantRequest) -> tuple[PeriodForm, Filters]:
     return form, form.filters()
 
 
-def page_context(request: TenantRequest, form: PeriodForm, filters: Filters, **extra: Any) -> dict[str, Any]:
+def page_context(
+    request: TenantRequest, form: PeriodForm | None, filters: Filters | None, **extra: Any
+) -> dict[str, Any]:
     tabs = [(name, label) for name, label, perm in TABS if request.user.has_perm(perm)]
     return {"form": form, "filters": filters, "tabs": tabs, "refreshed": last_refresh(), **extra}
 
@@ -249,3 +253,52 @@ def _response_reading(items: list[tuple[str, float | None]]) -> str:
         return "Too few providers with enough surveys to compare."
     low, high = min(shown, key=lambda i: i[1]), max(shown, key=lambda i: i[1])
     return f"Response rates range from {percent(low[1])} ({low[0]}) to {percent(high[1])} ({high[0]})."
+
+
+@staff_view(access=PHI_FREE, perm=AGGREGATES)
+def risk_view(request: TenantRequest) -> HttpResponse:
+    """The no-show model: too little history, or its hold-out figures (AUC, Brier, calibration) and
+    coefficients. Model figures only: no visit, no patient."""
+    from analytics import risk
+
+    status = risk.risk_status()
+    tables: dict[str, Any] = {}
+    charts = []
+    if status["state"] == "trained":
+        calibration = risk.calibration_count_table(status["model"])
+        observed = [row["rates"][0][0] if row["rates"][0] else None for row in calibration.display_rows()[:-1]]
+        predicted = [row["mean_score"] for row in status["calibration"]]
+        labels = [f"Band {row['band']}" for row in status["calibration"]]
+        chart = line_chart(
+            "Predicted and observed no-show rate by score band",
+            _calibration_reading(predicted, observed),
+            labels,
+            [("Predicted (mean score)", predicted), ("Observed", observed)],
+            slug="calibration-chart",
+        )
+        tables = {"calibration": calibration, "calibration-chart": chart}
+        charts = [chart]
+    context = page_context(
+        request,
+        None,
+        None,
+        page_slug="no-show-risk",
+        status=status,
+        charts=charts,
+        tables=[(key, table) for key, table in tables.items() if key == "calibration"],
+        coefficients=[(label, value, math.exp(value)) for label, value in status.get("coefficients", [])],
+        high=settings.ANALYTICS_RISK_HIGH,
+        elevated=settings.ANALYTICS_RISK_ELEVATED,
+    )
+    return export_or_page(request, tables, "analytics/risk.html", context)
+
+
+def _calibration_reading(predicted: list[float], observed: list[float | None]) -> str:
+    pairs = [(p, o) for p, o in zip(predicted, observed, strict=True) if o is not None]
+    if not pairs:
+        return "Every band has too few no-shows to show its observed rate."
+    gap = max(abs(p - o) for p, o in pairs)
+    return (
+        f"Across the bands shown, predicted and observed rates differ by at most {percent(gap)}; "
+        f"the highest band's visits were missed at {percent(pairs[-1][1])}."
+    )

@@ -14,6 +14,7 @@ from engagement.models import (
     Rule,
     RuleKind,
 )
+from engagement.services import risk_params_problem
 
 
 class OutboxFilter(django_filters.FilterSet):
@@ -58,7 +59,9 @@ class RuleForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text=(
-            'Kind-specific, as JSON. Refills: {"days_before": 7}. Recalls: {"recall": "flu_shot"} '
+            'Kind-specific, as JSON. Appointment reminders: {"extra_when_risk": 0.3, "extra_offset_hours": 48} '
+            "(one extra reminder when the no-show risk is at least 30 %). "
+            'Refills: {"days_before": 7}. Recalls: {"recall": "flu_shot"} '
             '(hba1c, annual_wellness, flu_shot, mammography). Follow-ups: {"hours_after": 24}. '
             'Campaigns: {"send_on": "2026-12-01", "condition_code": "44054006", "languages": ["es"], '
             '"age_min": 40, "age_max": 70}; a saved cohort (analytics): {"cohort_id": 3}. '
@@ -71,6 +74,14 @@ class RuleForm(forms.Form):
         if not isinstance(value, dict):
             raise forms.ValidationError('Options must be a JSON object, e.g. {"days_before": 7}.')
         return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("kind") == RuleKind.APPOINTMENT_REMINDER and isinstance(data.get("options"), dict):
+            problem = risk_params_problem(data["options"])
+            if problem:
+                self.add_error("options", problem)
+        return data
 
     def clean_offsets(self) -> list[int]:
         return _int_list(self.cleaned_data.get("offsets") or "")

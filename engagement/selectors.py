@@ -91,6 +91,16 @@ def appointments_for_reminders(*, rule: Rule, now: datetime, horizon: timedelta)
     )
 
 
+def appointments_remindable(*, ids: list[int], now: datetime, rule: Rule) -> QuerySet[Any]:
+    """These appointments, when still booked or confirmed, starting after now, of the rule's types."""
+    from patients.models import Appointment
+
+    qs = Appointment.objects.filter(pk__in=ids, status__in=REMINDABLE, starts_at__gt=now)
+    if rule.appointment_types:
+        qs = qs.filter(appointment_type__in=rule.appointment_types)
+    return qs.only("id", "starts_at", "patient_id", "appointment_type").order_by("starts_at", "id")
+
+
 def appointments_completed_since(*, since: datetime, rule: Rule) -> QuerySet[Any]:
     from patients.models import Appointment
 

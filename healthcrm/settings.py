@@ -386,6 +386,14 @@ ENGAGEMENT_COHORT_RESOLVER = "analytics.cohorts.cohort_patient_ids_by_id"
 # ---------------------------------------------------------------------------------------------
 # Analytics (analytics/): a cancellation this close to the visit counts as a late cancel.
 ANALYTICS_LATE_CANCEL_HOURS = env_int("ANALYTICS_LATE_CANCEL_HOURS", 24)
+# No-show risk (analytics/risk.py): a score at or above HIGH is flagged "high", above ELEVATED "elevated".
+ANALYTICS_RISK_HIGH = env_float("ANALYTICS_RISK_HIGH", 0.30)
+ANALYTICS_RISK_ELEVATED = env_float("ANALYTICS_RISK_ELEVATED", 0.15)
+if not 0 < ANALYTICS_RISK_ELEVATED <= ANALYTICS_RISK_HIGH < 1:
+    raise ImproperlyConfigured("ANALYTICS_RISK_ELEVATED and ANALYTICS_RISK_HIGH must satisfy 0 < elevated <= high < 1.")
+# Badges on the appointment calendar and page, from higher apps (patients cannot import them): dotted
+# paths of callables taking a list of appointment ids and returning {id: badge dict}.
+PATIENTS_APPOINTMENT_BADGES = ["analytics.risk.appointment_badges"]
 ENGAGEMENT_SEND_THREADS = env_int("ENGAGEMENT_SEND_THREADS", 16)
 # A send waits at most this long for the organization's rate limiter, else goes back to pending.
 ENGAGEMENT_RATE_MAX_WAIT = env_float("ENGAGEMENT_RATE_MAX_WAIT_SECONDS", 2.0)
@@ -455,6 +463,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": crontab(minute=40, hour=2),
         "kwargs": {"full": True},
     },
+    # No-show risk: retrain each organization's model weekly (then score), score the next 14 days daily.
+    "analytics-risk-train": {
+        "task": "analytics.tasks.risk_train_all_task",
+        "schedule": crontab(minute=10, hour=3, day_of_week="sun"),
+    },
+    "analytics-risk-score": {"task": "analytics.tasks.risk_score_all_task", "schedule": crontab(minute=10, hour=4)},
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from engagement.models import (
     OutboxStatus,
     Rule,
 )
-from engagement.services import consent_set, reminder_slot
+from engagement.services import consent_set, reminder_slot_matches
 from healthcrm.models import Organization
 from healthcrm.tenancy import organization_context
 
@@ -82,7 +82,7 @@ def _subject_problem(message: OutboundMessage, now: datetime) -> str:
         appointment = selectors.appointment_get(message.subject_id)
         if appointment is None or appointment.status not in selectors.REMINDABLE:
             return "The appointment is no longer booked."
-        if reminder_slot(int(message.slot.split("h@")[0]), appointment.starts_at) != message.slot:
+        if not reminder_slot_matches(message.slot, appointment.starts_at):
             return "The appointment was rescheduled."
     if not message.patient.is_active:
         return "The patient record is inactive."

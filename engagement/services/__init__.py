@@ -30,6 +30,8 @@ from engagement.services.materializers import (
     MATERIALIZERS,
     REMINDER_LOOKAHEAD,
     chunked_rows_create,
+    risk_params_problem,
+    risk_reminders_enqueue,
 )
 from engagement.services.outbox import (
     notice_enqueue,
@@ -37,6 +39,8 @@ from engagement.services.outbox import (
     outbox_row_for,
     outbox_rows_create,
     reminder_slot,
+    reminder_slot_matches,
+    risk_reminder_slot,
 )
 from engagement.services.rules import rule_materialize, rule_save, template_save
 from engagement.services.statuses import delivery_status_apply
@@ -75,7 +79,11 @@ __all__ = [
     "outbox_rows_create",
     "patient_zone",
     "reminder_slot",
+    "reminder_slot_matches",
     "reschedule_task_create",
+    "risk_params_problem",
+    "risk_reminder_slot",
+    "risk_reminders_enqueue",
     "rule_materialize",
     "rule_save",
     "sending_window",

@@ -13,7 +13,13 @@ from django.utils.module_loading import import_string
 
 from engagement import etiquette, recalls, selectors
 from engagement.models import ChannelSettings, OutboundMessage, Rule, RuleKind
-from engagement.services.outbox import outbox_enqueue, outbox_row_for, outbox_rows_create, reminder_slot
+from engagement.services.outbox import (
+    outbox_enqueue,
+    outbox_row_for,
+    outbox_rows_create,
+    reminder_slot,
+    risk_reminder_slot,
+)
 from healthcrm.tenancy import require_current_organization
 from patients.models import Patient
 
@@ -81,6 +87,76 @@ def reminders_materialize(rule: Rule, now: datetime) -> int:
                 )
             )
     return outbox_rows_create(rows)
+
+
+RISK_DEFAULT_OFFSET_HOURS = 48
+
+
+def risk_params_problem(params: dict[str, Any]) -> str:
+    """What is wrong with an appointment reminder's extra-reminder options ('' when nothing):
+    params.extra_when_risk a probability in (0, 1), params.extra_offset_hours whole hours 1-1440."""
+    threshold, offset = params.get("extra_when_risk"), params.get("extra_offset_hours")
+    if threshold is None:
+        return "extra_offset_hours needs extra_when_risk (e.g. 0.3)." if offset is not None else ""
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold < 1:
+        return "extra_when_risk must be a no-show risk between 0 and 1, e.g. 0.3."
+    if offset is not None and (isinstance(offset, bool) or not isinstance(offset, int) or not 1 <= offset <= 1440):
+        return "extra_offset_hours must be whole hours between 1 and 1440, e.g. 48."
+    return ""
+
+
+def risk_reminders_enqueue(*, scores: dict[int, float], now: datetime) -> int:
+    """The extra reminder for visits at high no-show risk. Analytics calls this after scoring with
+    {appointment id: score} (engagement never reads the model). Every active appointment reminder
+    rule with params.extra_when_risk gives each visit of its types, still booked or confirmed and
+    scoring at or above it, one message params.extra_offset_hours (48) before the start, or now when
+    that has passed. Slot "risk48h@<start>": once per visit and start whatever the channel (a
+    rescheduled visit gets a new one; the old one is cancelled at send time like any reminder).
+    Consent, the patient's window and quiet hours apply as for any message; like the rule's own
+    reminders it expires at the start and is not held by the frequency caps. Returns how many rows
+    were offered."""
+    rules = [
+        r
+        for r in Rule.objects.filter(kind=RuleKind.APPOINTMENT_REMINDER, is_active=True)
+        if not risk_params_problem(r.params) and r.params.get("extra_when_risk") is not None
+    ]
+    if not rules or not scores:
+        return 0
+    settings_ = selectors.channel_settings_get()
+    offered = 0
+    for rule in rules:
+        threshold = float(rule.params["extra_when_risk"])
+        offset = int(rule.params.get("extra_offset_hours") or RISK_DEFAULT_OFFSET_HOURS)
+        wanted = [pk for pk, score in scores.items() if score >= threshold]
+        appointments = list(selectors.appointments_remindable(ids=wanted, now=now, rule=rule))
+        done = set(
+            OutboundMessage.objects.filter(
+                rule=rule, subject_type="appointment", subject_id__in=[a.pk for a in appointments]
+            ).values_list("subject_id", "slot")
+        )
+        patients = Patient.objects.in_bulk({a.patient_id for a in appointments})
+        consents = selectors.consents_for(list(patients))
+        rows = []
+        for appointment in appointments:
+            slot = risk_reminder_slot(offset, appointment.starts_at)
+            if (appointment.pk, slot) in done:
+                continue  # already scheduled (or sent) on another channel or an earlier scoring
+            row = outbox_row_for(
+                rule=rule,
+                patient=patients[appointment.patient_id],
+                consents=consents,
+                settings_=settings_,
+                subject_type="appointment",
+                subject_id=appointment.pk,
+                slot=slot,
+                due_at=max(appointment.starts_at - timedelta(hours=offset), now),
+                expires_at=appointment.starts_at,
+            )
+            if row is not None:
+                row.is_urgent = True  # time-bound like the rule's reminders
+                rows.append(row)
+        offered += outbox_rows_create(rows)
+    return offered
 
 
 def post_visit_materialize(rule: Rule, now: datetime) -> int:

@@ -121,6 +121,25 @@ def reminder_slot(offset_hours: int, starts_at: datetime) -> str:
     return f"{offset_hours}h@{starts_at.astimezone(zoneinfo.ZoneInfo('UTC')):%Y%m%dT%H%M}"
 
 
+RISK_SLOT_PREFIX = "risk"
+
+
+def risk_reminder_slot(offset_hours: int, starts_at: datetime) -> str:
+    """The extra reminder for a visit at high no-show risk: "risk48h@<start>", distinct from the
+    rule's own 48h reminder, and tied to the start like every reminder slot."""
+    return RISK_SLOT_PREFIX + reminder_slot(offset_hours, starts_at)
+
+
+def reminder_slot_matches(slot: str, starts_at: datetime) -> bool:
+    """Whether a reminder's slot (its own or a risk extra) was computed for this start: False once
+    the visit has been rescheduled (the send then cancels it), or for a slot that is no reminder's."""
+    offset, separator, _ = slot.removeprefix(RISK_SLOT_PREFIX).partition("h@")
+    if not separator or not offset.isdigit():
+        return False
+    expected = reminder_slot(int(offset), starts_at)
+    return slot in (expected, RISK_SLOT_PREFIX + expected)
+
+
 def notice_enqueue(*, patient: Any, kind: str, subject_type: str, subject_id: int | None, slot: str = "") -> int:
     """Care-plan update or lab-results notices: one message per active rule of `kind` for this
     subject (idempotent per slot). Called by the services that change care plans or record results."""

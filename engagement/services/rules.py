@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from engagement import templating
 from engagement.models import MessageTemplate, Rule, RuleKind
-from engagement.services.materializers import MATERIALIZERS, cohort_patient_ids
+from engagement.services.materializers import MATERIALIZERS, cohort_patient_ids, risk_params_problem
 from engagement.tasks import rule_materialize_task
 
 
@@ -45,6 +45,8 @@ def rule_save(*, rule: Rule | None = None, **fields: Any) -> Rule:
         setattr(rule, name, value)
     if rule.kind == RuleKind.APPOINTMENT_REMINDER and not rule.offsets_hours:
         raise ValidationError({"offsets_hours": "Give at least one offset, e.g. 72, 24, 2."})
+    if rule.kind == RuleKind.APPOINTMENT_REMINDER and (problem := risk_params_problem(rule.params)):
+        raise ValidationError({"params": problem})
     if rule.kind == RuleKind.CAMPAIGN and rule.params.get("send_on"):
         try:
             date.fromisoformat(str(rule.params["send_on"]))

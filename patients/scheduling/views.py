@@ -19,6 +19,7 @@ from compliance.models import AccessAction
 from healthcrm.http import TenantRequest, form_add_service_errors
 from healthcrm.models import Location
 from patients.models import AppointmentStatus, Practitioner
+from patients.scheduling.badges import appointment_badges
 from patients.scheduling.forms import AppointmentForm, CalendarFilterForm, CancelForm, NoShowForm, RescheduleForm
 from patients.scheduling.selectors import appointment_calendar, get_appointment_for_user
 from patients.scheduling.services import (
@@ -48,6 +49,9 @@ def appointment_calendar_view(request: TenantRequest) -> HttpResponse:
     end = datetime.combine(days[-1] + timedelta(days=1), time.min, tzinfo=zone)
     appointments = appointment_calendar(start=start, end=end, practitioner=practitioner, location=location)
     access_recorder(request).saw(appointments)
+    badges = appointment_badges(request, [a.pk for a in appointments])
+    for appointment in appointments:
+        appointment.badges = badges.get(appointment.pk, [])  # type: ignore[attr-defined]
     by_day: dict[date, list] = {d: [] for d in days}
     for appointment in appointments:
         by_day.setdefault(appointment.starts_at.astimezone(zone).date(), []).append(appointment)
@@ -114,6 +118,7 @@ def appointment_detail_view(request: TenantRequest, pk: int) -> HttpResponse:
         "next_statuses": buttons,
         "can_cancel": AppointmentStatus.CANCELLED in allowed,
         "no_show_form": NoShowForm() if AppointmentStatus.NO_SHOW in allowed else None,
+        "badges": appointment_badges(request, [appointment.pk]).get(appointment.pk, []),
     }
     return render(request, "patients/scheduling/appointment_detail.html", context)
 
