@@ -59,7 +59,7 @@ def get_gap_for_user(request: TenantRequest, pk: object, perm: str = WORKLISTS) 
 
 
 def _tabs(request: TenantRequest) -> dict[str, Any]:
-    return page_context(request, None, None)  # type: ignore[arg-type]
+    return page_context(request, None, None)
 
 
 @staff_view(access=AccessAction.LIST, perm=WORKLISTS)
