@@ -9,7 +9,8 @@ an outcome drawn from a known model:
                        - 1.4 if confirmed - 0.5 if a reminder was delivered
 plus late cancels and cancellations with coded reasons. Blood pressure and HbA1c series every few
 months for hypertensive and diabetic patients improve more on an active care plan.
-Step "analytics" (last): a full refresh of the analytics facts, so the pages show figures at once.
+Step "analytics" (last): a full refresh of the analytics facts, then the no-show model trained and
+the coming visits scored, so the pages and the calendar show figures at once.
 """
 
 from __future__ import annotations
@@ -71,8 +72,17 @@ def seed_history(tenant: DemoTenant) -> list[str]:
 def seed_analytics(tenant: DemoTenant) -> list[str]:
     from analytics.refresh import refresh_run
 
+    from analytics.risk import risk_score, risk_train
+
     run = refresh_run(full=True)
-    return [f"analytics facts: {', '.join(f'{n} {name}' for name, n in run.rows.items())}"]
+    # The no-show model is trained weekly by beat: train and score now, so the calendar has flags.
+    model = risk_train()
+    scored = risk_score()
+    return [
+        f"analytics facts: {', '.join(f'{n} {name}' for name, n in run.rows.items())}",
+        f"no-show model {model.status}" + (f" (hold-out AUC {model.auc:.2f})" if model.auc else ""),
+        f"{scored} upcoming visits scored",
+    ]
 
 
 def _older_visits(patients_added: int, rng: random.Random) -> int:

@@ -89,3 +89,51 @@ def test_analyst_filters_sees_a_suppressed_cell_and_exports_csv(
     rows = {r[0]: r for r in csv.reader(io.StringIO(content))}
     assert rows["Dr Busy"][1:6] == ["30", "<11", "0", "hidden", "48"]
     assert "Nevershownname" not in content
+
+
+def test_provider_sees_risk_flags_on_tomorrows_calendar(live_server: Any, page: Any, transactional_db: None) -> None:
+    """A trained model flags tomorrow's risky visit (booked 120 days ahead by a patient who missed 3 of
+    4 visits, unconfirmed) on the provider's calendar, with its reasons; the safe visit has no flag."""
+    from playwright.sync_api import expect
+
+    from analytics import risk
+    from tests.analytics.history import Visit, patterned_history, write
+
+    organization = OrganizationFactory(slug="north", name="North Clinic", timezone="America/Chicago", require_mfa=False)
+    provider = UserFactory(username="provider@north.example")
+    MembershipFactory(user=provider, organization=organization, role="provider")
+    now = timezone.now()  # real-clock: the live server runs on the real clock; history ends before it
+    with organization_context(organization):
+        patterned_history(organization, now=now, visits=600, patients=80)
+        tomorrow = []
+        for risky, hour in ((True, 1), (False, 2)):
+            patient = PatientFactory(family_name="Riskyperson" if risky else "Safeperson")
+            past = [
+                Visit(patient, now - timedelta(days=40 + 7 * k, hours=k), "no_show" if risky and k < 3 else "attended")
+                for k in range(4)
+            ]
+            coming = Visit(
+                patient,
+                now + timedelta(days=1, hours=hour),
+                "upcoming",
+                lead_days=120 if risky else 0,
+                confirmed=not risky,
+            )
+            tomorrow.append(write(organization, [*past, coming])[-1])  # writes the visits' facts too
+        assert risk.risk_train().status == "trained"
+        risk.risk_score()
+
+    base = live_server.url
+    page.goto(base + "/accounts/login/")
+    page.get_by_label("Email or username").fill(provider.username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(base + "/")
+    day = timezone.localtime(tomorrow[0].starts_at, organization.zone).date()  # real-clock: see above
+    page.goto(f"{base}/patients/appointments/?view=day&date={day.isoformat()}")
+    risky_card = page.get_by_test_id("appointment").filter(has_text="Riskyperson")
+    expect(risky_card).to_be_visible()
+    badges = page.get_by_test_id("appointment-badge")
+    expect(badges).to_have_count(1)
+    expect(badges.first).to_contain_text("no-show risk")
+    expect(page.get_by_test_id("appointment").filter(has_text="Safeperson")).to_be_visible()
