@@ -71,7 +71,6 @@ def seed_history(tenant: DemoTenant) -> list[str]:
 @demo.register("analytics")
 def seed_analytics(tenant: DemoTenant) -> list[str]:
     from analytics.refresh import refresh_run
-
     from analytics.risk import risk_score, risk_train
 
     run = refresh_run(full=True)
