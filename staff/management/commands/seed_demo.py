@@ -46,7 +46,12 @@ class Command(BaseCommand):
     help = "Create the demo organizations (northside, lakeside), one user per role in each, and synthetic patients."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--patients", type=int, default=200, help="Patients per organization (default 200).")
+        parser.add_argument(
+            "--patients",
+            type=int,
+            default=1000,
+            help="Patients per organization (default 1000: enough for analytics figures above the <11 threshold).",
+        )
         parser.add_argument(
             "--password", default=None, help=f"Password of every demo user (default {demo.DEFAULT_PASSWORD})."
         )
