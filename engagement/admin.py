@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib import admin
 
 from compliance.access import PHIAdminMixin
@@ -9,6 +11,7 @@ from engagement.models import (
     MessageTemplate,
     OutboundMessage,
     Rule,
+    SurveyResponse,
 )
 
 
@@ -55,3 +58,19 @@ class CallLogAdmin(PHIAdminMixin, admin.ModelAdmin):
     list_filter = ["outcome", "recall_key"]
     exclude = ["note"]
     raw_id_fields = ["patient", "called_by"]
+
+
+@admin.register(SurveyResponse)
+class SurveyResponseAdmin(PHIAdminMixin, admin.ModelAdmin):
+    """Read-only: answers come from the patient (SMS reply or link), never typed in by staff."""
+
+    list_display = ["id", "nps", "csat_access", "csat_explain", "channel", "responded_at"]
+    list_filter = ["channel"]
+    exclude = ["comment"]  # PHI: read on the patient's Communications page, access-logged
+    raw_id_fields = ["patient", "appointment", "message", "practitioner", "location", "recovery_task"]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
