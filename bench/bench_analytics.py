@@ -45,6 +45,22 @@ def _timed(fn, samples: int) -> list[float]:  # type: ignore[no-untyped-def]
     return out
 
 
+def _per_builder(since):  # type: ignore[no-untyped-def]
+    """Each registered builder on its own (inside the organization), with its time and rows."""
+    from django.utils import timezone
+
+    import analytics.builders  # noqa: F401
+    from analytics.refresh import BUILDERS
+
+    now = timezone.now()
+    parts = []
+    for name, build in BUILDERS.items():
+        started = time.perf_counter()
+        rows = build(since, now)
+        parts.append(f"{name} {time.perf_counter() - started:.1f} s ({rows})")
+    return ", ".join(parts)
+
+
 ADD_HISTORY = """
 UPDATE patients_appointment SET
     status = CASE WHEN starts_at >= now() THEN status
@@ -173,7 +189,8 @@ def main() -> None:
         t0 = time.perf_counter()
         run = refresh_run(full=True)
         full = time.perf_counter() - t0
-        print(f"full rebuild: {full:.1f} s  rows {run.rows}")
+        print(f"full rebuild (refresh_run(full=True)): {full:.1f} s  rows {run.rows}")
+        print("  per builder, full:  " + _per_builder(None))
     with psycopg.connect(**_owner_dsn(), autocommit=True) as conn:
         for table in ("analytics_appointmentfact", "analytics_patientfact", "analytics_outreachdaily"):
             conn.execute(f"VACUUM (ANALYZE) {table}")
@@ -186,12 +203,24 @@ def main() -> None:
         )
         Appointment.objects.filter(pk__in=day_ids).update(updated_at=timezone.now())
         OutboundMessage.objects.filter(subject_id__in=day_ids).update(updated_at=timezone.now())
+        since = timezone.now()
+        Appointment.objects.filter(pk__in=day_ids).update(updated_at=timezone.now())
+        OutboundMessage.objects.filter(subject_id__in=day_ids).update(updated_at=timezone.now())
+        print("  per builder, incremental (since just before the changes):  " + _per_builder(since))
         t0 = time.perf_counter()
         run = refresh_run()
         print(f"incremental refresh after one day's changes: {time.perf_counter() - t0:.2f} s  rows {run.rows}")
         assert AppointmentFact.objects.count() == counts[0]
 
-    users = {m.role: m.user for m in Membership.objects.filter(organization=organization).select_related("user")}
+    from django.contrib.auth import get_user_model
+
+    users = {}
+    for role in ("provider", "nurse", "coordinator", "frontdesk", "admin", "analyst", "compliance"):
+        user, _ = get_user_model().objects.get_or_create(
+            username=f"bench-{role}@northside.example", defaults={"email": f"bench-{role}@northside.example"}
+        )
+        Membership.objects.get_or_create(user=user, organization=organization, defaults={"role": role})
+        users[role] = user
     print(f"\npages (full Django stack, as the app role under RLS, {args.samples} samples each, default 90 days):")
     pages = [("analyst", "/analytics/attendance/"), ("analyst", "/analytics/reminders/")]
     pages += [
