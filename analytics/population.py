@@ -22,7 +22,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from analytics.models import AgeBand, AppointmentFact, Outcome, PatientFact, PatientRisk
-from analytics.refresh import CHUNK, builder, chunks
+from analytics.refresh import CHUNK, builder, chunks, upsert_facts
 from analytics.suppression import Column, CountTable, RateColumn
 from healthcrm.tenancy import require_current_organization
 
@@ -286,17 +286,8 @@ def build_patient_risk(since: datetime | None, now: datetime) -> int:
                     refreshed_at=now,
                 )
             )
-        PatientRisk.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=["patient"],
-            update_fields=[f.name for f in PatientRisk._meta.concrete_fields if f.name not in _KEEP],
-        )
-        written += len(rows)
+        written += upsert_facts(PatientRisk, rows, "patient")
     return written
-
-
-_KEEP = {"id", "organization", "patient", "created_at"}
 
 
 # -- Prevalence and the tier distribution (aggregates, through CountTable) ----------------------

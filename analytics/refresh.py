@@ -51,6 +51,19 @@ def chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
         yield batch
 
 
+def upsert_facts(model: Any, rows: list[Any], unique_field: str) -> int:
+    """Insert fact rows, or update the existing row with the same `unique_field` (every column but
+    the key, the organization and created_at). Returns how many rows were written."""
+    keep = {"id", "organization", unique_field, "created_at"}
+    model.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=[unique_field],
+        update_fields=[f.name for f in model._meta.concrete_fields if f.name not in keep],
+    )
+    return len(rows)
+
+
 def age_on(birth: date | None, day: date) -> int | None:
     if birth is None:
         return None
@@ -103,13 +116,7 @@ def build_patient_facts(since: datetime | None, now: datetime) -> int:
             )
             for pk, (dob, sex, language, active) in _demographics(batch).items()
         ]
-        PatientFact.objects.bulk_create(
-            facts,
-            update_conflicts=True,
-            unique_fields=["patient"],
-            update_fields=["age_band", "sex", "language", "is_active", "refreshed_at", "updated_at"],
-        )
-        written += len(facts)
+        written += upsert_facts(PatientFact, facts, "patient")
     return written
 
 
@@ -237,17 +244,8 @@ def build_appointment_facts(since: datetime | None, now: datetime) -> int:
                     refreshed_at=now,
                 )
             )
-        AppointmentFact.objects.bulk_create(
-            facts,
-            update_conflicts=True,
-            unique_fields=["appointment"],
-            update_fields=[f.name for f in AppointmentFact._meta.concrete_fields if f.name not in _KEEP],
-        )
-        written += len(facts)
+        written += upsert_facts(AppointmentFact, facts, "appointment")
     return written
-
-
-_KEEP = {"id", "organization", "appointment", "created_at"}
 
 
 def refresh_run(*, full: bool = False, now: datetime | None = None) -> Refresh:

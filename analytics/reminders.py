@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from django.db import connection, models
 from django.db.models import Count, Exists, OuterRef, Q, Sum
 
+from analytics.adherence import OUTCOME_COLUMNS
 from analytics.filters import Filters
 from analytics.models import AppointmentFact, Exposure, Outcome, OutreachDaily
 from analytics.refresh import builder
@@ -41,12 +42,6 @@ STAGES = [
     Column("delivered", "Delivered"),
     Column("replied", "Replied"),
     Column("opted_out", "Opted out"),
-]
-OUTCOME_COLUMNS = [
-    Column(Outcome.ATTENDED, "Attended"),
-    Column(Outcome.NO_SHOW, "No-show"),
-    Column(Outcome.LATE_CANCEL, "Late cancel"),
-    Column(Outcome.CANCELLED, "Cancelled"),
 ]
 ATTENDANCE_RATES = [
     RateColumn("show_rate", "Show rate", Outcome.ATTENDED),
