@@ -53,20 +53,25 @@ def _matrix(values: dict[Key, int], lines: Sequence[Line], hidden: set[Key]) -> 
 
 
 def determined(values: dict[Key, int], lines: Sequence[Line], hidden: set[Key]) -> set[Key]:
-    """The hidden keys whose value follows exactly from the published ones and the lines' sums."""
+    """The hidden keys whose value follows exactly from the published ones and the lines' sums.
+
+    The hidden values solve A x = b (one row per line that touches them). x_i is determined exactly
+    when every solution agrees on it, i.e. when the null space of A is zero in coordinate i: one
+    SVD of A gives that basis, instead of one rank test per hidden key.
+    """
     if not hidden:
         return set()
     matrix, unknowns = _matrix(values, lines, hidden)
     if matrix.shape[0] == 0:
         return set()
-    rank = np.linalg.matrix_rank(matrix)
-    found = set()
-    for i, key in enumerate(unknowns):
-        unit = np.zeros(len(unknowns))
-        unit[i] = 1
-        if np.linalg.matrix_rank(np.vstack([matrix, unit])) == rank:
-            found.add(key)
-    return found
+    _, singular, vt = np.linalg.svd(matrix, full_matrices=True)
+    tolerance = max(matrix.shape) * np.finfo(float).eps * (singular[0] if singular.size else 0.0)
+    rank = int((singular > tolerance).sum())
+    null_space = vt[rank:]  # rows spanning {x : A x = 0}
+    if null_space.shape[0] == 0:
+        return set(unknowns)
+    free = np.abs(null_space).max(axis=0) > 1e-9
+    return {key for key, is_free in zip(unknowns, free, strict=True) if not is_free}
 
 
 def _hide_partner(values: dict[Key, int], line: Line, hidden: set[Key], exclude: Key | None = None) -> bool:

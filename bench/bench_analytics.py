@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--appointments", type=int, default=1_000_000)
     parser.add_argument("--observations", type=int, default=2_000_000)
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--pages-only", action="store_true", help="skip the rebuilds (facts already built)")
     args = parser.parse_args()
     os.environ["DATABASE_URL"] = _bench_url(
         os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:54329/healthcrm")
@@ -185,32 +186,33 @@ def main() -> None:
         f"{counts[2]} observations in {facts['slug']} (ready in {time.perf_counter() - started:.0f} s)"
     )
 
-    with organization_context(organization):
-        t0 = time.perf_counter()
-        run = refresh_run(full=True)
-        full = time.perf_counter() - t0
-        print(f"full rebuild (refresh_run(full=True)): {full:.1f} s  rows {run.rows}")
-        print("  per builder, full:  " + _per_builder(None))
-    with psycopg.connect(**_owner_dsn(), autocommit=True) as conn:
-        for table in ("analytics_appointmentfact", "analytics_patientfact", "analytics_outreachdaily"):
-            conn.execute(f"VACUUM (ANALYZE) {table}")
-    with organization_context(organization):
-        # One day's changes: 3,000 visits of yesterday get their outcome, their reminders a receipt.
-        day_ids = list(
-            Appointment.objects.filter(starts_at__lt=timezone.now())
-            .order_by("-starts_at")
-            .values_list("pk", flat=True)[:3000]
-        )
-        Appointment.objects.filter(pk__in=day_ids).update(updated_at=timezone.now())
-        OutboundMessage.objects.filter(subject_id__in=day_ids).update(updated_at=timezone.now())
-        since = timezone.now()
-        Appointment.objects.filter(pk__in=day_ids).update(updated_at=timezone.now())
-        OutboundMessage.objects.filter(subject_id__in=day_ids).update(updated_at=timezone.now())
-        print("  per builder, incremental (since just before the changes):  " + _per_builder(since))
-        t0 = time.perf_counter()
-        run = refresh_run()
-        print(f"incremental refresh after one day's changes: {time.perf_counter() - t0:.2f} s  rows {run.rows}")
-        assert AppointmentFact.objects.count() == counts[0]
+    if not args.pages_only:
+        with organization_context(organization):
+            t0 = time.perf_counter()
+            run = refresh_run(full=True)
+            full = time.perf_counter() - t0
+            print(f"full rebuild (refresh_run(full=True)): {full:.1f} s  rows {run.rows}")
+            print("  per builder, full:  " + _per_builder(None))
+        with psycopg.connect(**_owner_dsn(), autocommit=True) as conn:
+            for table in ("analytics_appointmentfact", "analytics_patientfact", "analytics_outreachdaily"):
+                conn.execute(f"VACUUM (ANALYZE) {table}")
+        with organization_context(organization):
+            # One day's changes: 3,000 visits of yesterday get their outcome, their reminders a receipt.
+            day_ids = list(
+                Appointment.objects.filter(starts_at__lt=timezone.now())
+                .order_by("-starts_at")
+                .values_list("pk", flat=True)[:3000]
+            )
+            Appointment.objects.filter(pk__in=day_ids).update(updated_at=timezone.now())
+            OutboundMessage.objects.filter(subject_id__in=day_ids).update(updated_at=timezone.now())
+            since = timezone.now()
+            Appointment.objects.filter(pk__in=day_ids).update(updated_at=timezone.now())
+            OutboundMessage.objects.filter(subject_id__in=day_ids).update(updated_at=timezone.now())
+            print("  per builder, incremental (since just before the changes):  " + _per_builder(since))
+            t0 = time.perf_counter()
+            run = refresh_run()
+            print(f"incremental refresh after one day's changes: {time.perf_counter() - t0:.2f} s  rows {run.rows}")
+            assert AppointmentFact.objects.count() == counts[0]
 
     from django.contrib.auth import get_user_model
 
@@ -219,10 +221,21 @@ def main() -> None:
         user, _ = get_user_model().objects.get_or_create(
             username=f"bench-{role}@northside.example", defaults={"email": f"bench-{role}@northside.example"}
         )
-        Membership.objects.get_or_create(user=user, organization=organization, defaults={"role": role})
+        with organization_context(organization):  # memberships are rows of the organization (RLS)
+            Membership.objects.get_or_create(user=user, organization=organization, defaults={"role": role})
         users[role] = user
-    print(f"\npages (full Django stack, as the app role under RLS, {args.samples} samples each, default 90 days):")
-    pages = [("analyst", "/analytics/attendance/"), ("analyst", "/analytics/reminders/")]
+    print(f"\npages (full Django stack, as the app role under RLS, {args.samples} samples each, 90 days with data):")
+    # The 90 days that end at the last visit that fell due (the bench's visits need not reach today).
+    with organization_context(organization):
+        last_day = (
+            AppointmentFact.objects.exclude(outcome="upcoming")
+            .order_by("-local_date")
+            .values_list("local_date", flat=True)[0]
+        )
+    from datetime import timedelta
+
+    window = f"?start={last_day - timedelta(days=89)}&end={last_day}"
+    pages = [("analyst", "/analytics/attendance/" + window), ("analyst", "/analytics/reminders/" + window)]
     pages += [
         (role, "/") for role in ("provider", "nurse", "coordinator", "frontdesk", "admin", "analyst", "compliance")
     ]
@@ -233,16 +246,13 @@ def main() -> None:
             verify_session(client, users[role])
         assert client.get(url).status_code == 200
         samples = _timed(lambda: client.get(url), args.samples)  # noqa: B023
-        print(f"  {url:24} {role:12} {_pcts(samples)}")
+        print(f"  {url.split('?')[0]:24} {role:12} {_pcts(samples)}")
 
     print("\nthe same figures from the base tables (naive) vs the facts, 90 days:")
     from analytics import adherence, reminders
     from analytics.filters import Filters, Period
 
-    today = timezone.localtime(timezone.now(), organization.zone).date()
-    from datetime import timedelta
-
-    filters = Filters(Period(today - timedelta(days=89), today), None, None, None)
+    filters = Filters(Period(last_day - timedelta(days=89), last_day), None, None, None)
     naive_sql = {
         "outcomes by provider": NAIVE_OUTCOMES,
         "attendance by reminder exposure": NAIVE_EXPOSURE,
