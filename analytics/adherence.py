@@ -59,13 +59,17 @@ class Dimension:
     label: str
 
     def rows(self, present: Sequence[Any]) -> list[tuple[str, str]]:
-        return [(str(k), self.row_label(k)) for k in present]
+        # Names are looked up once per table (not once per row: 200 providers were 200 queries).
+        names = _practitioners() if self.key == "provider" else _locations() if self.key == "location" else {}
+        return [(str(k), self.row_label(k, names)) for k in present]
 
-    def row_label(self, key: Any) -> str:
+    def row_label(self, key: Any, names: dict[int, str] | None = None) -> str:
         if self.key == "provider":
-            return _practitioners().get(key, f"Provider #{key}")
+            return (names if names is not None else _practitioners()).get(key, f"Provider #{key}")
         if self.key == "location":
-            return _locations().get(key, "No location") if key is not None else "No location"
+            if key is None:
+                return "No location"
+            return (names if names is not None else _locations()).get(key, "No location")
         if self.key == "type":
             return str(AppointmentType(key).label) if key in AppointmentType.values else str(key)
         if self.key == "weekday":
