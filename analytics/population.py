@@ -24,7 +24,6 @@ from django.utils import timezone
 from analytics.models import AgeBand, AppointmentFact, Outcome, PatientFact, PatientRisk
 from analytics.refresh import CHUNK, builder, chunks, upsert_facts
 from analytics.suppression import Column, CountTable, RateColumn
-from healthcrm.tenancy import require_current_organization
 
 SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -241,6 +240,20 @@ def _touched_patient_ids(since: datetime, now: datetime) -> QuerySet[Any]:
     )
 
 
+RISK_COLUMNS = (
+    "patient",
+    "conditions",
+    "condition_count",
+    "bp_uncontrolled",
+    "a1c_uncontrolled",
+    "no_shows_12m",
+    "acute_12m",
+    "points",
+    "tier",
+    "refreshed_at",
+)
+
+
 @builder("risk")
 def build_patient_risk(since: datetime | None, now: datetime) -> int:
     """One PatientRisk per patient: chronic conditions, uncontrolled measures, no-shows, acute visits, tier.
@@ -251,7 +264,6 @@ def build_patient_risk(since: datetime | None, now: datetime) -> int:
     observation leaves no updated row behind to find)."""
     from patients.models import Patient
 
-    organization = require_current_organization()
     ids = Patient.objects.all() if since is None else _touched_patient_ids(since, now)
     written = 0
     for batch in chunks(ids.order_by("pk").values_list("pk", flat=True).iterator(chunk_size=CHUNK)):
@@ -272,21 +284,20 @@ def build_patient_risk(since: datetime | None, now: datetime) -> int:
                 acute=acute.get(pk, 0),
             )
             rows.append(
-                PatientRisk(
-                    organization=organization,
-                    patient_id=pk,
-                    conditions=keys,
-                    condition_count=len(keys),
-                    bp_uncontrolled=bp_high,
-                    a1c_uncontrolled=a1c_high,
-                    no_shows_12m=no_shows.get(pk, 0),
-                    acute_12m=acute.get(pk, 0),
-                    points=points,
-                    tier=risk_tier(points),
-                    refreshed_at=now,
+                (
+                    pk,
+                    keys,
+                    len(keys),
+                    bp_high,
+                    a1c_high,
+                    no_shows.get(pk, 0),
+                    acute.get(pk, 0),
+                    points,
+                    risk_tier(points),
+                    now,
                 )
             )
-        written += upsert_facts(PatientRisk, rows, "patient")
+        written += upsert_facts(PatientRisk, RISK_COLUMNS, rows, "patient")
     return written
 
 

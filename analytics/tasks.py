@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import shared_task
 
 from healthcrm.models import Organization
-from healthcrm.tasks import TenantTask
+from healthcrm.tasks import TenantTask, fan_out
 
 
 @shared_task(base=TenantTask, name="analytics.tasks.refresh_task", ignore_result=True)
@@ -20,12 +18,7 @@ def refresh_task(organization: Organization, full: bool = False) -> None:
 @shared_task(name="analytics.tasks.refresh_all_task", ignore_result=True)
 def refresh_all_task(full: bool = False) -> int:
     """Beat: one refresh per active organization (incremental; `full=True` nightly)."""
-    organizations = Organization.objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True)
-    count = 0
-    for organization_id in organizations:
-        refresh_task.delay(organization_id, full=full)
-        count += 1
-    return count
+    return fan_out(refresh_task, full=full)
 
 
 @shared_task(base=TenantTask, name="analytics.tasks.risk_train_task", ignore_result=True)
@@ -45,22 +38,13 @@ def risk_score_task(organization: Organization) -> None:
     risk_score()
 
 
-def _each_organization(task: Any) -> int:
-    organizations = Organization.objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True)
-    count = 0
-    for organization_id in organizations:
-        task.delay(organization_id)
-        count += 1
-    return count
-
-
 @shared_task(name="analytics.tasks.risk_train_all_task", ignore_result=True)
 def risk_train_all_task() -> int:
     """Beat, weekly: one training (then scoring) per active organization."""
-    return _each_organization(risk_train_task)
+    return fan_out(risk_train_task)
 
 
 @shared_task(name="analytics.tasks.risk_score_all_task", ignore_result=True)
 def risk_score_all_task() -> int:
     """Beat, daily: one scoring per active organization."""
-    return _each_organization(risk_score_task)
+    return fan_out(risk_score_task)

@@ -104,21 +104,26 @@ class TenantTask(Task):
                 return self.run(organization, *args, **kwargs)
 
 
-def fan_out(task: Task, due: Callable[[Organization], Iterable[Any]]) -> int:
+def fan_out(task: Task, due: Callable[[Organization], Iterable[Any]] | None = None, **kwargs: Any) -> int:
     """A beat scan: for each active organization, the ids `due(organization)` gives, one task each.
 
     `due` runs inside the organization's context (its transaction commits before anything is
-    enqueued); then `task.delay(organization.pk, item)` for each item it returned. Returns how many
-    tasks were enqueued.
+    enqueued); then `task.delay(organization.pk, item, **kwargs)` for each item it returned. With no
+    `due`, one task per organization: `task.delay(organization.pk, **kwargs)`. Keyword arguments
+    are options (ids and flags), never PHI. Returns how many tasks were enqueued.
     """
     from healthcrm.models import Organization
 
     total = 0
     for organization in Organization.objects.filter(is_active=True).order_by("pk"):
+        if due is None:
+            task.delay(organization.pk, **kwargs)
+            total += 1
+            continue
         with organization_context(organization):
             items = list(due(organization))
         for item in items:
-            task.delay(organization.pk, item)
+            task.delay(organization.pk, item, **kwargs)
         total += len(items)
     return total
 

@@ -179,8 +179,8 @@ class _Recorder:
         self.calls: list[tuple[Any, ...]] = []
         self.during: list[Organization | None] = []
 
-    def delay(self, *args: Any) -> None:
-        self.calls.append(args)
+    def delay(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((*args, kwargs) if kwargs else args)
         self.during.append(get_current_organization())
 
 
@@ -198,6 +198,14 @@ def test_fan_out_asks_each_active_organization_in_its_context_then_enqueues_outs
     assert all(in_transaction for _, _, in_transaction in asked)
     assert recorder.calls == [(org_a.pk, org_a.pk * 10), (org_a.pk, org_a.pk * 10 + 1), (org_b.pk, org_b.pk * 10)]
     assert recorder.during == [None, None, None]
+
+
+def test_fan_out_without_a_scan_sends_one_task_per_active_organization_with_its_options(org_a, org_b) -> None:
+    OrganizationFactory(slug="closed", is_active=False)
+    recorder = _Recorder()
+    assert fan_out(recorder, full=True) == 2  # type: ignore[arg-type]
+    assert recorder.calls == [(org_a.pk, {"full": True}), (org_b.pk, {"full": True})]
+    assert recorder.during == [None, None]
 
 
 def test_the_rules_scan_enqueues_one_materialize_task_per_active_rule(org_a, org_b, monkeypatch) -> None:
