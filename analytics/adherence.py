@@ -18,6 +18,7 @@ from django.db.models.functions import TruncMonth, TruncWeek
 
 from analytics.charts import Value as ChartValue
 from analytics.filters import Filters, Period
+from analytics.grouping import Counts, grouped_counts
 from analytics.models import DUE_OUTCOMES, AgeBand, AppointmentFact, Outcome
 from analytics.suppression import SUPPRESS_BELOW, Column, CountTable, RateColumn
 from healthcrm.models import Location
@@ -118,19 +119,40 @@ def due_facts(filters: Filters, period: Period | None = None) -> QuerySet[Appoin
     return filters.apply(AppointmentFact.objects.filter(outcome__in=DUE_OUTCOMES), period=period)
 
 
-def outcome_table(filters: Filters, dimension: str, *, period: Period | None = None) -> CountTable:
+def _columns() -> dict[str, Any]:
+    return {
+        **{key: F(field) for key, field in _GROUP_FIELD.items()},
+        "lead": lead_band_expression(),
+        "reason": F("status_reason"),
+        "week": TruncWeek("local_date"),
+        "month": TruncMonth("local_date"),
+        "outcome": F("outcome"),
+    }
+
+
+_SETS: dict[str, tuple[str, ...]] = {
+    "summary": ("outcome",),
+    **{key: (key, "outcome") for key in ("provider", "location", "type", "weekday", "hour", "lead", "age")},
+    "heat": ("weekday", "hour", "outcome"),
+    "week": ("week", "outcome"),
+    "month": ("month", "outcome"),
+    "reason": ("reason", "outcome"),
+}
+
+
+def adherence_counts(filters: Filters, period: Period | None = None) -> Counts:
+    """Every grouping the attendance page shows, from one scan of the period's due visits."""
+    return grouped_counts(due_facts(filters, period), _columns(), _SETS)
+
+
+def outcome_table(
+    filters: Filters, dimension: str, *, period: Period | None = None, counts: Counts | None = None
+) -> CountTable:
     """Outcome counts by one dimension, suppressed, with no-show/late-cancel/show rates and Wilson CIs."""
     dim = DIMENSIONS[dimension]
-    facts = due_facts(filters, period)
-    if dimension == "lead":
-        facts = facts.annotate(group=lead_band_expression())
-    else:
-        facts = facts.annotate(group=_field(dimension))
-    counts: dict[tuple[str, str], int] = {}
-    present: set[Any] = set()
-    for group, outcome, n in facts.values_list("group", "outcome").annotate(n=Count("id")).order_by():
-        counts[(str(group), outcome)] = n
-        present.add(group)
+    grouped = (counts or adherence_counts(filters, period))[dimension]
+    cells = {(str(group), outcome): n for (group, outcome), n in grouped.items()}
+    present = {group for group, _ in grouped}
     order = _ORDER.get(dimension)
     keys = [k for k in order if k in present] if order else sorted(present, key=lambda k: (k is None, k))
     rows = dim.rows(keys)
@@ -141,7 +163,7 @@ def outcome_table(filters: Filters, dimension: str, *, period: Period | None = N
         row_header=dim.label,
         columns=OUTCOME_COLUMNS,
         rows=rows,
-        counts=counts,
+        counts=cells,
         rates=RATES,
         total_label="All visits",
     )
@@ -151,14 +173,17 @@ def _field(dimension: str) -> Any:
     return F(_GROUP_FIELD[dimension])
 
 
-def summary(filters: Filters, period: Period | None = None) -> CountTable:
+def summary(filters: Filters, period: Period | None = None, *, counts: Counts | None = None) -> CountTable:
     """One row: the period's outcome counts and rates (for the headline and the comparison)."""
-    counts = {
-        ("all", outcome): n
-        for outcome, n in due_facts(filters, period).values_list("outcome").annotate(n=Count("id")).order_by()
-    }
+    if counts is not None:
+        found = {("all", outcome): n for (outcome,), n in counts["summary"].items()}
+    else:
+        found = {
+            ("all", outcome): n
+            for outcome, n in due_facts(filters, period).values_list("outcome").annotate(n=Count("id")).order_by()
+        }
     label = (period or filters.period).label()
-    return CountTable("Summary", "Period", OUTCOME_COLUMNS, [("all", label)], counts, RATES, total_label=label)
+    return CountTable("Summary", "Period", OUTCOME_COLUMNS, [("all", label)], found, RATES, total_label=label)
 
 
 def _bucket_rate(no_show: int, total: int) -> ChartValue:
@@ -168,23 +193,19 @@ def _bucket_rate(no_show: int, total: int) -> ChartValue:
     return no_show / total
 
 
-def trend(filters: Filters, *, grain: str | None = None) -> tuple[list[str], list[ChartValue], str]:
+def trend(
+    filters: Filters, *, grain: str | None = None, counts: Counts | None = None
+) -> tuple[list[str], list[ChartValue], str]:
     """No-show rate per week (ranges up to 26 weeks) or month; returns labels, values, grain."""
     grain = grain or ("week" if filters.period.days <= 182 else "month")
-    trunc = TruncWeek("local_date") if grain == "week" else TruncMonth("local_date")
-    rows = (
-        due_facts(filters)
-        .annotate(bucket=trunc)
-        .values("bucket")
-        .annotate(total=Count("id"), no_show=Count("id", filter=Q(outcome=Outcome.NO_SHOW)))
-        .order_by("bucket")
-    )
-    found = {row["bucket"]: row for row in rows}
+    found: dict[date, tuple[int, int]] = {}
+    for (bucket, outcome), n in (counts or adherence_counts(filters))[grain].items():
+        no_show, total = found.get(bucket, (0, 0))
+        found[bucket] = (no_show + (n if outcome == Outcome.NO_SHOW else 0), total + n)
     labels, values = [], []
     for bucket in _buckets(filters.period, grain):
-        row = found.get(bucket)
         labels.append(f"{bucket:%d %b}" if grain == "week" else f"{bucket:%b %Y}")
-        values.append(_bucket_rate(row["no_show"], row["total"]) if row else None)
+        values.append(_bucket_rate(*found[bucket]) if bucket in found else None)
     return labels, values, grain
 
 
@@ -203,16 +224,15 @@ def _buckets(period: Period, grain: str) -> list[date]:
     return out
 
 
-def heat(filters: Filters) -> tuple[list[str], list[str], list[list[ChartValue]], list[tuple[str, float, int]]]:
+def heat(
+    filters: Filters, *, counts: Counts | None = None
+) -> tuple[list[str], list[str], list[list[ChartValue]], list[tuple[str, float, int]]]:
     """No-show rate by weekday × hour (rows Mon–Sun that have visits, columns the hours in use),
     and the worst slots: the five highest rates among slots whose counts are shown."""
-    cells = {
-        (row["weekday"], row["hour"]): (row["no_show"], row["total"])
-        for row in due_facts(filters)
-        .values("weekday", "hour")
-        .annotate(total=Count("id"), no_show=Count("id", filter=Q(outcome=Outcome.NO_SHOW)))
-        .order_by()
-    }
+    cells: dict[tuple[int, int], tuple[int, int]] = {}
+    for (weekday, hour, outcome), n in (counts or adherence_counts(filters))["heat"].items():
+        no_show, total = cells.get((weekday, hour), (0, 0))
+        cells[(weekday, hour)] = (no_show + (n if outcome == Outcome.NO_SHOW else 0), total + n)
     days = sorted({d for d, _ in cells})
     hours = sorted({h for _, h in cells})
     values = [[_bucket_rate(*cells[(d, h)]) if (d, h) in cells else None for h in hours] for d in days]
@@ -228,20 +248,21 @@ def heat(filters: Filters) -> tuple[list[str], list[str], list[list[ChartValue]]
     return [WEEKDAYS[d] for d in days], [f"{h:02d}" for h in hours], values, worst
 
 
-def reason_table(filters: Filters) -> CountTable:
+def reason_table(filters: Filters, *, counts: Counts | None = None) -> CountTable:
     """Why visits were missed or cancelled (coded reasons; blank = not recorded)."""
     columns = [
         Column(Outcome.NO_SHOW, "No-show"),
         Column(Outcome.LATE_CANCEL, "Late cancel"),
         Column(Outcome.CANCELLED, "Cancelled"),
     ]
-    counts: dict[tuple[str, str], int] = {}
+    cells: dict[tuple[str, str], int] = {}
     present = set()
-    facts = due_facts(filters).exclude(outcome=Outcome.ATTENDED)
-    for reason, outcome, n in facts.values_list("status_reason", "outcome").annotate(n=Count("id")).order_by():
+    for (reason, outcome), n in (counts or adherence_counts(filters))["reason"].items():
+        if outcome == Outcome.ATTENDED:
+            continue
         key = reason or "none"
-        counts[(key, outcome)] = counts.get((key, outcome), 0) + n
+        cells[(key, outcome)] = cells.get((key, outcome), 0) + n
         present.add(key)
     labels = {**dict(StatusReason.choices), "none": "Not recorded"}
     rows = sorted(((k, str(labels.get(k, k))) for k in present), key=lambda r: r[1])
-    return CountTable("Reasons for missed and cancelled visits", "Reason", columns, rows, counts, total_label="All")
+    return CountTable("Reasons for missed and cancelled visits", "Reason", columns, rows, cells, total_label="All")

@@ -96,6 +96,12 @@ class AppointmentFact(TenantModel):
     reminded_72h = models.BooleanField(default=False)
     reminded_24h = models.BooleanField(default=False)
     reminded_2h = models.BooleanField(default=False)
+    reminder_rules = ArrayField(
+        models.BigIntegerField(),
+        default=list,
+        blank=True,
+        help_text="Reminder rules that delivered a reminder for this start before it (ids).",
+    )
     refreshed_at = models.DateTimeField()
 
     class Meta:

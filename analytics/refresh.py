@@ -209,19 +209,22 @@ def outcome_of(status: str, starts_at: datetime, status_changed_at: datetime | N
     return Outcome.UPCOMING if starts_at > now else Outcome.UNRECORDED
 
 
-def _reminders(appointment_starts: dict[int, datetime]) -> dict[int, dict[str, bool]]:
-    """Per appointment: which channels and offsets had a reminder delivered before the visit.
+def _reminders(appointment_starts: dict[int, datetime]) -> dict[int, dict[str, Any]]:
+    """Per appointment: which channels and offsets had a reminder delivered before the visit, and
+    from which rules ("rules": their ids).
 
     Delivered means a delivery receipt (SMS) or accepted by the mail server (email has no receipts).
     """
     from engagement.models import OutboundMessage
     from engagement.services import reminder_slot_matches
 
-    found: dict[int, dict[str, bool]] = {}
+    found: dict[int, dict[str, Any]] = {}
     rows = OutboundMessage.objects.filter(
         subject_type="appointment", subject_id__in=list(appointment_starts), rule__kind="appointment_reminder"
     ).filter(Q(status="delivered") | Q(status="sent", channel="email"))
-    for subject_id, channel, slot, sent_at in rows.values_list("subject_id", "channel", "slot", "sent_at"):
+    for subject_id, channel, slot, sent_at, rule_id in rows.values_list(
+        "subject_id", "channel", "slot", "sent_at", "rule_id"
+    ):
         starts_at = appointment_starts[subject_id]
         match = _OFFSET.match(slot)
         # Only reminders for this start (a rescheduled visit's old ones do not count), sent before it.
@@ -229,10 +232,12 @@ def _reminders(appointment_starts: dict[int, datetime]) -> dict[int, dict[str, b
             continue
         if sent_at is not None and sent_at >= starts_at:
             continue
-        flags = found.setdefault(subject_id, {})
+        flags = found.setdefault(subject_id, {"rules": []})
         flags[f"{channel}_delivered"] = True
         offset = int(match.group(1))
         flags[f"reminded_{72 if offset >= 48 else 24 if offset >= 12 else 2}h"] = True
+        if rule_id not in flags["rules"]:
+            flags["rules"].append(rule_id)
     return found
 
 
@@ -312,6 +317,7 @@ def build_appointment_facts(since: datetime | None, now: datetime) -> int:
                     flags.get("reminded_72h", False),
                     flags.get("reminded_24h", False),
                     flags.get("reminded_2h", False),
+                    sorted(flags.get("rules", ())),
                     now,
                 )
             )
@@ -340,9 +346,10 @@ APPOINTMENT_FACT_COLUMNS = (
     "reminded_72h",
     "reminded_24h",
     "reminded_2h",
+    "reminder_rules",
     "refreshed_at",
 )
-_NO_FLAGS: dict[str, bool] = {}
+_NO_FLAGS: dict[str, Any] = {}
 _NO_DEMOGRAPHICS: tuple[None] = (None,)
 
 

@@ -24,10 +24,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.db import connection, models
-from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models import F, Func, Sum
 
 from analytics.adherence import OUTCOME_COLUMNS
 from analytics.filters import Filters
+from analytics.grouping import Counts, grouped_counts
 from analytics.models import AppointmentFact, Exposure, Outcome, OutreachDaily
 from analytics.refresh import builder
 from analytics.suppression import Column, CountTable, RateColumn
@@ -142,12 +143,29 @@ def _outcome_table(
     )
 
 
-def by_exposure(filters: Filters) -> CountTable:
-    counts = {
-        (exposure, outcome): n
-        for exposure, outcome, n in _due(filters).values_list("exposure", "outcome").annotate(n=Count("id")).order_by()
+def reminder_counts(filters: Filters) -> Counts:
+    """Exposure, channel and offset groupings of the period's due visits, from one scan."""
+    columns = {
+        "exposure": F("exposure"),
+        "sms": F("sms_delivered"),
+        "email": F("email_delivered"),
+        "r72": F("reminded_72h"),
+        "r24": F("reminded_24h"),
+        "r2": F("reminded_2h"),
+        "outcome": F("outcome"),
     }
-    return _outcome_table("Attendance by reminder exposure", "Reminder", list(Exposure.choices), counts)
+    sets = {
+        "exposure": ("exposure", "outcome"),
+        "channel": ("sms", "email", "outcome"),
+        "offset": ("r72", "r24", "r2", "outcome"),
+    }
+    return grouped_counts(_due(filters), columns, sets)
+
+
+def by_exposure(filters: Filters, *, counts: Counts | None = None) -> CountTable:
+    grouped = (counts or reminder_counts(filters))["exposure"]
+    cells = {(exposure, outcome): n for (exposure, outcome), n in grouped.items()}
+    return _outcome_table("Attendance by reminder exposure", "Reminder", list(Exposure.choices), cells)
 
 
 CHANNEL_ROWS = [
@@ -158,13 +176,12 @@ CHANNEL_ROWS = [
 ]
 
 
-def by_channel(filters: Filters) -> CountTable:
-    counts: dict[tuple[str, str], int] = {}
-    rows = _due(filters).values_list("sms_delivered", "email_delivered", "outcome").annotate(n=Count("id")).order_by()
-    for sms, email, outcome, n in rows:
+def by_channel(filters: Filters, *, counts: Counts | None = None) -> CountTable:
+    cells: dict[tuple[str, str], int] = {}
+    for (sms, email, outcome), n in (counts or reminder_counts(filters))["channel"].items():
         key = "both" if sms and email else "sms" if sms else "email" if email else "none"
-        counts[(key, outcome)] = counts.get((key, outcome), 0) + n
-    return _outcome_table("Attendance by reminder channel", "Channel", CHANNEL_ROWS, counts)
+        cells[(key, outcome)] = cells.get((key, outcome), 0) + n
+    return _outcome_table("Attendance by reminder channel", "Channel", CHANNEL_ROWS, cells)
 
 
 def _offset_key(r72: bool, r24: bool, r2: bool) -> str:
@@ -180,39 +197,31 @@ OFFSET_ROWS = [
 ][::-1]
 
 
-def by_offset(filters: Filters) -> CountTable:
-    counts: dict[tuple[str, str], int] = {}
-    rows = (
-        _due(filters)
-        .values_list("reminded_72h", "reminded_24h", "reminded_2h", "outcome")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    for r72, r24, r2, outcome, n in rows:
+def by_offset(filters: Filters, *, counts: Counts | None = None) -> CountTable:
+    cells: dict[tuple[str, str], int] = {}
+    for (r72, r24, r2, outcome), n in (counts or reminder_counts(filters))["offset"].items():
         key = _offset_key(r72, r24, r2)
-        counts[(key, outcome)] = counts.get((key, outcome), 0) + n
-    return _outcome_table(
-        "Attendance by reminders delivered (hours before the visit)", "Reminders", OFFSET_ROWS, counts
-    )
+        cells[(key, outcome)] = cells.get((key, outcome), 0) + n
+    return _outcome_table("Attendance by reminders delivered (hours before the visit)", "Reminders", OFFSET_ROWS, cells)
 
 
 def confirmation_by_rule(filters: Filters) -> CountTable:
-    """Per reminder rule: due visits with a delivered reminder from it, confirmed or not."""
-    from engagement.models import OutboundMessage, Rule
+    """Per reminder rule: due visits with a delivered reminder from it, confirmed or not (the rules
+    are the fact's `reminder_rules`, found when it was built: no join to the outbox here)."""
+    from engagement.models import Rule
 
-    counts: dict[tuple[str, str], int] = {}
     rules = list(Rule.objects.filter(kind="appointment_reminder").order_by("name").values_list("pk", "name"))
+    rule = Func(F("reminder_rules"), function="unnest", output_field=models.BigIntegerField())
+    grouped = grouped_counts(_due(filters), {"rule": rule, "exposure": F("exposure")}, {"rule": ("rule", "exposure")})
+    counts: dict[tuple[str, str], int] = {}
     for pk, _ in rules:
-        delivered = OutboundMessage.objects.filter(
-            rule_id=pk, subject_type="appointment", subject_id=OuterRef("appointment_id")
-        ).filter(Q(status="delivered") | Q(status="sent", channel="email"))
-        facts = _due(filters).filter(Exists(delivered))
-        tally = facts.aggregate(
-            confirmed=Count("id", filter=Q(exposure=Exposure.CONFIRMED)),
-            not_confirmed=Count("id", filter=~Q(exposure=Exposure.CONFIRMED)),
-        )
-        counts[(str(pk), "confirmed")] = tally["confirmed"]
-        counts[(str(pk), "not_confirmed")] = tally["not_confirmed"]
+        counts[(str(pk), "confirmed")] = 0
+        counts[(str(pk), "not_confirmed")] = 0
+    for (pk, exposure), n in grouped["rule"].items():
+        if (str(pk), "confirmed") not in counts:
+            continue  # a rule of another kind now, or deleted
+        column = "confirmed" if exposure == Exposure.CONFIRMED else "not_confirmed"
+        counts[(str(pk), column)] += n
     return CountTable(
         "Confirmation rate per reminder rule",
         "Rule",

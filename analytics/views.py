@@ -64,10 +64,11 @@ def index(request: TenantRequest) -> HttpResponse:
 @staff_view(access=PHI_FREE, perm=AGGREGATES)
 def adherence_view(request: TenantRequest) -> HttpResponse:
     form, filters = period_filters(request)
-    current = adherence.summary(filters)
+    counts = adherence.adherence_counts(filters)
+    current = adherence.summary(filters, counts=counts)
     previous = adherence.summary(filters, period=filters.comparison) if filters.comparison else None
 
-    labels, values, grain = adherence.trend(filters)
+    labels, values, grain = adherence.trend(filters, counts=counts)
     trend_chart = line_chart(
         f"No-show rate by {grain}",
         trend_reading("No-show rate", labels, values),
@@ -75,7 +76,8 @@ def adherence_view(request: TenantRequest) -> HttpResponse:
         [("No-show rate", values)],
         slug="trend",
     )
-    by_provider = adherence.outcome_table(filters, "provider")
+    tables: dict[str, Any] = {key: adherence.outcome_table(filters, key, counts=counts) for key in adherence.DIMENSIONS}
+    by_provider = tables["provider"]
     provider_items = [
         (row["label"], rate[0] if (rate := row["rates"][0]) else None)
         for row in by_provider.display_rows()
@@ -84,7 +86,7 @@ def adherence_view(request: TenantRequest) -> HttpResponse:
     provider_chart = bar_chart(
         "No-show rate by provider", _spread_reading(provider_items), provider_items, slug="provider"
     )
-    days, hours, grid, worst = adherence.heat(filters)
+    days, hours, grid, worst = adherence.heat(filters, counts=counts)
     heat_chart = heatmap(
         "No-show rate by weekday and hour",
         f"The worst slot is {worst[0][0]} at {percent(worst[0][1])}."
@@ -95,8 +97,7 @@ def adherence_view(request: TenantRequest) -> HttpResponse:
         grid,
         slug="heat",
     )
-    tables: dict[str, Any] = {key: adherence.outcome_table(filters, key) for key in adherence.DIMENSIONS}
-    tables["reasons"] = adherence.reason_table(filters)
+    tables["reasons"] = adherence.reason_table(filters, counts=counts)
     tables["trend"] = trend_chart
     tables["heat"] = heat_chart
     context = page_context(
@@ -126,7 +127,8 @@ def _spread_reading(items: list[tuple[str, float | None]]) -> str:
 @staff_view(access=PHI_FREE, perm=AGGREGATES)
 def reminders_view(request: TenantRequest) -> HttpResponse:
     form, filters = period_filters(request)
-    exposure = reminders.by_exposure(filters)
+    counts = reminders.reminder_counts(filters)
+    exposure = reminders.by_exposure(filters, counts=counts)
     show = {row["key"]: row["rates"][0] for row in exposure.display_rows()}
     exposure_items = [(label, rate[0] if (rate := show.get(key)) else None) for key, label in exposure.rows]
     exposure_chart = bar_chart(
@@ -145,8 +147,8 @@ def reminders_view(request: TenantRequest) -> HttpResponse:
     confirmations = reminders.confirmation_by_rule(filters)
     tables: dict[str, Any] = {
         "exposure": exposure,
-        "channel": reminders.by_channel(filters),
-        "offset": reminders.by_offset(filters),
+        "channel": reminders.by_channel(filters, counts=counts),
+        "offset": reminders.by_offset(filters, counts=counts),
         "confirmation": confirmations,
         "funnel-rule": by_rule,
         "funnel-channel": reminders.funnel(filters, "channel"),
