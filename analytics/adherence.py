@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
-from django.db.models.functions import TruncMonth, TruncWeek
+from django.db.models import Case, CharField, Count, DateField, F, Q, QuerySet, Value, When
+from django.db.models.functions import Cast, TruncMonth, TruncWeek
 
 from analytics.charts import Value as ChartValue
 from analytics.filters import Filters, Period
@@ -124,8 +124,9 @@ def _columns() -> dict[str, Any]:
         **{key: F(field) for key, field in _GROUP_FIELD.items()},
         "lead": lead_band_expression(),
         "reason": F("status_reason"),
-        "week": TruncWeek("local_date"),
-        "month": TruncMonth("local_date"),
+        # As dates (grouped_counts reads raw rows: date_trunc alone would give timestamps).
+        "week": Cast(TruncWeek("local_date"), output_field=DateField()),
+        "month": Cast(TruncMonth("local_date"), output_field=DateField()),
         "outcome": F("outcome"),
     }
 
@@ -141,7 +142,15 @@ _SETS: dict[str, tuple[str, ...]] = {
 
 
 def adherence_counts(filters: Filters, period: Period | None = None) -> Counts:
-    """Every grouping the attendance page shows, from one scan of the period's due visits."""
+    """Every grouping the attendance page shows: from the daily cube, or (with a provider filter)
+    from one scan of the period's due visits."""
+    from analytics.cube import cube_counts
+
+    return cube_counts(filters, period) or fact_counts(filters, period)
+
+
+def fact_counts(filters: Filters, period: Period | None = None) -> Counts:
+    """`adherence_counts` from one scan of the facts."""
     return grouped_counts(due_facts(filters, period), _columns(), _SETS)
 
 

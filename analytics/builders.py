@@ -4,6 +4,7 @@ Order matters: builders run in registration order, so a module that reads anothe
 """
 
 from analytics import (
+    cube,  # noqa: F401  (the pages' daily cube: imports refresh, so it registers after appointments)
     gaps,  # noqa: F401  (care gaps, from the recall definitions)
     population,  # noqa: F401  (risk: imports refresh, so it registers after patients and appointments)
     refresh,  # noqa: F401  (patients, appointments)

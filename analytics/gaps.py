@@ -23,11 +23,11 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
-from analytics.models import CARE_CLOSURES, CareGap, GapClosedBy
+from analytics.models import CARE_CLOSURES, CareGap, GapClosedBy, PatientFact
 from analytics.refresh import builder
 from analytics.suppression import Column, CountTable, RateColumn
 from engagement.models import CallLog
-from engagement.recalls import RECALLS
+from engagement.recalls import RECALLS, Recall
 from engagement.services import recall_messages
 from healthcrm.tenancy import require_current_organization
 
@@ -36,27 +36,36 @@ from healthcrm.tenancy import require_current_organization
 def build_care_gaps(since: datetime | None, now: datetime) -> int:
     """Open a gap for each patient a recall says is due (opened_on: since when), close open gaps
     whose patient is no longer due: by the closing record (its date, never before the opening),
-    as expired when the recall's season ended, else as no longer eligible. Returns rows written."""
+    as expired when the recall's season ended, else as no longer eligible. Returns rows written.
+
+    A recall's sex and age condition is read from PatientFact.recall_eligible (the patients builder,
+    earlier in the same run, evaluated `patient_matches` for every patient it refreshed), so a run
+    decrypts nothing here but the new gaps' dates (and candidates that have no facts yet): a
+    patient who turns 50 gets the mammography gap with the nightly full rebuild."""
     organization = require_current_organization()
     local_now = timezone.localtime(now, organization.zone)
     today = local_now.date()
     written = 0
     for recall in RECALLS.values():
-        due = recall.due_now(local_now)
-        open_gaps = {g.patient_id: g for g in CareGap.objects.filter(recall_key=recall.key, closed_on__isnull=True)}
+        due = _due_now(recall, local_now)
+        open_gaps = {
+            patient_id: (pk, opened_on)
+            for pk, patient_id, opened_on in CareGap.objects.filter(
+                recall_key=recall.key, closed_on__isnull=True
+            ).values_list("pk", "patient_id", "opened_on")
+        }
         leaving = [pid for pid in open_gaps if pid not in due]
         done = recall.first_done_since(leaving, local_now)
         closed = []
         for pid in leaving:
-            gap = open_gaps[pid]
+            pk, opened_on = open_gaps[pid]
             if pid in done:
-                gap.closed_by, gap.closed_on = recall.closed_by, max(done[pid], gap.opened_on)
+                closed_by, closed_on = recall.closed_by, max(done[pid], opened_on)
             elif not recall.in_season(today):
-                gap.closed_by, gap.closed_on = GapClosedBy.EXPIRED, today
+                closed_by, closed_on = GapClosedBy.EXPIRED, today
             else:
-                gap.closed_by, gap.closed_on = GapClosedBy.INELIGIBLE, today
-            gap.refreshed_at = now
-            closed.append(gap)
+                closed_by, closed_on = GapClosedBy.INELIGIBLE, today
+            closed.append(CareGap(pk=pk, closed_by=closed_by, closed_on=closed_on, refreshed_at=now, updated_at=now))
         CareGap.objects.bulk_update(closed, ["closed_by", "closed_on", "refreshed_at", "updated_at"], batch_size=1000)
         period = recall.period_key(today)
         opened = [
@@ -74,6 +83,22 @@ def build_care_gaps(since: datetime | None, now: datetime) -> int:
         CareGap.objects.bulk_create(opened, ignore_conflicts=True, batch_size=1000)
         written += len(closed) + len(opened)
     return written
+
+
+def _due_now(recall: Recall, now: datetime) -> set[int]:
+    """`Recall.due_now` with its sex and age condition taken from the patients' facts."""
+    if not recall.in_season(now.date()):
+        return set()
+    due = recall.due_patient_ids(now)
+    if recall.reads_demographics:
+        eligible, known = set(), set()
+        for patient_id, keys in PatientFact.objects.values_list("patient_id", "recall_eligible"):
+            known.add(patient_id)
+            if recall.key in keys:
+                eligible.add(patient_id)
+        # A patient without facts yet (the builder run on its own) is checked the slow way.
+        due = (due & eligible) | recall.matching(due - known, now.date())
+    return due
 
 
 # -- The worklist (patients: clinical roles only, access-logged by the views) ------------------------

@@ -8,8 +8,10 @@
     counts["provider"][(practitioner_id, "no_show")]  # -> 12
 
 A page that groups the same facts seven ways read them seven times (5 s at 100,000 patients);
-this reads them once. The queryset is the tenant manager's, so its organization filter (and RLS
-under the app role) applies as in any other query: it becomes the scan's subquery.
+this reads them once. Values come back as the database driver gives them (no Django converters):
+cast an expression whose Python type matters (a date_trunc is a timestamp unless cast to date).
+The queryset is the tenant manager's, so its organization filter (and RLS under the app role)
+applies as in any other query: it becomes the scan's subquery.
 """
 
 from __future__ import annotations

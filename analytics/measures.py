@@ -41,6 +41,7 @@ are read for what they are (the docs repeat them, docs/architecture.md "Quality 
 from __future__ import annotations
 
 import inspect
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -181,11 +182,12 @@ class PatientData:
     sex: str = "unknown"
     conditions: list[tuple[str, str, date | None]] = field(default_factory=list)  # code, status, onset
     bp_days: dict[date, tuple[Decimal | None, Decimal | None]] = field(default_factory=dict)  # lowest per day
-    glycemic: list[tuple[datetime, Decimal | None]] = field(default_factory=list)
+    glycemic: list[tuple[datetime, date, Decimal | None]] = field(default_factory=list)  # at, local date, value
     screenings: dict[str, list[date]] = field(default_factory=dict)  # LOINC -> local dates
     flu: list[tuple[date, str]] = field(default_factory=list)  # occurrence date, status
     visits: list[tuple[date, datetime, int]] = field(default_factory=list)  # local date, start, practitioner
     team_practitioner: int | None = None
+    _cache: dict[str, list[date]] = field(default_factory=dict, repr=False)
 
     def age_at(self, day: date) -> int | None:
         return age_on(self.birth, day)
@@ -210,8 +212,33 @@ class PatientData:
     def visits_in(self, start: date, end: date) -> list[tuple[date, datetime, int]]:
         return [v for v in self.visits if start <= v[0] <= end]
 
+    def has_visit(self, start: date, end: date) -> bool:
+        days = self._sorted("visit_days", lambda: [v[0] for v in self.visits])
+        index = bisect_left(days, start)
+        return index < len(days) and days[index] <= end
+
     def screened(self, codes: frozenset[str], start: date, end: date) -> bool:
-        return any(start <= day <= end for code in codes for day in self.screenings.get(code, ()))
+        for code in codes:
+            days = self._sorted(f"screened:{code}", self.screenings.get(code, ()))
+            index = bisect_left(days, start)
+            if index < len(days) and days[index] <= end:
+                return True
+        return False
+
+    def last_bp_day(self, start: date, end: date) -> date | None:
+        """The latest day in [start, end] with both a systolic and a diastolic reading."""
+        days = self._sorted(
+            "bp_days", lambda: [d for d, (s, di) in self.bp_days.items() if s is not None and di is not None]
+        )
+        index = bisect_right(days, end)
+        return days[index - 1] if index and days[index - 1] >= start else None
+
+    def _sorted(self, key: str, values: Iterable[date] | Callable[[], Iterable[date]]) -> list[date]:
+        """A sorted copy of some dates, made once per patient (each is read for 12 periods × 5 measures)."""
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = sorted(values() if callable(values) else values)
+        return found
 
 
 @dataclass(frozen=True)
@@ -270,15 +297,15 @@ def controlling_blood_pressure(patient: PatientData, period: Period) -> Populati
     """
     age = patient.age_at(period.end)
     six_months = add_months(period.start, 6) - timedelta(days=1)  # the last day of the first six months
-    if age is None or not 18 <= age <= 85 or not patient.visits_in(period.start, period.end):
+    if age is None or not 18 <= age <= 85 or not patient.has_visit(period.start, period.end):
         return NOT_IN_IP
     if not patient.has_condition(HYPERTENSION, onset_by=six_months):
         return NOT_IN_IP
     excluded = patient.has_condition(ESRD, onset_by=period.end) or patient.has_condition(PREGNANCY, onset_by=period.end)
-    days = [d for d, (s, di) in patient.bp_days.items() if d in period and s is not None and di is not None]
+    last = patient.last_bp_day(period.start, period.end)
     controlled = False
-    if days:
-        systolic, diastolic = patient.bp_days[max(days)]
+    if last is not None:
+        systolic, diastolic = patient.bp_days[last]
         controlled = systolic is not None and diastolic is not None and systolic < 140 and diastolic < 90
     return _populations(True, excluded, controlled)
 
@@ -294,11 +321,11 @@ def glycemic_status_poor(patient: PatientData, period: Period) -> Populations:
     GMI) is > 9 %, or has no result, or there is none in the period.
     """
     age = patient.age_at(period.end)
-    if age is None or not 18 <= age <= 75 or not patient.visits_in(period.start, period.end):
+    if age is None or not 18 <= age <= 75 or not patient.has_visit(period.start, period.end):
         return NOT_IN_IP
     if not patient.has_condition(DIABETES, DIABETES_ICD_PREFIXES, onset_by=period.end):
         return NOT_IN_IP
-    local = [(at, value) for at, value in patient.glycemic if timezone.localdate(at) in period]
+    local = [(at, value) for at, day, value in patient.glycemic if period.start <= day <= period.end]
     if not local:
         return _populations(True, False, True)  # missing counts as poor control
     _, value = max(local, key=lambda item: item[0])
@@ -317,7 +344,7 @@ def breast_cancer_screening(patient: PatientData, period: Period) -> Populations
     age = patient.age_at(period.end)
     if patient.sex != "female" or age is None or not 52 <= age <= 74:
         return NOT_IN_IP
-    if not patient.visits_in(period.start, period.end):
+    if not patient.has_visit(period.start, period.end):
         return NOT_IN_IP
     excluded = patient.has_condition(BILATERAL_MASTECTOMY, onset_by=period.end, active_only=False)
     window_start = add_months(period.end + timedelta(days=1), -27)
@@ -337,7 +364,7 @@ def colorectal_cancer_screening(patient: PatientData, period: Period) -> Populat
     9 years before (as Observations with those LOINC codes).
     """
     age = patient.age_at(period.end)
-    if age is None or not 46 <= age <= 75 or not patient.visits_in(period.start, period.end):
+    if age is None or not 46 <= age <= 75 or not patient.has_visit(period.start, period.end):
         return NOT_IN_IP
     excluded = patient.has_condition(
         COLORECTAL_CANCER, COLORECTAL_CANCER_ICD_PREFIXES, onset_by=period.end, active_only=False
@@ -367,12 +394,12 @@ def influenza_immunization(patient: PatientData, period: Period) -> Populations:
     (the record carries the reason: patient declined, medical or system reason), when not vaccinated.
     Not held: "reported previous receipt" other than a completed Immunization row, vaccine allergy.
     """
-    if patient.birth is None or not patient.visits_in(period.start, period.end):
+    if patient.birth is None or not patient.has_visit(period.start, period.end):
         return NOT_IN_IP
     if add_months(period.start, -6) < patient.birth:
         return NOT_IN_IP
     season_start, season_end = flu_season(period)
-    if not patient.visits_in(season_start, season_end):
+    if not patient.has_visit(season_start, season_end):
         return Populations(in_ip=True)
     window_start = date(season_start.year, 8, 1)
     given = any(window_start <= day <= season_end and status == "completed" for day, status in patient.flu)
@@ -507,7 +534,7 @@ def load_patients(patient_ids: Iterable[int], since: date, now: datetime) -> dic
                         diastolic = _lowest(diastolic, _bp_value(item.get("value")))
             patient.bp_days[day] = (systolic, diastolic)
         elif code in GLYCEMIC:
-            patient.glycemic.append((at, value))
+            patient.glycemic.append((at, day, value))
         else:
             patient.screenings.setdefault(code, []).append(day)
     for patient_id, day, status in Immunization.objects.filter(

@@ -59,6 +59,12 @@ class PatientFact(TenantModel):
     sex = models.CharField(max_length=16)
     language = models.CharField(max_length=35)
     is_active = models.BooleanField(default=True)
+    recall_eligible = ArrayField(
+        models.CharField(max_length=32),
+        default=list,
+        blank=True,
+        help_text="Recalls whose sex and age condition the patient met at the last refresh (keys).",
+    )
     refreshed_at = models.DateTimeField()
 
     class Meta:
@@ -121,6 +127,30 @@ class AppointmentFact(TenantModel):
 
     def __str__(self) -> str:
         return f"AppointmentFact #{self.pk}"
+
+
+class AppointmentDaily(TenantModel):
+    """Due visits per local day and location, counted by one dimension at a time (the pages' cube).
+
+    `dimension` names the grouping (provider, type, weekday, hour, lead, age, reason, heat,
+    exposure, channel, offset, rule) and `key` its value as text; `outcome` the visits' outcome
+    (for "rule": "<outcome>" as for the others, the key "<rule id>:<exposure>"). A page over 90 days
+    sums a few tens of thousands of these instead of grouping hundreds of thousands of facts; with a
+    provider filter it reads AppointmentFact (one provider's rows, by index). Built from
+    AppointmentFact by analytics.cube, for the days whose facts changed."""
+
+    local_date = models.DateField()
+    location = models.ForeignKey(Location, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    dimension = models.CharField(max_length=12)
+    key = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices)
+    n = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "local_date"], name="apptdaily_org_date")]
+
+    def __str__(self) -> str:
+        return f"AppointmentDaily #{self.pk}"
 
 
 class NpsGroup(models.TextChoices):

@@ -169,11 +169,16 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
-def _last_systolic(patient_ids: list[int]) -> dict[int, Decimal]:
+def _of(queryset: QuerySet[Any], patient_ids: list[int] | None) -> QuerySet[Any]:
+    """These patients' rows, or everyone's (None: a full rebuild reads each table once, in one scan)."""
+    return queryset if patient_ids is None else queryset.filter(patient_id__in=patient_ids)
+
+
+def _last_systolic(patient_ids: list[int] | None) -> dict[int, Decimal]:
     from patients.models import Observation
 
     rows = (
-        Observation.objects.filter(patient_id__in=patient_ids, code__in=(BLOOD_PRESSURE, SYSTOLIC))
+        _of(Observation.objects.filter(code__in=(BLOOD_PRESSURE, SYSTOLIC)), patient_ids)
         .order_by("patient_id", "-effective_at", "-id")
         .distinct("patient_id")
         .values_list("patient_id", "code", "value_quantity", "components")
@@ -189,11 +194,11 @@ def _last_systolic(patient_ids: list[int]) -> dict[int, Decimal]:
     return found
 
 
-def _last_hba1c(patient_ids: list[int]) -> dict[int, Decimal]:
+def _last_hba1c(patient_ids: list[int] | None) -> dict[int, Decimal]:
     from patients.models import Observation
 
     rows = (
-        Observation.objects.filter(patient_id__in=patient_ids, code=HBA1C, value_quantity__isnull=False)
+        _of(Observation.objects.filter(code=HBA1C, value_quantity__isnull=False), patient_ids)
         .order_by("patient_id", "-effective_at", "-id")
         .distinct("patient_id")
         .values_list("patient_id", "value_quantity")
@@ -201,20 +206,18 @@ def _last_hba1c(patient_ids: list[int]) -> dict[int, Decimal]:
     return dict(rows)
 
 
-def _chronic_conditions(patient_ids: list[int]) -> dict[int, list[str]]:
+def _chronic_conditions(patient_ids: list[int] | None) -> dict[int, list[str]]:
     from patients.models import Condition
 
     pairs: dict[int, list[tuple[str, str]]] = {}
-    rows = Condition.objects.filter(
-        _chronic_condition_q(), patient_id__in=patient_ids, clinical_status__in=ACTIVE_STATUSES
-    )
+    rows = _of(Condition.objects.filter(_chronic_condition_q(), clinical_status__in=ACTIVE_STATUSES), patient_ids)
     for patient_id, system, code in rows.values_list("patient_id", "code_system", "code"):
         pairs.setdefault(patient_id, []).append((system, code))
     return {pk: conditions_of(found) for pk, found in pairs.items()}
 
 
-def _appointment_counts(patient_ids: list[int], now: datetime) -> tuple[dict[int, int], dict[int, int]]:
-    facts = AppointmentFact.objects.filter(patient_id__in=patient_ids)
+def _appointment_counts(patient_ids: list[int] | None, now: datetime) -> tuple[dict[int, int], dict[int, int]]:
+    facts = _of(AppointmentFact.objects.all(), patient_ids)
     no_shows = facts.filter(outcome=Outcome.NO_SHOW, starts_at__gte=now - WINDOW, starts_at__lte=now)
     acute = facts.filter(
         appointment_type__in=ACUTE_TYPES,
@@ -266,11 +269,13 @@ def build_patient_risk(since: datetime | None, now: datetime) -> int:
 
     ids = Patient.objects.all() if since is None else _touched_patient_ids(since, now)
     written = 0
+    if since is None:  # everyone: each input read once for the whole organization
+        conditions, systolic, hba1c = _chronic_conditions(None), _last_systolic(None), _last_hba1c(None)
+        no_shows, acute = _appointment_counts(None, now)
     for batch in chunks(ids.order_by("pk").values_list("pk", flat=True).iterator(chunk_size=CHUNK)):
-        conditions = _chronic_conditions(batch)
-        systolic = _last_systolic(batch)
-        hba1c = _last_hba1c(batch)
-        no_shows, acute = _appointment_counts(batch, now)
+        if since is not None:
+            conditions, systolic, hba1c = _chronic_conditions(batch), _last_systolic(batch), _last_hba1c(batch)
+            no_shows, acute = _appointment_counts(batch, now)
         rows = []
         for pk in batch:
             keys = conditions.get(pk, [])

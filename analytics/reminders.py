@@ -144,7 +144,15 @@ def _outcome_table(
 
 
 def reminder_counts(filters: Filters) -> Counts:
-    """Exposure, channel and offset groupings of the period's due visits, from one scan."""
+    """Exposure, channel, offset and rule groupings of the period's due visits: from the daily cube,
+    or (with a provider filter) from one scan of the facts (and one more for the rules)."""
+    from analytics.cube import cube_counts
+
+    return cube_counts(filters) or fact_reminder_counts(filters)
+
+
+def fact_reminder_counts(filters: Filters) -> Counts:
+    """`reminder_counts` from the facts (two scans: the rules multiply rows)."""
     columns = {
         "exposure": F("exposure"),
         "sms": F("sms_delivered"),
@@ -159,7 +167,10 @@ def reminder_counts(filters: Filters) -> Counts:
         "channel": ("sms", "email", "outcome"),
         "offset": ("r72", "r24", "r2", "outcome"),
     }
-    return grouped_counts(_due(filters), columns, sets)
+    counts = grouped_counts(_due(filters), columns, sets)
+    rule = Func(F("reminder_rules"), function="unnest", output_field=models.BigIntegerField())
+    by_rule = grouped_counts(_due(filters), {"rule": rule, "exposure": F("exposure")}, {"rule": ("rule", "exposure")})
+    return {**counts, **by_rule}
 
 
 def by_exposure(filters: Filters, *, counts: Counts | None = None) -> CountTable:
@@ -205,29 +216,28 @@ def by_offset(filters: Filters, *, counts: Counts | None = None) -> CountTable:
     return _outcome_table("Attendance by reminders delivered (hours before the visit)", "Reminders", OFFSET_ROWS, cells)
 
 
-def confirmation_by_rule(filters: Filters) -> CountTable:
+def confirmation_by_rule(filters: Filters, *, counts: Counts | None = None) -> CountTable:
     """Per reminder rule: due visits with a delivered reminder from it, confirmed or not (the rules
     are the fact's `reminder_rules`, found when it was built: no join to the outbox here)."""
     from engagement.models import Rule
 
     rules = list(Rule.objects.filter(kind="appointment_reminder").order_by("name").values_list("pk", "name"))
-    rule = Func(F("reminder_rules"), function="unnest", output_field=models.BigIntegerField())
-    grouped = grouped_counts(_due(filters), {"rule": rule, "exposure": F("exposure")}, {"rule": ("rule", "exposure")})
-    counts: dict[tuple[str, str], int] = {}
+    grouped = (counts or reminder_counts(filters))["rule"]
+    cells: dict[tuple[str, str], int] = {}
     for pk, _ in rules:
-        counts[(str(pk), "confirmed")] = 0
-        counts[(str(pk), "not_confirmed")] = 0
-    for (pk, exposure), n in grouped["rule"].items():
-        if (str(pk), "confirmed") not in counts:
+        cells[(str(pk), "confirmed")] = 0
+        cells[(str(pk), "not_confirmed")] = 0
+    for (pk, exposure), n in grouped.items():
+        if (str(pk), "confirmed") not in cells:
             continue  # a rule of another kind now, or deleted
         column = "confirmed" if exposure == Exposure.CONFIRMED else "not_confirmed"
-        counts[(str(pk), column)] += n
+        cells[(str(pk), column)] += n
     return CountTable(
         "Confirmation rate per reminder rule",
         "Rule",
         [Column("confirmed", "Confirmed"), Column("not_confirmed", "Not confirmed")],
         [(str(pk), name) for pk, name in rules],
-        counts,
+        cells,
         [RateColumn("confirmation_rate", "Confirmation rate", "confirmed")],
         "All reminder rules",
     )

@@ -144,7 +144,7 @@ def reminders_view(request: TenantRequest) -> HttpResponse:
         top=1.0,
         slug="funnel",
     )
-    confirmations = reminders.confirmation_by_rule(filters)
+    confirmations = reminders.confirmation_by_rule(filters, counts=counts)
     tables: dict[str, Any] = {
         "exposure": exposure,
         "channel": reminders.by_channel(filters, counts=counts),

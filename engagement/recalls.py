@@ -214,6 +214,11 @@ class Recall:
     season_opens: Callable[[date], date | None] = _no_season
     patient_matches: Callable[[Any, date], bool] = _everyone
 
+    @property
+    def reads_demographics(self) -> bool:
+        """Whether `patient_matches` reads the candidates' decrypted sex and date of birth."""
+        return self.patient_matches is not _everyone
+
     # -- Reads ------------------------------------------------------------------------------------
 
     def _done_since(self, moment: datetime) -> Any:
@@ -230,21 +235,25 @@ class Recall:
     def due_now(self, now: datetime, chunk: int = 1000) -> set[int]:
         """The patients with an open gap now: due, in season, and matching `patient_matches`
         (decrypting only the fields it reads, for the candidates only)."""
-        from patients.models import Patient
-
         today = now.date()
         if not self.in_season(today):
             return set()
         ids = self.due_patient_ids(now)
-        if self.patient_matches is _everyone:
+        if not self.reads_demographics:
             return ids
-        ordered = sorted(ids)
-        matching: set[int] = set()
+        return self.matching(ids, today, chunk)
+
+    def matching(self, patient_ids: Iterable[int], today: date, chunk: int = 1000) -> set[int]:
+        """Those of these patients who meet `patient_matches` today (decrypting sex and birth date)."""
+        from patients.models import Patient
+
+        ordered = sorted(patient_ids)
+        found: set[int] = set()
         for index in range(0, len(ordered), chunk):
             batch = ordered[index : index + chunk]
             candidates = Patient.objects.filter(pk__in=batch).only("pk", "sex", "date_of_birth")
-            matching.update(p.pk for p in candidates if self.patient_matches(p, today))
-        return matching
+            found.update(p.pk for p in candidates if self.patient_matches(p, today))
+        return found
 
     def gap_since(self, patient_ids: Iterable[int], now: datetime, chunk: int = 1000) -> dict[int, date]:
         """Since when each of these patients has had the gap (a local date of `now`'s zone): the day

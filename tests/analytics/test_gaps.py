@@ -98,6 +98,32 @@ def test_builder_opens_a_gap_for_each_due_patient_with_the_day_it_opened(org_a) 
         assert CareGap.objects.count() == 9
 
 
+def test_the_sex_and_age_condition_comes_from_the_patient_facts_when_they_exist(org_a) -> None:
+    """The patients builder records which recalls' sex and age condition each patient meets; the
+    gap builder reads that instead of decrypting (a fact that says "not eligible" wins), and
+    falls back to decrypting for a patient who has no fact yet."""
+    from analytics.models import PatientFact
+    from analytics.refresh import build_patient_facts
+
+    with organization_context(org_a):
+        p = _dataset()
+        build_patient_facts(None, NOW)
+        eligible = dict(PatientFact.objects.values_list("patient_id", "recall_eligible"))
+        assert eligible[p["stale"].pk] == ["mammography"]  # a woman of 66
+        assert eligible[p["healthy"].pk] == [] and eligible[p["recent"].pk] == []  # 36; a man
+        # Facts win over the record: say the 66-year-old is not eligible, and the 36-year-old is.
+        PatientFact.objects.filter(patient=p["stale"]).update(recall_eligible=[])
+        PatientFact.objects.filter(patient=p["healthy"]).update(recall_eligible=["mammography"])
+        build_care_gaps(None, NOW)
+        screened = set(CareGap.objects.filter(recall_key="mammography").values_list("patient_id", flat=True))
+        assert screened == {p["healthy"].pk}
+        # A new patient with no fact yet: decrypted, found eligible.
+        newcomer = PatientFactory(sex="female", date_of_birth=date(1961, 2, 2))
+        build_care_gaps(NOW, NOW + timedelta(hours=1))
+        screened = set(CareGap.objects.filter(recall_key="mammography").values_list("patient_id", flat=True))
+        assert newcomer.pk in screened
+
+
 def test_an_hba1c_result_closes_the_gap_on_its_date(org_a) -> None:
     with organization_context(org_a):
         p = _dataset()
