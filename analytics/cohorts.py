@@ -18,11 +18,12 @@ setting (engagement is below analytics and cannot import it).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from analytics.models import AgeBand, Cohort, PatientFact, PatientRisk
 from analytics.population import CONDITIONS, Tier
@@ -96,13 +97,18 @@ def cohort_list() -> QuerySet[Cohort]:
 
 def cohort_facts(definition: dict[str, Any]) -> QuerySet[PatientFact]:
     """The active patients' facts a definition selects."""
-    facts = PatientFact.objects.filter(is_active=True)
+    return PatientFact.objects.filter(is_active=True).filter(cohort_q(definition))
+
+
+def cohort_q(definition: dict[str, Any]) -> Q:
+    """A definition as a condition on PatientFact (risk criteria through a PatientRisk subquery)."""
+    condition = Q()
     if definition.get("age_bands"):
-        facts = facts.filter(age_band__in=definition["age_bands"])
+        condition &= Q(age_band__in=definition["age_bands"])
     if definition.get("sex"):
-        facts = facts.filter(sex__in=definition["sex"])
+        condition &= Q(sex__in=definition["sex"])
     if definition.get("languages"):
-        facts = facts.filter(language__in=definition["languages"])
+        condition &= Q(language__in=definition["languages"])
     risks = PatientRisk.objects.all()
     narrowed = False
     if definition.get("conditions"):
@@ -113,17 +119,22 @@ def cohort_facts(definition: dict[str, Any]) -> QuerySet[PatientFact]:
         either = Q(bp_uncontrolled=True) | Q(a1c_uncontrolled=True)
         risks, narrowed = (risks.filter(either) if definition["uncontrolled"] else risks.exclude(either)), True
     if narrowed:
-        facts = facts.filter(patient_id__in=risks.values("patient_id"))
-    return facts
+        condition &= Q(patient_id__in=risks.values("patient_id"))
+    return condition
+
+
+def cohort_sizes(cohorts: Iterable[Cohort]) -> dict[int, int]:
+    """Each cohort's size, all from one scan of the facts (one COUNT ... FILTER per cohort)."""
+    counts = {f"c{cohort.pk}": Count("id", filter=cohort_q(cohort.definition)) for cohort in cohorts}
+    if not counts:
+        return {}
+    found = PatientFact.objects.filter(is_active=True).aggregate(**counts)
+    return {int(key[1:]): value for key, value in found.items()}
 
 
 def cohort_patient_ids(cohort: Cohort) -> list[int]:
     """The ids of the cohort's patients (active, as of the last refresh), in id order."""
     return list(cohort_facts(cohort.definition).order_by("patient_id").values_list("patient_id", flat=True))
-
-
-def cohort_size(cohort: Cohort) -> int:
-    return cohort_facts(cohort.definition).count()
 
 
 def cohort_size_display(size: int, *, exact: bool) -> int | str:

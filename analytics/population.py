@@ -231,16 +231,21 @@ def _appointment_counts(patient_ids: list[int] | None, now: datetime) -> tuple[d
     )
 
 
-def _touched_patient_ids(since: datetime, now: datetime) -> QuerySet[Any]:
-    """Patients whose risk inputs changed since the last run (time alone is left to the nightly rebuild)."""
+def changed_patient_ids(since: datetime, now: datetime, *also: QuerySet[Any]) -> QuerySet[Any]:
+    """Patients whose conditions, observations, record or appointments (their facts refreshed by
+    this run) changed since the last run, and those with a changed row in each of `also` (querysets
+    of models with patient_id and updated_at). Time alone is left to the nightly full rebuild."""
     from patients.models import Condition, Observation, Patient
 
-    return Patient.objects.filter(
+    changed = (
         Q(pk__in=Condition.objects.filter(updated_at__gte=since).values("patient_id"))
         | Q(pk__in=Observation.objects.filter(updated_at__gte=since).values("patient_id"))
         | Q(pk__in=AppointmentFact.objects.filter(refreshed_at__gte=now).values("patient_id"))
         | Q(updated_at__gte=since)
     )
+    for rows in also:
+        changed |= Q(pk__in=rows.filter(updated_at__gte=since).values("patient_id"))
+    return Patient.objects.filter(changed)
 
 
 RISK_COLUMNS = (
@@ -267,7 +272,7 @@ def build_patient_risk(since: datetime | None, now: datetime) -> int:
     observation leaves no updated row behind to find)."""
     from patients.models import Patient
 
-    ids = Patient.objects.all() if since is None else _touched_patient_ids(since, now)
+    ids = Patient.objects.all() if since is None else changed_patient_ids(since, now)
     written = 0
     if since is None:  # everyone: each input read once for the whole organization
         conditions, systolic, hba1c = _chronic_conditions(None), _last_systolic(None), _last_hba1c(None)

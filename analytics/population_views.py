@@ -158,13 +158,15 @@ def _describe(definition: dict[str, Any]) -> list[str]:
 @staff_view(access=PHI_FREE, perm=VIEW_COHORT)
 def cohort_list_view(request: TenantRequest) -> HttpResponse:
     exact = request.user.has_perm("analytics.view_worklists")
+    listed = list(cohorts.cohort_list())
+    sizes = cohorts.cohort_sizes(listed)  # one query for the whole list
     rows = [
         {
             "cohort": cohort,
             "description": _describe(cohort.definition),
-            "size": cohorts.cohort_size_display(cohorts.cohort_size(cohort), exact=exact),
+            "size": cohorts.cohort_size_display(sizes[cohort.pk], exact=exact),
         }
-        for cohort in cohorts.cohort_list()
+        for cohort in listed
     ]
     return render(request, "analytics/cohorts.html", _context(request, rows=rows, exact=exact))
 

@@ -9,9 +9,18 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from analytics.cohorts import cohort_patient_ids, cohort_patient_ids_by_id, cohort_save, cohort_size_display
+from analytics.cohorts import (
+    cohort_patient_ids,
+    cohort_patient_ids_by_id,
+    cohort_save,
+    cohort_size_display,
+    cohort_sizes,
+)
 from analytics.forms import CohortForm
+from analytics.models import Cohort
 from analytics.refresh import refresh_run
 from engagement.models import OutboundMessage, Rule
 from engagement.services import consent_set, rule_materialize, rule_save
@@ -116,6 +125,12 @@ def test_cohort_selection_over_the_facts(org_a: Any) -> None:
         assert ids(risk_tiers=[2, 3, 4]) == [diabetic_uncontrolled.pk]
         # No filter: the 5 active patients.
         assert len(ids()) == 5
+        # The list page's sizes, all in one query, agree with each cohort's own selection.
+        saved = list(Cohort.objects.all())
+        with CaptureQueriesContext(connection) as queries:
+            sizes = cohort_sizes(saved)
+        assert len(queries) == 1
+        assert sizes == {cohort.pk: len(cohort_patient_ids(cohort)) for cohort in saved}
 
 
 def test_small_cohort_sizes_are_suppressed_unless_exact() -> None:

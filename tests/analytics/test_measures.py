@@ -506,6 +506,37 @@ def test_incremental_build_rewrites_the_current_period_only(clinic: Any, doctor:
     assert populations("CMS165v12", PREVIOUS) == {"ip": 1, "denominator": 1, "excluded": 0, "numerator": 0}
 
 
+def test_an_incremental_build_recomputes_only_the_patients_whose_rows_changed(clinic: Any, doctor: Any) -> None:
+    from patients.models import Appointment, Patient
+
+    changed, untouched = patient(), patient()
+    for p in (changed, untouched):
+        condition(p, "38341003")
+        visit(p, date(2026, 3, 10), doctor)
+    build()
+    last_run = at(date(2026, 6, 10))
+    before = last_run - timedelta(days=1)
+    # The untouched patient's rows are older than the last run; a reading arrives for the other.
+    Patient.objects.filter(pk=untouched.pk).update(updated_at=before)
+    Condition.objects.filter(patient=untouched).update(updated_at=before)
+    Appointment.objects.filter(patient=untouched).update(updated_at=before)
+    bp(changed, at(date(2026, 6, 15)), 120, 70)
+    bp(untouched, at(date(2026, 6, 15)), 120, 70)
+    Observation.objects.filter(patient=untouched).update(updated_at=before)  # as if it came before the run
+    kept = MeasureResult.objects.get(patient=untouched, measure="CMS165v12", period_end=CURRENT).pk
+
+    build_measure_results(last_run, NOW)
+
+    # The changed patient is recomputed (now controlled); the untouched one keeps its row (and its
+    # stale "not met": the nightly full rebuild is what re-reads it); the counts sum both.
+    assert MeasureResult.objects.get(patient=changed, measure="CMS165v12", period_end=CURRENT).in_numerator
+    untouched_row = MeasureResult.objects.get(patient=untouched, measure="CMS165v12", period_end=CURRENT)
+    assert untouched_row.pk == kept and not untouched_row.in_numerator
+    assert populations("CMS165v12", CURRENT) == {"ip": 2, "denominator": 2, "excluded": 0, "numerator": 1}
+    build()
+    assert populations("CMS165v12", CURRENT)["numerator"] == 2
+
+
 def test_measure_results_keep_flags_only_and_refresh_run_includes_them(clinic: Any, doctor: Any) -> None:
     from analytics.refresh import refresh_run
 
