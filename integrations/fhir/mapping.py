@@ -161,6 +161,8 @@ class Mapped:
     medication_ref: tuple[str, str] | None = None
     # Appointment participants given as urn:uuid references: their type is known once resolved.
     participants: list[tuple[str, str]] = field(default_factory=list)
+    # Data-quality warnings: (FHIR path, reason) of an element left out, the resource kept.
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
 
 # -- small readers ---------------------------------------------------------------------------------
@@ -412,11 +414,20 @@ def map_practitioner(res: dict[str, Any]) -> Mapped:
     if not display:
         raise MappingError("Practitioner.name", "required")
     npi = practitioner_npi(res)
+    warnings = []
     if npi and (len(npi) != 10 or not npi.isdigit()):
-        raise MappingError("Practitioner.identifier", "an NPI has 10 digits")
+        # Real feeds send them (Synthea's practitioners): a data-quality warning, not a reason to
+        # refuse the practitioner and every encounter that names them.
+        warnings.append(("Practitioner.identifier", "an NPI has 10 digits: the practitioner was imported without it"))
+        npi = ""
     specialty = next((concept_text(q.get("code")) for q in _list(res.get("qualification")) if isinstance(q, dict)), "")
     fields = {"display_name": _fit(display, 200, "Practitioner.name"), "npi": npi, "specialty": specialty[:100]}
-    return Mapped(Practitioner, fields, paths={"display_name": "Practitioner.name", "npi": "Practitioner.identifier"})
+    return Mapped(
+        Practitioner,
+        fields,
+        paths={"display_name": "Practitioner.name", "npi": "Practitioner.identifier"},
+        warnings=warnings,
+    )
 
 
 def map_location(res: dict[str, Any]) -> Mapped:
@@ -664,6 +675,7 @@ def map_encounter(res: dict[str, Any]) -> Mapped:
             "period_end": end,
         },
         refs={"patient": _subject(res, "Encounter")},
+        optional_refs={"practitioner", "location"},
     )
     for i, participant in enumerate(_list(res.get("participant"))):
         ref = reference(participant or {}, "individual")
@@ -697,6 +709,7 @@ def map_procedure(res: dict[str, Any]) -> Mapped:
             "performed_end": end,
         },
         refs={"patient": _subject(res, "Procedure")},
+        optional_refs={"encounter"},
     )
     if reference(res, "encounter"):
         mapped.refs["encounter"] = ("Procedure.encounter", reference(res, "encounter"))
