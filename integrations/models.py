@@ -289,6 +289,9 @@ class EhrCarePlan(TenantModel):
     title = EncryptedCharField(max_length=255, blank=True)
     description = EncryptedTextField(blank=True)
     activities = EncryptedTextField(blank=True, help_text="Planned activities, one per line.")
+    activity_statuses = models.JSONField(
+        default=list, blank=True, help_text="Each activity's status (a FHIR code), in the order of `activities`."
+    )
     period_start = models.DateTimeField(null=True, blank=True)
     period_end = models.DateTimeField(null=True, blank=True)
 

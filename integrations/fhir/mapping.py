@@ -100,6 +100,17 @@ EVENT_STATUS = {
     "unknown",
 }
 REQUEST_STATUS = {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
+CAREPLAN_ACTIVITY_STATUS = {
+    "not-started",
+    "scheduled",
+    "in-progress",
+    "on-hold",
+    "completed",
+    "cancelled",
+    "stopped",
+    "unknown",
+    "entered-in-error",
+}
 CAREPLAN_INTENT = {"proposal", "plan", "order", "option"}
 APPOINTMENT_STATUS = {
     "proposed": "booked",
@@ -721,11 +732,19 @@ def map_careplan(res: dict[str, Any]) -> Mapped:
     intent = _code(res.get("intent"), CAREPLAN_INTENT, "CarePlan.intent")
     categories = [c for c in _list(res.get("category")) if isinstance(c, dict)]
     coding = first_coding(categories[0]) if categories else {}
-    activities = []
-    for activity in _list(res.get("activity")):
-        text = concept_text(((activity or {}).get("detail") or {}).get("code"))
+    activities, statuses, warnings = [], [], []
+    for i, activity in enumerate(_list(res.get("activity"))):
+        detail = (activity or {}).get("detail") or {}
+        text = concept_text(detail.get("code"))
         if text:
-            activities.append(text)
+            activities.append(text.replace("\n", " "))
+            activity_status = detail.get("status") or "unknown"
+            if activity_status not in CAREPLAN_ACTIVITY_STATUS:
+                warnings.append(
+                    (f"CarePlan.activity[{i}].detail.status", "not a code of this value set: kept as unknown")
+                )
+                activity_status = "unknown"
+            statuses.append(activity_status)
     period = res.get("period") or {}
     title = str(res.get("title") or (concept_text(categories[0]) if categories else ""))
     return Mapped(
@@ -738,10 +757,12 @@ def map_careplan(res: dict[str, Any]) -> Mapped:
             "title": title[:255],
             "description": str(res.get("description") or ""),
             "activities": "\n".join(activities),
+            "activity_statuses": statuses,
             "period_start": parse_when(period.get("start"), "CarePlan.period.start"),
             "period_end": parse_when(period.get("end"), "CarePlan.period.end"),
         },
         refs={"patient": _subject(res, "CarePlan")},
+        warnings=warnings,
     )
 
 

@@ -65,6 +65,15 @@ class Migration(migrations.Migration):
             preserve_default=False,
         ),
         migrations.RunPython(key_links_by_connection, migrations.RunPython.noop),
+        migrations.AddField(
+            model_name="ehrcareplan",
+            name="activity_statuses",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text="Each activity's status (a FHIR code), in the order of `activities`.",
+            ),
+        ),
         migrations.AlterField(
             model_name="importjob",
             name="status",
