@@ -1,3 +1,6 @@
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 
 from compliance.access import PHIAdminMixin
@@ -10,6 +13,7 @@ from integrations.models import (
     FhirResourceLink,
     ImportJob,
     Procedure,
+    normalize_base_url,
 )
 
 
@@ -18,10 +22,41 @@ class TenantAdmin(admin.ModelAdmin):
     as in every other admin page (platform administrators switch organization to see another)."""
 
 
+class FhirConnectionAdminForm(forms.ModelForm):
+    """Moving a connection to another base URL is deliberate: it keeps every link and cursor, so
+    it must be the same server. Spelling the same URL differently (a trailing slash) is not a move."""
+
+    base_url = forms.URLField(max_length=300, assume_scheme="https", help_text="e.g. https://ehr.example/fhir/R4")
+    token_url = forms.URLField(max_length=300, required=False, assume_scheme="https")
+    same_server = forms.BooleanField(
+        required=False,
+        label="Same server at a new address",
+        help_text="Tick when changing the base URL of the same EHR server: what earlier pulls imported stays "
+        "linked and later pulls update it. A different server needs a new connection.",
+    )
+
+    class Meta:
+        model = FhirConnection
+        fields = "__all__"  # noqa: DJ007 - the fields the admin showed before; the admin narrows them
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        url = data.get("base_url")
+        moved = self.instance.pk and url and normalize_base_url(url) != normalize_base_url(self.instance.base_url)
+        if moved and not data.get("same_server"):
+            self.add_error(
+                "base_url",
+                'This changes the server\'s address: tick "Same server at a new address" to keep the links, '
+                "or add a new connection for a different server.",
+            )
+        return data
+
+
 @admin.register(FhirConnection)
 class FhirConnectionAdmin(PHIAdminMixin, TenantAdmin):
+    form = FhirConnectionAdminForm
     list_display = ("name", "organization", "base_url", "auth_type", "is_active", "last_run_at", "last_success_at")
-    readonly_fields = ("last_run_at", "last_success_at", "last_error", "cursors")
+    readonly_fields = ("source_system", "last_run_at", "last_success_at", "last_error", "cursors", "pull_claimed_until")
 
 
 @admin.register(ImportJob)

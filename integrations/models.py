@@ -8,6 +8,9 @@ the EHR says (imported and exported as FHIR) and can move to patients/ with a st
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
@@ -55,8 +58,13 @@ class JobStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
+    WARNINGS = "warnings", "Succeeded with warnings"
     PARTIAL = "partial", "Finished with failures"
     FAILED = "failed", "Failed"
+
+
+# Outcomes that count as a success of the connection (its last_success_at moves).
+SUCCESS_STATUSES = (JobStatus.SUCCEEDED, JobStatus.WARNINGS)
 
 
 class JobKind(models.TextChoices):
@@ -101,7 +109,7 @@ class ImportJob(TenantModel):
 
     @property
     def is_done(self) -> bool:
-        return self.status in (JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED)
+        return self.status in (JobStatus.SUCCEEDED, JobStatus.WARNINGS, JobStatus.PARTIAL, JobStatus.FAILED)
 
     @property
     def percent(self) -> int:
@@ -134,11 +142,33 @@ DEFAULT_PULL_TYPES = [
 ]
 
 
+def normalize_base_url(url: str) -> str:
+    """One spelling per server: scheme and host lower-cased, default port, query, fragment and
+    trailing slashes dropped (`https://EHR.example:443/fhir/` -> `https://ehr.example/fhir`)."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # IPv6 literal
+    port = parts.port if parts.port and (scheme, parts.port) not in (("http", 80), ("https", 443)) else None
+    netloc = host + (f":{port}" if port else "")
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
 class FhirConnection(TenantModel):
-    """An organization's EHR FHIR server, pulled incrementally (`_lastUpdated` cursors per type)."""
+    """An organization's EHR FHIR server, pulled incrementally (`_lastUpdated` cursors per type).
+
+    Its resources are linked under `source_system`, fixed when the connection is created: moving
+    the server to a new base URL (`fhir_connection_base_url_change`) keeps every link and cursor.
+    A pull holds the connection (`pull_claimed_until`) for at most its deadline, so a second pull
+    of the same connection cannot start while one runs.
+    """
 
     name = models.CharField(max_length=100)
     base_url = models.URLField(max_length=300, help_text="e.g. https://ehr.example/fhir/R4")
+    source_system = models.CharField(
+        max_length=255, editable=False, help_text="The key of this connection's resource links; never changes."
+    )
     auth_type = models.CharField(max_length=8, choices=AuthType.choices, default=AuthType.NONE)
     bearer_token = EncryptedCharField(max_length=2000, blank=True)
     client_id = models.CharField(max_length=200, blank=True, help_text="SMART Backend Services client id.")
@@ -153,10 +183,29 @@ class FhirConnection(TenantModel):
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    request_timeout_seconds = models.PositiveSmallIntegerField(
+        default=30, help_text="How long one request may wait for the server to answer."
+    )
+    pull_deadline_minutes = models.PositiveSmallIntegerField(
+        default=20, help_text="How long a whole pull may run; what is left waits for the next run."
+    )
+    pull_claimed_until = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="A pull is running (until its deadline at the latest)."
+    )
 
     class Meta:
         ordering = ["name"]
         constraints = [
+            models.CheckConstraint(
+                condition=Q(request_timeout_seconds__gte=1, request_timeout_seconds__lte=300),
+                name="fhirconnection_timeout_range",
+                violation_error_message="The request timeout is between 1 and 300 seconds.",
+            ),
+            models.CheckConstraint(
+                condition=Q(pull_deadline_minutes__gte=1, pull_deadline_minutes__lte=24 * 60),
+                name="fhirconnection_deadline_range",
+                violation_error_message="The pull deadline is between 1 minute and 24 hours.",
+            ),
             models.UniqueConstraint(
                 fields=["organization", "name"],
                 name="fhirconnection_name_unique_per_org",
@@ -167,6 +216,15 @@ class FhirConnection(TenantModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        self.base_url = normalize_base_url(self.base_url)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.base_url = normalize_base_url(self.base_url)
+        if not self.source_system:
+            self.source_system = self.base_url[:255]
+        super().save(*args, **kwargs)
 
     @property
     def pull_types(self) -> list[str]:
@@ -231,6 +289,9 @@ class EhrCarePlan(TenantModel):
     title = EncryptedCharField(max_length=255, blank=True)
     description = EncryptedTextField(blank=True)
     activities = EncryptedTextField(blank=True, help_text="Planned activities, one per line.")
+    activity_statuses = models.JSONField(
+        default=list, blank=True, help_text="Each activity's status (a FHIR code), in the order of `activities`."
+    )
     period_start = models.DateTimeField(null=True, blank=True)
     period_end = models.DateTimeField(null=True, blank=True)
 

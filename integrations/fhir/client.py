@@ -1,8 +1,11 @@
 """A small FHIR REST client for pulls: search with paging, retries with backoff, three auth modes.
 
-Errors say whether a retry can help (`FhirClientError.permanent`). Only the server's own `next`
-links are followed, and only on the base URL's origin: references inside resources are never
-fetched.
+Errors say whether a retry can help (`FhirClientError.permanent`) and whether the server as a
+whole is not answering (`server_down`: unreachable, or it accepted the connection and said
+nothing), in which case asking for the next resource type is pointless. Every request waits at
+most `timeout` seconds, and none starts after the `deadline` (a `clock()` value) of the pull.
+Only the server's own `next` links are followed, and only on the base URL's origin: references
+inside resources are never fetched.
 """
 
 from __future__ import annotations
@@ -20,9 +23,35 @@ RETRY_STATUSES = {429, 500, 502, 503, 504}
 
 
 class FhirClientError(Exception):
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    def __init__(self, message: str, *, permanent: bool, server_down: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.server_down = server_down
+
+
+class PullDeadlineReached(FhirClientError):
+    """The pull's deadline passed: no further request is made (the next run resumes)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=False, server_down=True)
+
+
+def seconds_text(value: float) -> str:
+    """30.0 -> '30', 0.25 -> '0.25': how long we waited, as people read it."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def transport_error(exc: requests.RequestException, timeout: float, what: str = "The server") -> FhirClientError:
+    """What a network failure means, said accurately: a hung server is not an unreachable one."""
+    if isinstance(exc, requests.ConnectTimeout):
+        reason = f"{what} did not accept the connection within {seconds_text(timeout)} s (unreachable)."
+    elif isinstance(exc, requests.Timeout):
+        reason = f"{what} accepted the connection and did not answer within {seconds_text(timeout)} s."
+    elif isinstance(exc, requests.ConnectionError):
+        reason = f"{what} is unreachable ({type(exc).__name__})."
+    else:
+        return FhirClientError(f"{what} could not be asked ({type(exc).__name__}).", permanent=False)
+    return FhirClientError(reason, permanent=False, server_down=True)
 
 
 class SmartBackendAuth:
@@ -65,7 +94,7 @@ class SmartBackendAuth:
         try:
             response = session.post(self.token_url, data=data, timeout=timeout)
         except requests.RequestException as exc:
-            raise FhirClientError(f"Token endpoint unreachable ({type(exc).__name__}).", permanent=False) from None
+            raise transport_error(exc, timeout, "The token endpoint") from None
         if response.status_code != 200:
             raise FhirClientError(
                 f"Token endpoint answered {response.status_code}.", permanent=response.status_code not in RETRY_STATUSES
@@ -91,6 +120,8 @@ class FhirClient:
         max_retries: int = 3,
         backoff: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.bearer_token = bearer_token
@@ -100,12 +131,38 @@ class FhirClient:
         self.max_retries = max_retries
         self.backoff = backoff
         self.sleep = sleep
+        self.deadline = deadline
+        self.deadline_seconds: float | None = None
+        self.clock = clock
         self.requests_made = 0
 
-    def _headers(self) -> dict[str, str]:
+    def start_deadline(self, seconds: float) -> None:
+        """No request starts more than `seconds` from now, and none waits past that."""
+        self.deadline_seconds = seconds
+        self.deadline = self.clock() + seconds
+
+    def _deadline_reached(self, last_error: FhirClientError | None) -> PullDeadlineReached:
+        before = f"{last_error} " if last_error is not None else ""
+        length = f" ({seconds_text(self.deadline_seconds)} s)" if self.deadline_seconds is not None else ""
+        return PullDeadlineReached(f"{before}The pull reached its deadline{length}: no further request was made.")
+
+    def _time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - self.clock()
+
+    def _request_timeout(self) -> float:
+        """The per-request timeout, cut to what is left of the deadline."""
+        left = self._time_left()
+        return self.timeout if left is None else max(0.001, min(self.timeout, left))
+
+    def _check_deadline(self, last_error: FhirClientError | None = None) -> None:
+        left = self._time_left()
+        if left is not None and left <= 0:
+            raise self._deadline_reached(last_error)
+
+    def _headers(self, timeout: float) -> dict[str, str]:
         headers = {"Accept": "application/fhir+json"}
         if self.smart is not None:
-            headers["Authorization"] = f"Bearer {self.smart.token(self.session, self.timeout)}"
+            headers["Authorization"] = f"Bearer {self.smart.token(self.session, timeout)}"
         elif self.bearer_token:
             headers["Authorization"] = f"Bearer {self.bearer_token}"
         return headers
@@ -120,13 +177,16 @@ class FhirClient:
             raise FhirClientError("Refusing to follow a link to another server.", permanent=True)
         attempt = 0
         refreshed = False
+        error: FhirClientError | None = None
         while True:
             attempt += 1
+            self._check_deadline(error)
+            timeout = self._request_timeout()
             try:
                 self.requests_made += 1
-                response = self.session.get(url, params=params, headers=self._headers(), timeout=self.timeout)
+                response = self.session.get(url, params=params, headers=self._headers(timeout), timeout=timeout)
             except requests.RequestException as exc:
-                error = FhirClientError(f"Server unreachable ({type(exc).__name__}).", permanent=False)
+                error = transport_error(exc, timeout)
             else:
                 if response.status_code == 200:
                     try:
@@ -146,7 +206,11 @@ class FhirClient:
                 )
             if error.permanent or attempt > self.max_retries:
                 raise error
-            self.sleep(self.backoff * 2 ** (attempt - 1))
+            wait = self.backoff * 2 ** (attempt - 1)
+            left = self._time_left()
+            if left is not None and left <= wait:
+                raise self._deadline_reached(error)
+            self.sleep(wait)
 
     def search(self, resource_type: str, params: dict[str, str]) -> Iterator[dict[str, Any]]:
         """Each page (a searchset Bundle) of a search, following `next` links."""

@@ -56,6 +56,11 @@ def mrn_system(patient: Patient) -> str:
     return f"urn:healthcrm:{patient.organization.slug}:mrn"
 
 
+def _activity_status(plan: EhrCarePlan, index: int) -> str:
+    statuses = plan.activity_statuses or []
+    return str(statuses[index]) if index < len(statuses) else "unknown"
+
+
 def _ref(obj: models.Model) -> dict[str, str]:
     return {"reference": f"urn:uuid:{resource_uuid(obj)}"}
 
@@ -321,8 +326,9 @@ def fhir_export_patient(*, patient: Patient) -> dict[str, Any]:
                 "subject": _ref(patient),
                 "period": {"start": _dt(plan.period_start), "end": _dt(plan.period_end)},
                 "activity": [
-                    {"detail": {"status": "in-progress", "code": {"text": line}}}
-                    for line in plan.activities.splitlines()
+                    # Plans imported before statuses were kept say "unknown", not a guess.
+                    {"detail": {"status": _activity_status(plan, i), "code": {"text": line}}}
+                    for i, line in enumerate(plan.activities.splitlines())
                 ],
             }
         )

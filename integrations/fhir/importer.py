@@ -78,11 +78,18 @@ class Failure:
 
 @dataclass
 class ImportReport:
-    """Counts per resource type and outcome, and each failure's entry, element and reason (no values)."""
+    """Counts per resource type and outcome, and each failure's entry, element and reason (no values).
+
+    Failures are errors: the resource cannot be represented, and its unit was rolled back.
+    Warnings are data-quality findings (an identifier that fails its format check, a missing
+    optional reference): the resource was imported without the questionable element.
+    """
 
     counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     failures: list[Failure] = field(default_factory=list)
     failure_total: int = 0
+    warnings: list[Failure] = field(default_factory=list)
+    warning_total: int = 0
     units: int = 0
     units_failed: int = 0
     patient_ids: list[int] = field(default_factory=list)
@@ -90,6 +97,11 @@ class ImportReport:
     @property
     def ok(self) -> bool:
         return self.failure_total == 0
+
+    def warn(self, warning: Failure) -> None:
+        self.warning_total += 1
+        if len(self.warnings) < MAX_FAILURES_KEPT:
+            self.warnings.append(warning)
 
     def add(self, resource_type: str, outcome: str, n: int = 1) -> None:
         self.counts[resource_type or "(unknown)"][outcome] += n
@@ -107,6 +119,8 @@ class ImportReport:
             "counts": {t: {o: c[o] for o in OUTCOMES} for t, c in sorted(self.counts.items())},
             "failures": [f.as_dict() for f in self.failures],
             "failure_total": self.failure_total,
+            "warnings": [w.as_dict() for w in self.warnings],
+            "warning_total": self.warning_total,
             "units": self.units,
             "units_failed": self.units_failed,
             "patient_ids": self.patient_ids,
@@ -119,6 +133,8 @@ class ImportReport:
             report.counts[rtype] = Counter(counts)
         report.failures = [Failure(**f) for f in data.get("failures") or []]
         report.failure_total = data.get("failure_total", len(report.failures))
+        report.warnings = [Failure(**w) for w in data.get("warnings") or []]
+        report.warning_total = data.get("warning_total", len(report.warnings))
         report.units = data.get("units", 0)
         report.units_failed = data.get("units_failed", 0)
         report.patient_ids = list(data.get("patient_ids") or [])
@@ -136,6 +152,12 @@ class ImportReport:
             lines.append(f"  entry {failure.entry} ({failure.resource_type or '?'}) {failure.field}: {failure.reason}")
         if self.failure_total > len(self.failures):
             lines.append(f"  ... and {self.failure_total - len(self.failures)} more failures")
+        if self.warning_total:
+            lines.append(f"warnings (imported without the element): {self.warning_total}")
+        for warning in self.warnings:
+            lines.append(f"  entry {warning.entry} ({warning.resource_type or '?'}) {warning.field}: {warning.reason}")
+        if self.warning_total > len(self.warnings):
+            lines.append(f"  ... and {self.warning_total - len(self.warnings)} more warnings")
         return "\n".join(lines)
 
 
@@ -250,6 +272,8 @@ class UnitImporter:
         # Medication resources of this unit (reference-only): code text, code, system.
         self.medications: dict[tuple[str, str], tuple[str, str, str]] = {}
         self.progress: Callable[[int], None] | None = None
+        # Data-quality warnings of this unit, reported once its rows are committed.
+        self.warnings: list[Failure] = []
 
     # Entry points --------------------------------------------------------------------------
 
@@ -281,6 +305,8 @@ class UnitImporter:
         for rtype, counts in self.counts.items():
             for outcome, n in counts.items():
                 self.report.add(rtype, outcome, n)
+        for warning in self.warnings:
+            self.report.warn(warning)
         for pk in self.patient_ids:
             if pk not in self.report.patient_ids and len(self.report.patient_ids) < MAX_PATIENT_IDS_KEPT:
                 self.report.patient_ids.append(pk)
@@ -372,6 +398,7 @@ class UnitImporter:
                 # Valid R4 we did not expect: refuse the entry rather than fail the whole import.
                 failures.append(Failure(index, rtype, rtype, "could not be mapped to HealthCRM's record"))
                 return None
+            self.warnings.extend(Failure(index, rtype, path, reason) for path, reason in mapped.warnings)
         keys = [
             f"{i.get('system', '')}|{i.get('value')}"
             for i in resource.get("identifier") or []
@@ -429,7 +456,11 @@ class UnitImporter:
             for name, (path, ref) in refs.items():
                 target = self._resolve(ref, by_url, by_identifier)
                 if target is None:
-                    failures.append(Failure(item.index, item.resource_type, path, "not a reference we can resolve"))
+                    if name in mapped.optional_refs:
+                        reason = "not a reference we can resolve: imported without it"
+                        self.warnings.append(Failure(item.index, item.resource_type, path, reason))
+                    else:
+                        failures.append(Failure(item.index, item.resource_type, path, "not a reference we can resolve"))
                     continue
                 out[name] = target
                 if target[0] == "key":
@@ -437,22 +468,26 @@ class UnitImporter:
             resolved_refs[item.index] = out
         links = self._links(wanted)
         for item in items:
-            for name, (kind, value) in resolved_refs.get(item.index, {}).items():
+            item_refs = resolved_refs.get(item.index, {})
+            for name, (kind, value) in list(item_refs.items()):
                 if kind == "key" and value not in in_unit and value not in links:
                     path = (
                         (item.mapped.refs.get(name) or item.mapped.medication_ref or ("", ""))[0] if item.mapped else ""
                     )
                     if name.startswith("participant:"):
                         path = name.split(":", 1)[1]
-                    failures.append(
-                        Failure(
-                            item.index,
-                            item.resource_type,
-                            path,
-                            f"refers to {'a resource' if value[0] == '?' else value[0]} that is neither in this "
-                            "file nor imported before",
-                        )
+                    reason = (
+                        f"refers to {'a resource' if value[0] == '?' else value[0]} that is neither in this "
+                        "file nor imported before"
                     )
+                    if item.mapped is not None and name in item.mapped.optional_refs:
+                        # An optional link (the encounter's practitioner, ...): the resource stays.
+                        del item_refs[name]
+                        self.warnings.append(
+                            Failure(item.index, item.resource_type, path, reason + ": imported without it")
+                        )
+                        continue
+                    failures.append(Failure(item.index, item.resource_type, path, reason))
         if failures:
             raise UnitFailed(failures)
 

@@ -100,6 +100,17 @@ EVENT_STATUS = {
     "unknown",
 }
 REQUEST_STATUS = {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
+CAREPLAN_ACTIVITY_STATUS = {
+    "not-started",
+    "scheduled",
+    "in-progress",
+    "on-hold",
+    "completed",
+    "cancelled",
+    "stopped",
+    "unknown",
+    "entered-in-error",
+}
 CAREPLAN_INTENT = {"proposal", "plan", "order", "option"}
 APPOINTMENT_STATUS = {
     "proposed": "booked",
@@ -161,6 +172,8 @@ class Mapped:
     medication_ref: tuple[str, str] | None = None
     # Appointment participants given as urn:uuid references: their type is known once resolved.
     participants: list[tuple[str, str]] = field(default_factory=list)
+    # Data-quality warnings: (FHIR path, reason) of an element left out, the resource kept.
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
 
 # -- small readers ---------------------------------------------------------------------------------
@@ -412,11 +425,20 @@ def map_practitioner(res: dict[str, Any]) -> Mapped:
     if not display:
         raise MappingError("Practitioner.name", "required")
     npi = practitioner_npi(res)
+    warnings = []
     if npi and (len(npi) != 10 or not npi.isdigit()):
-        raise MappingError("Practitioner.identifier", "an NPI has 10 digits")
+        # Real feeds send them (Synthea's practitioners): a data-quality warning, not a reason to
+        # refuse the practitioner and every encounter that names them.
+        warnings.append(("Practitioner.identifier", "an NPI has 10 digits: the practitioner was imported without it"))
+        npi = ""
     specialty = next((concept_text(q.get("code")) for q in _list(res.get("qualification")) if isinstance(q, dict)), "")
     fields = {"display_name": _fit(display, 200, "Practitioner.name"), "npi": npi, "specialty": specialty[:100]}
-    return Mapped(Practitioner, fields, paths={"display_name": "Practitioner.name", "npi": "Practitioner.identifier"})
+    return Mapped(
+        Practitioner,
+        fields,
+        paths={"display_name": "Practitioner.name", "npi": "Practitioner.identifier"},
+        warnings=warnings,
+    )
 
 
 def map_location(res: dict[str, Any]) -> Mapped:
@@ -664,6 +686,7 @@ def map_encounter(res: dict[str, Any]) -> Mapped:
             "period_end": end,
         },
         refs={"patient": _subject(res, "Encounter")},
+        optional_refs={"practitioner", "location"},
     )
     for i, participant in enumerate(_list(res.get("participant"))):
         ref = reference(participant or {}, "individual")
@@ -697,6 +720,7 @@ def map_procedure(res: dict[str, Any]) -> Mapped:
             "performed_end": end,
         },
         refs={"patient": _subject(res, "Procedure")},
+        optional_refs={"encounter"},
     )
     if reference(res, "encounter"):
         mapped.refs["encounter"] = ("Procedure.encounter", reference(res, "encounter"))
@@ -708,11 +732,19 @@ def map_careplan(res: dict[str, Any]) -> Mapped:
     intent = _code(res.get("intent"), CAREPLAN_INTENT, "CarePlan.intent")
     categories = [c for c in _list(res.get("category")) if isinstance(c, dict)]
     coding = first_coding(categories[0]) if categories else {}
-    activities = []
-    for activity in _list(res.get("activity")):
-        text = concept_text(((activity or {}).get("detail") or {}).get("code"))
+    activities, statuses, warnings = [], [], []
+    for i, activity in enumerate(_list(res.get("activity"))):
+        detail = (activity or {}).get("detail") or {}
+        text = concept_text(detail.get("code"))
         if text:
-            activities.append(text)
+            activities.append(text.replace("\n", " "))
+            activity_status = detail.get("status") or "unknown"
+            if activity_status not in CAREPLAN_ACTIVITY_STATUS:
+                warnings.append(
+                    (f"CarePlan.activity[{i}].detail.status", "not a code of this value set: kept as unknown")
+                )
+                activity_status = "unknown"
+            statuses.append(activity_status)
     period = res.get("period") or {}
     title = str(res.get("title") or (concept_text(categories[0]) if categories else ""))
     return Mapped(
@@ -725,10 +757,12 @@ def map_careplan(res: dict[str, Any]) -> Mapped:
             "title": title[:255],
             "description": str(res.get("description") or ""),
             "activities": "\n".join(activities),
+            "activity_statuses": statuses,
             "period_start": parse_when(period.get("start"), "CarePlan.period.start"),
             "period_end": parse_when(period.get("end"), "CarePlan.period.end"),
         },
         refs={"patient": _subject(res, "CarePlan")},
+        warnings=warnings,
     )
 
 

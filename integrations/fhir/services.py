@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from auditlog.context import set_actor
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from healthcrm.crypto import primary_fernet
@@ -22,7 +23,15 @@ from healthcrm.tenancy import organization_context
 from integrations.fhir.client import FhirClient, FhirClientError, SmartBackendAuth
 from integrations.fhir.importer import Failure, ImportReport, UnitImporter, fhir_import_data
 from integrations.fhir.parsing import FhirInputError, check_bundle_header
-from integrations.models import AuthType, FhirConnection, ImportJob, JobKind, JobStatus
+from integrations.models import (
+    SUCCESS_STATUSES,
+    AuthType,
+    FhirConnection,
+    ImportJob,
+    JobKind,
+    JobStatus,
+    normalize_base_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +91,16 @@ def import_job_create(*, data: bytes, source_system: str, actor: Any = None, kin
     return job
 
 
+def job_status(report: ImportReport, error: str) -> str:
+    """Failed (the job stopped), finished with failures (units rolled back), succeeded with
+    warnings (everything written, some elements left out), or succeeded."""
+    if error:
+        return JobStatus.FAILED
+    if not report.ok:
+        return JobStatus.PARTIAL
+    return JobStatus.WARNINGS if report.warning_total else JobStatus.SUCCEEDED
+
+
 def _units_in(organization: Organization) -> Callable[[Callable[[], None]], None]:
     def run(fn: Callable[[], None]) -> None:
         with organization_context(organization):
@@ -125,7 +144,7 @@ def import_job_run(*, organization: Organization, job_id: int, actor: Any = None
         where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame is not None else "?"
         logger.error("import job %s failed: %s at %s", job_id, type(exc).__name__, where)
         error = f"The import stopped unexpectedly ({type(exc).__name__})."
-    status = JobStatus.FAILED if error else JobStatus.SUCCEEDED if report.ok else JobStatus.PARTIAL
+    status = job_status(report, error)
     if not error and report.ok is False and report.units_failed == report.units:
         status = JobStatus.FAILED
     with organization_context(organization):
@@ -155,7 +174,22 @@ def connection_client(connection: FhirConnection, **kwargs: Any) -> FhirClient:
             scope=connection.scope,
         )
     bearer = connection.bearer_token if connection.auth_type == AuthType.BEARER else ""
+    kwargs.setdefault("timeout", float(connection.request_timeout_seconds))
     return FhirClient(connection.base_url, bearer_token=bearer, smart=smart, **kwargs)
+
+
+@transaction.atomic
+def fhir_connection_base_url_change(*, connection: FhirConnection, base_url: str) -> FhirConnection:
+    """Point a connection at its server's new address (a deliberate act: the same server).
+
+    Links stay keyed by the connection (`source_system`, fixed at creation) and the cursors stay,
+    so the next pull updates what earlier pulls imported. A different server needs a new
+    connection. The change is in the audit log (FhirConnection is registered).
+    """
+    connection.base_url = normalize_base_url(base_url)
+    connection.full_clean()
+    connection.save(update_fields=["base_url", "updated_at"])
+    return connection
 
 
 def _latest(page: dict[str, Any], current: str | None) -> str | None:
@@ -169,38 +203,97 @@ def _latest(page: dict[str, Any], current: str | None) -> str | None:
     return latest
 
 
+# A crashed pull's claim lapses this long after its deadline (the last page's import may end
+# after the deadline: no request starts after it, but what was fetched is still written).
+CLAIM_GRACE = timedelta(minutes=5)
+
+
+def fhir_connection_claim(*, connection_id: int, deadline_seconds: float) -> bool:
+    """Claim the connection for one pull: a conditional UPDATE that touches one row or none.
+
+    The claim is committed before any request, so a second pull (beat every minute, "Pull now")
+    finds it taken and does nothing; it lapses by itself after the deadline should the worker die.
+    """
+    now = timezone.now()
+    claimed = (
+        FhirConnection.objects.filter(pk=connection_id, is_active=True)
+        .filter(Q(pull_claimed_until__isnull=True) | Q(pull_claimed_until__lt=now))
+        .update(pull_claimed_until=now + timedelta(seconds=deadline_seconds) + CLAIM_GRACE)
+    )
+    return claimed == 1
+
+
+def _pull_progress(job_id: int, report: ImportReport, resource_type: str, done: int, types: int) -> None:
+    """The job's row says what has arrived so far, committed page by page (counts and types only)."""
+    data = report.as_dict()
+    data["progress"] = {"resource_type": resource_type, "types_done": done, "types": types}
+    counted = sum(sum(c.values()) for c in report.counts.values())
+    ImportJob.objects.filter(pk=job_id).update(report=data, processed=counted)
+
+
 def fhir_pull_connection(
-    *, organization: Organization, connection_id: int, actor: Any = None, client: FhirClient | None = None
+    *,
+    organization: Organization,
+    connection_id: int,
+    actor: Any = None,
+    client: FhirClient | None = None,
+    deadline_seconds: float | None = None,
 ) -> ImportJob | None:
     """Pull what changed since the last success, type by type, page by page (each page one unit).
 
     A type's cursor moves only when all of its pages imported; a failed page is reported and the
-    next run asks again from the old cursor.
+    next run asks again from the old cursor. The connection is claimed for the pull (None when
+    another pull holds it), and the pull stops at its deadline (`pull_deadline_minutes`, or
+    `deadline_seconds`) or as soon as the server stops answering; what was imported stays.
     """
     with organization_context(organization):
         connection = FhirConnection.objects.filter(pk=connection_id, is_active=True).first()
         if connection is None:
             return None
+        if deadline_seconds is None:
+            deadline_seconds = 60.0 * connection.pull_deadline_minutes
+        if not fhir_connection_claim(connection_id=connection_id, deadline_seconds=deadline_seconds):
+            logger.info("connection %s is being pulled already: this pull does nothing", connection_id)
+            return None
         job = ImportJob.objects.create(
             kind=JobKind.PULL,
             connection=connection,
-            source_system=connection.base_url,
+            source_system=connection.source_system,
             status=JobStatus.RUNNING,
             started_at=timezone.now(),
         )
+    try:
+        return _pull(organization, connection, job, actor, client, deadline_seconds)
+    finally:
+        with organization_context(organization):
+            FhirConnection.objects.filter(pk=connection_id).update(pull_claimed_until=None)
+
+
+def _pull(
+    organization: Organization,
+    connection: FhirConnection,
+    job: ImportJob,
+    actor: Any,
+    client: FhirClient | None,
+    deadline_seconds: float,
+) -> ImportJob:
     client = client or connection_client(connection)
+    client.start_deadline(deadline_seconds)
     report = ImportReport()
     cursors = dict(connection.cursors or {})
     error = ""
     run = _units_in(organization)
+    types = connection.pull_types
     with set_actor(actor):
-        for resource_type in connection.pull_types:
+        for done, resource_type in enumerate(types):
             since = cursors.get(resource_type)
             params = {"_count": PULL_PAGE_SIZE, "_sort": "_lastUpdated"}
             if since:
                 params["_lastUpdated"] = f"gt{since}"
             latest = since
             type_ok = True
+            with organization_context(organization):
+                _pull_progress(job.pk, report, resource_type, done, len(types))
             try:
                 for page in client.search(resource_type, params):
                     try:
@@ -212,7 +305,7 @@ def fhir_pull_connection(
                         type_ok = False
                         continue
                     entries = [e for e in page.get("entry") or [] if (e.get("search") or {}).get("mode") != "outcome"]
-                    importer = UnitImporter(source_system=connection.base_url, actor=actor, report=report)
+                    importer = UnitImporter(source_system=connection.source_system, actor=actor, report=report)
                     failed_before = report.units_failed
 
                     def unit(importer: UnitImporter = importer, entries: list[Any] = entries) -> Any:
@@ -223,16 +316,18 @@ def fhir_pull_connection(
                         type_ok = False
                     else:
                         latest = _latest(page, latest)
+                    with organization_context(organization):
+                        _pull_progress(job.pk, report, resource_type, done, len(types))
             except FhirClientError as exc:
                 error = f"{resource_type}: {exc}"
                 type_ok = False
-                if exc.permanent:
-                    break
+                if exc.permanent or exc.server_down:
+                    break  # asking for the next type would fail (or hang) the same way
                 continue
             if type_ok and latest:
                 cursors[resource_type] = latest
     now = timezone.now()
-    status = JobStatus.FAILED if error else JobStatus.SUCCEEDED if report.ok else JobStatus.PARTIAL
+    status = job_status(report, error)
     with organization_context(organization):
         counted = sum(sum(c.values()) for c in report.counts.values())
         ImportJob.objects.filter(pk=job.pk).update(
@@ -243,9 +338,9 @@ def fhir_pull_connection(
             "last_run_at": now,
             "last_error": error or _first_failure(report),
         }
-        if status == JobStatus.SUCCEEDED:
+        if status in SUCCESS_STATUSES:
             changes["last_success_at"] = now
-        FhirConnection.objects.filter(pk=connection_id).update(**changes)
+        FhirConnection.objects.filter(pk=connection.pk).update(**changes)
         return ImportJob.objects.get(pk=job.pk)
 
 
@@ -257,10 +352,12 @@ def _first_failure(report: ImportReport) -> str:
 
 
 def connections_due(now: datetime | None = None) -> list[int]:
-    """Ids of this organization's active connections whose interval has passed."""
+    """Ids of this organization's active connections whose interval has passed and that no pull holds."""
     now = now or timezone.now()
     due = []
     for connection in FhirConnection.objects.filter(is_active=True):
+        if connection.pull_claimed_until is not None and connection.pull_claimed_until >= now:
+            continue
         if (
             connection.last_run_at is None
             or (now - connection.last_run_at).total_seconds() >= 60 * connection.interval_minutes

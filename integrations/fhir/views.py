@@ -68,9 +68,15 @@ def import_job_view(request: TenantRequest, pk: int) -> HttpResponse:
         if live:
             processed, total = live
     percent = 100 if job.is_done else (min(99, int(100 * processed / total)) if total else 0)
+    # A running pull commits its report page by page: the type it is asking for and what arrived.
+    pulling = (job.report or {}).get("progress") if not job.is_done else None
+    if pulling and pulling.get("types"):
+        percent = min(99, int(100 * pulling["types_done"] / pulling["types"]))
     context = {
         "job": job,
         "report": ImportReport.from_dict(job.report) if job.is_done else None,
+        "live_report": ImportReport.from_dict(job.report) if pulling else None,
+        "pulling": pulling,
         "processed": processed,
         "total": total,
         "percent": percent,

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from healthcrm.tenancy import organization_context
 from integrations.fhir.importer import ImportReport, fhir_import_data
+from integrations.models import FhirConnection
 from tests.factories import MembershipFactory, UserFactory
+from tests.integrations.fhir.fake_ehr import PRIVATE_PEM, FakeEhr
 
 
 @pytest.fixture
@@ -40,3 +45,31 @@ def bundle(*resources: dict[str, Any], kind: str = "collection") -> dict[str, An
         "type": kind,
         "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources],
     }
+
+
+@pytest.fixture
+def ehr() -> Iterator[FakeEhr]:
+    fake = FakeEhr()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
+    fake.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)  # quick stop
+    thread.start()
+    yield fake
+    fake.release.set()  # requests held or hung by the test end now
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def connection(org_a: Any, ehr: FakeEhr) -> FhirConnection:
+    with organization_context(org_a):
+        return FhirConnection.objects.create(
+            name="Fake EHR",
+            base_url=ehr.base,
+            auth_type="smart",
+            client_id="healthcrm",
+            token_url=ehr.base + "/token",
+            private_key_pem=PRIVATE_PEM,
+            key_id="key-1",
+            resource_types=["Patient", "Practitioner", "Encounter", "Observation", "Condition"],
+        )

@@ -167,3 +167,47 @@ def test_export_command_writes_a_bundle_and_logs_it(org_a, tmp_path) -> None:
     assert bundle["entry"][0]["resource"]["identifier"][0]["value"] == "EXP-1"
     with organization_context(org_a):
         assert AccessLog.objects.get(action=AccessAction.EXPORT).object_ids == [str(patient.pk)]
+
+
+def test_care_plan_activities_keep_their_status_through_export(org_a, import_into) -> None:
+    """Synthea plans mix completed and in-progress activities: export says what came in."""
+    pid = "5e1a9a52-0000-4000-8000-000000000001"
+    statuses = ["completed", "in-progress", "completed", "not-started", "cancelled"]
+    plan = {
+        "resourceType": "CarePlan",
+        "id": "5e1a9a52-0000-4000-8000-000000000002",
+        "status": "active",
+        "intent": "plan",
+        "subject": {"reference": f"urn:uuid:{pid}"},
+        "activity": [
+            {"detail": {"status": status, "code": {"text": f"Activity {n}"}}} for n, status in enumerate(statuses)
+        ]
+        + [{"detail": {"status": "half-done", "code": {"text": "Activity 5"}}}],
+    }
+    patient = {
+        "resourceType": "Patient",
+        "id": pid,
+        "identifier": [{"system": "urn:ehr", "value": "CP-1"}],
+        "name": [{"family": "Plan", "given": ["Cara"]}],
+        "birthDate": "1970-01-01",
+    }
+    report = import_into(
+        org_a,
+        {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in (patient, plan)],
+        },
+    )
+    assert report.ok
+    assert [(w.field, w.reason) for w in report.warnings] == [
+        ("CarePlan.activity[5].detail.status", "not a code of this value set: kept as unknown")
+    ]
+    with organization_context(org_a):
+        exported = fhir_export_patient(patient=Patient.objects.get())
+    Bundle.model_validate(exported)
+    (care_plan,) = [e["resource"] for e in exported["entry"] if e["resource"]["resourceType"] == "CarePlan"]
+    assert [(a["detail"]["code"]["text"], a["detail"]["status"]) for a in care_plan["activity"]] == [
+        *((f"Activity {n}", status) for n, status in enumerate(statuses)),
+        ("Activity 5", "unknown"),
+    ]

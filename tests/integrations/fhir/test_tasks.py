@@ -63,6 +63,9 @@ def test_a_permanent_failure_ends_the_pull_at_once(org_a: Any, monkeypatch: pyte
     class Refusing:
         requests_made = 0
 
+        def start_deadline(self, seconds: float) -> None:
+            pass
+
         def search(self, resource_type: str, params: dict[str, str]) -> Any:
             self.requests_made += 1
             raise FhirClientError("The server answered 403.", permanent=True)
