@@ -13,7 +13,7 @@
 # started (CI does this). Otherwise scripts/devservices.py runs PostgreSQL 16 and Redis from the
 # `local` extra under .data/ (ports 54329 and 63799; DEV_PG_PORT / DEV_REDIS_PORT override). `make run`
 # stops those it started when it ends; `make test` leaves them running (`make services-stop`).
-# make run: PORT (8000), BEAT_LOG_LEVEL (warning), WORKER_LOG_LEVEL (info).
+# make run: PORT (8000), BEAT_LOG_LEVEL and WORKER_LOG_LEVEL (warning).
 
 PYTHON ?= python3
 VENV := .venv

