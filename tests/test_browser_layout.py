@@ -265,3 +265,43 @@ def test_phone_navigation_without_javascript_stays_open_and_fits(
         expect(_main_nav_link(page, name)).to_be_visible()
     _assert_fits(page, "patient list without JavaScript")
     page.context.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_the_pages_these_tests_visit_have_no_axe_violations(
+    live_server: Any, browser: Any, clinic: Clinic, viewport: dict[str, int]
+) -> None:
+    from playwright.sync_api import expect
+
+    from tests.axe import axe_violations
+
+    base = live_server.url
+    page = _signed_in_page(browser, base, clinic.coordinator.username, viewport)
+    found: dict[str, list[str]] = {}
+    for name, path in [
+        ("dashboard", "/"),
+        ("patient list", "/patients/"),
+        ("patient summary", f"/patients/{clinic.patient.pk}/"),
+        ("patient care plan", f"/patients/{clinic.patient.pk}/care-plan/"),
+        ("day calendar", f"/patients/appointments/?view=day&date={clinic.day.isoformat()}"),
+        ("outbox", "/engagement/outbox/"),
+    ]:
+        page.goto(base + path)
+        found[name] = axe_violations(page)
+        if viewport is PHONE and name == "dashboard":
+            page.get_by_role("button", name="Menu").click()
+            expect(_main_nav_link(page, "Patients")).to_be_visible()
+            found["open menu"] = axe_violations(page)
+    assert found == {name: [] for name in found}
+    page.context.close()
+
+
+def test_the_axe_check_finds_what_it_should(browser: Any) -> None:
+    """The check above can fail: an unlabelled input and an image without text are violations."""
+    from tests.axe import axe_violations
+
+    page = browser.new_page()
+    page.set_content('<html lang="en"><title>t</title><main><img src="x.png"><input></main></html>')
+    rules = {line.split(" ")[0] for line in axe_violations(page)}
+    assert {"image-alt", "label"} <= rules, rules
+    page.close()
