@@ -1,6 +1,6 @@
 # HealthCRM developer commands (GNU make).
 #
-#   make run             venv, local PostgreSQL + Redis, migrate, seed, web + worker + beat
+#   make run             venv, local PostgreSQL + Redis, migrate, seed, web + worker + beat (Ctrl-C stops all)
 #   make test            venv, local PostgreSQL + Redis, pytest (PYTEST_ARGS="-k foo -x")
 #   make test-fast       no browser, worker or slow walk tests, one wall clock instead of three
 #   make lint            ruff check + ruff format --check + lint-imports (the import layers) + mypy
@@ -11,7 +11,9 @@
 #
 # With DATABASE_URL and/or REDIS_URL in the environment, those servers are used and no local one is
 # started (CI does this). Otherwise scripts/devservices.py runs PostgreSQL 16 and Redis from the
-# `local` extra under .data/ (ports 54329 and 63799; DEV_PG_PORT / DEV_REDIS_PORT override).
+# `local` extra under .data/ (ports 54329 and 63799; DEV_PG_PORT / DEV_REDIS_PORT override). `make run`
+# stops those it started when it ends; `make test` leaves them running (`make services-stop`).
+# make run: PORT (8000), BEAT_LOG_LEVEL and WORKER_LOG_LEVEL (warning).
 
 PYTHON ?= python3
 VENV := .venv
@@ -51,11 +53,20 @@ $(STAMP): pyproject.toml | $(PY)
 
 venv: $(STAMP)
 
+# Ctrl-C stops the servers and then the local PostgreSQL/Redis this run started (scripts/run.py); a
+# failure or Ctrl-C before the servers start stops them too (the EXIT trap). Those that were already
+# running keep running.
 run: $(STAMP)
-	$(with_services)
+	devservices_report="$$($(PY) scripts/devservices.py start --report)" || { eval "$$devservices_report"; \
+	  test -z "$${DEVSERVICES_STARTED:-}" || $(PY) scripts/devservices.py stop $$DEVSERVICES_STARTED; exit 1; }
+	eval "$$devservices_report"
+	trap 'test -z "$${DEVSERVICES_STARTED:-}" || $(PY) scripts/devservices.py stop $$DEVSERVICES_STARTED' EXIT
+	devservices_env="$$($(PY) scripts/devservices.py env)"
+	eval "$$devservices_env"
 	$(PY) manage.py db_bootstrap
 	DATABASE_LOGIN=owner $(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --if-empty
+	trap - EXIT
 	exec $(PY) scripts/run.py
 
 test: $(STAMP)

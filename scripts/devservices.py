@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Project-local PostgreSQL and Redis for `make run` and `make test`.
 
-    python scripts/devservices.py start|stop|status|env
+    python scripts/devservices.py start [--report] | stop [postgres] [redis] | status | env
 
 Each service is managed only when its URL is not already in the environment: with DATABASE_URL
 set, PostgreSQL is left alone (and likewise Redis with REDIS_URL). Everything lives under `.data/`
@@ -18,7 +18,11 @@ PostgreSQL refuses to run as root. When this script runs as root it hands `.data
 initdb/pg_ctl as that user.
 
 `env` prints `export` lines for the managed services, for `eval "$(python scripts/devservices.py env)"`.
-Ports: DEV_PG_PORT (default 54329) and DEV_REDIS_PORT (default 63799), both on 127.0.0.1.
+`start --report` prints `export DEVSERVICES_STARTED='...'` (the services this call started) and
+`export DEVSERVICES_KEPT='...'` (those already running), so that `make run` stops exactly what it
+started when it ends and says which keep running (scripts/run.py).
+Ports: DEV_PG_PORT (default 54329) and DEV_REDIS_PORT (default 63799), both on 127.0.0.1. A port
+another program holds (another checkout's server, say) is named with a free one to choose instead.
 """
 
 from __future__ import annotations
@@ -172,6 +176,35 @@ def wait_until(predicate, timeout: float, interval: float = 0.1) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def port_taken(port: int) -> bool:
+    """Does some program listen on HOST:port (or on every address at that port)?"""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR: a port left in TIME_WAIT is free; one with a listener still is not (Linux).
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port_after(port: int, tries: int = 50) -> int | None:
+    return next((candidate for candidate in range(port + 1, port + 1 + tries) if not port_taken(candidate)), None)
+
+
+def require_free_port(service: str, port: int, variable: str) -> None:
+    """Fail before starting a server whose port is taken, naming it and a way out."""
+    if not port_taken(port):
+        return
+    suggestion = free_port_after(port)
+    example = f"{variable}={suggestion}" if suggestion else f"{variable}=<port>"
+    raise DevServicesError(
+        f"port {port} on {HOST} is taken by another program (another checkout's {service}?), so this "
+        f"checkout's {service} cannot start there. Choose another port with {variable}, e.g. "
+        f"`{example} make run` (and the same {variable} for every later make command), or stop that program."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,7 +364,8 @@ def pg_is_running(run_as: RunAs, bindir: Path | None) -> bool:
     return bool(info) and pid_alive(int(info["pid"]))
 
 
-def pg_start() -> None:
+def pg_start() -> bool:
+    """Start this checkout's PostgreSQL; True if this call started it, False if it was running."""
     bindir = pg_bindir()
     run_as = pg_run_as()
     pg_prepare_dirs(run_as)
@@ -373,14 +407,15 @@ def pg_start() -> None:
         info = pg_postmaster_info() or {}
         running_port = info.get("port")
         if running_port and running_port != str(pg_port()):
-            log(
-                f"postgres: already running on port {running_port}, not {pg_port()}: "
-                "`stop` and `start` again to move it"
+            # The URL `env` prints would point at the wrong port.
+            raise DevServicesError(
+                f"this checkout's PostgreSQL is already running on port {running_port}, not {pg_port()} "
+                f"(DEV_PG_PORT): set DEV_PG_PORT={running_port}, or `make services-stop` and start again"
             )
-        else:
-            log(f"postgres: already running on {HOST}:{pg_port()}")
-        return
+        log(f"postgres: already running on {HOST}:{pg_port()}")
+        return False
 
+    require_free_port("PostgreSQL", pg_port(), "DEV_PG_PORT")
     pg_write_conf(run_as)
     result = pg_command(
         run_as,
@@ -394,6 +429,7 @@ def pg_start() -> None:
             f"{result.stdout}{result.stderr}\n--- {PG_LOG.relative_to(REPO)} ---\n{tail(PG_LOG)}"
         )
     log(f"postgres: PostgreSQL {major} started on {HOST}:{pg_port()} (as {run_as.name})")
+    return True
 
 
 def pg_stop() -> None:
@@ -473,19 +509,19 @@ def redis_pid() -> int | None:
     return pid
 
 
-def redis_start() -> None:
+def redis_start() -> bool:
+    """Start this checkout's Redis; True if this call started it, False if it was running."""
     port = redis_port()
     if redis_pid() is not None:
-        if redis_ping(port):
-            log(f"redis: already running on {HOST}:{port}")
-        else:
-            log(f"redis: running (pid {redis_pid()}) but not answering on port {port}: `stop`, then `start`")
-        return
+        if not redis_ping(port):
+            raise DevServicesError(
+                f"this checkout's Redis (pid {redis_pid()}) does not answer on port {port} (DEV_REDIS_PORT): "
+                "it may run on another port; `make services-stop` and start again"
+            )
+        log(f"redis: already running on {HOST}:{port}")
+        return False
     REDIS_PIDFILE.unlink(missing_ok=True)
-    if redis_ping(port):
-        raise DevServicesError(
-            f"a Redis not started by this checkout answers on {HOST}:{port}: set DEV_REDIS_PORT or REDIS_URL"
-        )
+    require_free_port("Redis", port, "DEV_REDIS_PORT")
     binary = redis_server_binary()
     DATA.mkdir(exist_ok=True)
     REDIS_DIR.mkdir(exist_ok=True)
@@ -507,6 +543,7 @@ def redis_start() -> None:
             f"{result.stdout}{result.stderr}\n--- {REDIS_LOG.relative_to(REPO)} ---\n{tail(REDIS_LOG)}"
         )
     log(f"redis: started on {HOST}:{port}")
+    return True
 
 
 def redis_stop() -> None:
@@ -541,26 +578,40 @@ def redis_status() -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def cmd_start() -> int:
-    with data_lock():
-        if pg_managed():
-            pg_start()
-        else:
-            log("postgres: DATABASE_URL is set, not starting one")
-        if redis_managed():
-            redis_start()
-        else:
-            log("redis: REDIS_URL is set, not starting one")
+SERVICES = ("postgres", "redis")
+
+
+def cmd_start(report: bool = False) -> int:
+    started: list[str] = []  # by this call
+    kept: list[str] = []  # managed here, and already running before this call
+    try:
+        with data_lock():
+            if pg_managed():
+                (started if pg_start() else kept).append("postgres")
+            else:
+                log("postgres: DATABASE_URL is set, not starting one")
+            if redis_managed():
+                (started if redis_start() else kept).append("redis")
+            else:
+                log("redis: REDIS_URL is set, not starting one")
+    finally:
+        if report:
+            # Even on failure: what did start must still be stopped by the caller.
+            print(f"export DEVSERVICES_STARTED={shlex.quote(' '.join(started))}", flush=True)
+            print(f"export DEVSERVICES_KEPT={shlex.quote(' '.join(kept))}", flush=True)
     return 0
 
 
-def cmd_stop() -> int:
+def cmd_stop(services: list[str] | None = None) -> int:
     # Stops whatever this checkout started, whether or not the URLs are set now.
     if not DATA.exists():
         return 0
+    wanted = services or list(SERVICES)
     with data_lock():
-        pg_stop()
-        redis_stop()
+        if "postgres" in wanted:
+            pg_stop()
+        if "redis" in wanted:
+            redis_stop()
     return 0
 
 
@@ -582,8 +633,19 @@ def cmd_env() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("start", "stop", "status", "env"))
+    parser.add_argument("services", nargs="*", help="stop: only these, postgres and/or redis (default: both)")
+    parser.add_argument("--report", action="store_true", help="start: print DEVSERVICES_STARTED for eval")
     args = parser.parse_args(argv)
-    commands = {"start": cmd_start, "stop": cmd_stop, "status": cmd_status, "env": cmd_env}
+    if args.services and args.command != "stop":
+        parser.error("only stop takes service names")
+    if unknown := sorted(set(args.services) - set(SERVICES)):
+        parser.error(f"unknown service {', '.join(unknown)}: postgres or redis")
+    commands = {
+        "start": lambda: cmd_start(report=args.report),
+        "stop": lambda: cmd_stop(args.services),
+        "status": cmd_status,
+        "env": cmd_env,
+    }
     try:
         return commands[args.command]()
     except DevServicesError as exc:

@@ -4,12 +4,22 @@
 Each child inherits the environment; its output is prefixed with its name. Ctrl-C or SIGTERM stops
 all of them (SIGTERM, then SIGKILL after 10 s); if any child dies on its own, the others are stopped
 and this script exits non-zero. The binaries are the ones beside this interpreter (the venv's).
+
+Then the project-local PostgreSQL and Redis that `make run` started (DEVSERVICES_STARTED, from
+`scripts/devservices.py start --report`) are stopped too; those that were already running before
+(DEVSERVICES_KEPT) keep running, and the last lines say so and how to stop them.
+
+Beat and the worker log at WARNING by default (at INFO each prints a line for every 2-second
+outbox scan: beat when it sends it, the worker when it receives it): BEAT_LOG_LEVEL=info and
+WORKER_LOG_LEVEL=info for more; the development email backend's messages still show. PORT (default 8000) is the
+web server's port.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,17 +40,68 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def web_port() -> str:
+    return os.environ.get("PORT", "8000")
+
+
 def commands() -> dict[str, list[str]]:
-    port = os.environ.get("PORT", "8000")
     celery = str(BIN / "celery")
+    worker_level = os.environ.get("WORKER_LOG_LEVEL", "warning")
+    beat_level = os.environ.get("BEAT_LOG_LEVEL", "warning")
     return {
-        "web": [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        "web": [sys.executable, "manage.py", "runserver", f"127.0.0.1:{web_port()}", "--noreload"],
         "worker": [
-            celery, "-A", "healthcrm", "worker", "-l", "info",
+            celery, "-A", "healthcrm", "worker", "-l", worker_level,
             "-Q", "default,outreach,integrations", "--concurrency", "2",
         ],
-        "beat": [celery, "-A", "healthcrm", "beat", "-l", "info", "--schedule", ".data/celerybeat-schedule"],
+        "beat": [celery, "-A", "healthcrm", "beat", "-l", beat_level, "--schedule", ".data/celerybeat-schedule"],
     }  # fmt: skip
+
+
+def port_problem(port: str) -> str | None:
+    """Why the web server cannot listen on 127.0.0.1:port, or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", int(port)))
+        except ValueError:
+            return f"PORT={port!r} is not a port number"
+        except OSError:
+            return (
+                f"port {port} on 127.0.0.1 is taken by another program: "
+                f"choose another, e.g. `PORT={int(port) + 1} make run`"
+            )
+    return None
+
+
+def _names(variable: str) -> list[str]:
+    return os.environ.get(variable, "").split()
+
+
+def services_epilogue(say) -> int:
+    """Stop the local services `make run` started; say which keep running and how to stop them."""
+    status = 0
+    started = _names("DEVSERVICES_STARTED")
+    if started:
+        say("run", f"stopping {' and '.join(started)} (started by this make run)")
+        # Its own session: another Ctrl-C now must not interrupt a clean database shutdown.
+        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [sys.executable, str(REPO / "scripts" / "devservices.py"), "stop", *started],
+            cwd=REPO,
+            start_new_session=True,
+        )
+        if result.returncode != 0:
+            say("run", f"could not stop {' and '.join(started)}: `make services-stop` tries again")
+            status = 1
+    kept = _names("DEVSERVICES_KEPT")
+    if kept:
+        verb = "were" if len(kept) > 1 else "was"
+        say(
+            "run",
+            f"{' and '.join(kept)} {verb} already running before this make run and keep running "
+            "(`make services-status`; `make services-stop` stops them)",
+        )
+    return status
 
 
 class Supervisor:
@@ -147,9 +208,20 @@ class Supervisor:
         return 0
 
 
-def main() -> int:
+def main(specs: dict[str, list[str]] | None = None) -> int:
+    """Run `specs` (default: web, worker and beat) until Ctrl-C, then stop what make run started."""
     (REPO / ".data").mkdir(exist_ok=True)  # beat's schedule file lives there
-    return Supervisor(commands()).run()
+    supervisor = Supervisor(specs if specs is not None else commands())
+    code = 1
+    try:
+        problem = port_problem(web_port()) if specs is None else None
+        if problem:
+            supervisor.say("run", f"cannot start web: {problem}")
+        else:
+            code = supervisor.run()
+    finally:
+        code = services_epilogue(supervisor.say) or code
+    return code
 
 
 if __name__ == "__main__":
