@@ -276,6 +276,7 @@ class Refresh(TenantModel):
     finished_at = models.DateTimeField(null=True, blank=True)
     full = models.BooleanField(default=False)
     rows = models.JSONField(default=dict, blank=True, help_text="Rows written per builder.")
+    seconds = models.JSONField(default=dict, blank=True, help_text="Seconds each builder took.")
 
     class Meta:
         ordering = ["-started_at"]

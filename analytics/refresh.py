@@ -11,7 +11,9 @@ Builders decrypt in the worker, keep bands and codes, and never log a value.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -27,6 +29,7 @@ from analytics.models import AgeBand, AppointmentFact, Exposure, Outcome, Patien
 from engagement import recalls
 from healthcrm.tenancy import require_current_organization
 
+logger = logging.getLogger(__name__)
 Builder = Callable[[datetime | None, datetime], int]
 BUILDERS: dict[str, Builder] = {}
 CHUNK = 5000
@@ -395,12 +398,20 @@ def refresh_run(*, full: bool = False, now: datetime | None = None) -> Refresh:
     since = None if full or last is None else last.started_at
     run = Refresh.objects.create(organization=organization, started_at=now, full=since is None)
     rows: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
     with run_scope():
         for name, build in BUILDERS.items():
+            started = time.perf_counter()
             rows[name] = build(since, now)
-    run.rows = rows
+            seconds[name] = round(time.perf_counter() - started, 2)
+    run.rows, run.seconds = rows, seconds
     run.finished_at = timezone.now()
-    run.save(update_fields=["rows", "finished_at", "updated_at"])
+    run.save(update_fields=["rows", "seconds", "finished_at", "updated_at"])
+    logger.info(
+        "analytics refresh %s: %s",
+        "full" if run.full else "incremental",
+        ", ".join(f"{name} {rows[name]} rows {seconds[name]} s" for name in rows),
+    )
     return run
 
 

@@ -40,21 +40,10 @@ def _repeat(fn, samples: int) -> list[float]:  # type: ignore[no-untyped-def]
     return _timed(lambda _: fn(), range(samples))
 
 
-def _per_builder(since):  # type: ignore[no-untyped-def]
-    """Each registered builder on its own (inside the organization), with its time and rows."""
-    from django.utils import timezone
-
-    import analytics.builders  # noqa: F401
-    from analytics.refresh import BUILDERS, run_scope
-
-    now = timezone.now()
-    parts = []
-    with run_scope():  # as in refresh_run: demographics decrypted once, changed days collected
-        for name, build in BUILDERS.items():
-            started = time.perf_counter()
-            rows = build(since, now)
-            parts.append(f"{name} {time.perf_counter() - started:.1f} s ({rows})")
-    return ", ".join(parts)
+def _per_builder(run) -> str:  # type: ignore[no-untyped-def]
+    """Each builder's seconds and rows in that run (Refresh.seconds), slowest first."""
+    order = sorted(run.seconds, key=lambda name: -run.seconds[name])
+    return ", ".join(f"{name} {run.seconds[name]:.1f} s ({run.rows[name]})" for name in order)
 
 
 ADD_HISTORY = """
@@ -187,8 +176,8 @@ def main() -> None:
             t0 = time.perf_counter()
             run = refresh_run(full=True)
             full = time.perf_counter() - t0
-            print(f"full rebuild (refresh_run(full=True)): {full:.1f} s  rows {run.rows}")
-            print("  per builder, full:  " + _per_builder(None))
+            print(f"full rebuild (refresh_run(full=True)): {full:.1f} s")
+            print("  per builder, full:  " + _per_builder(run))
         with psycopg.connect(**_owner_dsn(), autocommit=True) as conn:
             for table in (
                 "analytics_appointmentfact",
@@ -206,13 +195,10 @@ def main() -> None:
             )
             Appointment.objects.filter(pk__in=day_ids).update(updated_at=timezone.now())
             OutboundMessage.objects.filter(subject_id__in=day_ids).update(updated_at=timezone.now())
-            since = timezone.now()
-            Appointment.objects.filter(pk__in=day_ids).update(updated_at=timezone.now())
-            OutboundMessage.objects.filter(subject_id__in=day_ids).update(updated_at=timezone.now())
-            print("  per builder, incremental (since just before the changes):  " + _per_builder(since))
             t0 = time.perf_counter()
             run = refresh_run()
-            print(f"incremental refresh after one day's changes: {time.perf_counter() - t0:.2f} s  rows {run.rows}")
+            print(f"incremental refresh after one day's changes: {time.perf_counter() - t0:.2f} s")
+            print("  per builder, incremental:  " + _per_builder(run))
             assert AppointmentFact.objects.count() == counts[0]
 
     from django.contrib.auth import get_user_model

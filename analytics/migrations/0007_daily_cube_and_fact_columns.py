@@ -84,6 +84,11 @@ class Migration(migrations.Migration):
                 "indexes": [models.Index(fields=["organization", "local_date"], name="apptdaily_org_date")],
             },
         ),
+        migrations.AddField(
+            model_name="refresh",
+            name="seconds",
+            field=models.JSONField(blank=True, default=dict, help_text="Seconds each builder took."),
+        ),
         # Tenant table: row-level security on the organization (healthcrm/db.py). Existing facts get
         # their new columns filled by the next full rebuild (nightly; `refresh_run(full=True)`).
         EnableRowLevelSecurity("appointmentdaily"),
