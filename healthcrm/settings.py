@@ -480,6 +480,7 @@ LOGGING = {
     "filters": {
         "client_errors_on_one_line": {"()": "healthcrm.logfilters.ClientErrorsOnOneLine"},
         "query_strings_out": {"()": "healthcrm.logfilters.QueryStringsOut"},
+        "task_errors_without_values": {"()": "healthcrm.logfilters.TaskErrorsWithoutValues"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
@@ -495,8 +496,8 @@ LOGGING = {
         },
         "django.db.backends": {"level": "WARNING"},
         # Celery's INFO lines carry task arguments and return values; ours are ids only, but keep
-        # the noise down.
-        "celery.app.trace": {"level": "WARNING"},
+        # the noise down. A failed task's line keeps its frames but no exception message (PHI).
+        "celery.app.trace": {"level": "WARNING", "filters": ["task_errors_without_values"]},
     },
 }
 

@@ -89,7 +89,19 @@ def test_every_admin_page_of_a_phi_model_is_access_logged() -> None:
         assert model_admin is not None and isinstance(model_admin, PHIAdminMixin), model
 
 
-def test_search_fingerprint_is_keyed_and_stable() -> None:
+def test_search_fingerprint_is_keyed_and_stable(settings) -> None:
+    import hashlib
+    import re
+
+    fingerprint = search_fingerprint({"q": "ada"})
+    # Stable: the same search (spacing and case folded) gives the same fingerprint, another one not.
     assert search_fingerprint({"q": "Ada  Lovelace"}) == search_fingerprint({"q": "ada lovelace"})
-    assert "ada" not in search_fingerprint({"q": "ada"})
+    assert search_fingerprint({"q": "ada"}) == fingerprint
+    assert len({fingerprint, search_fingerprint({"q": "adb"}), search_fingerprint({"name": "ada"})}) == 3
+    # Keyed: not a plain hash anyone could recompute from a guess, and another key gives another one.
+    assert re.fullmatch(r"[0-9a-f]{64}", fingerprint)
+    for guess in ("ada", "q\x1fada", "search\x1dq\x1fada"):
+        assert fingerprint != hashlib.sha256(guess.encode()).hexdigest()
+    settings.BLIND_INDEX_KEY = "another-blind-index-key-for-this-test"
+    assert search_fingerprint({"q": "ada"}) != fingerprint
     assert AccessLog._meta.get_field("search_fingerprint").max_length == 64

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from datetime import date
 
+import factory
 import pytest
 from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
@@ -67,8 +68,15 @@ def test_blind_indexes_find_patients_without_decrypting(org_a) -> None:
             email="Jose.Nunez@Example.org",
             date_of_birth=date(1970, 2, 3),
         )
-        # Fixed names: a random "Joseph" would match the "jose" prefix search below.
-        PatientFactory.create_batch(3, given_name="Ada", family_name="Lovelace")
+        # Every value searched below is chosen so that no draw of the others can match it: fixed names
+        # (a random "Joseph" matched the "jose" prefix), birth dates drawn after 1970, and the
+        # factory's MRNs (MRN-n), phones (773) and emails (ada.lovelace@) never collide with these.
+        PatientFactory.create_batch(
+            3,
+            given_name="Ada",
+            family_name="Lovelace",
+            date_of_birth=factory.Faker("date_between", start_date=date(1980, 1, 1), end_date=date(2005, 12, 31)),
+        )
         for query in (
             "AB-123",
             "ab 123",

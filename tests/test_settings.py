@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,16 @@ def test_a_patient_link_token_never_reaches_the_request_log(client: Any, caplog:
     assert caplog.records, "the refused link is logged"
     assert token not in caplog.text and "NotARealSignature" not in caplog.text
     assert "/engagement/l/[token]/" in caplog.text
+
+
+@pytest.mark.parametrize("instant", ["08:00:00", "08:00:09", "20:59:55", "21:00:00"])
+def test_the_system_checks_pass_at_any_time_of_day(instant: str) -> None:
+    """Django warns about a fixed time default within 10 s of it (fields.W161): literal quiet-hours
+    defaults made `check --deploy --fail-level WARNING` fail at 08:00 and 21:00 UTC."""
+    import time_machine
+    from django.core import checks
+
+    hour, minute, second = map(int, instant.split(":"))
+    with time_machine.travel(datetime(2026, 12, 1, hour, minute, second, tzinfo=UTC), tick=False):
+        found = [message for message in checks.run_checks() if message.level >= checks.WARNING]
+    assert [(m.id, str(m.obj)) for m in found] == []

@@ -88,6 +88,19 @@ def test_the_claim_touches_one_row_once(org_a, patient_a, daytime) -> None:
     assert first is not None and second is None
 
 
+def test_two_batches_loaded_before_either_claims_send_the_message_once(org_a, patient_a, daytime) -> None:
+    """Two workers read the same pending row, then both try to claim it: the conditional UPDATE, not
+    the earlier read, decides; exactly one claim wins and the attempt is counted once."""
+    with organization_context(org_a):
+        message = _message(patient_a)
+        batches = [delivery.send._Batch.load([message.pk]) for _ in range(2)]
+        assert all(message.pk in batch.messages for batch in batches)  # both saw it pending
+        claims = [delivery._prepare(org_a, message.pk, timezone.now(), batch) for batch in batches]
+    assert [claim is not None for claim in claims] == [True, False]
+    row = _refresh(org_a, message)
+    assert row.status == "sending" and row.attempts == 1
+
+
 @pytest.mark.parametrize("status", [500, 429])
 def test_transient_failures_go_back_to_pending_with_backoff(org_a, patient_a, fake_twilio, daytime, status) -> None:
     fake_twilio.fail_share, fake_twilio.fail_status = 1.0, status

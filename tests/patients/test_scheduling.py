@@ -61,8 +61,16 @@ def test_booking_stores_utc_and_refuses_double_booking(org_a, clinic) -> None:
 def test_a_cancelled_appointment_frees_its_slot(org_a, clinic) -> None:
     with organization_context(org_a):
         first = _book(clinic, _at(11))
+        with pytest.raises(ValidationError, match="already has an appointment at that time"):
+            _book(clinic, _at(11), patient=clinic["other_patient"])  # taken while it stands
         appointment_set_status(appointment=first, status=AppointmentStatus.CANCELLED)
-        _book(clinic, _at(11), patient=clinic["other_patient"])
+        second = _book(clinic, _at(11), patient=clinic["other_patient"])
+        in_the_slot = Appointment.objects.filter(practitioner=clinic["dr"], starts_at=_at(11))
+        assert sorted(in_the_slot.values_list("pk", "status")) == [
+            (first.pk, AppointmentStatus.CANCELLED),
+            (second.pk, AppointmentStatus.BOOKED),
+        ]
+        assert second.patient == clinic["other_patient"]
 
 
 def test_the_database_refuses_double_booking_the_service_did_not_see(org_a, clinic) -> None:

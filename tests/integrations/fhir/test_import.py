@@ -138,6 +138,55 @@ def test_an_invalid_entry_rolls_back_the_whole_bundle(org_a, import_into) -> Non
     _assert_nothing_written(org_a)
 
 
+def _every_table_count(org: Any) -> dict[str, int]:
+    """Rows of every table of the schema, as the app role sees them in `org` (audit tables included)."""
+    from django.db import connection
+
+    with organization_context(org), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1"
+        )
+        tables = [name for (name,) in cursor.fetchall()]
+        counts = {}
+        for table in tables:
+            cursor.execute(f'SELECT count(*) FROM "{table}"')  # noqa: S608 - names from the catalog
+            counts[table] = cursor.fetchone()[0]
+    return counts
+
+
+def test_a_unit_failing_after_its_patient_is_written_leaves_no_row_anywhere(org_a, import_into, monkeypatch) -> None:
+    """The unit's transaction, not the checks before it, keeps a half-written record out: the
+    Patient (tier 0) is inserted with its identifiers, link and audit rows before the appointment
+    (tier 2) is refused for want of a practitioner."""
+    from integrations.fhir import importer
+
+    written: list[int] = []
+    real_patient_create = importer.patient_create
+
+    def patient_create(**fields: Any) -> Any:
+        patient = real_patient_create(**fields)
+        written.append(patient.pk)
+        return patient
+
+    monkeypatch.setattr(importer, "patient_create", patient_create)
+    appointment = {
+        "resourceType": "Appointment",
+        "id": "appt-1",
+        "status": "booked",
+        "start": "2030-01-02T15:00:00Z",
+        "end": "2030-01-02T15:30:00Z",
+        "participant": [{"actor": SUBJECT, "status": "accepted"}],  # no practitioner
+    }
+    before = _every_table_count(org_a)
+    report = import_into(org_a, bundle(patient(), appointment))
+    assert written, "the patient row was inserted before the unit failed"
+    assert [(f.entry, f.field) for f in report.failures] == [(1, "Appointment.participant")]
+    assert report.units_failed == 1
+    after = _every_table_count(org_a)
+    assert {t: n for t, n in after.items() if n != before[t]} == {}
+
+
 def test_a_reference_to_something_missing_names_the_entry_and_the_element(org_a, import_into) -> None:
     report = import_into(
         org_a,

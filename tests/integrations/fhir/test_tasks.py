@@ -77,3 +77,55 @@ def test_a_permanent_failure_ends_the_pull_at_once(org_a: Any, monkeypatch: pyte
     assert client.requests_made == 1  # no retry, and the next type is not asked either
     with organization_context(org_a):
         assert ImportJob.objects.get(connection=connection).status == "failed"
+
+
+# A made-up value standing for PHI in an exception message (a validation error echoing its input).
+FAKE_PHI = "Quinn-Zebedee 1961-04-02"
+
+
+def _phi_in_logs(records: list[Any]) -> list[str]:
+    """Records holding FAKE_PHI anywhere: message, arguments, extra fields or the formatted traceback."""
+    import logging
+
+    formatter = logging.Formatter("%(message)s")
+    return [r.name for r in records if FAKE_PHI in formatter.format(r) or FAKE_PHI in repr(vars(r))]
+
+
+def test_a_failed_import_logs_its_job_and_the_error_type_never_the_message(
+    org_a: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ValueError(f"cannot parse patient {FAKE_PHI}")
+
+    monkeypatch.setattr(services, "fhir_import_data", refuse)
+    with organization_context(org_a):
+        job = services.import_job_create(data=b"{}", source_system="ehr")
+    with caplog.at_level("DEBUG"):
+        result = tasks.fhir_import_task.apply(args=(org_a.pk, job.pk))
+    assert result.state == "SUCCESS"
+    with organization_context(org_a):
+        job.refresh_from_db()
+    assert job.status == "failed" and "ValueError" in job.error and FAKE_PHI not in job.error
+    failures = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage().split(" at ")[0] for r in failures] == [f"import job {job.pk} failed: ValueError"]
+    assert _phi_in_logs(caplog.records) == []
+
+
+def test_celerys_own_failure_line_names_the_task_and_the_error_type_never_the_message(
+    org_a: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def crash(**kwargs: Any) -> None:
+        try:
+            raise KeyError(FAKE_PHI)
+        except KeyError as exc:
+            raise ValueError(f"no patient matches {FAKE_PHI}") from exc
+
+    monkeypatch.setattr(services, "import_job_run", crash)
+    with caplog.at_level("DEBUG"):
+        result = tasks.fhir_import_task.apply(args=(org_a.pk, 12345))
+    assert result.state == "FAILURE"
+    [line] = [r for r in caplog.records if r.name == "celery.app.trace"]
+    assert line.levelname == "ERROR" and "fhir_import_task" in line.getMessage() and "ValueError" in line.getMessage()
+    formatted = caplog.handler.formatter.format(line)
+    assert "test_tasks.py" in formatted and "KeyError" in formatted  # where it failed, chained cause too
+    assert _phi_in_logs(caplog.records) == []
