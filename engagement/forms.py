@@ -15,6 +15,7 @@ from engagement.models import (
     RuleKind,
 )
 from engagement.services import risk_params_problem
+from engagement.services.staff_messages import EMAIL_MAX_LENGTH, SMS_MAX_LENGTH
 
 
 class OutboxFilter(django_filters.FilterSet):
@@ -140,6 +141,29 @@ class ChannelSettingsForm(forms.ModelForm):
             "quiet_start": forms.TimeInput(attrs={"type": "time"}),
             "quiet_end": forms.TimeInput(attrs={"type": "time"}),
         }
+
+
+class StaffMessageForm(forms.Form):
+    """A one-off SMS or email to the patient (the patient record's Messages tab). `key` is a one-time
+    token put in the form when it is shown: submitting the same form twice queues one message."""
+
+    channel = forms.ChoiceField(choices=MessageChannel.choices, widget=forms.RadioSelect, label="Send by")
+    body = forms.CharField(
+        label="Message",
+        max_length=EMAIL_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=f"Text messages up to {SMS_MAX_LENGTH:,} characters, emails up to {EMAIL_MAX_LENGTH:,}. "
+        "Write only what the patient would want on a lock screen.",
+    )
+    # Checked by the service (an error at the top of the form: a hidden field cannot show its own).
+    key = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or self.cleaned_data
+        body = (data.get("body") or "").strip()
+        if data.get("channel") == MessageChannel.SMS and len(body) > SMS_MAX_LENGTH:
+            self.add_error("body", f"Keep a text message to {SMS_MAX_LENGTH:,} characters (it has {len(body):,}).")
+        return data
 
 
 class ReplyForm(forms.Form):
