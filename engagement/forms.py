@@ -49,10 +49,15 @@ class RuleForm(forms.Form):
     kind = forms.ChoiceField(choices=RuleKind.choices)
     template_key = forms.SlugField(max_length=64, label="Template", help_text="e.g. appointment_reminder")
     offsets = forms.CharField(
-        required=False, label="Hours before the appointment", help_text="Comma-separated, e.g. 72, 24, 2."
+        required=False,
+        max_length=200,
+        label="Hours before the appointment",
+        help_text="Comma-separated, e.g. 72, 24, 2.",
     )
     appointment_types = forms.CharField(
-        required=False, help_text="Comma-separated appointment types (follow_up, annual, ...); empty: all."
+        required=False,
+        max_length=500,
+        help_text="Comma-separated appointment types (follow_up, annual, ...); empty: all.",
     )
     is_urgent = forms.BooleanField(required=False, label="Time-critical (ignores frequency caps)")
     is_active = forms.BooleanField(required=False, initial=True, label="Active")
@@ -115,6 +120,7 @@ class TemplateForm(forms.ModelForm):
 class ChannelSettingsForm(forms.ModelForm):
     twilio_auth_token = forms.CharField(
         required=False,
+        max_length=128,
         widget=forms.PasswordInput(render_value=False),
         label="Twilio auth token",
         help_text="Stored encrypted; leave empty to keep the current one.",
@@ -155,11 +161,14 @@ class StaffMessageForm(forms.Form):
         help_text=f"Text messages up to {SMS_MAX_LENGTH:,} characters, emails up to {EMAIL_MAX_LENGTH:,}. "
         "Write only what the patient would want on a lock screen.",
     )
-    # Checked by the service (an error at the top of the form: a hidden field cannot show its own).
-    key = forms.CharField(widget=forms.HiddenInput, required=False)
+    # Its format is checked by the service; its errors go at the top of the form (a hidden field
+    # cannot show its own).
+    key = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
 
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean() or self.cleaned_data
+        if self._errors.pop("key", None):
+            self.add_error(None, "This form has expired: open the Messages tab again.")
         body = (data.get("body") or "").strip()
         if data.get("channel") == MessageChannel.SMS and len(body) > SMS_MAX_LENGTH:
             self.add_error("body", f"Keep a text message to {SMS_MAX_LENGTH:,} characters (it has {len(body):,}).")

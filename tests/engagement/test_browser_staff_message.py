@@ -120,3 +120,19 @@ def test_a_one_off_sms_from_the_record(
     page.wait_for_url(record)
     expect(page.get_by_role("heading", name="Demographics")).to_be_visible()
     assert refused == [], refused
+
+
+def test_a_long_unbroken_name_does_not_widen_the_record_or_the_list(
+    live_server: Any, page: Any, clinic: Clinic
+) -> None:
+    """#11 item 8: the longest given name the form takes (100 letters, no space) wraps; the patient
+    page and the patient list keep the window's width."""
+    with organization_context(clinic.organization):
+        clinic.patient.given_name = "Q" * 100
+        clinic.patient.save()
+    base = live_server.url
+    _sign_in(page, base, clinic.nurse.username)
+    for path in (f"/patients/{clinic.patient.pk}/", "/patients/"):
+        page.goto(base + path)
+        widths = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert widths[0] <= widths[1], (path, widths)
