@@ -167,7 +167,7 @@ class StaffMessageForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean() or self.cleaned_data
-        if self._errors.pop("key", None):
+        if self.errors.pop("key", None):
             self.add_error(None, "This form has expired: open the Messages tab again.")
         body = (data.get("body") or "").strip()
         if data.get("channel") == MessageChannel.SMS and len(body) > SMS_MAX_LENGTH:
