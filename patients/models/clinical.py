@@ -173,7 +173,7 @@ class Observation(ClinicalRecord):
     display = models.CharField(max_length=255)
     category = models.CharField(max_length=16, choices=ObservationCategory.choices)
     value_quantity = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
-    value_text = EncryptedTextField(max_length=2000, blank=True)
+    value_text = EncryptedTextField(max_length=10_000, blank=True)
     unit = models.CharField(max_length=32, blank=True, help_text="UCUM, e.g. kg, %, mm[Hg].")
     reference_low = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     reference_high = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
