@@ -61,7 +61,7 @@ class GapFilterForm(forms.Form):
 class CallForm(forms.Form):
     outcome = forms.ChoiceField(choices=[("", "Outcome…"), *CallOutcome.choices])
     note = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
-    next = forms.CharField(required=False, widget=forms.HiddenInput)
+    next = forms.CharField(required=False, max_length=2000, widget=forms.HiddenInput)
 
 
 class ClosureForm(PeriodForm):

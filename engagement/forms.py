@@ -15,6 +15,7 @@ from engagement.models import (
     RuleKind,
 )
 from engagement.services import risk_params_problem
+from engagement.services.staff_messages import EMAIL_MAX_LENGTH, SMS_MAX_LENGTH
 
 
 class OutboxFilter(django_filters.FilterSet):
@@ -48,10 +49,15 @@ class RuleForm(forms.Form):
     kind = forms.ChoiceField(choices=RuleKind.choices)
     template_key = forms.SlugField(max_length=64, label="Template", help_text="e.g. appointment_reminder")
     offsets = forms.CharField(
-        required=False, label="Hours before the appointment", help_text="Comma-separated, e.g. 72, 24, 2."
+        required=False,
+        max_length=200,
+        label="Hours before the appointment",
+        help_text="Comma-separated, e.g. 72, 24, 2.",
     )
     appointment_types = forms.CharField(
-        required=False, help_text="Comma-separated appointment types (follow_up, annual, ...); empty: all."
+        required=False,
+        max_length=500,
+        help_text="Comma-separated appointment types (follow_up, annual, ...); empty: all.",
     )
     is_urgent = forms.BooleanField(required=False, label="Time-critical (ignores frequency caps)")
     is_active = forms.BooleanField(required=False, initial=True, label="Active")
@@ -114,6 +120,7 @@ class TemplateForm(forms.ModelForm):
 class ChannelSettingsForm(forms.ModelForm):
     twilio_auth_token = forms.CharField(
         required=False,
+        max_length=128,
         widget=forms.PasswordInput(render_value=False),
         label="Twilio auth token",
         help_text="Stored encrypted; leave empty to keep the current one.",
@@ -140,6 +147,32 @@ class ChannelSettingsForm(forms.ModelForm):
             "quiet_start": forms.TimeInput(attrs={"type": "time"}),
             "quiet_end": forms.TimeInput(attrs={"type": "time"}),
         }
+
+
+class StaffMessageForm(forms.Form):
+    """A one-off SMS or email to the patient (the patient record's Messages tab). `key` is a one-time
+    token put in the form when it is shown: submitting the same form twice queues one message."""
+
+    channel = forms.ChoiceField(choices=MessageChannel.choices, widget=forms.RadioSelect, label="Send by")
+    body = forms.CharField(
+        label="Message",
+        max_length=EMAIL_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=f"Text messages up to {SMS_MAX_LENGTH:,} characters, emails up to {EMAIL_MAX_LENGTH:,}. "
+        "Write only what the patient would want on a lock screen.",
+    )
+    # Its format is checked by the service; its errors go at the top of the form (a hidden field
+    # cannot show its own).
+    key = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or self.cleaned_data
+        if self.errors.pop("key", None):
+            self.add_error(None, "This form has expired: open the Messages tab again.")
+        body = (data.get("body") or "").strip()
+        if data.get("channel") == MessageChannel.SMS and len(body) > SMS_MAX_LENGTH:
+            self.add_error("body", f"Keep a text message to {SMS_MAX_LENGTH:,} characters (it has {len(body):,}).")
+        return data
 
 
 class ReplyForm(forms.Form):

@@ -12,6 +12,7 @@ from datetime import time
 from auditlog.registry import auditlog
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models import Q
 
@@ -111,7 +112,8 @@ class MessageTemplate(TenantModel):
     language = models.CharField(max_length=35, default="en")
     channel = models.CharField(max_length=8, choices=MessageChannel.choices)
     subject = models.CharField(max_length=200, blank=True, help_text="Email only.")
-    body = models.TextField()
+    # TextField adds no validator for max_length (CharField does): the validator makes full_clean check it.
+    body = models.TextField(max_length=5000, validators=[MaxLengthValidator(5000)])
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -210,7 +212,7 @@ class OutboundMessage(TenantModel):
     attempts = models.PositiveIntegerField(default=0)
     # Filled at send time: the text actually sent and where to (PHI, encrypted).
     to_address = EncryptedCharField(max_length=254, blank=True)
-    body = EncryptedTextField(blank=True)
+    body = EncryptedTextField(max_length=10000, blank=True)
     provider_sid = models.CharField(max_length=64, blank=True)
     segments = models.PositiveSmallIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=32, blank=True)
@@ -268,7 +270,7 @@ class ConversationMessage(TenantModel):
     direction = models.CharField(max_length=3, choices=Direction.choices)
     phone = EncryptedCharField(max_length=32)
     phone_bidx = BlindIndexField(source="phone", kind="phone")
-    body = EncryptedTextField()
+    body = EncryptedTextField(max_length=1600)
     provider_sid = models.CharField(max_length=64, blank=True)
     outbound = models.ForeignKey(OutboundMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     keyword = models.CharField(
@@ -361,7 +363,7 @@ class SurveyResponse(TenantModel):
     nps = models.PositiveSmallIntegerField("likelihood to recommend (0-10)")
     csat_access = models.PositiveSmallIntegerField("ease of getting an appointment (1-5)", null=True, blank=True)
     csat_explain = models.PositiveSmallIntegerField("how well the team explained (1-5)", null=True, blank=True)
-    comment = EncryptedTextField(blank=True)
+    comment = EncryptedTextField(max_length=2000, blank=True)
     channel = models.CharField(max_length=12, choices=SurveyChannel.choices)
     responded_at = models.DateTimeField()
     recovery_task = models.ForeignKey(
@@ -419,7 +421,7 @@ class CallLog(TenantModel):
     patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="call_logs")
     recall_key = models.CharField(max_length=32)
     outcome = models.CharField(max_length=16, choices=CallOutcome.choices)
-    note = EncryptedTextField(blank=True)
+    note = EncryptedTextField(max_length=2000, blank=True)
     called_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

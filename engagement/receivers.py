@@ -11,7 +11,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from patients.care.timeline import TimelineEntry, register_timeline_source
-from patients.signals import care_plan_updated
+from patients.signals import care_plan_updated, patient_created
 
 
 @receiver(care_plan_updated, dispatch_uid="engagement.care_plan_notice")
@@ -40,6 +40,25 @@ def care_plan_notice(
             notice_enqueue(
                 patient=patient, kind="care_plan_update", subject_type="care_plan", subject_id=care_plan_id, slot=slot
             )
+
+
+@receiver(patient_created, dispatch_uid="engagement.intake_consent")
+def intake_consent(
+    sender: Any, organization_id: int, patient_id: int, consents: tuple[str, ...], **kwargs: Any
+) -> None:
+    """The channels a new patient agreed to at intake become opted-in consents (source: intake).
+
+    Sent inside the creating transaction and organization context: the consents commit with the patient.
+    """
+    from engagement.models import ConsentSource, ConsentStatus
+    from engagement.services import consent_set
+    from patients.models import Patient
+
+    if not consents:
+        return
+    patient = Patient.objects.get(pk=patient_id)
+    for channel in consents:
+        consent_set(patient=patient, channel=channel, status=ConsentStatus.OPTED_IN, source=ConsentSource.INTAKE)
 
 
 # A laboratory result older than this when recorded is history (an import, a back-entry): no notice.

@@ -153,7 +153,11 @@ def outbox_list() -> QuerySet[OutboundMessage]:
 
 def communication_history(*, patient: Any, limit: int = 50) -> list[dict[str, Any]]:
     """Outbox messages, SMS conversation and survey answers of one patient, newest first (patient page)."""
-    outbound = OutboundMessage.objects.filter(patient_id=patient.pk).select_related("rule").order_by("-due_at")[:limit]
+    outbound = (
+        OutboundMessage.objects.filter(patient_id=patient.pk)
+        .select_related("rule", "sent_by")
+        .order_by("-due_at")[:limit]
+    )
     inbound = ConversationMessage.objects.filter(patient_id=patient.pk, direction=Direction.INBOUND).order_by(
         "-created_at"
     )[:limit]

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import secrets
+from typing import Any
+
 from django.contrib import messages
 from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -15,11 +18,20 @@ from compliance.decorators import PHI_FREE, staff_view
 from compliance.guards import get_object_for_user, require_perm
 from compliance.models import AccessAction
 from engagement import links, selectors, services, templating
-from engagement.forms import ChannelSettingsForm, OutboxFilter, ReplyForm, RuleForm, SurveyForm, TemplateForm
-from engagement.models import MessageTemplate, OutboundMessage, OutboxStatus, Rule
-from healthcrm.http import TenantRequest, render_partial_or_page
+from engagement.forms import (
+    ChannelSettingsForm,
+    OutboxFilter,
+    ReplyForm,
+    RuleForm,
+    StaffMessageForm,
+    SurveyForm,
+    TemplateForm,
+)
+from engagement.models import MessageChannel, MessageTemplate, OutboundMessage, OutboxStatus, Rule
+from healthcrm.http import TenantRequest, form_add_service_errors, render_partial_or_page
 from healthcrm.models import Organization
 from healthcrm.tenancy import organization_context
+from patients.care.views import render_patient_tab
 from patients.selectors import get_patient_for_user
 
 PAGE_SIZE = 50
@@ -229,15 +241,70 @@ def channel_settings_view(request: TenantRequest) -> HttpResponse:
     return render(request, "engagement/settings.html", {"form": form}, status=400 if form.errors else 200)
 
 
-# -- Patient communication history (the lead includes it on the patient page) --------------------
+# -- The patient record's Messages tab: history and a one-off SMS or email ----------------------
+
+# Sending a one-off needs the same right as replying in a conversation.
+SEND_PERM = "engagement.add_conversationmessage"
 
 
 @staff_view(access=AccessAction.VIEW)
 def patient_communications_view(request: TenantRequest, patient_pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, patient_pk)
     require_perm(request, "engagement.view_outboundmessage")
-    context = {"patient": patient, "history": selectors.communication_history(patient=patient)}
-    return render(request, "engagement/partials/communication_history.html", context)
+    if request.method == "POST":
+        require_perm(request, SEND_PERM)
+        form = StaffMessageForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                message = services.staff_message_send(
+                    patient=patient, channel=data["channel"], body=data["body"], key=data["key"], actor=request.user
+                )
+            except ValidationError as exc:
+                form_add_service_errors(form, exc)
+            else:
+                messages.success(request, _queued_note(message, patient))
+                return redirect("engagement:patient_communications", patient_pk=patient.pk)
+    else:
+        form = StaffMessageForm(initial={"channel": _default_channel(patient), "key": secrets.token_urlsafe(16)})
+    consents = selectors.consents_for([patient.pk])
+    channels = [
+        {
+            "label": label,
+            "address": bool(patient.phone_mobile if value == MessageChannel.SMS else patient.email),
+            "consent": consents.get((patient.pk, value), ""),
+            "problem": services.staff_message_problem(patient=patient, channel=value),
+        }
+        for value, label in MessageChannel.choices
+    ]
+    start, end = services.sending_window(patient, selectors.channel_settings_get())
+    context = {
+        "history": selectors.communication_history(patient=patient),
+        "form": form if request.user.has_perm(SEND_PERM) else None,
+        "channels": channels,
+        "window": (start, end),
+        "zone": services.patient_zone(patient, request.organization).key,
+    }
+    status = 400 if form.errors else 200
+    return render_patient_tab(
+        request, patient, "messages", "engagement/partials/patient_messages.html", context, status=status
+    )
+
+
+def _default_channel(patient: Any) -> str:
+    """The channel the form starts on: the patient's preference when it is SMS or email."""
+    preference = patient.preferred_channel
+    if preference in MessageChannel.values:
+        return str(preference)
+    return MessageChannel.SMS if patient.phone_mobile or not patient.email else MessageChannel.EMAIL
+
+
+def _queued_note(message: OutboundMessage, patient: Any) -> str:
+    channel = message.get_channel_display()
+    if message.status != OutboxStatus.PENDING or message.next_attempt_at <= timezone.now():
+        return f"{channel} queued: it goes now (the daily and weekly caps may hold it back)."
+    at = message.next_attempt_at.astimezone(services.patient_zone(patient, patient.organization))
+    return f"{channel} queued for {at:%a %d %b, %H:%M} (the patient's quiet hours)."
 
 
 # -- Patient links: no sign-in, signed token, no PHI shown ----------------------------------------

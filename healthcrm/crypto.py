@@ -28,6 +28,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from encrypted_model_fields import fields as encrypted_fields
 
@@ -69,7 +70,17 @@ class EncryptedCharField(_StrictDecryption, encrypted_fields.EncryptedCharField)
 
 
 class EncryptedTextField(_StrictDecryption, encrypted_fields.EncryptedTextField):
-    pass
+    """Encrypted free text; give every one a `max_length` (tests/test_field_limits.py checks). It is
+    checked by model validation and the form field, not the database: the column holds ciphertext
+    (about 4/3 of the UTF-8 bytes plus Fernet's overhead), which no varchar could limit in
+    characters. The library leaves it out of the migration state, so changing it needs no migration."""
+
+    @functools.cached_property
+    def validators(self) -> list[Any]:
+        found = list(super().validators)
+        if self.max_length is not None:
+            found.append(MaxLengthValidator(self.max_length))
+        return found
 
 
 class EncryptedDateField(_StrictDecryption, encrypted_fields.EncryptedDateField):

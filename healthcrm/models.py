@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -163,7 +164,7 @@ class Location(TenantModel):
     """A site of an organization (clinic, lab, satellite office)."""
 
     name = models.CharField(max_length=200)
-    address = models.TextField(blank=True)
+    address = models.TextField(max_length=500, blank=True, validators=[MaxLengthValidator(500)])
     phone = models.CharField(max_length=32, blank=True)
     timezone = models.CharField(
         max_length=64,

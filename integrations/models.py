@@ -173,7 +173,9 @@ class FhirConnection(TenantModel):
     bearer_token = EncryptedCharField(max_length=2000, blank=True)
     client_id = models.CharField(max_length=200, blank=True, help_text="SMART Backend Services client id.")
     token_url = models.URLField(max_length=300, blank=True)
-    private_key_pem = EncryptedTextField(blank=True, help_text="RSA private key (PEM) that signs the assertion.")
+    private_key_pem = EncryptedTextField(
+        max_length=10000, blank=True, help_text="RSA private key (PEM) that signs the assertion."
+    )
     key_id = models.CharField(max_length=100, blank=True)
     scope = models.CharField(max_length=500, default="system/*.read", blank=True)
     resource_types = models.JSONField(default=list, blank=True, help_text="Types to pull, in order.")
@@ -287,8 +289,8 @@ class EhrCarePlan(TenantModel):
     category_system = models.CharField(max_length=255, blank=True)
     category_code = models.CharField(max_length=32, blank=True)
     title = EncryptedCharField(max_length=255, blank=True)
-    description = EncryptedTextField(blank=True)
-    activities = EncryptedTextField(blank=True, help_text="Planned activities, one per line.")
+    description = EncryptedTextField(max_length=10000, blank=True)
+    activities = EncryptedTextField(max_length=10000, blank=True, help_text="Planned activities, one per line.")
     activity_statuses = models.JSONField(
         default=list, blank=True, help_text="Each activity's status (a FHIR code), in the order of `activities`."
     )

@@ -11,20 +11,41 @@ from patients.models import (
     ICD10CM,
     SNOMED,
     Allergy,
+    Channel,
     Condition,
     Medication,
     Patient,
 )
-from patients.services import OBSERVATION_PRESETS
+from patients.services import OBSERVATION_PRESETS, default_channel
+
+CHANNEL_RULE = (
+    "Reminders go by text message when there is a mobile number and the patient agrees to texts; "
+    "otherwise by email when there is an address and they agree to email; otherwise no outreach."
+)
 
 
 class PatientForm(forms.ModelForm):
     date_of_birth = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    # What the patient agreed to at intake: recorded as consents, and they choose the preferred
+    # channel (patients.services.default_channel).
+    sms_consent = forms.BooleanField(required=False, label="Agrees to text messages")
+    email_consent = forms.BooleanField(required=False, label="Agrees to email")
 
     class Meta:
         model = Patient
         fields = ["mrn", "given_name", "family_name", "date_of_birth", "sex", "phone_mobile", "email"]
         widgets = {"phone_mobile": forms.TextInput(attrs={"type": "tel", "autocomplete": "off"})}
+
+    def channel_label(self) -> str:
+        """The preferred channel these answers give (shown on the form; the service decides the same)."""
+        data = self.cleaned_data if hasattr(self, "cleaned_data") else {}
+        channel = default_channel(
+            phone_mobile=data.get("phone_mobile") or "",
+            email=data.get("email") or "",
+            sms_consent=bool(data.get("sms_consent")),
+            email_consent=bool(data.get("email_consent")),
+        )
+        return str(Channel(channel).label)
 
     def clean_date_of_birth(self) -> date:
         value = self.cleaned_data["date_of_birth"]
@@ -46,6 +67,10 @@ class PatientSearchForm(forms.Form):
 
 class PatientEditForm(PatientForm):
     """Every field of the record staff may change; validated again (constraints) by the service."""
+
+    # Consent after intake is changed on its own (outreach's consent records), not here.
+    sms_consent = None  # type: ignore[assignment]
+    email_consent = None  # type: ignore[assignment]
 
     class Meta:
         model = Patient

@@ -27,6 +27,7 @@ from patients.models import (
     SNOMED,
     SYSTOLIC,
     Allergy,
+    Channel,
     Condition,
     Coverage,
     Medication,
@@ -43,6 +44,7 @@ from patients.scheduling.services import (  # noqa: F401
     appointment_reschedule,
     appointment_set_status,
 )
+from patients.signals import patient_created
 
 M = TypeVar("M", bound=models.Model)
 
@@ -51,6 +53,17 @@ _PHONE_FIELDS = ("phone_mobile", "emergency_contact_phone")
 
 def _clean_phone(value: object) -> str:
     return normalize_phone(str(value)) if value else ""
+
+
+def default_channel(*, phone_mobile: str, email: str, sms_consent: bool, email_consent: bool) -> str:
+    """The preferred channel of a new patient: text messages when there is a mobile number and the
+    patient agreed to texts, else email when there is an address and they agreed to email, else
+    no outreach."""
+    if phone_mobile and sms_consent:
+        return Channel.SMS
+    if email and email_consent:
+        return Channel.EMAIL
+    return Channel.NONE
 
 
 @transaction.atomic
@@ -63,11 +76,16 @@ def patient_create(
     sex: str = "unknown",
     phone_mobile: str = "",
     email: str = "",
+    sms_consent: bool = False,
+    email_consent: bool = False,
     **details: Any,
 ) -> Patient:
     """Create a patient in the current organization. Raises ValidationError (nothing saved).
 
     `details` are the other Patient fields (preferred name, address, preferences, emergency contact).
+    `sms_consent` / `email_consent`: what the patient agreed to at intake; they choose the preferred
+    channel when none is given (`default_channel`) and are announced with `patient_created` (outreach
+    records them as consents, in this transaction).
     """
     patient = Patient(
         mrn=mrn.strip(),
@@ -78,9 +96,19 @@ def patient_create(
         phone_mobile=_clean_phone(phone_mobile),
         email=email.strip().lower(),
     )
+    details.setdefault(
+        "preferred_channel",
+        default_channel(
+            phone_mobile=patient.phone_mobile, email=patient.email, sms_consent=sms_consent, email_consent=email_consent
+        ),
+    )
     _apply(patient, details)
     patient.full_clean()
     patient.save()
+    consents = tuple(channel for channel, given in (("sms", sms_consent), ("email", email_consent)) if given)
+    patient_created.send(
+        sender=Patient, organization_id=patient.organization_id, patient_id=patient.pk, consents=consents
+    )
     return patient
 
 

@@ -24,6 +24,15 @@ from django.dispatch import Signal
 
 care_plan_updated = Signal()
 
+# `patient_created`: a patient was created through `patients.services.patient_create`. Sent *inside*
+# the creating transaction, so a receiver's writes (outreach records the consent given at intake)
+# commit or roll back with the patient. Keyword arguments, ids and channel names only:
+#
+#     organization_id: int
+#     patient_id: int
+#     consents: tuple[str, ...]  # channels ("sms", "email") the patient agreed to at intake
+patient_created = Signal()
+
 
 def send_care_plan_updated(*, organization_id: int, patient_id: int, care_plan_id: int | None, change: str) -> None:
     """Announce a care plan change once the current transaction commits."""

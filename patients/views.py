@@ -19,6 +19,7 @@ from patients import services
 from patients.care.forms import PatientFilter
 from patients.care.views import render_patient_tab
 from patients.forms import (
+    CHANNEL_RULE,
     AllergyForm,
     ConditionForm,
     MedicationForm,
@@ -94,10 +95,11 @@ def patient_create_view(request: TenantRequest) -> HttpResponse:
             form.add_error(None, exc)
         else:
             access_recorder(request).saw([patient])
-            messages.success(request, "Patient created.")
+            messages.success(request, f"Patient created. Preferred channel: {patient.get_preferred_channel_display()}.")
             return redirect("patients:detail", pk=patient.pk)
     status = 400 if request.method == "POST" else 200
-    return render(request, "patients/patient_form.html", {"form": form}, status=status)
+    context = {"form": form, "channel_rule": CHANNEL_RULE}
+    return render(request, "patients/patient_form.html", context, status=status)
 
 
 @staff_view(access=AccessAction.VIEW)

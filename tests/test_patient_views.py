@@ -173,6 +173,70 @@ def test_create_patient_then_duplicate_mrn_is_a_clear_error(client_for, nurse_us
     assert "A patient with this MRN already exists in this organization." in response.content.decode()
 
 
+NEW_PATIENT = {
+    "mrn": "N-9",
+    "given_name": "Cleo",
+    "family_name": "Stone",
+    "date_of_birth": "1990-01-01",
+    "sex": "female",
+    "phone_mobile": "(312) 555-0111",
+    "email": "cleo@example.org",
+}
+
+
+@pytest.mark.parametrize(
+    ("answers", "channel", "consented"),
+    [
+        ({"sms_consent": "on", "email_consent": "on"}, "sms", {"sms", "email"}),
+        ({"sms_consent": "on"}, "sms", {"sms"}),
+        ({"email_consent": "on"}, "email", {"email"}),
+        ({"sms_consent": "on", "email_consent": "on", "phone_mobile": ""}, "email", {"sms", "email"}),
+        ({"sms_consent": "on", "email": ""}, "sms", {"sms"}),
+        ({"email_consent": "on", "email": ""}, "none", {"email"}),
+        ({}, "none", set()),
+    ],
+)
+def test_a_new_patient_is_reached_by_sms_then_email_when_they_agree(
+    client_for, nurse_user, org_a, answers, channel, consented
+) -> None:
+    """New patients were created with "No outreach", so no reminder ever went: SMS when there is a
+    mobile number and SMS consent, else email with an address and consent, else none (#11 item 15)."""
+    from engagement.models import Consent
+
+    response = client_for(nurse_user).post(reverse("patients:create"), {**NEW_PATIENT, **answers}, follow=True)
+    assert response.status_code == 200
+    labels = {"sms": "Text message", "email": "Email", "none": "No outreach"}
+    assert f"Patient created. Preferred channel: {labels[channel]}." in response.content.decode()
+    with organization_context(org_a):
+        patient = Patient.objects.get()
+        consents = {c.channel: (c.status, c.source) for c in Consent.objects.filter(patient=patient)}
+    assert patient.preferred_channel == channel
+    assert consents == dict.fromkeys(consented, ("opted_in", "intake"))
+
+
+def test_the_new_patient_form_says_which_channel_it_will_use(client_for, nurse_user, org_a) -> None:
+    client = client_for(nurse_user)
+    page = client.get(reverse("patients:create")).content.decode()
+    assert "Agrees to text messages" in page and "Agrees to email" in page
+    assert "Reminders go by text message when there is a mobile number" in page
+    assert 'data-channel-choice aria-live="polite">No outreach<' in page
+    # Re-rendered with an error, it says what the answers give.
+    response = client.post(reverse("patients:create"), {**NEW_PATIENT, "email_consent": "on", "mrn": ""})
+    assert response.status_code == 400
+    assert 'data-channel-choice aria-live="polite">Email<' in response.content.decode()
+
+
+def test_a_failed_create_records_no_consent(client_for, nurse_user, org_a) -> None:
+    from engagement.models import Consent
+
+    with organization_context(org_a):
+        PatientFactory(mrn="N-9")
+    response = client_for(nurse_user).post(reverse("patients:create"), {**NEW_PATIENT, "sms_consent": "on"})
+    assert response.status_code == 400
+    with organization_context(org_a):
+        assert Consent.objects.count() == 0
+
+
 def test_create_patient_read_only_role_gets_403(client_for, analyst_user) -> None:
     assert client_for(analyst_user).get(reverse("patients:create")).status_code == 403
 

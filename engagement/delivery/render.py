@@ -20,10 +20,16 @@ def render_message(
     *,
     templates: dict[tuple[str, str, str], Any] | None = None,
 ) -> tuple[str, str]:
-    """(subject, body) of a message from its template; staff replies carry their own body.
+    """(subject, body) of a message from its template; staff replies and one-off staff messages carry
+    their own body.
     `templates` caches the template lookups of a batch."""
     if message.subject_type == "conversation":
         return "", message.body
+    if message.subject_type == "staff_message":
+        # A one-off from the record: the staff member's text, saying which clinic it is from.
+        if message.channel == "sms":
+            return "", f"{organization.name}: {message.body}"
+        return f"Message from {organization.name}", message.body
     patient = message.patient
     key = (message.template_key, message.channel, patient.preferred_language)
     if templates is not None and key in templates:

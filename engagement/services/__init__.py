@@ -9,6 +9,7 @@
     links.py          patient links: what opening one shows, and using it once
     surveys.py        satisfaction surveys: answers by SMS reply or link, once; detractor follow-up
     calls.py          care-gap contact attempts: calls logged, a gap's recall sent now
+    staff_messages.py one-off SMS or email from the patient record, through the outbox
 
 Quiet hours, contact windows, channel choice and caps are engagement/etiquette.py; sending itself
 (claim, send, record) is engagement/delivery/. Import from here: the names below are the API.
@@ -43,6 +44,7 @@ from engagement.services.outbox import (
     risk_reminder_slot,
 )
 from engagement.services.rules import rule_materialize, rule_save, template_save
+from engagement.services.staff_messages import STAFF_MESSAGE, staff_message_problem, staff_message_send
 from engagement.services.statuses import delivery_status_apply
 from engagement.services.surveys import (
     Answers,
@@ -87,6 +89,9 @@ __all__ = [
     "rule_materialize",
     "rule_save",
     "sending_window",
+    "STAFF_MESSAGE",
+    "staff_message_problem",
+    "staff_message_send",
     "staff_reply",
     "survey_link_state",
     "survey_link_use",

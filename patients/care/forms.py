@@ -86,7 +86,7 @@ class TaskForm(forms.Form):
     assignee_role = forms.ChoiceField(choices=[("", "—"), *Role.choices], required=False, label="or to a role")
     due_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
     priority = forms.ChoiceField(choices=Priority.choices, initial=Priority.ROUTINE)
-    details = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    details = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

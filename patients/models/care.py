@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models import Q
 
@@ -114,7 +115,7 @@ class CarePlanTemplate(TenantModel):
 
     code = models.SlugField(max_length=64, help_text="Short stable name, e.g. t2dm.")
     name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+    description = models.TextField(max_length=2000, blank=True, validators=[MaxLengthValidator(2000)])
     condition_codes = ArrayField(
         models.CharField(max_length=32),
         default=list,
@@ -299,7 +300,7 @@ class CareTask(TenantModel):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="care_tasks")
     care_plan = models.ForeignKey(CarePlan, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks")
     title = EncryptedCharField(max_length=255)
-    details = EncryptedTextField(blank=True)
+    details = EncryptedTextField(max_length=4000, blank=True)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

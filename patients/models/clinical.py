@@ -139,7 +139,7 @@ class Allergy(ClinicalRecord):
     substance_system = models.CharField(max_length=255, default=SNOMED, blank=True)
     substance_code = models.CharField(max_length=32, blank=True)
     substance_display = EncryptedCharField(max_length=255)
-    reaction = EncryptedTextField(blank=True)
+    reaction = EncryptedTextField(max_length=2000, blank=True)
     criticality = models.CharField(max_length=16, choices=Criticality.choices, default=Criticality.LOW)
 
     class Meta:
@@ -173,7 +173,7 @@ class Observation(ClinicalRecord):
     display = models.CharField(max_length=255)
     category = models.CharField(max_length=16, choices=ObservationCategory.choices)
     value_quantity = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
-    value_text = EncryptedTextField(blank=True)
+    value_text = EncryptedTextField(max_length=10_000, blank=True)
     unit = models.CharField(max_length=32, blank=True, help_text="UCUM, e.g. kg, %, mm[Hg].")
     reference_low = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     reference_high = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)

@@ -16,7 +16,7 @@ class PatientNote(TenantModel):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     author_label = models.CharField(max_length=150, blank=True)  # outlives the author's account
-    body = EncryptedTextField()
+    body = EncryptedTextField(max_length=10_000)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -134,7 +134,7 @@ class Appointment(TenantModel):
     location = models.ForeignKey(Location, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     kind = models.CharField(max_length=12, choices=AppointmentKind.choices, default=AppointmentKind.IN_PERSON)
     appointment_type = models.CharField(max_length=32, choices=AppointmentType.choices, default="follow_up")
-    reason = EncryptedTextField("reason for visit", blank=True)
+    reason = EncryptedTextField("reason for visit", max_length=2000, blank=True)
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
     status = models.CharField(max_length=12, choices=AppointmentStatus.choices, default=AppointmentStatus.BOOKED)
