@@ -56,6 +56,11 @@ def template_for(*, key: str, channel: str, language: str) -> MessageTemplate | 
     return next((found[lang] for lang in wanted if lang in found), None)
 
 
+def template_keys() -> list[str]:
+    """The keys of the current organization's active templates (what a rule may send), sorted."""
+    return sorted(set(MessageTemplate.objects.filter(is_active=True).values_list("key", flat=True)))
+
+
 def medications_refill_due(*, start: Any, end: Any) -> QuerySet[Any]:
     """Active medications whose refill is due from `start` to `end` (dates, inclusive). Uses the
     (organization, status, refill_due) index; only plain columns are loaded (no name decrypted)."""

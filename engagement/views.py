@@ -88,7 +88,7 @@ def rule_edit_view(request: TenantRequest, pk: int | None = None) -> HttpRespons
             "is_active": True,
         }
     )
-    form = RuleForm(request.POST or None, initial=initial)
+    form = RuleForm(request.POST or None, initial=initial, template_keys=selectors.template_keys())
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
