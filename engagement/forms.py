@@ -150,8 +150,8 @@ class RuleForm(forms.Form):
         kind = data.get("kind")
         options: dict[str, Any] = {}
         for param in KIND_OPTIONS.get(kind or "", {}):
-            value = data.get(f"{kind}-{param}")
-            if value in (None, ""):
+            value: Any = data.get(f"{kind}-{param}")
+            if value is None or value == "":
                 continue
             if param == "extra_when_risk":
                 value = value / 100
