@@ -37,9 +37,9 @@ def access_log_list(
         older = Q(records=[], object_type="patients.patient", object_ids__contains=[str(patient_id)])
         entries = entries.filter(Q(records__contains=[key]) | older)
     zone = require_current_organization().zone
-    if since:
+    if since and since > date.min:
         entries = entries.filter(created_at__gte=datetime.combine(since, time.min, tzinfo=zone))
-    if until:
+    if until and until < date.max:
         entries = entries.filter(created_at__lt=datetime.combine(until + timedelta(days=1), time.min, tzinfo=zone))
     object_id = object_id.strip()
     if object_id:
