@@ -61,7 +61,7 @@ KIND_OPTIONS: dict[str, dict[str, forms.Field]] = {
             label="Extra reminder when the no-show risk is at least (%)",
             help_text="Empty: no extra reminder. E.g. 30.",
         ),
-        "extra_offset_hours": _hours("Extra reminder, hours before the appointment", "Default 48."),
+        "extra_offset_hours": _hours("Extra reminder, this many hours ahead of the visit", "Default 48."),
     },
     RuleKind.POST_VISIT: {"hours_after": _hours("Hours after the visit", "Default 24.")},
     RuleKind.MEDICATION_REFILL: {"days_before": _hours("Days before the refill is due", "Default 7.", high=90)},
