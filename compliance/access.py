@@ -96,10 +96,11 @@ class AccessRecorder:
 
     def write(self, request: HttpRequest, action: str | None = None) -> AccessLog:
         user = request.user
+        searched = self.search_terms and self.action != AccessAction.EXPORT  # an export says what it exported
         return AccessLog.objects.create(
             actor=user if user.is_authenticated else None,
             actor_label=user.get_username() if user.is_authenticated else "anonymous",
-            action=action or (AccessAction.SEARCH if self.search_terms else self.action),
+            action=action or (AccessAction.SEARCH if searched else self.action),
             view_name=self.view_name,
             object_type=self.object_type,
             object_ids=self.object_ids[:500],
@@ -161,8 +162,37 @@ def _denied(request: HttpRequest, recorder: AccessRecorder, kwargs: dict[str, An
     record_denied_ids(request, asked)  # type: ignore[arg-type]
 
 
+# The records a POST that redirected changed, and where it sent the browser (post/redirect/get).
+_AFTER_CHANGE = "phi_access_after_change"
+
+
+def _shown_again(request: HttpRequest, recorder: AccessRecorder) -> bool:
+    """Whether this GET is the page a logged change redirected to, showing nothing it did not log:
+    one action (a staff reply, a task added) writes one row, not one per request."""
+    session = getattr(request, "session", None)
+    if session is None or _AFTER_CHANGE not in session:
+        return False
+    after = session.pop(_AFTER_CHANGE)
+    return (
+        request.method == "GET"
+        and after.get("url") == request.get_full_path()
+        and set(recorder.records) <= set(after.get("records", []))
+        and not recorder.search_terms
+    )
+
+
+def _remember_change(request: HttpRequest, recorder: AccessRecorder, response: HttpResponse) -> None:
+    session = getattr(request, "session", None)
+    url = response.get("Location", "")
+    if session is not None and 300 <= response.status_code < 400 and url.startswith("/"):
+        session[_AFTER_CHANGE] = {"url": url, "records": recorder.records[:500]}
+
+
 def phi_view(action: str) -> Callable[[View], View]:
-    """Access-log a view that shows PHI (detail, list, search, export)."""
+    """Access-log a view that shows PHI (detail, list, search, export).
+
+    A POST to a record's view (a reply, a task, a status) is logged as a change of the records it
+    touched; the page it redirects to is not logged again unless it shows more."""
 
     def decorator(view: View) -> View:
         @wraps(view)
@@ -176,9 +206,20 @@ def phi_view(action: str) -> Callable[[View], View]:
                 raise
             if response.status_code in (403, 404):
                 _denied(request, recorder, kwargs)
-            shown = recorder.records or recorder.search_terms or action != AccessAction.VIEW
+            changed = (
+                request.method == "POST"
+                and recorder.action == AccessAction.VIEW
+                and bool(recorder.records)
+                and not recorder.search_terms
+            )
+            if changed:
+                recorder.action = AccessAction.CHANGE
+            shown = recorder.records or recorder.search_terms or recorder.action != AccessAction.VIEW
             if response.status_code < 400 and request.user.is_authenticated and shown:
-                recorder.write(request)
+                if not _shown_again(request, recorder):
+                    recorder.write(request)
+                if changed:
+                    _remember_change(request, recorder, response)
             return response
 
         wrapped.phi_access_action = action  # type: ignore[attr-defined]

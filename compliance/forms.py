@@ -13,13 +13,28 @@ RECORD = RegexValidator(r"^(?:[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*:)?\d{1,19}$", "A 
 
 
 class AccessLogFilterForm(forms.Form):
-    """Filter values that do not parse (a NUL, an unknown action, a record id that is not a number)
-    fall back to no filter."""
+    """Filter values that do not parse (a NUL, an unknown action, a record id that is not a number,
+    a date that is no date) fall back to no filter. `patient` is a patient's id, chosen through the
+    POSTed patient search (names and MRNs never go in the URL)."""
 
     action = forms.ChoiceField(choices=AccessAction.choices, required=False)
-    actor = forms.CharField(max_length=254, required=False)  # CharField refuses NUL characters
+    actor = forms.CharField(max_length=254, required=False, label="User")  # CharField refuses NUL characters
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="Until", widget=forms.DateInput(attrs={"type": "date"}))
+    patient = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1, widget=forms.HiddenInput)
     object = forms.CharField(max_length=140, required=False, validators=[RECORD])
 
     def values(self) -> dict[str, Any]:
         self.is_valid()
-        return {name: ("" if name in self.errors else self.cleaned_data.get(name) or "") for name in self.fields}
+        values = {name: (None if name in self.errors else self.cleaned_data.get(name)) for name in self.fields}
+        if values["since"] and values["until"] and values["since"] > values["until"]:
+            values["since"], values["until"] = values["until"], values["since"]
+        return {name: "" if value is None else value for name, value in values.items()}
+
+
+class AccessLogPatientForm(forms.Form):
+    """The patient search of the access log (POSTed): an MRN or a name."""
+
+    patient_query = forms.CharField(
+        max_length=120, label="Patient", help_text="MRN or name (at least 3 letters of a name)."
+    )

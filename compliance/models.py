@@ -15,6 +15,7 @@ class AccessAction(models.TextChoices):
     LIST = "list", "Listed records"
     SEARCH = "search", "Searched"
     EXPORT = "export", "Exported"
+    CHANGE = "change", "Changed a record"
     DENIED = "denied", "Was denied access"
 
 

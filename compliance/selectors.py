@@ -1,24 +1,46 @@
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.apps import apps
 from django.db.models import Q, QuerySet
 
 from compliance.models import AccessLog
+from healthcrm.tenancy import require_current_organization
 
 
-def access_log_list(*, action: str = "", actor_label: str = "", object_id: str = "") -> QuerySet[AccessLog]:
+def access_log_list(
+    *,
+    action: str = "",
+    actor_label: str = "",
+    object_id: str = "",
+    patient_id: int | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> QuerySet[AccessLog]:
     """The current organization's access log, newest first.
 
+    `actor_label` matches the start of the user's sign-in name ("nurse" finds nurse@north.example).
+    `patient_id`: the rows that showed that patient (their records, or a record of theirs: pages
+    name whose record they show). `since`/`until` are the organization's local dates, inclusive.
     `object_id` is a record id ("28": any type) or a typed one ("patients.appointment:28"). Rows
     name what they showed in `records`; rows written before that carry only object_type/object_ids.
     """
     entries = AccessLog.objects.all()
     if action:
         entries = entries.filter(action=action)
-    if actor_label:
-        entries = entries.filter(actor_label__iexact=actor_label.strip())
+    if actor_label.strip():
+        entries = entries.filter(actor_label__istartswith=actor_label.strip())
+    if patient_id is not None:
+        key = f"patients.patient:{patient_id}"
+        older = Q(records=[], object_type="patients.patient", object_ids__contains=[str(patient_id)])
+        entries = entries.filter(Q(records__contains=[key]) | older)
+    zone = require_current_organization().zone
+    if since and since > date.min:
+        entries = entries.filter(created_at__gte=datetime.combine(since, time.min, tzinfo=zone))
+    if until and until < date.max:
+        entries = entries.filter(created_at__lt=datetime.combine(until + timedelta(days=1), time.min, tzinfo=zone))
     object_id = object_id.strip()
     if object_id:
         label, _, pk = object_id.rpartition(":")

@@ -1,26 +1,121 @@
 from __future__ import annotations
 
+import csv
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.module_loading import import_string
 
+from compliance.access import access_recorder
 from compliance.decorators import PHI_FREE, staff_view
-from compliance.forms import AccessLogFilterForm
-from compliance.models import AccessAction
+from compliance.forms import AccessLogFilterForm, AccessLogPatientForm
+from compliance.models import AccessAction, AccessLog
 from compliance.selectors import access_log_list, security_event_list
 from healthcrm.http import TenantRequest, render_partial_or_page
 
 
-# Shows who looked at which record id, never the record.
-@staff_view(access=PHI_FREE, perm="compliance.view_accesslog")
+def _patients(**lookup: Any) -> list[Any]:
+    """Patients by id or by search entry, through the patients app (settings.ACCESS_LOG_PATIENTS)."""
+    find: Callable[..., list[Any]] = import_string(settings.ACCESS_LOG_PATIENTS)
+    return find(**lookup)
+
+
+def _entries(filters: dict[str, Any]) -> Any:
+    return access_log_list(
+        action=filters["action"],
+        actor_label=filters["actor"],
+        object_id=filters["object"],
+        patient_id=filters["patient"] or None,
+        since=filters["since"] or None,
+        until=filters["until"] or None,
+    )
+
+
+# Shows who looked at which record id. It shows a patient (MRN and name) only when filtering by
+# one, and logs that; the search for one is POSTed (terms never in the URL) and logged as a search.
+@staff_view(access=AccessAction.VIEW, perm="compliance.view_accesslog")
 def access_log_view(request: TenantRequest) -> HttpResponse:
     filters = AccessLogFilterForm(request.GET).values()
-    entries = access_log_list(action=filters["action"], actor_label=filters["actor"], object_id=filters["object"])
+    recorder = access_recorder(request)
+    patient_form = AccessLogPatientForm(request.POST or None)
+    matches: list[Any] = []
+    if request.method == "POST" and patient_form.is_valid():
+        query = patient_form.cleaned_data["patient_query"]
+        recorder.searched(patient=query)
+        matches = _patients(query=query)
+        recorder.saw(matches)
+        if len(matches) == 1:  # its id (not the terms) in the URL, so pages and the export keep it
+            params = {k: v for k, v in request.GET.items() if k not in ("page", "patient", "format")}
+            return redirect(f"{reverse('compliance:access_log')}?{urlencode({**params, 'patient': matches[0].pk})}")
+        if not matches:
+            patient_form.add_error("patient_query", "No patient matches; try the MRN, or at least 3 letters of a name.")
+    patient = None
+    if filters["patient"]:
+        found = _patients(pk=filters["patient"])
+        patient = found[0] if found else None
+        recorder.saw(found)  # an id of another organization finds nothing: no filter shown
+    entries = _entries(filters)
+    if request.GET.get("format") == "csv":
+        return _export(request, entries)
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
-    context = {"page": page, "actions": AccessAction.choices, "filters": filters}
+    context = {
+        "page": page,
+        "filter_form": AccessLogFilterForm(initial=filters),
+        "filters": filters,
+        "patient": patient,
+        "patient_form": patient_form,
+        "matches": matches if len(matches) > 1 else [],
+        "zone": timezone.get_current_timezone_name(),
+    }
+    status = 400 if patient_form.errors else 200
     return render_partial_or_page(
-        request, "compliance/access_log.html", "compliance/partials/access_log_table.html", context
+        request, "compliance/access_log.html", "compliance/partials/access_log_table.html", context, status=status
     )
+
+
+def _cell(value: object) -> str:
+    """A CSV cell a spreadsheet will not run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _export(request: TenantRequest, entries: Any) -> HttpResponse:
+    """The filtered access log as CSV (at most ACCESS_LOG_EXPORT_MAX_ROWS rows); the export is
+    itself a row of the access log."""
+    recorder = access_recorder(request)
+    recorder.action = AccessAction.EXPORT
+    recorder.searched(**{k: str(v) for k, v in request.GET.items() if k not in ("format", "page") and v})
+    zone = timezone.get_current_timezone()
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="access-log-{stamp}.csv"'
+    writer = csv.writer(response)
+    writer.writerow([f"When ({zone})", "User", "Action", "Page", "Records", "Searched", "IP"])
+    rows = entries.only(*_EXPORT_FIELDS)[: settings.ACCESS_LOG_EXPORT_MAX_ROWS]
+    for entry in rows.iterator(chunk_size=2000):
+        records = " ".join(entry.records) or f"{entry.object_type} {' '.join(entry.object_ids)}".strip()
+        writer.writerow(
+            [
+                _cell(timezone.localtime(entry.created_at, zone).strftime("%Y-%m-%d %H:%M:%S")),
+                _cell(entry.actor_label),
+                _cell(entry.get_action_display()),
+                _cell(entry.view_name),
+                _cell(records),
+                _cell(" ".join(entry.search_fields)),
+                _cell(entry.ip_address),
+            ]
+        )
+    return response
+
+
+_EXPORT_FIELDS = [f.name for f in AccessLog._meta.concrete_fields if f.name not in ("search_fingerprint",)]
 
 
 # Security settings and credential changes, secrets redacted; no patient data.

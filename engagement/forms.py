@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import django_filters
@@ -14,8 +15,10 @@ from engagement.models import (
     Rule,
     RuleKind,
 )
+from engagement.recalls import RECALLS
 from engagement.services import risk_params_problem
 from engagement.services.staff_messages import EMAIL_MAX_LENGTH, SMS_MAX_LENGTH
+from patients.models import AppointmentType
 
 
 class OutboxFilter(django_filters.FilterSet):
@@ -44,70 +47,159 @@ def _int_list(value: str) -> list[int]:
     return numbers
 
 
+# The options each rule kind reads from `Rule.params`, as form fields named "<kind>-<param>" (the
+# same param may mean something else for another kind). Only the chosen kind's fields are kept.
+def _hours(label: str, help_text: str = "", low: int = 1, high: int = 24 * 60) -> forms.IntegerField:
+    return forms.IntegerField(required=False, min_value=low, max_value=high, label=label, help_text=help_text)
+
+
+KIND_OPTIONS: dict[str, dict[str, forms.Field]] = {
+    RuleKind.APPOINTMENT_REMINDER: {
+        "extra_when_risk": forms.IntegerField(
+            required=False,
+            min_value=1,
+            max_value=99,
+            label="Extra reminder when the no-show risk is at least (%)",
+            help_text="Empty: no extra reminder. E.g. 30.",
+        ),
+        "extra_offset_hours": _hours("Extra reminder, this many hours ahead of the visit", "Default 48."),
+    },
+    RuleKind.POST_VISIT: {"hours_after": _hours("Hours after the visit", "Default 24.")},
+    RuleKind.MEDICATION_REFILL: {"days_before": _hours("Days before the refill is due", "Default 7.", high=90)},
+    RuleKind.PREVENTIVE_RECALL: {
+        "recall": forms.ChoiceField(
+            required=False,
+            label="Recall",
+            choices=[("", "Choose a recall")],  # filled in __init__
+        )
+    },
+    RuleKind.CAMPAIGN: {
+        "send_on": forms.DateField(
+            required=False,
+            label="Send on",
+            help_text="The clinic's local date; empty: as soon as the rule is saved.",
+            widget=forms.DateInput(attrs={"type": "date"}),
+        ),
+        "condition_code": forms.CharField(
+            required=False, max_length=32, label="Patients with the condition (SNOMED code)", help_text="e.g. 44054006"
+        ),
+        "languages": forms.CharField(
+            required=False, max_length=120, label="Preferred languages", help_text="Language codes, e.g. es, en."
+        ),
+        "age_min": _hours("Aged at least", low=0, high=130),
+        "age_max": _hours("Aged at most", low=0, high=130),
+        "cohort_id": forms.IntegerField(
+            required=False, min_value=1, label="Saved cohort number", help_text="From Analytics > Cohorts."
+        ),
+    },
+    RuleKind.SURVEY: {
+        "delay_hours": _hours("Hours after the visit", "Default 2.", low=0, high=24 * 7),
+        "max_age_days": _hours("Visits of the last (days)", "Default 3.", high=30),
+    },
+}
+
+
 class RuleForm(forms.Form):
+    """The rule editor: a template of this clinic's, appointment types from the list, and the
+    chosen kind's options as fields (saved as `Rule.params`)."""
+
     name = forms.CharField(max_length=120)
     kind = forms.ChoiceField(choices=RuleKind.choices)
-    template_key = forms.SlugField(max_length=64, label="Template", help_text="e.g. appointment_reminder")
+    template_key = forms.ChoiceField(
+        label="Template",
+        help_text="One of this clinic's templates (one per language and channel, under Templates).",
+        error_messages={"invalid_choice": "Choose one of this clinic's templates; add it under Templates first."},
+    )
     offsets = forms.CharField(
         required=False,
         max_length=200,
         label="Hours before the appointment",
         help_text="Comma-separated, e.g. 72, 24, 2.",
     )
-    appointment_types = forms.CharField(
+    appointment_types = forms.MultipleChoiceField(
         required=False,
-        max_length=500,
-        help_text="Comma-separated appointment types (follow_up, annual, ...); empty: all.",
+        choices=AppointmentType.choices,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every type.",
     )
     is_urgent = forms.BooleanField(required=False, label="Time-critical (ignores frequency caps)")
     is_active = forms.BooleanField(required=False, initial=True, label="Active")
-    options = forms.JSONField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3}),
-        help_text=(
-            'Kind-specific, as JSON. Appointment reminders: {"extra_when_risk": 0.3, "extra_offset_hours": 48} '
-            "(one extra reminder when the no-show risk is at least 30 %). "
-            'Refills: {"days_before": 7}. Recalls: {"recall": "flu_shot"} '
-            '(hba1c, annual_wellness, flu_shot, mammography). Follow-ups: {"hours_after": 24}. '
-            'Campaigns: {"send_on": "2026-12-01", "condition_code": "44054006", "languages": ["es"], '
-            '"age_min": 40, "age_max": 70}; a saved cohort (analytics): {"cohort_id": 3}. '
-            'Surveys: {"delay_hours": 2, "max_age_days": 3}.'
-        ),
-    )
 
-    def clean_options(self) -> dict[str, Any]:
-        value = self.cleaned_data.get("options") or {}
-        if not isinstance(value, dict):
-            raise forms.ValidationError('Options must be a JSON object, e.g. {"days_before": 7}.')
-        return value
+    def __init__(self, *args: Any, template_keys: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        template_field = self.fields["template_key"]
+        assert isinstance(template_field, forms.ChoiceField)
+        template_field.choices = [("", "Choose a template"), *((key, key) for key in template_keys)]
+        for kind, fields in KIND_OPTIONS.items():
+            for param, field in fields.items():
+                self.fields[f"{kind}-{param}"] = copy.deepcopy(field)
+        recall = self.fields[f"{RuleKind.PREVENTIVE_RECALL}-recall"]
+        assert isinstance(recall, forms.ChoiceField)
+        recall.choices = [("", "Choose a recall"), *((key, r.name) for key, r in RECALLS.items())]
+
+    def common_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if "-" not in name]
+
+    def kind_fieldsets(self) -> list[tuple[str, str, list[forms.BoundField]]]:
+        """(kind, label, fields) for each kind that has options, in the kind list's order."""
+        labels = dict(RuleKind.choices)
+        return [
+            (kind, labels[kind], [self[f"{kind}-{param}"] for param in KIND_OPTIONS[kind]])
+            for kind in RuleKind.values
+            if kind in KIND_OPTIONS
+        ]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if data.get("kind") == RuleKind.APPOINTMENT_REMINDER and isinstance(data.get("options"), dict):
-            problem = risk_params_problem(data["options"])
+        kind = data.get("kind")
+        options: dict[str, Any] = {}
+        for param in KIND_OPTIONS.get(kind or "", {}):
+            value: Any = data.get(f"{kind}-{param}")
+            if value is None or value == "":
+                continue
+            if param == "extra_when_risk":
+                value = value / 100
+            elif param == "send_on":
+                value = value.isoformat()
+            elif param == "languages":
+                value = [part.strip().lower() for part in value.replace(" ", ",").split(",") if part.strip()]
+            options[param] = value
+        if kind == RuleKind.APPOINTMENT_REMINDER:
+            problem = risk_params_problem(options)
             if problem:
-                self.add_error("options", problem)
+                self.add_error(f"{kind}-extra_when_risk", problem.replace("extra_when_risk", "the risk"))
+        if kind == RuleKind.PREVENTIVE_RECALL and not options.get("recall"):
+            self.add_error(f"{kind}-recall", "Choose which recall this rule sends.")
+        age_min, age_max = options.get("age_min"), options.get("age_max")
+        if age_min is not None and age_max is not None and age_min > age_max:
+            self.add_error(f"{RuleKind.CAMPAIGN}-age_max", "The oldest age is below the youngest.")
+        data["options"] = options
         return data
 
     def clean_offsets(self) -> list[int]:
         return _int_list(self.cleaned_data.get("offsets") or "")
 
-    def clean_appointment_types(self) -> list[str]:
-        raw = self.cleaned_data.get("appointment_types") or ""
-        return [part.strip() for part in raw.split(",") if part.strip()]
-
     @classmethod
     def initial_for(cls, rule: Rule) -> dict[str, Any]:
-        return {
+        initial: dict[str, Any] = {
             "name": rule.name,
             "kind": rule.kind,
             "template_key": rule.template_key,
             "offsets": ", ".join(str(n) for n in rule.offsets_hours),
-            "appointment_types": ", ".join(rule.appointment_types),
+            "appointment_types": list(rule.appointment_types),
             "is_urgent": rule.is_urgent,
             "is_active": rule.is_active,
-            "options": rule.params or None,
         }
+        for param in KIND_OPTIONS.get(rule.kind, {}):
+            value = (rule.params or {}).get(param)
+            if value is None:
+                continue
+            if param == "extra_when_risk":
+                value = round(float(value) * 100)
+            elif param == "languages":
+                value = ", ".join(value)
+            initial[f"{rule.kind}-{param}"] = value
+        return initial
 
 
 class TemplateForm(forms.ModelForm):

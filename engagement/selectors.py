@@ -20,6 +20,7 @@ from engagement.models import (
     OutboundMessage,
     OutboxStatus,
     Rule,
+    RuleKind,
     SurveyResponse,
 )
 from healthcrm.tenancy import require_current_organization
@@ -54,6 +55,11 @@ def template_for(*, key: str, channel: str, language: str) -> MessageTemplate | 
         for t in MessageTemplate.objects.filter(key=key, channel=channel, is_active=True, language__in=wanted)
     }
     return next((found[lang] for lang in wanted if lang in found), None)
+
+
+def template_keys() -> list[str]:
+    """The keys of the current organization's active templates (what a rule may send), sorted."""
+    return sorted(set(MessageTemplate.objects.filter(is_active=True).values_list("key", flat=True)))
 
 
 def medications_refill_due(*, start: Any, end: Any) -> QuerySet[Any]:
@@ -270,3 +276,96 @@ def survey_scores_for(message_ids: list[int]) -> list[dict[str, Any]]:
             "message_id", "practitioner_id", "location_id", "nps", "csat_access", "csat_explain"
         )
     )
+
+
+@dataclass
+class ScheduledMessage:
+    """A reminder an active rule will queue (an hour before it is due), not in the outbox yet."""
+
+    due_at: datetime
+    appointment_id: int
+    starts_at: datetime
+    offset_hours: int
+    patient: Any
+    rule: Rule
+    channel: str | None  # None: the patient cannot be reached (no consent, address or preference)
+
+
+def outbox_scheduled(
+    *,
+    after: datetime,
+    due_from: datetime | None = None,
+    due_until: datetime | None = None,
+    rule_id: int | None = None,
+) -> QuerySet[Any]:
+    """What the active appointment-reminder rules will queue later: one row (appointment id, patient
+    id, start, `due_at`, `rule_id`, `offset_hours`) per remindable visit and offset whose reminder
+    is due after `after` (the materializer queues a reminder an hour before it is due) and is not
+    in the outbox already (queued early, as the demo seed does), in [due_from, due_until), by due
+    time. One indexed query per rule offset, combined with UNION ALL: a page of it is one query,
+    whatever the number of visits."""
+    from django.db.models import DateTimeField, Exists, ExpressionWrapper, F, IntegerField, Value
+
+    from patients.models import Appointment
+
+    rules = Rule.objects.filter(is_active=True, kind=RuleKind.APPOINTMENT_REMINDER).order_by("pk")
+    if rule_id is not None:
+        rules = rules.filter(pk=rule_id)
+    parts = []
+    for rule in rules:
+        for offset in sorted(set(rule.offsets_hours), reverse=True):
+            delta = timedelta(hours=offset)
+            visits = Appointment.objects.filter(
+                status__in=REMINDABLE, starts_at__gt=after + delta, patient__is_active=True
+            )
+            if rule.appointment_types:
+                visits = visits.filter(appointment_type__in=rule.appointment_types)
+            if due_from is not None:
+                visits = visits.filter(starts_at__gte=due_from + delta)
+            if due_until is not None:
+                visits = visits.filter(starts_at__lt=due_until + delta)
+            queued = OutboundMessage.objects.filter(
+                subject_type="appointment",
+                subject_id=OuterRef("pk"),
+                patient_id=OuterRef("patient_id"),
+                rule_id=rule.pk,
+                due_at=ExpressionWrapper(OuterRef("starts_at") - Value(delta), output_field=DateTimeField()),
+            )
+            visits = visits.filter(~Exists(queued))
+            parts.append(
+                visits.annotate(
+                    due_at=ExpressionWrapper(F("starts_at") - Value(delta), output_field=DateTimeField()),
+                    rule_id=Value(rule.pk, output_field=IntegerField()),
+                    offset_hours=Value(offset, output_field=IntegerField()),
+                )
+                .values("pk", "patient_id", "starts_at", "due_at", "rule_id", "offset_hours")
+                .order_by()
+            )
+    if not parts:
+        return Appointment.objects.none().values("pk")
+    first, *rest = parts
+    return first.union(*rest, all=True).order_by("due_at", "pk") if rest else first.order_by("due_at", "pk")
+
+
+def outbox_scheduled_rows(rows: list[dict[str, Any]]) -> list[ScheduledMessage]:
+    """A page of `outbox_scheduled` with its patients, rules and the channel each would use now."""
+    from engagement import etiquette
+    from patients.models import Patient
+
+    patients = Patient.objects.in_bulk({row["patient_id"] for row in rows})
+    rules = Rule.objects.in_bulk({row["rule_id"] for row in rows})
+    consents = consents_for(list(patients))
+    settings_ = channel_settings_get()
+    return [
+        ScheduledMessage(
+            due_at=row["due_at"],
+            appointment_id=row["pk"],
+            starts_at=row["starts_at"],
+            offset_hours=row["offset_hours"],
+            patient=patients[row["patient_id"]],
+            rule=rules[row["rule_id"]],
+            channel=etiquette.choose_channel(patients[row["patient_id"]], consents, settings_),
+        )
+        for row in rows
+        if row["patient_id"] in patients and row["rule_id"] in rules
+    ]

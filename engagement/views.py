@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -41,10 +42,31 @@ PAGE_SIZE = 50
 
 @staff_view(access=AccessAction.LIST, perm="engagement.view_outboundmessage")
 def outbox_view(request: TenantRequest) -> HttpResponse:
+    """The queued and sent messages, and below them what the reminder rules will queue later (a
+    reminder is queued an hour before it is due): by default everything, filterable by due date."""
     filters = OutboxFilter(request.GET or None, queryset=selectors.outbox_list(), request=request)
     page = Paginator(filters.qs, PAGE_SIZE).get_page(request.GET.get("page"))
-    access_recorder(request).saw(page.object_list)  # rows name patients
-    context = {"filters": filters, "page": page}
+    recorder = access_recorder(request)
+    recorder.saw(page.object_list)  # rows name patients
+    scheduled_page, scheduled = None, []
+    data = filters.form.cleaned_data if filters.is_bound and filters.form.is_valid() else {}
+    if not data.get("status") and not data.get("channel"):  # not queued: no status or channel yet
+        zone = request.organization.zone
+        due_from, due_to = data.get("due_from"), data.get("due_to")
+        rows = selectors.outbox_scheduled(
+            after=timezone.now() + services.REMINDER_LOOKAHEAD,
+            due_from=datetime.combine(due_from, time.min, tzinfo=zone) if due_from else None,
+            due_until=(
+                datetime.combine(due_to + timedelta(days=1), time.min, tzinfo=zone)
+                if due_to and due_to < date.max
+                else None
+            ),
+            rule_id=data["rule"].pk if data.get("rule") else None,
+        )
+        scheduled_page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("scheduled_page"))
+        scheduled = selectors.outbox_scheduled_rows(list(scheduled_page.object_list))
+        recorder.saw([row.patient for row in scheduled])
+    context = {"filters": filters, "page": page, "scheduled_page": scheduled_page, "scheduled": scheduled}
     return render_partial_or_page(request, "engagement/outbox.html", "engagement/partials/outbox_table.html", context)
 
 
@@ -100,7 +122,7 @@ def rule_edit_view(request: TenantRequest, pk: int | None = None) -> HttpRespons
             "is_active": True,
         }
     )
-    form = RuleForm(request.POST or None, initial=initial)
+    form = RuleForm(request.POST or None, initial=initial, template_keys=selectors.template_keys())
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

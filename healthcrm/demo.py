@@ -164,6 +164,28 @@ def discover() -> None:
 # -- The core's own steps: users, organizations, locations, memberships ------------------------
 
 
+# Synthetic staff names (given, family per organization), so colleagues are told apart by full name.
+DEMO_STAFF_NAMES = {
+    "admin": ("Morgan", ("Avery", "Quill")),
+    "provider": ("Priya", ("Raman", "Okafor")),
+    "nurse": ("Nora", ("Hale", "Lindqvist")),
+    "coordinator": ("Carlos", ("Vidal", "Brandt")),
+    "frontdesk": ("Frankie", ("Moss", "Tanaka")),
+    "analyst": ("Ana", ("Lind", "Ferreira")),
+    "compliance": ("Colin", ("Marsh", "Delacroix")),
+}
+
+
+def _demo_name(email: str) -> tuple[str, str]:
+    local, _, domain = email.partition("@")
+    slugs = [spec.slug for spec in DEMO_ORGANIZATIONS]
+    slug = domain.removesuffix(".example")
+    if local in DEMO_STAFF_NAMES and slug in slugs:
+        given, families = DEMO_STAFF_NAMES[local]
+        return given, families[slugs.index(slug) % len(families)]
+    return local.split(".")[0].capitalize(), ""
+
+
 @register("users", per_organization=False)
 def users(run: DemoRun) -> None:
     """One user per role in each organization, the float nurse and the platform administrator."""
@@ -172,7 +194,7 @@ def users(run: DemoRun) -> None:
     emails += [FLOAT_NURSE, PLATFORM_ADMIN]
     for email in emails:
         user, _ = User.objects.get_or_create(username=email, defaults={"email": email})
-        user.first_name = email.split("@")[0].split(".")[0].capitalize()
+        user.first_name, user.last_name = _demo_name(email)
         user.is_staff = email.startswith("admin@") or email == PLATFORM_ADMIN
         user.is_superuser = email == PLATFORM_ADMIN
         user.set_password(run.password)

@@ -283,6 +283,11 @@ AUDITLOG_INCLUDE_TRACKING_MODELS = (
         "mask_callable": _REDACT,
     },
 )
+# The access log's patient filter finds patients through this function (a dotted path: compliance
+# sits below patients): keyword-only query (an MRN or name, by blind index) or pk, returns patients.
+ACCESS_LOG_PATIENTS = "patients.selectors.access_log_patients"
+# An access-log CSV export holds at most this many rows (narrow the filters for more).
+ACCESS_LOG_EXPORT_MAX_ROWS = 50_000
 
 # ---------------------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

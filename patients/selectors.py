@@ -195,3 +195,21 @@ def patient_summary(*, patient: Patient, clinical: bool = True) -> PatientSummar
         latest_observations=latest,
         immunizations=list(Immunization.objects.filter(patient=patient)),
     )
+
+
+def access_log_patients(*, query: str = "", pk: int | None = None, limit: int = 20) -> list[Patient]:
+    """Patients for the access log's patient filter (compliance reads them through
+    settings.ACCESS_LOG_PATIENTS, below patients in the layers): the one with this id, or those a
+    search entry finds through the blind indexes (any patient by exact MRN, active ones through
+    `patient_list`). Nothing decrypted to search; at most `limit`, by MRN."""
+    if pk is not None:
+        return list(Patient.objects.filter(pk=pk))
+    text = query.strip()
+    if not text:
+        return []
+    try:
+        by_mrn = blind_q(Patient, mrn=text)
+    except ValidationError:
+        by_mrn = Q(pk__in=[])
+    found = Patient.objects.filter(by_mrn | Q(pk__in=patient_list(query=text).values("pk")))
+    return list(found.order_by("pk")[:limit])

@@ -101,11 +101,12 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "analytics:gap_call": ("post", "gap", ["gap", "patient"]),
     "analytics:gap_recall": ("post", "gap", ["gap", "patient"]),
     "analytics:measure_gaps": ("get", "", []),
+    "compliance:access_log": ("get", "", []),  # names a patient only when filtered by one
 }
 
 
 # Pages of the administrator's (outreach, exports); the rest are seen as a provider (clinical).
-ADMIN_ONLY = {"engagement:outbox": "admin"}
+ADMIN_ONLY = {"engagement:outbox": "admin", "compliance:access_log": "compliance"}
 
 
 def _phi_view_names() -> set[str]:

@@ -9,8 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, QuerySet
 
 from healthcrm.roles import Role
-from healthcrm.tenancy import require_current_organization
-from patients.care.selectors import overdue_tasks_exist
+from patients.care.selectors import overdue_tasks_exist, staff_of_organization, task_roles
 from patients.models import (
     AppointmentStatus,
     CarePlanStatus,
@@ -26,19 +25,18 @@ from patients.models import (
 TIMELINE_MAX_PAGE = 1000
 
 
-def staff_of_organization() -> QuerySet[Any]:
-    """Users with an active membership in the current organization."""
-    organization = require_current_organization()
-    return (
-        get_user_model()
-        .objects.filter(memberships__organization=organization, memberships__is_active=True)
-        .order_by("username")
-    )
-
-
 class StaffChoiceField(forms.ModelChoiceField):
+    """A colleague by full name and role ("Nora Hale · Nurse"); the email when no name is set."""
+
     def label_from_instance(self, obj: Any) -> str:
-        return obj.get_full_name() or obj.get_username()
+        name = obj.get_full_name() or obj.get_username()
+        role = getattr(obj, "staff_role", "")
+        return f"{name} · {Role(role).label}" if role in Role.values else name
+
+
+def task_role_choices() -> list[tuple[str, str]]:
+    labels = dict(Role.choices)
+    return [("", "—"), *((role, labels[role]) for role in task_roles())]
 
 
 class CareTeamAddForm(forms.Form):
@@ -91,6 +89,7 @@ class TaskForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cast(forms.ModelChoiceField, self.fields["assignee"]).queryset = staff_of_organization()
+        cast(forms.ChoiceField, self.fields["assignee_role"]).choices = task_role_choices()
 
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean() or self.cleaned_data
@@ -116,6 +115,7 @@ class TeamQueueFilter(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cast(forms.ModelChoiceField, self.fields["assignee"]).queryset = staff_of_organization()
+        cast(forms.ChoiceField, self.fields["role"]).choices = [("", "Any role"), *task_role_choices()[1:]]
 
 
 TASK_STATUS_CHOICES = [(s, TaskStatus(s).label) for s in TaskStatus.values]

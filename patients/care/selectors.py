@@ -7,11 +7,26 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Case, Exists, IntegerField, Max, OuterRef, Prefetch, Q, QuerySet, Value, When
+from django.contrib.auth import get_user_model
+from django.db.models import (
+    Case,
+    Exists,
+    IntegerField,
+    Max,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.http import HttpRequest
 from django.utils import timezone
 
 from compliance.guards import get_object_for_user
+from healthcrm.roles import Role, group_name
+from healthcrm.tenancy import require_current_organization
 from patients.models import (
     OPEN_TASK_STATUSES,
     AppointmentStatus,
@@ -24,6 +39,43 @@ from patients.models import (
     Patient,
 )
 from patients.models.care import _decimal
+
+TASK_PERMISSION = ("patients", "view_caretask")
+
+
+def task_roles() -> list[str]:
+    """The roles whose permission group may see care tasks (analysts, compliance officers and, by
+    default, administrators may not): the only roles tasks and care teams are given to."""
+    from django.contrib.auth.models import Group
+
+    app_label, codename = TASK_PERMISSION
+    names = Group.objects.filter(
+        name__in=[group_name(role) for role in Role.values],
+        permissions__content_type__app_label=app_label,
+        permissions__codename=codename,
+    ).values_list("name", flat=True)
+    held = set(names)
+    return [role for role in Role.values if group_name(role) in held]
+
+
+def staff_of_organization() -> QuerySet[Any]:
+    """Users with an active membership in the current organization in a role that may see tasks,
+    each with `staff_role` (their role here), by full name."""
+    from healthcrm.models import Membership
+
+    organization = require_current_organization()
+    here = Membership.objects.filter(organization=organization, is_active=True, user=OuterRef("pk"))
+    return (
+        get_user_model()
+        .objects.filter(
+            memberships__organization=organization,
+            memberships__is_active=True,
+            memberships__role__in=task_roles(),
+        )
+        .annotate(staff_role=Subquery(here.values("role")[:1]))
+        .order_by("first_name", "last_name", "username")
+    )
+
 
 _PRIORITY_RANK = Case(
     When(priority="stat", then=Value(0)),

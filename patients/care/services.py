@@ -14,6 +14,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from healthcrm.services import notify
 from healthcrm.tenancy import require_current_organization
+from patients.care.selectors import staff_of_organization, task_roles
 from patients.models import (
     CarePlan,
     CarePlanActivity,
@@ -49,6 +50,8 @@ def care_team_add(*, patient: Patient, user: Any, team_role: str, actor: Any = N
     organization = require_current_organization()
     if not Membership.objects.filter(user=user, organization=organization, is_active=True).exists():
         raise ValidationError({"user": "Only staff of this organization can join a care team."})
+    if not staff_of_organization().filter(pk=user.pk).exists():
+        raise ValidationError({"user": "Only staff in a role that sees care tasks can join a care team."})
     member = CareTeamMember.objects.filter(patient=patient, user=user).first() or CareTeamMember(
         patient=patient, user=user
     )
@@ -230,6 +233,10 @@ def task_assign(
     """Create a task for a person or for a role. Raises ValidationError (nothing saved)."""
     if care_plan is not None and care_plan.patient_id != patient.pk:
         raise ValidationError({"care_plan": "This care plan belongs to another patient."})
+    if assignee is not None and not staff_of_organization().filter(pk=assignee.pk).exists():
+        raise ValidationError({"assignee": "Assign tasks to staff in a role that sees care tasks."})
+    if assignee_role and assignee_role not in task_roles():
+        raise ValidationError({"assignee_role": "This role cannot see care tasks."})
     task = CareTask(
         patient=patient,
         care_plan=care_plan,

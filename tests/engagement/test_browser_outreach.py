@@ -100,7 +100,7 @@ def test_admin_creates_reminder_rule_sees_outbox_and_inbound_stop_opts_out(
     page.wait_for_url(base + "/engagement/rules/new/")
     page.get_by_label("Name").fill("Day-before reminder")
     page.get_by_label("Kind").select_option("appointment_reminder")
-    page.get_by_label("Template").fill("appointment_reminder")
+    page.get_by_label("Template").select_option("appointment_reminder")
     page.get_by_label("Hours before the appointment").fill("24")
     page.get_by_role("button", name="Save rule").click()
     page.wait_for_url(base + "/engagement/rules/")

@@ -65,7 +65,6 @@ def test_admin_creates_a_rule_and_reminders_are_scheduled(
                 "kind": "appointment_reminder",
                 "template_key": "appointment_reminder",
                 "offsets": "72, 24, 2",
-                "appointment_types": "",
                 "is_active": "on",
             },
         )
@@ -77,14 +76,16 @@ def test_admin_creates_a_rule_and_reminders_are_scheduled(
 
 
 def test_rule_editor_takes_kind_specific_options_and_refuses_bad_ones(client_for, admin_user, org_a) -> None:
+    configure(org_a)
     base = {"name": "Flu campaign", "kind": "campaign", "template_key": "appointment_reminder", "offsets": ""}
     client = client_for(admin_user)
-    response = client.post("/engagement/rules/new/", {**base, "options": '{"send_on": "next week"}'})
-    assert response.status_code == 400 and "send_on must be a date" in response.content.decode()
-    response = client.post("/engagement/rules/new/", {**base, "options": "[1, 2]"})
-    assert response.status_code == 400 and "must be a JSON object" in response.content.decode()
+    response = client.post("/engagement/rules/new/", {**base, "campaign-send_on": "next week"})
+    assert response.status_code == 400 and "Enter a valid date" in response.content.decode()
+    response = client.post("/engagement/rules/new/", {**base, "campaign-age_min": "70", "campaign-age_max": "40"})
+    assert response.status_code == 400 and "The oldest age is below the youngest" in response.content.decode()
     response = client.post(
-        "/engagement/rules/new/", {**base, "options": '{"send_on": "2026-12-01", "languages": ["es"], "age_min": 40}'}
+        "/engagement/rules/new/",
+        {**base, "campaign-send_on": "2026-12-01", "campaign-languages": "es", "campaign-age_min": "40"},
     )
     assert response.status_code == 302
     with organization_context(org_a):

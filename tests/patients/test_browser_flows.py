@@ -112,7 +112,7 @@ def test_start_a_care_plan_from_a_template_and_assign_a_task(live_server: Any, p
     page.get_by_role("button", name="Assign").click()  # empty: inline errors, nothing saved
     expect(page.locator(".field.has-error")).to_have_count(3)
     page.get_by_label("Title").fill("Call about glucose meter")
-    page.get_by_label("Assign to a person").select_option(label=clinic.nurse.username)
+    page.get_by_label("Assign to a person").select_option(label=f"{clinic.nurse.username} · Nurse")  # name and role
     # real-clock: three days ahead is a future date in every zone
     page.get_by_label("Due date").fill((timezone.localdate() + timedelta(days=3)).isoformat())
     page.get_by_label("Priority").select_option("urgent")
