@@ -22,6 +22,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     # Hashing speed only: production keeps PBKDF2.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    config.addinivalue_line(
+        "markers", "owner_login: logs in to PostgreSQL as the owner for its whole body (exempt from the app-role check)"
+    )
 
 
 @pytest.fixture(scope="session")
