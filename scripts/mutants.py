@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Curated sabotages of the product's guarantees, each of which some test must catch (`make mutants`).
 
-    python scripts/mutants.py [--only PATTERN] [--list] [--no-baseline] [--keep] [--timeout SECONDS]
+    python scripts/mutants.py [--only PATTERN] [--list] [--no-baseline] [--keep] [-v] [--timeout SECONDS]
 
 Every `tests/mutants/*.toml` is one sabotage (one file each, named `<NN>-<slug>.toml`):
 
@@ -264,6 +264,12 @@ def needs_fresh_database(entry: Entry, original: str) -> bool:
     return end < 0 or original.find(entry.find) < end
 
 
+def _caught_by(output: str) -> str:
+    """pytest's summary lines naming what failed (-ra prints them), so a kill can be checked for its reason."""
+    lines = [line for line in output.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    return "\n".join("      " + line[:200] for line in lines[:3])
+
+
 def run_entry(entry: Entry, dbs: Databases, scratch: Path, timeout: float) -> Outcome:
     target = scratch / entry.file
     original = target.read_text(encoding="utf-8")
@@ -276,18 +282,18 @@ def run_entry(entry: Entry, dbs: Databases, scratch: Path, timeout: float) -> Ou
         target.write_text(original, encoding="utf-8")
     seconds = time.monotonic() - started
     if code == 1:  # pytest: some test failed (or errored in set-up): the sabotage was caught
-        return Outcome(entry.name, "killed", seconds, guarantee=entry.guarantee)
+        return Outcome(entry.name, "killed", seconds, _caught_by(output), entry.guarantee)
     if code == 0:
         return Outcome(entry.name, "survived", seconds, "the named tests pass with the sabotage", entry.guarantee)
     why = "timed out" if code is None else f"pytest exited {code} (no such test, or collection failed)"
     return Outcome(entry.name, "error", seconds, f"{why}\n{_tail(output)}", entry.guarantee)
 
 
-def report(outcomes: list[Outcome]) -> int:
+def report(outcomes: list[Outcome], verbose: bool = False) -> int:
     for outcome in outcomes:
         print(f"  {outcome.status:<8} {outcome.entry:<44} {outcome.seconds:6.1f} s  {outcome.guarantee}")
-        if outcome.status != "killed" and outcome.detail:
-            print(f"      {outcome.detail}")
+        if outcome.detail and (outcome.status != "killed" or verbose):
+            print(outcome.detail if outcome.status == "killed" else f"      {outcome.detail}")
     killed = sum(outcome.status == "killed" for outcome in outcomes)
     print(f"killed {killed}/{len(outcomes)}")
     return 0 if outcomes and killed == len(outcomes) else 1
@@ -299,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="check and list the entries, run nothing")
     parser.add_argument("--no-baseline", action="store_true", help="skip running the named tests unchanged first")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copy (its path is printed)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="name the failed tests of each killed entry")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per run [900]")
     args = parser.parse_args(argv)
 
@@ -353,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(scratch, ignore_errors=True)
     print(f"\n{len(entries)} entries in {time.monotonic() - started:.0f} s:")
-    return report(outcomes)
+    return report(outcomes, args.verbose)
 
 
 if __name__ == "__main__":
