@@ -196,6 +196,7 @@ def run_env(dbs: Databases, scratch: Path) -> dict[str, str]:
         # this process and in the workers it starts; no bytecode, so a restored file is never stale.
         "PYTHONPATH": str(scratch),
         "PYTHONDONTWRITEBYTECODE": "1",
+        "COLUMNS": "400",  # pytest's summary lines keep the error message (-v shows it)
     }
     return env
 
