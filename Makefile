@@ -5,6 +5,7 @@
 #   make test-fast       no browser, worker or slow walk tests, one wall clock instead of three
 #   make lint            ruff check + ruff format --check + lint-imports (the import layers) + mypy
 #   make security        bandit over the project's code (CI runs it too)
+#   make mutants         apply each sabotage in tests/mutants/ to a scratch copy; its tests must fail (MUTANTS_ARGS="--only '07-*'")
 #   make migrate | seed | shell
 #   make services-start | services-status | services-stop
 #   make clean           stop the services, remove .venv and .data
@@ -21,6 +22,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 SEED_ARGS ?= --if-empty
+MUTANTS_ARGS ?=
 
 # Every recipe runs in one bash, stopping at the first failing line: the URLs exported by
 # $(with_services) stay set for the recipe's later lines, and a failure's exit code is make's.
@@ -37,7 +39,7 @@ devservices_env="$$($(PY) scripts/devservices.py env)"
 eval "$$devservices_env"
 endef
 
-.PHONY: help venv run test test-fast lint security migrate seed shell services-start services-status services-stop clean
+.PHONY: help venv run test test-fast lint security mutants migrate seed shell services-start services-status services-stop clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -78,6 +80,12 @@ test-fast: $(STAMP)
 	$(with_services)
 	$(PY) manage.py db_bootstrap
 	$(PY) -m pytest -m "not browser and not worker and not slow" --wall-clock=chicago-2330 $(PYTEST_ARGS)
+
+# Slow (a test run per entry), so not part of `make test`: run it before a release (README).
+mutants: $(STAMP)
+	$(with_services)
+	$(PY) manage.py db_bootstrap
+	$(PY) scripts/mutants.py $(MUTANTS_ARGS)
 
 lint: $(STAMP)
 	status=0

@@ -22,6 +22,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     # Hashing speed only: production keeps PBKDF2.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    config.addinivalue_line(
+        "markers", "owner_login: logs in to PostgreSQL as the owner for its whole body (exempt from the app-role check)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +39,12 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
     with django_db_blocker.unblock():
         dbroles.login_as_app()
     yield
-    with django_db_blocker.unblock():
-        dbroles.login_as_owner()
+    try:
+        # The last test's teardown is the last chance to see it leave the owner logged in.
+        dbroles.check_logged_in_as_app("after the last test")
+    finally:
+        with django_db_blocker.unblock():
+            dbroles.login_as_owner()
 
 
 # TransactionTestCase empties tables with TRUNCATE, which the app role may not do (it would
@@ -54,6 +61,41 @@ def _fixture_teardown_as_owner(self: testcases.TransactionTestCase) -> None:
 
 
 testcases.TransactionTestCase._fixture_teardown = _fixture_teardown_as_owner  # type: ignore[method-assign]
+
+
+# -- Every test that touches the database runs as the app role: checked, not assumed ---------------
+# Around the test body (its fixtures set up: live server, worker) and after its teardown (the flush of
+# a transactional test logs in as the owner and back). pytest-django runs transactional tests last, so
+# a check made only in some tests' bodies would never see what a transactional teardown left behind.
+# A test that means to run its whole body as the owner says so with @pytest.mark.owner_login.
+
+_DB_FIXTURES = frozenset({"db", "transactional_db", "live_server", "django_db_reset_sequences"})
+
+
+def _uses_database(item: pytest.Item) -> bool:
+    names = set(getattr(item, "fixturenames", ()))
+    return item.get_closest_marker("django_db") is not None or bool(names & _DB_FIXTURES)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    checked = _uses_database(item) and item.get_closest_marker("owner_login") is None
+    if checked:
+        dbroles.check_connected_as_app(f"before {item.nodeid}")
+    result = yield
+    if checked:
+        dbroles.check_connected_as_app(f"after {item.nodeid}")
+        dbroles.check_other_sessions_are_app(f"after {item.nodeid}")
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    result = yield
+    # With no next item the session's fixtures were torn down too: django_db_setup checks that case.
+    if nextitem is not None and _uses_database(item):
+        dbroles.check_logged_in_as_app(f"after the teardown of {item.nodeid}")
+    return result
 
 
 # -- Wall clocks: no test reads the real hour (tests/clocks.py says which test runs under which) --

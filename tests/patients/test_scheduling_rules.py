@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from healthcrm.models import Location
@@ -25,6 +26,7 @@ from healthcrm.tenancy import organization_context
 from patients.models import Appointment, AppointmentStatus
 from patients.scheduling import services
 from patients.scheduling.services import (
+    DOUBLE_BOOKED,
     PATIENT_BUSY,
     appointment_book,
     appointment_cancel,
@@ -116,6 +118,33 @@ def test_the_database_refuses_a_patient_overlap_the_service_did_not_see(org_a, c
         with pytest.raises(ValidationError) as refused:
             _book(clinic, _at(14, 10), practitioner=clinic["dr2"])
         assert refused.value.message_dict == {"starts_at": [PATIENT_BUSY]}
+
+
+def test_the_service_itself_refuses_a_double_booking_before_any_write(org_a, clinic, monkeypatch) -> None:
+    """The service's own check, with the two layers behind it out of the way: the model's constraint
+    validation (full_clean) is switched off, and no INSERT or UPDATE may reach the database (where the
+    exclusion constraints would answer with the same message)."""
+    with organization_context(org_a):
+        _book(clinic, _at(14))  # 14:00-14:30, the patient with Dr. Alpha
+        moving = _book(clinic, _at(16), practitioner=clinic["dr2"], patient=clinic["other_patient"])
+        monkeypatch.setattr(Appointment, "validate_constraints", lambda self, exclude=None: None)
+        attempts = [
+            # The same practitioner and the same patient: both reasons at once (only the service says both).
+            (lambda: _book(clinic, _at(14, 10)), [DOUBLE_BOOKED, PATIENT_BUSY]),
+            # Another patient moved onto Dr. Alpha's visit: the practitioner is busy.
+            (
+                lambda: appointment_reschedule(
+                    appointment=moving, starts_at=_at(14, 10), ends_at=_at(14, 40), practitioner=clinic["dr"]
+                ),
+                [DOUBLE_BOOKED],
+            ),
+        ]
+        for attempt, reasons in attempts:
+            with CaptureQueriesContext(connection) as queries, pytest.raises(ValidationError) as refused:
+                attempt()
+            assert refused.value.message_dict == {"starts_at": reasons}
+            writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("INSERT", "UPDATE"))]
+            assert [sql for sql in writes if "patients_appointment" in sql] == []
 
 
 # -- Not in the past ---------------------------------------------------------------------------
