@@ -225,11 +225,16 @@ def task_assign(
     assignee_role: str = "",
     priority: str = "routine",
     details: str = "",
+    kind: str = "general",
+    appointment: Any = None,
     actor: Any = None,
 ) -> CareTask:
-    """Create a task for a person or for a role. Raises ValidationError (nothing saved)."""
+    """Create a task for a person or for a role (a `kind` "reschedule" names the visit to move,
+    if any). Raises ValidationError (nothing saved)."""
     if care_plan is not None and care_plan.patient_id != patient.pk:
         raise ValidationError({"care_plan": "This care plan belongs to another patient."})
+    if appointment is not None and appointment.patient_id != patient.pk:
+        raise ValidationError({"appointment": "This appointment belongs to another patient."})
     task = CareTask(
         patient=patient,
         care_plan=care_plan,
@@ -239,6 +244,8 @@ def task_assign(
         assignee_role=assignee_role,
         due_date=due_date,
         priority=priority,
+        kind=kind,
+        appointment=appointment,
     )
     task.full_clean()
     task.save()
