@@ -93,7 +93,7 @@ def main() -> None:
     from django.test import Client
 
     from bench.patients_data import ensure_data
-    from healthcrm.crypto import normalize_name, normalize_phone, prefix_digest
+    from healthcrm.crypto import NAME_PREFIX_MAX, normalize_name, normalize_phone, prefix_digest
     from healthcrm.models import Organization
     from healthcrm.pagination import paginate_by_pk
     from healthcrm.tenancy import organization_context
@@ -114,10 +114,9 @@ def main() -> None:
         people = {p.pk: p for p in Patient.objects.filter(pk__in=sample)}
         org = organization.pk
         blind_index = Patient._meta.get_field
-        prefixes = Patient._meta.get_field("given_name_prefixes")
 
         def prefix_sql(value: str) -> tuple[str, list]:
-            digest = prefix_digest(normalize_name(value)[: prefixes.prefix_max_length], org)
+            digest = prefix_digest(normalize_name(value)[:NAME_PREFIX_MAX], org)
             return (
                 "id IN (SELECT patient_id FROM patients_patientnameprefix WHERE organization_id = %s AND digest = %s)",
                 [org, digest],
@@ -187,6 +186,31 @@ def main() -> None:
                 f"{label:<14} {a95:>7.2f}ms {b50:>8.2f}ms {b95:>8.2f}ms {p50:>8.2f}ms {p95:>8.2f}ms "
                 f"{b95 / p95:>9.2f}x {statistics.mean(rows):>6.1f}"
             )
+
+        # Issue #11's searches (app path only: the twin has no equivalent plaintext query).
+        print("\nThe list view's search (patient_list, one page) for issue #11's entries")
+        print(f"{'search':<26} {'app p50':>9} {'app p95':>9} {'rows':>6}")
+        app_only = {
+            "full name (given family)": [f"{people[pk].given_name} {people[pk].family_name}" for pk in sample],
+            "full name (family, given)": [f"{people[pk].family_name}, {people[pk].given_name}" for pk in sample],
+            "given name + initial": [f"{people[pk].given_name} {people[pk].family_name[0]}" for pk in sample],
+            "two prefixes (3-5 letters)": [
+                f"{people[pk].given_name[: rng.randint(3, 5)]} {people[pk].family_name[: rng.randint(3, 5)]}"
+                for pk in sample
+            ],
+            "MRN number (digits only)": [people[pk].mrn.split("-")[-1].lstrip("0") for pk in sample],
+            "phone, last 7 digits": [people[pk].phone_mobile[-7:] for pk in sample],
+        }
+        for label, values in app_only.items():
+            found: list[int] = []
+
+            def app_page(value, found=found):  # type: ignore[no-untyped-def]
+                found.append(len(paginate_by_pk(patient_list(query=value), 1, 25).object_list))
+
+            _timed(app_page, values[:20])
+            found.clear()
+            a50, a95 = _percentiles(_timed(app_page, values))
+            print(f"{label:<26} {a50:>7.2f}ms {a95:>7.2f}ms {statistics.mean(found):>6.1f}")
 
         mrn = people[sample[0]].mrn
         started = time.perf_counter()

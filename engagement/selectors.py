@@ -136,14 +136,16 @@ def appointment_get(pk: int | None, *, for_update: bool = False) -> Any:
     return (qs.select_for_update(of=("self",)) if for_update else qs).first()
 
 
-def next_appointment_for(patient_id: int, *, within: timedelta = timedelta(days=14)) -> Any:
-    """The patient's next booked appointment (for a 'C' reply), or None."""
+def next_appointment_for(
+    patient_id: int, *, within: timedelta = timedelta(days=14), statuses: tuple[str, ...] = ("booked",)
+) -> Any:
+    """The patient's next booked appointment (for a 'C' reply; `statuses` for an 'R'), or None."""
     from patients.models import Appointment
 
     now = timezone.now()
     return (
         Appointment.objects.filter(
-            patient_id=patient_id, status="booked", starts_at__gt=now, starts_at__lte=now + within
+            patient_id=patient_id, status__in=statuses, starts_at__gt=now, starts_at__lte=now + within
         )
         .order_by("starts_at")
         .first()

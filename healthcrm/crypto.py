@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from typing import Any
 
@@ -137,6 +137,23 @@ def normalize_identifier(value: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKC", str(value)) if ch.isalnum()).upper()
 
 
+def normalize_identifier_digits(value: str) -> str:
+    """The number after an identifier's letters, without leading zeros: 'NS-000123' -> '123' ('' if none).
+
+    Staff type the digits of an MRN and leave out its prefix and padding."""
+    match = re.search(r"(\d+)$", normalize_identifier(value))
+    if match is None:
+        return ""
+    return match.group(1).lstrip("0") or "0"
+
+
+def phone_tail(value: str, length: int) -> str:
+    """The last `length` digits of a phone number ('' when it has fewer): what staff type of a
+    number they half remember, or of a local number without its area or country code."""
+    digits = re.sub(r"\D", "", str(value))
+    return digits[-length:] if len(digits) >= length else ""
+
+
 NORMALIZERS: dict[str, Callable[[Any], str]] = {
     "name": normalize_name,
     "phone": normalize_phone,
@@ -144,6 +161,11 @@ NORMALIZERS: dict[str, Callable[[Any], str]] = {
     "date": normalize_date,
     "identifier": normalize_identifier,
     "name_prefix": normalize_name,  # normalize_name is idempotent: a normalized prefix hashes the same
+    "name_word": normalize_name,
+    "name_pair": normalize_name,
+    "identifier_digits": normalize_identifier_digits,
+    "phone_last7": functools.partial(phone_tail, length=7),
+    "phone_last10": functools.partial(phone_tail, length=10),
 }
 
 
@@ -180,6 +202,8 @@ class BlindIndexField(models.CharField):
     def digest(self, value: Any, organization_id: int) -> str | None:
         if value is None or value == "":
             return None
+        if NORMALIZERS[self.kind](value) == "":
+            return None  # nothing to find it by (an MRN without digits, a short phone number)
         return blind_index(value, self.kind, organization_id)
 
     def pre_save(self, model_instance: models.Model, add: bool) -> str | None:
@@ -258,15 +282,125 @@ class BlindPrefixIndexField(ArrayField):
         return self.refresh(model_instance)
 
 
-def blind_index_field_for(model: type[models.Model], source: str) -> BlindIndexField:
+# ---------------------------------------------------------------------------------------------
+# Name search by words: "Angela Watson", "Watson, Angela", "Angela W", "angie wat".
+#
+# A query is split into words like the names are; every word must match some word of the given,
+# family or preferred name, in any order. What a patient is findable by, each an HMAC (its kind in
+# the message, so kinds never collide; organization id in every message):
+# - `name_prefix`: the first 3 to 8 letters of every word (longer query words compare their first 8);
+# - `name_word`: the whole word, for words longer than 8 letters (so "Christophe" is not also
+#   every "Christopher");
+# - `name_pair`: a word's first 8 letters with the first one or two letters of another word of the
+#   name ("angela w", "watson an"): an initial is searchable only beside a whole word, never alone,
+#   so no hash stands for "every name starting with W".
+# All of them live in one array on the patient and, by a trigger, as rows of a lookup table that
+# search reads by equality (leakproof under RLS). Nothing in clear, nothing decrypted to search.
+
+NAME_PREFIX_MIN = 3
+NAME_PREFIX_MAX = 8
+NAME_INITIAL_MAX = 2
+NAME_PAIR_WORDS = 6  # pairs among the first 6 words only: a name of many words stays a few dozen rows
+WORD_KIND = "name_word"
+PAIR_KIND = "name_pair"
+
+
+def name_words(*values: Any) -> list[str]:
+    """The normalized words of names (or of a query), in order, without repeats.
+
+    'Núñez-García' -> ['nunez', 'garcia']."""
+    words: list[str] = []
+    for value in values:
+        for word in _WORD_SPLIT.split(normalize_name(value or "")):
+            if word and word not in words:
+                words.append(word)
+    return words
+
+
+def name_search_terms(*values: Any) -> set[tuple[str, str]]:
+    """(kind, normalized text) of every term a patient with these names is findable by."""
+    words = name_words(*values)
+    terms: set[tuple[str, str]] = set()
+    for word in words:
+        for length in range(NAME_PREFIX_MIN, min(len(word), NAME_PREFIX_MAX) + 1):
+            terms.add((PREFIX_KIND, word[:length]))
+        if len(word) > NAME_PREFIX_MAX:
+            terms.add((WORD_KIND, word))
+    paired = words[:NAME_PAIR_WORDS]
+    for i, anchor in enumerate(paired):
+        if len(anchor) < NAME_PREFIX_MIN:
+            continue
+        for j, other in enumerate(paired):
+            if i != j:
+                for length in range(1, min(len(other), NAME_INITIAL_MAX) + 1):
+                    terms.add((PAIR_KIND, f"{anchor[:NAME_PREFIX_MAX]} {other[:length]}"))
+    return terms
+
+
+def name_term_digest(kind: str, text: str, organization_id: int) -> str:
+    return blind_index(text, kind, organization_id)
+
+
+def name_query_prefix_digest(word: str, organization_id: int) -> str:
+    """What a query word of 3 letters or more looks up: its first 8 letters as a name prefix."""
+    return prefix_digest(word[:NAME_PREFIX_MAX], organization_id)
+
+
+def name_query_word_digest(word: str, organization_id: int) -> str:
+    """A query word longer than 8 letters, as a whole word."""
+    return name_term_digest(WORD_KIND, word, organization_id)
+
+
+def name_query_pair_digest(anchor: str, initial: str, organization_id: int) -> str:
+    """A query's initial (1-2 letters) beside one of its whole words."""
+    return name_term_digest(PAIR_KIND, f"{anchor[:NAME_PREFIX_MAX]} {initial}", organization_id)
+
+
+class BlindNameIndexField(ArrayField):
+    """The HMACs of every term a patient's names are findable by (see above), on every save and bulk_create."""
+
+    def __init__(self, *args: Any, sources: Sequence[str] = (), **kwargs: Any) -> None:
+        self.sources = tuple(sources)
+        kwargs["base_field"] = models.CharField(max_length=64)
+        kwargs.setdefault("default", list)
+        kwargs.setdefault("editable", False)
+        kwargs.setdefault("blank", True)
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> tuple[Any, ...]:
+        name, path, args, kwargs = super().deconstruct()
+        kwargs.pop("base_field", None)
+        kwargs.pop("size", None)
+        for key in ("default", "editable", "blank"):
+            kwargs.pop(key, None)
+        kwargs["sources"] = list(self.sources)
+        return name, path, args, kwargs
+
+    def digests(self, values: Sequence[Any], organization_id: int | None) -> list[str]:
+        if organization_id is None:
+            return []
+        return sorted({name_term_digest(kind, text, organization_id) for kind, text in name_search_terms(*values)})
+
+    def refresh(self, model_instance: models.Model) -> list[str]:
+        values = [getattr(model_instance, source) for source in self.sources]
+        value = self.digests(values, model_instance.organization_id)  # type: ignore[attr-defined]
+        setattr(model_instance, self.attname, value)
+        return value
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> list[str]:
+        return self.refresh(model_instance)
+
+
+def blind_index_field_for(model: type[models.Model], source: str, kind: str | None = None) -> BlindIndexField:
+    """The blind index over `source` (of `kind`; without one, the first declared: the whole value's)."""
     for field in model._meta.get_fields():
-        if isinstance(field, BlindIndexField) and field.source == source:
+        if isinstance(field, BlindIndexField) and field.source == source and kind in (None, field.kind):
             return field
     raise FieldDoesNotExist(f"{model._meta.label} has no blind index over {source!r}.")
 
 
 def is_blind_index(field: models.Field) -> bool:
-    return isinstance(field, BlindIndexField | BlindPrefixIndexField)
+    return isinstance(field, BlindIndexField | BlindPrefixIndexField | BlindNameIndexField)
 
 
 def protected_field_names(model: type[models.Model]) -> list[str]:

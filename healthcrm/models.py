@@ -88,7 +88,10 @@ def blind_q(model: type[models.Model], **lookups: Any) -> models.Q:
     filters = {}
     for source, value in lookups.items():
         field = blind_index_field_for(model, source)
-        filters[field.attname] = field.digest(value, organization.pk)
+        digest = field.digest(value, organization.pk)
+        if digest is None:
+            return models.Q(pk__in=[])  # nothing to look up matches nothing (never "the index is NULL")
+        filters[field.attname] = digest
     return models.Q(**filters)
 
 
@@ -133,10 +136,10 @@ class TenantModel(models.Model):
 
     def refresh_blind_indexes(self) -> None:
         """Recompute blind indexes now (save does it too), so full_clean can check constraints on them."""
-        from healthcrm.crypto import BlindIndexField, BlindPrefixIndexField
+        from healthcrm.crypto import BlindIndexField, BlindNameIndexField, BlindPrefixIndexField
 
         for field in self._meta.concrete_fields:
-            if isinstance(field, BlindPrefixIndexField):
+            if isinstance(field, BlindPrefixIndexField | BlindNameIndexField):
                 field.refresh(self)
             elif isinstance(field, BlindIndexField):
                 try:

@@ -32,7 +32,10 @@ class PatientAdmin(PHIAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "given_name", "family_name", "date_of_birth", "is_active", "created_at"]
     list_filter = ["is_active", "preferred_language", "preferred_channel"]
     search_fields = ["mrn"]  # shows the search box; the search itself uses blind indexes
-    search_help_text = "Exact MRN, phone, email, date of birth, or the first 3+ letters of a first or last name."
+    search_help_text = (
+        "Name (every word: its first 3+ letters, or an initial beside a whole name), MRN or its number, "
+        "phone or its last 7 or 10 digits, email, or date of birth."
+    )
     list_per_page = 50
 
     def get_search_results(self, request, queryset, search_term):

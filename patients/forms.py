@@ -61,7 +61,10 @@ class PatientSearchForm(forms.Form):
         required=False,
         max_length=100,
         label="Find a patient",
-        help_text="MRN, phone, email, date of birth, or the first 3 letters (or more) of a first or last name.",
+        help_text=(
+            "Name (every word: 3 letters or more, or an initial beside a whole name, in any order), "
+            "MRN or its number, phone or its last 7 or 10 digits, email, or date of birth."
+        ),
     )
 
 

@@ -17,6 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from compliance.access import record_denied
+from healthcrm.auth import role_in_current_organization
 
 CLINICAL_PERMISSION = "patients.view_clinical_summary"
 
@@ -35,3 +36,11 @@ def require_clinical(request: HttpRequest, patient: Any) -> None:
 
 def can_change_patient(user: Any, patient: Any) -> bool:
     return bool(user.has_perm("patients.change_patient") or user.has_perm("patients.change_patient", patient))
+
+
+def may_work_on_task(user: Any, task: Any) -> bool:
+    """The assignee, anyone holding the assigned role, or a clinical user may move a task."""
+    role = role_in_current_organization(user)
+    return bool(
+        task.assignee_id == user.pk or (task.assignee_role and task.assignee_role == role) or can_see_clinical(user)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +13,15 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from compliance.guards import get_object_for_user
-from healthcrm.crypto import BlindPrefixIndexField, normalize_name, prefix_digest
+from healthcrm.crypto import (
+    NAME_PREFIX_MAX,
+    NAME_PREFIX_MIN,
+    blind_index_field_for,
+    name_query_pair_digest,
+    name_query_prefix_digest,
+    name_query_word_digest,
+    name_words,
+)
 from healthcrm.models import blind_q
 from healthcrm.tenancy import require_current_organization
 from patients.models import (
@@ -31,8 +40,14 @@ _DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y")
 # HL7 v2-0203 identifier types: an identifier of type MR under another system is still the MRN.
 MR_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0203"
 
-NAME_PREFIX_MIN = 3
-NAME_SEARCH_HINT = f"Type at least {NAME_PREFIX_MIN} letters of a first or last name to search by name."
+MAX_QUERY_WORDS = 6
+NAME_SEARCH_HINT = f"Type at least {NAME_PREFIX_MIN} letters of a name (first, last or preferred) to search by name."
+TOO_MANY_WORDS_HINT = f"Type at most {MAX_QUERY_WORDS} words of a name."
+NO_MATCH_HELP = (
+    "Every word must start a first, last or preferred name, in any order (3 letters or more; "
+    'an initial beside a whole name, "Angela W"). Or try the MRN or its number, a phone number or '
+    "its last 7 or 10 digits, an email address or a date of birth."
+)
 
 
 def _as_date(text: str) -> date | None:
@@ -45,7 +60,8 @@ def _as_date(text: str) -> date | None:
 
 
 def search_kind(query: str) -> str:
-    """What a search box entry looks like: 'date', 'email', 'phone', 'mrn' (has a digit) or 'text' (a name)."""
+    """What a search box entry looks like: 'date', 'email', 'phone' (7 digits or more, phone
+    punctuation only), 'mrn' (has a digit) or 'text' (a name)."""
     text = query.strip()
     if _as_date(text):
         return "date"
@@ -59,38 +75,76 @@ def search_kind(query: str) -> str:
 
 
 def name_search_hint(query: str) -> str:
-    """A hint to show when a text search is too short to look for names ('' when it is not)."""
+    """Why a name search cannot be run as typed ('' when it can, or when it is no name search).
+
+    Shown with the results (a 2-letter entry still finds whole names such as "Li") or instead of
+    them."""
     text = query.strip()
-    if text and search_kind(text) == "text" and len(normalize_name(text)) < NAME_PREFIX_MIN:
+    if not text or search_kind(text) != "text":
+        return ""
+    words = name_words(text)
+    if len(words) > MAX_QUERY_WORDS:
+        return TOO_MANY_WORDS_HINT
+    if not any(len(word) >= NAME_PREFIX_MIN for word in words):
         return NAME_SEARCH_HINT
     return ""
 
 
-def _name_prefix_q(text: str) -> Q | None:
-    """Patients whose given or family name (or one of its words) starts with `text`, by blind index.
-
-    Shorter than 3 letters: None (exact whole names still match through the plain blind index).
-    Longer than the stored prefixes (8): the 8-letter prefix matches, a superset the caller narrows
-    to whole-name matches when there are any.
-    """
-    normalized = normalize_name(text)
-    if len(normalized) < NAME_PREFIX_MIN:
-        return None
+def _lookup(digests: Sequence[str]) -> Q:
+    """Patients with one of these name-search hashes: equality on the lookup table (leakproof, so
+    its index works under RLS; see PatientNamePrefix)."""
     organization = require_current_organization()
-    field = Patient._meta.get_field("given_name_prefixes")
-    assert isinstance(field, BlindPrefixIndexField)
-    digest = prefix_digest(normalized[: field.prefix_max_length], organization.pk)
-    # Equality on the prefix table (leakproof, so its index works under RLS); see PatientNamePrefix.
-    matches = PatientNamePrefix.objects.filter(organization_id=organization.pk, digest=digest)
-    return Q(pk__in=matches.values("patient_id"))
+    rows = PatientNamePrefix.objects.filter(organization_id=organization.pk)
+    rows = rows.filter(digest=digests[0]) if len(digests) == 1 else rows.filter(digest__in=digests)
+    return Q(pk__in=rows.values("patient_id"))
+
+
+def _name_words_q(words: list[str], *, whole_long_words: bool) -> Q:
+    """Every word matches some word of the patient's names: a word of 3+ letters by its prefix (or,
+    `whole_long_words`, a word longer than 8 letters as a whole word), a shorter one as an initial
+    beside one of the query's longer words."""
+    organization_id = require_current_organization().pk
+    anchors = [w for w in words if len(w) >= NAME_PREFIX_MIN]
+    condition = Q()
+    for word in words:
+        if len(word) >= NAME_PREFIX_MIN:
+            if whole_long_words and len(word) > NAME_PREFIX_MAX:
+                digest = name_query_word_digest(word, organization_id)
+            else:
+                digest = name_query_prefix_digest(word, organization_id)
+            condition &= _lookup([digest])
+        else:
+            condition &= _lookup(sorted({name_query_pair_digest(anchor, word, organization_id) for anchor in anchors}))
+    return condition
+
+
+def _digits_q(text: str) -> Q:
+    """An all-digit entry: the MRN as typed, the MRN's number, or a phone number, whole (any
+    format) or by its last 7 or 10 digits."""
+    digits = re.sub(r"\D", "", text)
+    condition = blind_q(Patient, mrn=text) | _blind_eq("mrn", "identifier_digits", digits)
+    if len(digits) >= 7:
+        with contextlib.suppress(ValidationError):  # no number as a whole: its last digits may be one's
+            condition |= blind_q(Patient, phone_mobile=text)
+        if len(digits) in (7, 10):
+            condition |= _blind_eq("phone_mobile", f"phone_last{len(digits)}", digits)
+    return condition
+
+
+def _blind_eq(source: str, kind: str, value: str) -> Q:
+    field = blind_index_field_for(Patient, source, kind)
+    digest = field.digest(value, require_current_organization().pk)
+    return Q(**{field.attname: digest}) if digest else Q(pk__in=[])
 
 
 def patient_list(*, query: str = "") -> QuerySet[Patient]:
     """Active patients of the current organization, optionally matched by a search entry.
 
-    Every match goes through blind indexes, nothing is decrypted to search: MRN (exact), phone (any
-    format, as E.164), email, date of birth, or the start (3 letters or more) of a given or family
-    name, case and accents folded.
+    Every match goes through blind indexes, nothing is decrypted to search: MRN (exact, or its
+    number without letters and padding), phone (any format, as E.164, or its last 7 or 10 digits),
+    email, date of birth, or names: every word of the entry starts some word of the given, family
+    or preferred name, in any order ("Angela Watson", "Watson, Angela", "ang wat"); a word of one
+    or two letters is an initial beside a whole word ("Angela W"). Case and accents are folded.
     """
     patients = Patient.objects.filter(is_active=True)
     text = query.strip()
@@ -101,27 +155,24 @@ def patient_list(*, query: str = "") -> QuerySet[Patient]:
         return patients.blind_match(date_of_birth=_as_date(text))
     if kind == "email":
         return patients.blind_match(email=text)
-    if kind == "phone":
-        try:
-            # All-digit MRNs look like phone numbers: match either.
-            return patients.filter(blind_q(Patient, phone_mobile=text) | blind_q(Patient, mrn=text))
-        except ValidationError:
-            kind = "mrn"  # digits that are no phone number may still be an MRN
+    if kind == "phone" or (kind == "mrn" and re.fullmatch(r"[\d\s()+.\-]+", text)):
+        return patients.filter(_digits_q(text))
     if kind == "mrn":
         return patients.filter(blind_q(Patient, mrn=text))
+    words = name_words(text)
     whole_name = blind_q(Patient, given_name=text) | blind_q(Patient, family_name=text)
     mrn = blind_q(Patient, mrn=text)
-    prefix = _name_prefix_q(text)
-    if prefix is None:
+    if len(words) > MAX_QUERY_WORDS or not any(len(word) >= NAME_PREFIX_MIN for word in words):
+        # Nothing to search by prefix (the hint says why): whole names such as "Li" still match.
         return patients.filter(mrn | whole_name)
-    if len(normalize_name(text)) > Patient._meta.get_field("given_name_prefixes").prefix_max_length:
-        # Only the first 8 letters are indexed: prefer patients whose whole name is the query.
-        exact = patients.filter(mrn | whole_name)
+    if any(len(word) > NAME_PREFIX_MAX for word in words):
+        # Only the first 8 letters are prefixes: prefer patients whose words are the long words.
+        exact = patients.filter(_name_words_q(words, whole_long_words=True))
         if exact.exists():
             return exact
-    # Letters only: a name (entries with a digit went the MRN way above). Alone, the prefix lookup
-    # plans as a semi-join from the prefix index, so counting thousands of matches stays cheap.
-    return patients.filter(prefix)
+    # Letters only: a name (entries with a digit went the MRN way above). The lookups plan as
+    # semi-joins from the lookup table's index, so counting thousands of matches stays cheap.
+    return patients.filter(_name_words_q(words, whole_long_words=False))
 
 
 def patient_match(*, identifiers: Sequence[tuple[str, str]], mrn: str | None = None) -> Patient | None:

@@ -18,7 +18,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models, transaction
 
-from healthcrm.crypto import normalize_phone
+from healthcrm.crypto import is_blind_index, normalize_phone
 from patients.models import (
     BLOOD_PRESSURE,
     DIASTOLIC,
@@ -130,6 +130,32 @@ def patient_update(*, patient: Patient, **changes: Any) -> Patient:
     patient.full_clean()
     patient.save()
     return patient
+
+
+SEARCH_INDEX_BATCH = 2000
+
+
+@transaction.atomic
+def patient_search_indexes_rebuild(*, batch_size: int = SEARCH_INDEX_BATCH) -> int:
+    """Recompute every blind index of the current organization's patients (after a change of
+    BLIND_INDEX_KEY or of how values are normalized; rows written by raw SQL); returns how many
+    patients were rewritten. The name-search lookup rows follow by trigger.
+
+    `bulk_update`: no audit entries (the hashes are derived values, the record is unchanged)."""
+    fields = [f for f in Patient._meta.concrete_fields if is_blind_index(f)]
+    names = [f.name for f in fields]
+    changed, batch = 0, []
+    for patient in Patient.objects.order_by("pk").iterator(chunk_size=batch_size):
+        before = [getattr(patient, name) for name in names]
+        patient.refresh_blind_indexes()
+        if [getattr(patient, name) for name in names] != before:
+            batch.append(patient)
+        if len(batch) >= batch_size:
+            changed += Patient.objects.bulk_update(batch, names)
+            batch = []
+    if batch:
+        changed += Patient.objects.bulk_update(batch, names)
+    return changed
 
 
 @transaction.atomic

@@ -31,7 +31,7 @@ from patients.forms import (
 from patients.models import Patient
 from patients.policies import can_see_clinical, require_clinical
 from patients.scheduling.selectors import appointment_list_for_patient
-from patients.selectors import get_patient_for_user, name_search_hint, patient_list, patient_summary
+from patients.selectors import NO_MATCH_HELP, get_patient_for_user, name_search_hint, patient_list, patient_summary
 
 PAGE_SIZE = 25
 
@@ -62,6 +62,7 @@ def patient_list_view(request: TenantRequest) -> HttpResponse:
         "page": page,
         "query": query,
         "hint": name_search_hint(query),
+        "no_match_help": NO_MATCH_HELP,
         "filters": filters if clinical else None,
     }
     return render_partial_or_page(

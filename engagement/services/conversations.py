@@ -156,4 +156,7 @@ def reschedule_task_create(*, patient: Any) -> Any:
         due_date=timezone.localdate(),
         assignee_role="frontdesk",
         priority="routine",
+        kind="reschedule",
+        # The visit the reminder was about; none (booking form) when nothing is coming up.
+        appointment=selectors.next_appointment_for(patient.pk, statuses=("booked", "confirmed")),
     )

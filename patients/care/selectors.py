@@ -94,7 +94,7 @@ def _queue_order(tasks: QuerySet[CareTask], today: date) -> QuerySet[CareTask]:
 
 
 def _with_related(tasks: QuerySet[CareTask]) -> QuerySet[CareTask]:
-    return tasks.select_related("patient", "assignee", "completed_by", "care_plan")
+    return tasks.select_related("patient", "assignee", "completed_by", "care_plan", "appointment")
 
 
 def my_tasks(*, user: Any, role: str | None, today: date | None = None) -> QuerySet[CareTask]:

@@ -228,15 +228,20 @@ def task_assign(
     assignee_role: str = "",
     priority: str = "routine",
     details: str = "",
+    kind: str = "general",
+    appointment: Any = None,
     actor: Any = None,
 ) -> CareTask:
-    """Create a task for a person or for a role. Raises ValidationError (nothing saved)."""
+    """Create a task for a person or for a role (a `kind` "reschedule" names the visit to move,
+    if any). Raises ValidationError (nothing saved)."""
     if care_plan is not None and care_plan.patient_id != patient.pk:
         raise ValidationError({"care_plan": "This care plan belongs to another patient."})
     if assignee is not None and not staff_of_organization().filter(pk=assignee.pk).exists():
         raise ValidationError({"assignee": "Assign tasks to staff in a role that sees care tasks."})
     if assignee_role and assignee_role not in task_roles():
         raise ValidationError({"assignee_role": "This role cannot see care tasks."})
+    if appointment is not None and appointment.patient_id != patient.pk:
+        raise ValidationError({"appointment": "This appointment belongs to another patient."})
     task = CareTask(
         patient=patient,
         care_plan=care_plan,
@@ -246,6 +251,8 @@ def task_assign(
         assignee_role=assignee_role,
         due_date=due_date,
         priority=priority,
+        kind=kind,
+        appointment=appointment,
     )
     task.full_clean()
     task.save()

@@ -45,7 +45,7 @@ from patients.care.selectors import (
 )
 from patients.care.timeline import patient_timeline
 from patients.models import Patient, TaskStatus
-from patients.policies import can_change_patient, can_see_clinical, require_clinical
+from patients.policies import can_change_patient, can_see_clinical, may_work_on_task, require_clinical
 from patients.scheduling.selectors import appointment_list_for_patient
 from patients.selectors import get_patient_for_user
 
@@ -230,14 +230,11 @@ def task_add_view(request: TenantRequest, pk: int) -> HttpResponse:
     return render(request, "patients/care/form.html", context, status=status)
 
 
-def _may_work_on(request: TenantRequest, task: Any) -> bool:
-    """The assignee, anyone holding the assigned role, or a clinical user may move a task."""
-    role = role_in_current_organization(request.user)
-    return (
-        task.assignee_id == request.user.pk
-        or (task.assignee_role and task.assignee_role == role)
-        or (can_see_clinical(request.user))
-    )
+# Where a task row is shown -> its partial: the queues have a patient column, a care plan does not.
+TASK_ROW_TEMPLATES = {
+    "queue": "patients/care/partials/task_queue_row.html",
+    "care_plan": "patients/care/partials/care_plan_task_row.html",
+}
 
 
 @staff_view(access=AccessAction.VIEW)
@@ -246,7 +243,7 @@ def task_status_view(request: TenantRequest, pk: int) -> HttpResponse:
     """Complete (or start, or cancel) a task; htmx gets the updated queue row back."""
     task = get_task_for_user(request, pk, "patients.change_caretask")
     access_recorder(request).saw([task.patient])
-    if not _may_work_on(request, task):
+    if not may_work_on_task(request.user, task):
         raise PermissionDenied
     status = request.POST.get("status", TaskStatus.DONE)
     error = ""
@@ -255,8 +252,9 @@ def task_status_view(request: TenantRequest, pk: int) -> HttpResponse:
     except ValidationError as exc:
         error = " ".join(exc.messages)
     if request.htmx:
-        context = {"task": task, "error": error, "today": timezone.localdate(), "show_patient": True}
-        return render(request, "patients/care/partials/task_row.html", context)
+        # The row comes back shaped for the table it sits in (one row partial per context).
+        template = TASK_ROW_TEMPLATES.get(request.POST.get("row", ""), TASK_ROW_TEMPLATES["queue"])
+        return render(request, template, {"task": task, "error": error, "today": timezone.localdate()})
     if error:
         messages.error(request, error)
     else:

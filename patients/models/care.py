@@ -294,6 +294,13 @@ class TaskStatus(models.TextChoices):
 OPEN_TASK_STATUSES = (TaskStatus.OPEN, TaskStatus.IN_PROGRESS)
 
 
+class TaskKind(models.TextChoices):
+    """What the work is, when a screen can take the user straight to it."""
+
+    GENERAL = "general", "Task"
+    RESCHEDULE = "reschedule", "Find a new time for a visit"
+
+
 class CareTask(TenantModel):
     """A piece of work about a patient, for one person or for everyone holding a role."""
 
@@ -312,11 +319,17 @@ class CareTask(TenantModel):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     completed_at = models.DateTimeField(null=True, blank=True)
+    kind = models.CharField(max_length=16, choices=TaskKind.choices, default=TaskKind.GENERAL)
+    # A reschedule task's visit (the patient's next one when they asked); the booking form otherwise.
+    appointment = models.ForeignKey(
+        "patients.Appointment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["due_date", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=TaskStatus.values), name="caretask_status_valid"),
+            models.CheckConstraint(condition=Q(kind__in=TaskKind.values), name="caretask_kind_valid"),
             models.CheckConstraint(condition=Q(priority__in=Priority.values), name="caretask_priority_valid"),
             models.CheckConstraint(
                 condition=Q(assignee__isnull=False) | ~Q(assignee_role=""),

@@ -16,7 +16,7 @@ from django.db.models import F, Q
 
 from healthcrm.crypto import (
     BlindIndexField,
-    BlindPrefixIndexField,
+    BlindNameIndexField,
     EncryptedCharField,
     EncryptedDateField,
     EncryptedEmailField,
@@ -50,13 +50,16 @@ class Channel(models.TextChoices):
 class Patient(TenantModel):
     mrn = EncryptedCharField("MRN", max_length=64)
     mrn_bidx = BlindIndexField(source="mrn", kind="identifier")
+    # The number after the MRN's letters, unpadded ("NS-000123" is found by "123" and "000123").
+    mrn_digits_bidx = BlindIndexField(source="mrn", kind="identifier_digits")
     given_name = EncryptedCharField(max_length=100)
     given_name_bidx = BlindIndexField(source="given_name", kind="name")
-    given_name_prefixes = BlindPrefixIndexField(source="given_name", min_length=3, max_length=8)
     family_name = EncryptedCharField(max_length=100)
     family_name_bidx = BlindIndexField(source="family_name", kind="name")
-    family_name_prefixes = BlindPrefixIndexField(source="family_name", min_length=3, max_length=8)
     preferred_name = EncryptedCharField(max_length=100, blank=True)
+    # Every word of the three names by prefix, whole word and initial (healthcrm.crypto,
+    # "Name search by words"); copied by a trigger into PatientNamePrefix, which search reads.
+    name_search_digests = BlindNameIndexField(sources=("given_name", "family_name", "preferred_name"))
     date_of_birth = EncryptedDateField()
     date_of_birth_bidx = BlindIndexField(source="date_of_birth", kind="date")
     sex = EncryptedCharField(max_length=16, choices=Sex.choices, default=Sex.UNKNOWN)
@@ -64,6 +67,9 @@ class Patient(TenantModel):
     pronouns = EncryptedCharField(max_length=32, blank=True)
     phone_mobile = EncryptedCharField("mobile phone", max_length=32, blank=True, validators=[validate_phone])
     phone_mobile_bidx = BlindIndexField(source="phone_mobile", kind="phone")
+    # The last 7 and 10 digits: a local number without its area code, a number without its country code.
+    phone_mobile_last7_bidx = BlindIndexField(source="phone_mobile", kind="phone_last7")
+    phone_mobile_last10_bidx = BlindIndexField(source="phone_mobile", kind="phone_last10")
     email = EncryptedEmailField(blank=True)
     email_bidx = BlindIndexField(source="email", kind="email")
 
@@ -137,7 +143,8 @@ class Patient(TenantModel):
 
 
 class PatientNamePrefix(models.Model):
-    """One row per name-prefix hash of a patient, kept in step by a database trigger (migration 0005).
+    """One row per name-search hash of a patient (`Patient.name_search_digests`: prefixes, long
+    words, initials beside a word), kept in step by a database trigger (migrations 0005, 0008).
 
     Name search looks the hashes up here rather than in a GIN index on the patient's prefix arrays:
     under row-level security PostgreSQL uses an index only for leakproof operators, and array

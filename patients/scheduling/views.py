@@ -18,7 +18,10 @@ from compliance.guards import require_perm
 from compliance.models import AccessAction
 from healthcrm.http import TenantRequest, form_add_service_errors
 from healthcrm.models import Location
-from patients.models import AppointmentStatus, Practitioner
+from patients.care.selectors import get_task_for_user
+from patients.care.services import task_set_status
+from patients.models import AppointmentStatus, CareTask, Practitioner, TaskStatus
+from patients.policies import may_work_on_task
 from patients.scheduling.badges import appointment_badges
 from patients.scheduling.forms import AppointmentForm, CalendarFilterForm, CancelForm, NoShowForm, RescheduleForm
 from patients.scheduling.selectors import appointment_calendar, get_appointment_for_user
@@ -33,6 +36,27 @@ from patients.selectors import get_patient_for_user
 
 # The service names the model's times; the form shows them on its start time.
 _TIMES_ON_START = {"starts_at": "start_time", "ends_at": "start_time"}
+
+
+def _task_in_hand(request: TenantRequest, patient_id: int) -> CareTask | None:
+    """The task a booking form was opened from (`?task=`, a front-desk reschedule task): done once
+    the visit is booked or moved. Another organization's task is a 404; one of another patient,
+    closed, or not the user's to close is ignored."""
+    raw = request.GET.get("task", "")
+    if not raw.isdigit() or len(raw) > 18:
+        return None
+    task = get_task_for_user(request, raw, "patients.change_caretask")
+    if task.patient_id != patient_id or not task.is_open or not may_work_on_task(request.user, task):
+        return None
+    return task
+
+
+def _close_task(request: TenantRequest, task: CareTask | None, done: str) -> HttpResponse | None:
+    if task is None:
+        return None
+    task_set_status(task=task, status=TaskStatus.DONE, actor=request.user)
+    messages.success(request, f"{done} Task marked done.")
+    return redirect("patients:my_tasks")
 
 
 @staff_view(access=AccessAction.LIST, perm="patients.view_appointment")
@@ -75,6 +99,7 @@ def appointment_calendar_view(request: TenantRequest) -> HttpResponse:
 def appointment_create_view(request: TenantRequest, patient_pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, patient_pk)
     require_perm(request, "patients.add_appointment")
+    task = _task_in_hand(request, patient.pk)
     form = AppointmentForm(request.POST or None, initial={"date": request.GET.get("date")})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -93,12 +118,13 @@ def appointment_create_view(request: TenantRequest, patient_pk: int) -> HttpResp
         except ValidationError as exc:
             form_add_service_errors(form, exc, field_map=_TIMES_ON_START)
         else:
+            if closed := _close_task(request, task, "Appointment booked."):
+                return closed
             messages.success(request, "Appointment booked.")
             return redirect("patients:appointment_detail", pk=appointment.pk)
     status = 400 if request.method == "POST" else 200
-    return render(
-        request, "patients/scheduling/appointment_form.html", {"form": form, "patient": patient}, status=status
-    )
+    context = {"form": form, "patient": patient, "task": task}
+    return render(request, "patients/scheduling/appointment_form.html", context, status=status)
 
 
 @staff_view(access=AccessAction.VIEW)
@@ -126,6 +152,7 @@ def appointment_detail_view(request: TenantRequest, pk: int) -> HttpResponse:
 @staff_view(access=AccessAction.VIEW)
 def appointment_reschedule_view(request: TenantRequest, pk: int) -> HttpResponse:
     appointment = get_appointment_for_user(request, pk, "patients.change_appointment")
+    task = _task_in_hand(request, appointment.patient_id)
     zone = request.organization.zone
     local = appointment.starts_at.astimezone(zone)
     minutes = int((appointment.ends_at - appointment.starts_at).total_seconds() // 60)
@@ -149,13 +176,15 @@ def appointment_reschedule_view(request: TenantRequest, pk: int) -> HttpResponse
         except ValidationError as exc:
             form_add_service_errors(form, exc, field_map=_TIMES_ON_START)
         else:
+            if closed := _close_task(request, task, "Appointment rescheduled."):
+                return closed
             messages.success(request, "Appointment rescheduled.")
             return redirect("patients:appointment_detail", pk=appointment.pk)
     status = 400 if request.method == "POST" else 200
     return render(
         request,
         "patients/scheduling/appointment_reschedule.html",
-        {"form": form, "appointment": appointment},
+        {"form": form, "appointment": appointment, "task": task},
         status=status,
     )
 

@@ -3,6 +3,7 @@ reschedule (with the double-booking error), complete a task from "My tasks"."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -225,3 +226,100 @@ def test_the_front_desk_cancels_a_visit_saying_why(live_server: Any, page: Any, 
     with organization_context(clinic.organization):
         visit.refresh_from_db()
     assert (visit.status, visit.status_reason, visit.status_changed_by) == ("cancelled", "illness", desk)
+
+
+def test_full_name_search(live_server: Any, page: Any, clinic: Clinic) -> None:
+    """Issue #11 item 2: every word of a name in any order, an initial beside a whole name, the
+    MRN's number and a phone's last 7 digits; an entry that cannot be searched says why."""
+    from playwright.sync_api import expect
+
+    with organization_context(clinic.organization):
+        PatientFactory(given_name="Angela", family_name="Watson", preferred_name="Angie", mrn="NS-000731",
+                       phone_mobile="+13126480199")  # fmt: skip
+        PatientFactory(given_name="Angela", family_name="Brown", mrn="NS-000732")
+        PatientFactory(given_name="Martin", family_name="Watson", mrn="NS-000733")
+    base = live_server.url
+    _sign_in(page, base, clinic.nurse.username)
+    page.goto(base + "/patients/")
+    search = page.get_by_label("Find a patient")
+    rows = page.locator("#patient-results tbody tr")
+    for typed in ("Watson, Angela", "Angela W", "angie wat", "000731", "648-0199"):
+        search.fill("")
+        with page.expect_response(lambda r, typed=typed: _posted_query(r) == typed):
+            search.press_sequentially(typed, delay=20)
+        expect(rows).to_have_count(1)
+        assert _results(page) == ["NS-000731"], typed
+        assert typed.split()[0] not in page.url  # posted, never in the address
+    search.fill("")
+    with page.expect_response(lambda r: _posted_query(r) == "A W"):
+        search.press_sequentially("A W", delay=20)
+    expect(page.get_by_test_id("search-hint")).to_contain_text("Type at least 3 letters of a name")
+    expect(rows).to_have_count(0)
+    search.fill("")
+    with page.expect_response(lambda r: _posted_query(r) == "Watson"):
+        search.press_sequentially("Watson", delay=20)
+    expect(rows).to_have_count(2)
+    expect(page.get_by_test_id("search-hint")).to_have_count(0)
+    page.get_by_role("link", name="Watson, Angela").click()
+    expect(page.locator("main h1")).to_contain_text("Angela Watson")
+
+
+def test_a_front_desk_day(live_server: Any, page: Any, clinic: Clinic) -> None:
+    """Issue #11 item 3: today's arrivals (check one in), tomorrow's unconfirmed visits, and a
+    patient's "R" reply worked from My tasks: every link opens, the task opens the reschedule form
+    and is done once the visit is moved."""
+    from playwright.sync_api import expect
+
+    from engagement.services import reschedule_task_create
+
+    desk = UserFactory(username="desk@north.example")
+    MembershipFactory(user=desk, organization=clinic.organization, role="frontdesk")
+    zone = clinic.organization.zone
+    # real-clock: the clinic's own dates; visits at noon today, tomorrow and in two days
+    today = timezone.now().astimezone(zone).date()
+
+    def noon(day: Any) -> Any:
+        return timezone.make_aware(timezone.datetime.combine(day, timezone.datetime.min.time()), zone) + timedelta(
+            hours=12
+        )
+
+    with organization_context(clinic.organization):
+        arriving = PatientFactory(given_name="Ottoline", family_name="Arrivesoon", preferred_name="")
+        arrival = AppointmentFactory(patient=arriving, practitioner=clinic.practitioner, starts_at=noon(today))
+        unsure = PatientFactory(given_name="Peregrine", family_name="Notyetsure", preferred_name="")
+        AppointmentFactory(patient=unsure, practitioner=clinic.practitioner, starts_at=noon(today + timedelta(days=1)))
+        moving = AppointmentFactory(
+            patient=clinic.patient, practitioner=clinic.practitioner, starts_at=noon(today + timedelta(days=2))
+        )
+        task = reschedule_task_create(patient=clinic.patient)  # what an "R" reply to a reminder creates
+    assert task.appointment_id == moving.pk
+    base = live_server.url
+    _sign_in(page, base, desk.username)
+
+    arrivals = page.get_by_test_id("panel-arrivals")
+    expect(arrivals).to_contain_text("Ottoline Arrivesoon")
+    expect(page.get_by_test_id("panel-unconfirmed")).to_contain_text("Peregrine Notyetsure")
+    arrivals.get_by_role("link", name=re.compile("Ottoline Arrivesoon")).click()
+    page.get_by_role("button", name="Checked in").click()
+    expect(page.get_by_test_id("appointment-status")).to_contain_text("Checked in")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="My tasks").click()
+    row = page.get_by_test_id(f"task-{task.pk}")
+    expect(row).to_contain_text("asked by text message to reschedule")
+    # The patient link opens the patient's page (the Care plan tab is not the front desk's: 403).
+    row.get_by_role("link", name="Quenby, Rosalind").click()
+    expect(page.locator("main h1")).to_contain_text("Rosalind Quenby")
+    page.go_back()
+    page.get_by_test_id(f"task-{task.pk}").get_by_role("link", name="Reschedule…").click()
+    expect(page.get_by_test_id("from-task")).to_contain_text("marked done when the visit is saved")
+    page.get_by_label("Start time").fill("14:00")
+    page.get_by_role("button", name="Reschedule", exact=True).click()
+    expect(page.locator(".messages")).to_contain_text("Appointment rescheduled. Task marked done.")
+    expect(page.locator("main h1")).to_contain_text("My tasks")
+    expect(page.get_by_text("No open tasks.")).to_be_visible()
+    with organization_context(clinic.organization):
+        moving.refresh_from_db()
+        task.refresh_from_db()
+        arrival.refresh_from_db()
+    assert moving.starts_at.astimezone(zone).hour == 14 and task.status == "done" and task.completed_by == desk
+    assert arrival.status == "checked_in"

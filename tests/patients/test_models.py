@@ -141,12 +141,12 @@ def test_audit_entries_redact_every_new_protected_field(org_a, nurse_user, full_
     dump = json.dumps([[e.changes, e.object_repr, e.serialized_data] for e in entries])
     for clear in (*SECRETS, "Gwendolyn", "Otherville"):
         assert clear not in dump, clear
-    for prefix_hash in full_record.given_name_prefixes:
-        assert prefix_hash not in dump  # the prefix indexes are left out of the log
+    for prefix_hash in full_record.name_search_digests:
+        assert prefix_hash not in dump  # the name-search hashes are left out of the log
     assert update.changes_dict["given_name"] == [REDACTED, REDACTED]
     assert update.changes_dict["address_city"] == [REDACTED, REDACTED]
     assert update.changes_dict["preferred_language"] == ["en", "es"]  # not PHI: readable
-    assert update.changes_dict["given_name_prefixes"] == [REDACTED, REDACTED]
+    assert update.changes_dict["name_search_digests"] == [REDACTED, REDACTED]
     # The patient record's entries (the org's log also holds security events: the writer's membership).
     reprs = {e.object_repr.split(" #")[0] for e in entries if e.content_type.app_label == "patients"}
     assert {e.content_type.model for e in entries if e.content_type.app_label != "patients"} == {"membership"}

@@ -233,8 +233,8 @@ def test_prefix_indexes_are_kept_on_update_and_bulk_create(org_a) -> None:
 def test_prefix_hashes_differ_from_whole_name_hashes(org_a) -> None:
     with organization_context(org_a):
         patient = services.patient_create(**{**BASE, "given_name": "Ann"})
-    assert patient.given_name_bidx not in patient.given_name_prefixes
-    assert len(patient.given_name_prefixes) == 1 and len(patient.given_name_prefixes[0]) == 64
+    assert patient.given_name_bidx not in patient.name_search_digests
+    assert all(len(digest) == 64 for digest in patient.name_search_digests)
 
 
 def test_short_text_queries_get_a_hint() -> None:

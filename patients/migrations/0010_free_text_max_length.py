@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("patients", "0007_appointment_patient_overlap_and_reasons"),
+        ("patients", "0009_task_kind_and_appointment"),
     ]
 
     operations = [
