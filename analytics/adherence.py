@@ -184,8 +184,12 @@ def _field(dimension: str) -> Any:
 
 def summary(filters: Filters, period: Period | None = None, *, counts: Counts | None = None) -> CountTable:
     """One row: the period's outcome counts and rates (for the headline and the comparison)."""
+    from analytics.cube import cube_summary
+
     if counts is not None:
         found = {("all", outcome): n for (outcome,), n in counts["summary"].items()}
+    elif (by_outcome := cube_summary(filters, period)) is not None:
+        found = {("all", outcome): n for outcome, n in by_outcome.items()}
     else:
         found = {
             ("all", outcome): n

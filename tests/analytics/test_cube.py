@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from analytics import adherence, reminders
-from analytics.cube import cube_counts
+from analytics.cube import cube_counts, cube_summary
 from analytics.models import AppointmentDaily
 from analytics.refresh import refresh_run
 from engagement.models import OutboundMessage, Rule
@@ -81,6 +81,9 @@ def test_the_cube_gives_every_grouping_the_facts_give(reminded: dict[str, Any]) 
         cube = cube_counts(filters)
         assert cube is not None
         _same(cube, _facts(filters))
+        assert cube_summary(filters) == {
+            outcome: n for (outcome,), n in adherence.fact_counts(filters)["summary"].items()
+        }
         # Hand counts from the fixture: 15 due visits; the 72 h rule reached 4, the 24 h rule 5.
         assert sum(cube["summary"].values()) == 15
         assert sum(n for (rule, _), n in cube["rule"].items() if rule == Rule.objects.get(name="72 h").pk) == 4
