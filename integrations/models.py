@@ -184,7 +184,7 @@ class FhirConnection(TenantModel):
     cursors = models.JSONField(default=dict, blank=True, help_text="Resource type -> last meta.lastUpdated seen.")
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    last_error = models.TextField(blank=True, max_length=2000)
     request_timeout_seconds = models.PositiveSmallIntegerField(
         default=30, help_text="How long one request may wait for the server to answer."
     )

@@ -199,42 +199,34 @@ def test_no_extra_reminder_without_the_option_or_without_consent(org_a) -> None:
         assert not OutboundMessage.objects.filter(slot__startswith="risk").exists()
 
 
+RISK = "appointment_reminder-extra_when_risk"
+OFFSET = "appointment_reminder-extra_offset_hours"
+
+
+def _rule_form(**options: str) -> RuleForm:
+    data = {"name": "R", "kind": "appointment_reminder", "template_key": "appointment_reminder", "offsets": "24"}
+    return RuleForm({**data, **options}, template_keys=["appointment_reminder"])
+
+
 @pytest.mark.parametrize(
-    ("options", "error"),
+    ("options", "field", "error"),
     [
-        ({"extra_when_risk": 1.5}, "extra_when_risk must be a no-show risk between 0 and 1"),
-        ({"extra_when_risk": "high"}, "extra_when_risk must be a no-show risk between 0 and 1"),
-        ({"extra_when_risk": 0.3, "extra_offset_hours": 0}, "extra_offset_hours must be whole hours"),
-        ({"extra_offset_hours": 48}, "extra_offset_hours needs extra_when_risk"),
+        ({RISK: "150"}, RISK, "less than or equal to 99"),
+        ({RISK: "high"}, RISK, "Enter a whole number"),
+        ({RISK: "30", OFFSET: "0"}, OFFSET, "greater than or equal to 1"),
+        ({OFFSET: "48"}, RISK, "extra_offset_hours needs the risk"),
     ],
 )
-def test_the_rule_form_refuses_bad_risk_options(options: dict[str, Any], error: str) -> None:
-    import json
-
-    form = RuleForm(
-        {
-            "name": "R",
-            "kind": "appointment_reminder",
-            "template_key": "appointment_reminder",
-            "offsets": "24",
-            "options": json.dumps(options),
-        }
-    )
+def test_the_rule_form_refuses_bad_risk_options(options: dict[str, str], field: str, error: str) -> None:
+    form = _rule_form(**options)
     assert not form.is_valid()
-    assert any(error in message for message in form.errors["options"])
+    assert any(error in message for message in form.errors[field]), form.errors
 
 
 def test_the_rule_form_takes_good_risk_options() -> None:
-    form = RuleForm(
-        {
-            "name": "R",
-            "kind": "appointment_reminder",
-            "template_key": "appointment_reminder",
-            "offsets": "24",
-            "options": '{"extra_when_risk": 0.3, "extra_offset_hours": 48}',
-        }
-    )
+    form = _rule_form(**{RISK: "30", OFFSET: "48"})
     assert form.is_valid(), form.errors
+    assert form.cleaned_data["options"] == {"extra_when_risk": 0.3, "extra_offset_hours": 48}
 
 
 def test_the_badge_shows_on_the_calendar_and_the_appointment_page(

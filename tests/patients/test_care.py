@@ -399,7 +399,7 @@ def test_patient_list_filters(client_for, nurse_user, coordinator_user, patient_
 
     def mrns(**params) -> set[str]:
         html = client.get(reverse("patients:list"), params, HTTP_HX_REQUEST="true").content.decode()
-        return {m for m in ("N-1", "N-2") if f"<td>{m}</td>" in html}
+        return {m for m in ("N-1", "N-2") if f'<td data-label="MRN">{m}</td>' in html}
 
     assert mrns() == {"N-1", "N-2"}
     assert mrns(condition="44054006") == {"N-1"}
