@@ -243,13 +243,13 @@ def prefix_digest(prefix: str, organization_id: int) -> str:
     return blind_index(prefix, PREFIX_KIND, organization_id)
 
 
-class BlindPrefixIndexField(ArrayField):
-    """An indexed array of HMACs of a name's prefixes, computed on every save and bulk_create."""
+class _DigestArrayField(ArrayField):
+    """An indexed array of HMACs computed from other fields of the row, on every save and bulk_create.
 
-    def __init__(self, *args: Any, source: str = "", min_length: int = 3, max_length: int = 8, **kwargs: Any) -> None:
-        self.source = source
-        self.min_length = min_length
-        self.prefix_max_length = max_length
+    Subclasses say what the digests are (`digests`) and of which fields (`source_values`); the array
+    itself is never edited and never migrated as anything but 64-character strings."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["base_field"] = models.CharField(max_length=64)
         kwargs.setdefault("default", list)
         kwargs.setdefault("editable", False)
@@ -262,24 +262,47 @@ class BlindPrefixIndexField(ArrayField):
         kwargs.pop("size", None)
         for key in ("default", "editable", "blank"):
             kwargs.pop(key, None)
+        return name, path, args, kwargs
+
+    def source_values(self, model_instance: models.Model) -> Any:
+        raise NotImplementedError
+
+    def digests(self, value: Any, organization_id: int | None) -> list[str]:
+        raise NotImplementedError
+
+    def refresh(self, model_instance: models.Model) -> list[str]:
+        value = self.digests(self.source_values(model_instance), model_instance.organization_id)  # type: ignore[attr-defined]
+        setattr(model_instance, self.attname, value)
+        return value
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> list[str]:
+        return self.refresh(model_instance)
+
+
+class BlindPrefixIndexField(_DigestArrayField):
+    """An indexed array of HMACs of a name's prefixes, computed on every save and bulk_create."""
+
+    def __init__(self, *args: Any, source: str = "", min_length: int = 3, max_length: int = 8, **kwargs: Any) -> None:
+        self.source = source
+        self.min_length = min_length
+        self.prefix_max_length = max_length
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> tuple[Any, ...]:
+        name, path, args, kwargs = super().deconstruct()
         kwargs["source"] = self.source
         kwargs["min_length"] = self.min_length
         kwargs["max_length"] = self.prefix_max_length
         return name, path, args, kwargs
+
+    def source_values(self, model_instance: models.Model) -> Any:
+        return getattr(model_instance, self.source)
 
     def digests(self, value: Any, organization_id: int | None) -> list[str]:
         if organization_id is None:
             return []
         prefixes = name_prefixes(value, self.min_length, self.prefix_max_length)
         return sorted(prefix_digest(p, organization_id) for p in prefixes)
-
-    def refresh(self, model_instance: models.Model) -> list[str]:
-        value = self.digests(getattr(model_instance, self.source), model_instance.organization_id)  # type: ignore[attr-defined]
-        setattr(model_instance, self.attname, value)
-        return value
-
-    def pre_save(self, model_instance: models.Model, add: bool) -> list[str]:
-        return self.refresh(model_instance)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,39 +379,25 @@ def name_query_pair_digest(anchor: str, initial: str, organization_id: int) -> s
     return name_term_digest(PAIR_KIND, f"{anchor[:NAME_PREFIX_MAX]} {initial}", organization_id)
 
 
-class BlindNameIndexField(ArrayField):
+class BlindNameIndexField(_DigestArrayField):
     """The HMACs of every term a patient's names are findable by (see above), on every save and bulk_create."""
 
     def __init__(self, *args: Any, sources: Sequence[str] = (), **kwargs: Any) -> None:
         self.sources = tuple(sources)
-        kwargs["base_field"] = models.CharField(max_length=64)
-        kwargs.setdefault("default", list)
-        kwargs.setdefault("editable", False)
-        kwargs.setdefault("blank", True)
         super().__init__(*args, **kwargs)
 
     def deconstruct(self) -> tuple[Any, ...]:
         name, path, args, kwargs = super().deconstruct()
-        kwargs.pop("base_field", None)
-        kwargs.pop("size", None)
-        for key in ("default", "editable", "blank"):
-            kwargs.pop(key, None)
         kwargs["sources"] = list(self.sources)
         return name, path, args, kwargs
+
+    def source_values(self, model_instance: models.Model) -> Any:
+        return [getattr(model_instance, source) for source in self.sources]
 
     def digests(self, values: Sequence[Any], organization_id: int | None) -> list[str]:
         if organization_id is None:
             return []
         return sorted({name_term_digest(kind, text, organization_id) for kind, text in name_search_terms(*values)})
-
-    def refresh(self, model_instance: models.Model) -> list[str]:
-        values = [getattr(model_instance, source) for source in self.sources]
-        value = self.digests(values, model_instance.organization_id)  # type: ignore[attr-defined]
-        setattr(model_instance, self.attname, value)
-        return value
-
-    def pre_save(self, model_instance: models.Model, add: bool) -> list[str]:
-        return self.refresh(model_instance)
 
 
 def blind_index_field_for(model: type[models.Model], source: str, kind: str | None = None) -> BlindIndexField:
