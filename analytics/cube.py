@@ -141,13 +141,11 @@ def cube_counts(filters: Filters, period: Period | None = None) -> Counts | None
         elif dimension in _CONVERT:
             _add(found[dimension], (*_CONVERT[dimension](key), outcome), n)
     one_dimension = rows.filter(dimension="type")  # every due visit once
-    for day, outcome, n in one_dimension.values_list("local_date", "outcome").annotate(total=Sum("n")).order_by():
+    by_day = one_dimension.values_list("local_date", "location_id", "outcome").annotate(total=Sum("n")).order_by()
+    for day, location_id, outcome, n in by_day:
         _add(found["summary"], (outcome,), n)
         _add(found["week"], (day - timedelta(days=day.weekday()), outcome), n)
         _add(found["month"], (day.replace(day=1), outcome), n)
-    for location_id, outcome, n in (
-        one_dimension.values_list("location_id", "outcome").annotate(total=Sum("n")).order_by()
-    ):
         _add(found["location"], (location_id, outcome), n)
     return found
 

@@ -147,7 +147,11 @@ class AppointmentDaily(TenantModel):
     n = models.PositiveIntegerField()
 
     class Meta:
-        indexes = [models.Index(fields=["organization", "local_date"], name="apptdaily_org_date")]
+        indexes = [
+            models.Index(fields=["organization", "local_date"], name="apptdaily_org_date"),
+            # The one-dimension sums of a period (totals, trend, locations, the dashboards' rates).
+            models.Index(fields=["organization", "dimension", "local_date"], name="apptdaily_org_dim_date"),
+        ]
 
     def __str__(self) -> str:
         return f"AppointmentDaily #{self.pk}"

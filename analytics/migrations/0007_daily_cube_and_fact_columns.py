@@ -81,7 +81,10 @@ class Migration(migrations.Migration):
                 ),
             ],
             options={
-                "indexes": [models.Index(fields=["organization", "local_date"], name="apptdaily_org_date")],
+                "indexes": [
+                    models.Index(fields=["organization", "local_date"], name="apptdaily_org_date"),
+                    models.Index(fields=["organization", "dimension", "local_date"], name="apptdaily_org_dim_date"),
+                ],
             },
         ),
         migrations.AddField(
