@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0003_fhir_connection_source_claim_timeouts'),
+        ("integrations", "0003_fhir_connection_source_claim_timeouts"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='fhirconnection',
-            name='last_error',
+            model_name="fhirconnection",
+            name="last_error",
             field=models.TextField(blank=True, max_length=2000),
         ),
     ]
