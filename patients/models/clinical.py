@@ -106,7 +106,11 @@ class Condition(ClinicalRecord):
                 condition=Q(clinical_status__in=ConditionStatus.values), name="condition_status_valid"
             ),
         ]
-        indexes = [models.Index(fields=["organization", "code_system", "code"], name="condition_org_code")]
+        indexes = [
+            models.Index(fields=["organization", "code_system", "code"], name="condition_org_code"),
+            # What changed since the last analytics refresh (analytics.population.changed_patient_ids).
+            models.Index(fields=["organization", "updated_at"], name="condition_org_updated"),
+        ]
 
 
 class Medication(ClinicalRecord):
@@ -198,7 +202,11 @@ class Observation(ClinicalRecord):
                 violation_error_message="The reference range's high end cannot be below its low end.",
             ),
         ]
-        indexes = [models.Index(fields=["patient", "code", "-effective_at"], name="observation_latest")]
+        indexes = [
+            models.Index(fields=["patient", "code", "-effective_at"], name="observation_latest"),
+            # What changed since the last analytics refresh (analytics.population.changed_patient_ids).
+            models.Index(fields=["organization", "updated_at"], name="observation_org_updated"),
+        ]
 
     def compute_abnormal_flag(self) -> str:
         if self.components:
