@@ -7,6 +7,9 @@ security applies to everything they do, as in production.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import psycopg
 from django.conf import settings
 from django.db import connections
@@ -34,7 +37,10 @@ def current_login() -> str:
     return settings.DATABASES["default"]["USER"]
 
 
-def ensure_app_role_exists() -> None:
+@contextmanager
+def owner_maintenance_cursor() -> Iterator[psycopg.Cursor]:
+    """A cursor as the owner on the `postgres` maintenance database (autocommit): roles are
+    cluster-wide, so they are made and dropped there, outside any test database."""
     db = settings.DATABASES["default"]
     owner = settings.DATABASE_OWNER
     with (
@@ -48,6 +54,11 @@ def ensure_app_role_exists() -> None:
         ) as conn,
         conn.cursor() as cursor,
     ):
+        yield cursor
+
+
+def ensure_app_role_exists() -> None:
+    with owner_maintenance_cursor() as cursor:
         ensure_app_role(cursor, settings.APP_DATABASE_USER, settings.APP_DATABASE_PASSWORD)
 
 

@@ -14,6 +14,7 @@ from django.db import connection
 from psycopg import sql
 
 from healthcrm.db import append_only_tables, ensure_app_role
+from tests import dbroles
 
 APP = settings.APP_DATABASE_USER
 
@@ -94,19 +95,7 @@ def test_the_app_role_has_no_attribute_that_lifts_rls_and_owns_nothing() -> None
 
 @pytest.fixture
 def owner_cursor() -> Iterator[psycopg.Cursor]:
-    db = settings.DATABASES["default"]
-    owner = settings.DATABASE_OWNER
-    with (
-        psycopg.connect(
-            dbname="postgres",
-            host=db["HOST"] or None,
-            port=db["PORT"] or None,
-            user=owner["USER"],
-            password=owner["PASSWORD"] or None,
-            autocommit=True,
-        ) as conn,
-        conn.cursor() as cursor,
-    ):
+    with dbroles.owner_maintenance_cursor() as cursor:
         yield cursor
 
 
