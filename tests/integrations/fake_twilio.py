@@ -11,7 +11,9 @@ GET on the same path lists accepted messages (filter `To`). Failure modes, chose
 `fail_share` of requests (deterministic: every k-th) answer `fail_status` (429 or 500) without
 recording; `hang` makes requests wait `hang` seconds before answering (the client times out, but
 the message *is* accepted, as happens with a real provider); `invalid_numbers` answer 400 with
-error 21211 and `opted_out_numbers` 400 with error 21610.
+error 21211 and `opted_out_numbers` 400 with error 21610. Like the real API it never accepts an
+incomplete request: a body shorter than its Content-Length (the sender died mid-request) is dropped,
+and a form without To or Body answers 400 (21604 / 21602).
 """
 
 from __future__ import annotations
@@ -156,7 +158,13 @@ class FakeTwilio:
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 length = int(self.headers.get("Content-Length") or 0)
-                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                raw = self.rfile.read(length)
+                if len(raw) < length:
+                    # The client died between its headers and its body (a worker killed mid-send:
+                    # urllib3 sends them separately). A real provider never acts on half a request.
+                    self.close_connection = True
+                    return
+                form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                 account = self._account()
                 if account is None:
                     self._send(404, {"code": 20404, "message": "Not found", "status": 404})
@@ -173,6 +181,11 @@ class FakeTwilio:
                     self._send(fake.fail_status, {"code": code, "message": "Try again", "status": fake.fail_status})
                     return
                 to = form.get("To", "")
+                if not to or not form.get("Body"):
+                    missing = "To" if not to else "Body"
+                    code = 21604 if not to else 21602
+                    self._send(400, {"code": code, "message": f"A '{missing}' parameter is required.", "status": 400})
+                    return
                 if to in fake.invalid_numbers:
                     self._send(400, {"code": 21211, "message": "Invalid 'To' Phone Number", "status": 400})
                     return
