@@ -23,10 +23,12 @@ from django_otp import login as otp_login
 from django_otp.models import Device
 
 from compliance.access import access_recorder, phi_free
+from compliance.audit import platform_admin_entered
 from compliance.decorators import PHI_FREE, staff_view
 from compliance.models import AccessAction
 from healthcrm.celery import app as celery_app
 from healthcrm.http import TenantRequest
+from healthcrm.models import Organization
 from healthcrm.tenancy import SESSION_KEY
 from patients.models import Patient
 from staff.dashboard import dashboard_for
@@ -83,7 +85,14 @@ def organization_switch(request: TenantRequest) -> HttpResponse:
     except ValueError:
         wanted = None
     allowed = {m.organization_id for m in request.memberships}
-    if wanted in allowed or (wanted and request.user.is_superuser):
+    if wanted not in allowed and wanted and request.user.is_superuser:
+        # A platform administrator entering a clinic it is no member of: the same audited entry as
+        # the admin's "organization to work in" page.
+        entered = Organization.objects.filter(pk=wanted, is_active=True).first()
+        if entered is not None:
+            platform_admin_entered(request, entered)
+            allowed.add(entered.pk)
+    if wanted in allowed:
         request.session[SESSION_KEY] = wanted
         # Permissions are per organization: the cached set belongs to the old one.
         request.user.__dict__.pop("_healthcrm_role_perms", None)
