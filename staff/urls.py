@@ -6,8 +6,8 @@ from django.urls import include, path
 
 from compliance.access import phi_free
 from staff import views
-from staff.members import views as member_views
 from staff.forms import PasswordResetForm
+from staff.members import views as member_views
 
 # Django's auth views show no PHI.
 _auth = [
