@@ -45,8 +45,8 @@ class Member:
 def _status(membership: Membership, invitation: StaffInvitation | None, now: datetime) -> str:
     if membership.is_active:
         return ACTIVE
-    if membership.user.has_usable_password() or invitation is None or invitation.revoked_at or invitation.used_at:
-        return DEACTIVATED
+    if invitation is None or invitation.revoked_at or invitation.used_at:
+        return DEACTIVATED  # removed, or an invitation cancelled before it was used
     return INVITED if invitation.expires_at > now else INVITATION_EXPIRED
 
 
@@ -76,7 +76,7 @@ def member_list(organization: Organization) -> list[Member]:
     return _members(memberships)
 
 
-def member_get(organization: Organization, pk: object) -> Member:
+def member_get(organization: Organization, pk: int) -> Member:
     """One member of the organization; 404 for another organization's id (or none)."""
     try:
         membership = Membership.objects.select_related("user", "organization").get(organization=organization, pk=pk)

@@ -184,8 +184,14 @@ def member_invite(
 
 
 def member_is_pending(membership: Membership) -> bool:
-    """Invited and not joined yet: inactive, and the account has no password."""
-    return not membership.is_active and not membership.user.has_usable_password()
+    """Invited and not joined yet: inactive, and the account has no password or a link is open
+    (an account that chose its password through another organization's invitation)."""
+    if membership.is_active:
+        return False
+    return (
+        not membership.user.has_usable_password()
+        or StaffInvitation.objects.filter(membership=membership, used_at__isnull=True, revoked_at__isnull=True).exists()
+    )
 
 
 @transaction.atomic

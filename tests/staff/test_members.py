@@ -410,3 +410,25 @@ def test_the_compliance_officer_sees_the_staff_events(
     page = client_for(compliance_user).get("/compliance/security-events/").content.decode()
     for event in ("staff.invited", "staff.role_changed", "staff.deactivated", "staff.reactivated"):
         assert event in page
+
+
+def test_an_invitee_who_already_chose_a_password_elsewhere_just_accepts(
+    client_for: Any, org_a: Any, org_b: Any, admin_user: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    lake_admin = UserFactory(username="admin@lake.example")
+    MembershipFactory(user=lake_admin, organization=org_b, role="admin")
+    _invite(client_for(lake_admin), django_capture_on_commit_callbacks)
+    _invite(client_for(admin_user), django_capture_on_commit_callbacks)
+    lake_link, north_link = _link_of(mail.outbox[0]), _link_of(mail.outbox[1])
+    invitee = Client()
+    invitee.post(north_link, {"new_password1": GOOD_PASSWORD, "new_password2": GOOD_PASSWORD})
+    user = get_user_model().objects.get(email="robin.hale@example.test")
+    assert "Invited" in client_for(lake_admin).get(STAFF).content.decode()
+    page = Client().get(lake_link)
+    assert page.status_code == 200 and "Accept the invitation" in page.content.decode()
+    assert "new_password1" not in page.content.decode()
+    response = Client().post(lake_link, {"new_password1": "other-password-999", "new_password2": "other-password-999"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    user.refresh_from_db()
+    assert user.check_password(GOOD_PASSWORD)
+    assert _membership(user, org_b).is_active
