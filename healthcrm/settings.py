@@ -242,6 +242,12 @@ AXES_VERBOSE = False
 OTP_TOTP_ISSUER = "HealthCRM"
 # A one-time MFA enrolment link (emailed, or printed by `manage.py mfa_enrolment_link`) works this long.
 MFA_ENROLMENT_LINK_HOURS = env_int("MFA_ENROLMENT_LINK_HOURS", 24)
+# Staff invitations (staff/members): a clinic administrator's emailed link to set a password works
+# this long; an organization sends at most STAFF_INVITES_PER_HOUR links an hour, and one member at
+# most STAFF_INVITES_PER_MEMBER_PER_DAY a day (first invitation and resends together).
+STAFF_INVITATION_HOURS = env_int("STAFF_INVITATION_HOURS", 72)
+STAFF_INVITES_PER_HOUR = env_int("STAFF_INVITES_PER_HOUR", 30)
+STAFF_INVITES_PER_MEMBER_PER_DAY = env_int("STAFF_INVITES_PER_MEMBER_PER_DAY", 5)
 
 # django-guardian creates an AnonymousUser row on migrate; we never grant it anything.
 GUARDIAN_RAISE_403 = False

@@ -36,6 +36,7 @@ REAL_PROCESS_MODULES = {
     "integrations/fhir/test_browser_import.py": "Chromium against the live server",
     "analytics/test_browser.py": "Chromium against the live server",
     "analytics/test_browser_gaps.py": "Chromium against the live server",
+    "staff/test_browser_members.py": "Chromium against the live server",
 }
 
 # Calls that read the clock: (object, attribute), plus the bare names a `from ... import` can bring.

@@ -25,6 +25,7 @@ _APP_SECTIONS = {
     "integrations": "integrations",
     "analytics": "analytics",
     "compliance": "compliance",
+    "members": "staff",
 }
 
 
