@@ -245,7 +245,9 @@ def test_unique_conflicts_keep_the_survivors_row_and_record_the_rest(org_a, pair
 
     with organization_context(org_a):
         now = timezone.now()
-        mine = Consent.objects.create(patient=survivor, channel="sms", status="opted_in", source="intake", changed_at=now)
+        mine = Consent.objects.create(
+            patient=survivor, channel="sms", status="opted_in", source="intake", changed_at=now
+        )
         clash = Consent.objects.create(
             patient=duplicate, channel="sms", status="opted_out", source="intake", changed_at=now
         )
