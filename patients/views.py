@@ -94,7 +94,7 @@ def patient_detail_view(request: TenantRequest, pk: int) -> HttpResponse:
     context = {
         "summary": patient_summary(patient=patient, clinical=clinical),
         "appointments": appointment_list_for_patient(patient=patient, limit=PAGE_SIZE),
-        "can_book": request.user.has_perm("patients.add_appointment"),
+        "can_book": patient.is_active and request.user.has_perm("patients.add_appointment"),
         # Refills due within a week (or overdue) are highlighted.
         "refill_soon": date.today() + timedelta(days=7),
     }

@@ -152,8 +152,15 @@ def test_survivor_shows_moved_problem_to_clinical_staff(client_for, admin_user, 
     client_for(admin_user).post(
         reverse("patients:merge", args=[duplicate.pk]), {"step": "merge", "survivor": survivor.pk, "confirm": "on"}
     )
-    page = client_for(nurse_user).get(reverse("patients:detail", args=[survivor.pk])).content.decode()
+    client = client_for(nurse_user)
+    page = client.get(reverse("patients:detail", args=[survivor.pk])).content.decode()
     assert "Hypertension" in page
+    assert reverse("patients:condition_add", args=[survivor.pk]) in page
+    # The merged record offers no changes any more: no edit, no booking, no additions.
+    merged = client.get(reverse("patients:detail", args=[duplicate.pk])).content.decode()
+    assert "Merged into" in merged
+    for name in ("patients:edit", "patients:condition_add", "patients:appointment_create"):
+        assert reverse(name, args=[duplicate.pk]) not in merged, name
 
 
 @pytest.mark.parametrize("persona", ["nurse_user", "frontdesk_user", "provider_user", "analyst_user"])
