@@ -249,7 +249,8 @@ def patient_merge(*, survivor: Patient, duplicate: Patient, actor: Any = None) -
     organizations, already merged, overlapping visits)."""
     actor = actor if getattr(actor, "is_authenticated", False) else None
     # Lock both records (in id order: two merges of the same pair cannot deadlock), then re-read.
-    locked = {p.pk: p for p in Patient.objects.select_for_update().filter(pk__in=[survivor.pk, duplicate.pk])}
+    rows = Patient.objects.select_for_update().filter(pk__in=[survivor.pk, duplicate.pk]).order_by("pk")
+    locked = {p.pk: p for p in rows}
     if survivor.pk not in locked or duplicate.pk not in locked:
         raise ValidationError("Both records must belong to this organization.")
     survivor, duplicate = locked[survivor.pk], locked[duplicate.pk]
