@@ -245,7 +245,8 @@ def patient_merge_view(request: TenantRequest, pk: int) -> HttpResponse:
                     except ValidationError as exc:
                         choice.add_error(None, exc)
                     else:
-                        messages.success(request, f"Record merged. MRN {duplicate.mrn} now points to this record.")
+                        # No MRN in the message: messages may travel in the session or a cookie.
+                        messages.success(request, "Record merged. Everything of the duplicate is on this record now.")
                         return redirect("patients:detail", pk=survivor.pk)
             context.update({"plan": plan, "choice": choice, "survivor": survivor})
             status = 400 if step == "merge" else 200
