@@ -28,6 +28,12 @@ def group_name(role: str) -> str:
 
 
 _CLINICAL = ["patients.view_patient", "patients.add_patient", "patients.change_patient"]
+# Registration: insurance coverage and identifiers other systems give the patient (not clinical).
+_REGISTRATION = [
+    f"patients.{action}_{model}"
+    for model in ("coverage", "patientidentifier")
+    for action in ("view", "add", "change", "delete")
+]
 _SCHEDULING = [
     "patients.view_appointment",
     "patients.add_appointment",
@@ -118,6 +124,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "healthcrm.change_organization",
         *_CLINICAL,
         "patients.delete_patient",
+        # Administrators merge duplicate records (patients.merge).
+        "patients.merge_patient",
+        *_REGISTRATION,
         "compliance.view_accesslog",
         # Administrators manage care teams and the organization's plan templates, not clinical details.
         "patients.view_careteammember",
@@ -131,10 +140,11 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     ],
     Role.PROVIDER: [*_CLINICAL, *_SCHEDULING, *_CARE, "healthcrm.view_location"],
     Role.NURSE: [*_CLINICAL, *_SCHEDULING, *_CARE, "healthcrm.view_location"],
-    Role.COORDINATOR: [*_CLINICAL, *_SCHEDULING, *_CARE, *_TEMPLATES, "healthcrm.view_location"],
+    Role.COORDINATOR: [*_CLINICAL, *_SCHEDULING, *_CARE, *_TEMPLATES, *_REGISTRATION, "healthcrm.view_location"],
     Role.FRONTDESK: [
         *_CLINICAL,
         *_SCHEDULING,
+        *_REGISTRATION,
         "patients.view_caretask",
         "patients.change_caretask",
         "healthcrm.view_location",

@@ -61,7 +61,8 @@ def render_patient_tab(
         "tab": tab,
         "panel_template": panel,
         "can_see_clinical": can_see_clinical(request.user),
-        "can_edit": can_change_patient(request.user, patient),
+        # A merged (inactive) record is history: its pages offer no changes.
+        "can_edit": patient.is_active and can_change_patient(request.user, patient),
         **context,
     }
     return render_partial_or_page(

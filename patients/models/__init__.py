@@ -55,6 +55,7 @@ from patients.models.patient import (
     Coverage,
     Patient,
     PatientIdentifier,
+    PatientMerge,
     PatientNamePrefix,
     Sex,
     validate_language_tag,
@@ -92,7 +93,7 @@ _PHI_MODELS = (
 for _model in _PHI_MODELS:
     register_phi(_model)
 # Not PHI (ids, codes, statuses), audited all the same: who joined a care team, who changed a template.
-for _audited in (CareTeamMember, CarePlanTemplate, GoalTemplate, InterventionTemplate, TaskTemplate):
+for _audited in (PatientMerge, CareTeamMember, CarePlanTemplate, GoalTemplate, InterventionTemplate, TaskTemplate):
     auditlog.register(_audited)
 
 __all__ = [
@@ -153,6 +154,7 @@ __all__ = [
     "ObservationCategory",
     "Patient",
     "PatientIdentifier",
+    "PatientMerge",
     "PatientNamePrefix",
     "Sex",
     "abnormal_flag",
