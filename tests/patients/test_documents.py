@@ -92,13 +92,26 @@ def test_the_stored_bytes_title_and_name_are_not_the_plaintext(org_a, patient, n
     assert "Cardiology" not in str(entry.changes) and "Odile" not in str(entry.changes)
 
 
-def test_an_upload_never_touches_the_disk_in_clear(org_a, patient, nurse_user, client_for, settings, tmp_path) -> None:
-    # Django's default handlers spool any upload over FILE_UPLOAD_MAX_MEMORY_SIZE to a temporary file.
+def test_an_upload_never_touches_the_disk_in_clear(
+    org_a, patient, nurse_user, client_for, settings, tmp_path, monkeypatch
+) -> None:
+    # Django's default handlers spool any upload over FILE_UPLOAD_MAX_MEMORY_SIZE to a temporary
+    # file (deleted after the request, but written in clear): count the temporary files made.
+    from django.core.files import uploadedfile
+
+    spooled: list[str] = []
+    original = uploadedfile.TemporaryUploadedFile.__init__
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> None:
+        spooled.append(str(args[0] if args else kwargs.get("name")))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(uploadedfile.TemporaryUploadedFile, "__init__", spy)
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0
     settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path)
     big = PDF + b"A" * 300_000
     assert _upload(client_for(nurse_user), patient, big, "big.pdf").status_code == 302
-    assert list(tmp_path.iterdir()) == []
+    assert spooled == [] and list(tmp_path.iterdir()) == []
     assert _documents(org_a)[0].size == len(big)
 
 
