@@ -98,7 +98,13 @@ _OUTREACH: dict[str, list[str]] = {
         "engagement.change_consent",
     ],
     "coordinator": [*_OUTREACH_VIEW, *_OUTREACH_AUTHOR, "engagement.view_consent", "engagement.change_consent"],
-    "provider": [*_OUTREACH_VIEW, "engagement.view_rule", "engagement.view_messagetemplate", "engagement.view_consent"],
+    "provider": [
+        *_OUTREACH_VIEW,
+        "engagement.view_rule",
+        "engagement.view_messagetemplate",
+        "engagement.view_consent",
+        "engagement.change_consent",
+    ],
     "nurse": [
         *_OUTREACH_VIEW,
         "engagement.view_rule",
@@ -176,6 +182,21 @@ for _role in (Role.ADMIN, Role.PROVIDER, Role.NURSE, Role.COORDINATOR, Role.ANAL
     ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], "analytics.view_cohort"]
 for _role in (Role.ADMIN, Role.COORDINATOR):
     ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], "analytics.add_cohort", "analytics.change_cohort"]
+
+
+# Patient documents (patients/documents/): referrals and lab reports are clinical, so the clinical
+# roles list, upload and download them; administrators see the list and delete misfiled ones.
+for _role in (Role.PROVIDER, Role.NURSE, Role.COORDINATOR):
+    ROLE_PERMISSIONS[_role] = [
+        *ROLE_PERMISSIONS[_role],
+        "patients.view_patientdocument",
+        "patients.add_patientdocument",
+    ]
+ROLE_PERMISSIONS[Role.ADMIN] = [
+    *ROLE_PERMISSIONS[Role.ADMIN],
+    "patients.view_patientdocument",
+    "patients.delete_patientdocument",
+]
 
 
 def sync_role_groups(sender: Any = None, using: str = "default", **kwargs: Any) -> None:

@@ -418,6 +418,8 @@ if "{room}" not in TELEHEALTH_URL_TEMPLATE:
 # FHIR_IMPORT_EAGER leaves queued jobs to the caller (tests, scripts) instead of the worker. Devices
 # must post over HTTPS in production (behind a TLS-terminating proxy, see SECURE_PROXY_SSL_HEADER).
 FHIR_IMPORT_MAX_UPLOAD_BYTES = env_int("FHIR_IMPORT_MAX_UPLOAD_BYTES", 64 * 1024 * 1024)
+# Patient documents (PDF, JPEG, PNG): refused above this size, kept in memory while uploaded.
+PATIENT_DOCUMENT_MAX_BYTES = env_int("PATIENT_DOCUMENT_MAX_BYTES", 10 * 1024 * 1024)
 FHIR_IMPORT_EAGER = env_bool("FHIR_IMPORT_EAGER", False)
 DEVICE_ENDPOINT_REQUIRE_HTTPS = env_bool("DEVICE_ENDPOINT_REQUIRE_HTTPS", PRODUCTION and not DEBUG)
 # FHIR imports: limits that keep one upload from exhausting the worker (about 500 MB at most for

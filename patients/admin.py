@@ -19,6 +19,7 @@ from patients.models import (
     Medication,
     Observation,
     Patient,
+    PatientDocument,
     PatientIdentifier,
     PatientNote,
     Practitioner,
@@ -222,3 +223,22 @@ class CarePlanActivityAdmin(admin.ModelAdmin):
 class PatientNoteAdmin(_PatientPartAdmin):
     list_display = ["__str__", "patient", "author_label", "created_at"]
     raw_id_fields = ["patient", "author"]
+
+
+@admin.register(PatientDocument)
+class PatientDocumentAdmin(_PatientPartAdmin):
+    """Read-only: documents are uploaded, downloaded (access-logged) and deleted on the record's tab."""
+
+    list_display = ["__str__", "patient", "kind", "content_type", "size", "created_at", "deleted_at"]
+    list_filter = ["kind", "content_type"]
+    exclude = ["title", "original_name"]  # PHI: read on the Documents tab, access-logged
+    raw_id_fields = ["patient", "uploaded_by", "deleted_by"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

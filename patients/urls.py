@@ -2,6 +2,7 @@ from django.urls import path
 
 from patients import views
 from patients.care import views as care
+from patients.documents import views as documents
 from patients.scheduling import views as scheduling
 
 app_name = "patients"
@@ -41,6 +42,10 @@ urlpatterns = [
     path("tasks/<int:pk>/status/", care.task_status_view, name="task_status"),
     path("tasks/mine/", care.my_tasks_view, name="my_tasks"),
     path("tasks/team/", care.team_queue_view, name="team_queue"),
+    # Documents: the record's tab (list and upload), download, soft delete.
+    path("<int:pk>/documents/", documents.documents_tab_view, name="documents"),
+    path("documents/<int:pk>/download/", documents.document_download_view, name="document_download"),
+    path("documents/<int:pk>/delete/", documents.document_delete_view, name="document_delete"),
     path("follow-up/", care.follow_up_view, name="follow_up"),
     path("notifications/", care.notifications_view, name="notifications"),
 ]

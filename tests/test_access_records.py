@@ -18,8 +18,11 @@ from django.utils import timezone
 
 from analytics.models import CareGap
 from compliance.models import AccessAction, AccessLog
+from engagement.models import ConsentChange
+from engagement.services import consent_set
 from healthcrm.tenancy import organization_context
 from patients.care.services import care_plan_start, care_team_add, task_assign
+from patients.documents.services import document_upload
 from patients.models import Patient
 from patients.services import coverage_add, patient_identifier_add
 from tests.factories import AppointmentFactory, MembershipFactory, PatientFactory, PractitionerFactory, UserFactory
@@ -47,6 +50,9 @@ def world(org_a: Any) -> dict[str, Any]:
             opened_on=date(2026, 10, 1),
             refreshed_at=timezone.now(),
         )
+        consent_change = consent_set(patient=patient, channel="sms", status="opted_out", source="sms_keyword")
+        consent_change = ConsentChange.objects.get(patient=patient)
+        document = document_upload(patient=patient, title="Referral", kind="referral", data=b"%PDF-1.4 test")
     # Patient ids and appointment ids are chosen to collide, like the attack's (appointment 28, patient 28).
     return {
         "patient": patient,
@@ -58,6 +64,8 @@ def world(org_a: Any) -> dict[str, Any]:
         "gap": gap,
         "coverage": coverage,
         "identifier": identifier,
+        "consent_change": consent_change,
+        "document": document,
     }
 
 
@@ -108,6 +116,10 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "engagement:conversations": ("get", "", []),
     "engagement:conversation": ("get", "patient", ["patient"]),
     "engagement:patient_communications": ("get", "patient", ["patient"]),
+    "engagement:patient_consent": ("get", "patient", ["patient", "consent_change"]),
+    "patients:documents": ("get", "patient", ["patient", "document"]),
+    "patients:document_download": ("get", "document", ["document", "patient"]),
+    "patients:document_delete": ("post", "document", ["document", "patient"]),
     "analytics:gaps": ("get", "", ["gap", "patient"]),
     "analytics:gaps_export": ("get", "", ["gap", "patient"]),
     "analytics:gap_call": ("post", "gap", ["gap", "patient"]),
@@ -122,6 +134,7 @@ ADMIN_ONLY = {
     "engagement:outbox": "admin",
     "compliance:access_log": "compliance",
     "patients:merge": "admin",
+    "patients:document_delete": "admin",
     # Insurance and identifiers: registration (the front desk), not the clinical roles.
     **{
         f"patients:{kind}_{action}": "frontdesk"

@@ -49,6 +49,7 @@ from patients.models.clinical import (
     ObservationCategory,
     abnormal_flag,
 )
+from patients.models.documents import DocumentKind, DocumentType, PatientDocument, PatientDocumentContent
 from patients.models.notes import PatientNote
 from patients.models.patient import (
     Channel,
@@ -89,6 +90,7 @@ _PHI_MODELS = (
     Intervention,
     CareTask,
     PatientNote,
+    PatientDocument,  # its bytes live in PatientDocumentContent, never in the change log
 )
 for _model in _PHI_MODELS:
     register_phi(_model)
@@ -114,6 +116,10 @@ __all__ = [
     "InterventionStatus",
     "InterventionTemplate",
     "PatientNote",
+    "DocumentKind",
+    "DocumentType",
+    "PatientDocument",
+    "PatientDocumentContent",
     "Priority",
     "TaskKind",
     "TaskStatus",
