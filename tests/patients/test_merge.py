@@ -38,6 +38,7 @@ KNOWN_RELATIONS = {
     ("analytics.treatmentchange", "patient"): "move",
     ("engagement.calllog", "patient"): "move",
     ("engagement.consent", "patient"): "move",
+    ("engagement.consentchange", "patient"): "move",
     ("engagement.conversationmessage", "patient"): "move",
     ("engagement.outboundmessage", "patient"): "move",
     ("engagement.surveyresponse", "patient"): "move",
@@ -65,6 +66,7 @@ KNOWN_RELATIONS = {
     ("patients.patientmerge", "duplicate"): "keep",
     ("patients.patientmerge", "survivor"): "keep",
     ("patients.patientnameprefix", "patient"): "keep",
+    ("patients.patientdocument", "patient"): "move",
     ("patients.patientnote", "patient"): "move",
 }
 
