@@ -5,6 +5,7 @@ from auditlog.registry import auditlog
 from compliance.audit import register_phi
 from patients.models.care import (
     CARE_PLAN_TRANSITIONS,
+    GOAL_TRANSITIONS,
     OPEN_TASK_STATUSES,
     CarePlan,
     CarePlanActivity,
@@ -21,6 +22,8 @@ from patients.models.care import (
     InterventionStatus,
     InterventionTemplate,
     Priority,
+    TaskEvent,
+    TaskField,
     TaskKind,
     TaskStatus,
     TaskTemplate,
@@ -49,7 +52,7 @@ from patients.models.clinical import (
     ObservationCategory,
     abnormal_flag,
 )
-from patients.models.notes import PatientNote
+from patients.models.notes import NoteType, PatientNote
 from patients.models.patient import (
     Channel,
     Coverage,
@@ -87,6 +90,7 @@ _PHI_MODELS = (
     Goal,
     Intervention,
     CareTask,
+    TaskEvent,
     PatientNote,
 )
 for _model in _PHI_MODELS:
@@ -97,6 +101,10 @@ for _audited in (CareTeamMember, CarePlanTemplate, GoalTemplate, InterventionTem
 
 __all__ = [
     "CARE_PLAN_TRANSITIONS",
+    "GOAL_TRANSITIONS",
+    "NoteType",
+    "TaskEvent",
+    "TaskField",
     "OPEN_TASK_STATUSES",
     "CarePlan",
     "CarePlanActivity",
