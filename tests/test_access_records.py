@@ -19,7 +19,14 @@ from django.utils import timezone
 from analytics.models import CareGap
 from compliance.models import AccessAction, AccessLog
 from healthcrm.tenancy import organization_context
-from patients.care.services import care_plan_start, care_team_add, task_assign
+from patients.care.services import (
+    care_plan_start,
+    care_team_add,
+    goal_add,
+    intervention_add,
+    note_add,
+    task_assign,
+)
 from patients.models import Patient
 from tests.factories import AppointmentFactory, MembershipFactory, PatientFactory, PractitionerFactory, UserFactory
 
@@ -37,6 +44,14 @@ def world(org_a: Any) -> dict[str, Any]:
         colleague = UserFactory(username="colleague@north.example")
         MembershipFactory(user=colleague, organization=org_a, role="nurse")
         member = care_team_add(patient=patient, user=colleague, team_role="nurse")
+        goal = goal_add(
+            care_plan=plan,
+            description="BP",
+            observation_code="8480-6",
+            targets=[{"component": "", "comparator": "<", "value": "140"}],
+        )
+        intervention = intervention_add(care_plan=plan, description="Home BP cuff")
+        note = note_add(patient=patient, body="Signed note", sign=True)
         gap = CareGap.objects.create(
             patient=patient,
             recall_key="hba1c",
@@ -53,6 +68,9 @@ def world(org_a: Any) -> dict[str, Any]:
         "task": task,
         "member": member,
         "gap": gap,
+        "goal": goal,
+        "intervention": intervention,
+        "note": note,
     }
 
 
@@ -81,6 +99,18 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:appointments": ("get", "patient", ["patient"]),
     "patients:timeline": ("get", "patient", ["patient"]),
     "patients:note_add": ("get", "patient", ["patient"]),
+    "patients:note_detail": ("get", "note", ["note", "patient"]),
+    "patients:note_edit": ("get", "note", ["note", "patient"]),  # signed: sent to its page, nothing edited
+    "patients:note_sign": ("post", "note", ["note", "patient"]),
+    "patients:note_amend": ("get", "note", ["note", "patient"]),
+    "patients:goal_edit": ("get", "goal", ["goal", "patient"]),
+    "patients:goal_status": ("post", "goal", ["goal", "patient"]),
+    "patients:intervention_add": ("post", "plan", ["plan", "patient"]),
+    "patients:intervention_status": ("post", "intervention", ["intervention", "patient"]),
+    "patients:task_detail": ("get", "task", ["task", "patient"]),
+    "patients:task_edit": ("post", "task", ["task", "patient"]),
+    "patients:task_reassign": ("post", "task", ["task", "patient"]),
+    "patients:task_reopen": ("post", "task", ["task", "patient"]),
     "patients:care_team_add": ("post", "patient", ["patient"]),
     "patients:care_team_remove": ("post", "member", ["patient"]),
     "patients:care_plan_start": ("get", "patient", ["patient"]),
@@ -151,6 +181,14 @@ def test_each_phi_view_logs_what_it_showed_as_type_and_id(name, org_a, client, w
     data = {"status": "confirmed"} if name == "patients:appointment_status" else {}
     if name == "patients:task_status":
         data = {"status": "done"}
+    if name == "patients:task_edit":
+        data = {"title": "Call back", "due_date": "2030-01-02", "priority": "urgent"}
+    if name == "patients:task_reassign":
+        data = {"assignee_role": "frontdesk"}
+    if name in ("patients:goal_status", "patients:intervention_status"):
+        data = {"status": "cancelled"}
+    if name == "patients:intervention_add":
+        data = {"description": "Diet advice"}
     if name == "analytics:gap_call":
         data = {"outcome": "reached"}
     response = getattr(client, method)(url, data)

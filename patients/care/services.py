@@ -444,8 +444,9 @@ def task_update(
     row (TaskEvent). A no-op saves nothing."""
     _require_open_task(task)
     before = _snapshot(task, TaskField.TITLE, TaskField.DETAILS, TaskField.DUE_DATE, TaskField.PRIORITY)
-    task.title = title.strip()
-    task.details = details.strip()
+    # Encrypted fields hold str at run time (their stubs say field): set them like patient_update does.
+    setattr(task, "title", title.strip())  # noqa: B010
+    setattr(task, "details", details.strip())  # noqa: B010
     task.due_date = due_date
     task.priority = priority
     task.full_clean()
@@ -563,7 +564,7 @@ def note_update(*, note: PatientNote, body: str, note_type: str, actor: Any) -> 
     _require_author(note, actor)
     if note.body == body.strip() and note.note_type == note_type:
         return note
-    note.body = body.strip()
+    setattr(note, "body", body.strip())  # noqa: B010  (encrypted: str at run time, see task_update)
     note.note_type = note_type
     note.full_clean()
     note.save()

@@ -178,11 +178,11 @@ def note_edit_view(request: TenantRequest, pk: int) -> HttpResponse:
     """Edit a draft note: its author only (others 403); a signed note is amended instead."""
     note = get_note_for_user(request, pk, "patients.change_patientnote")
     patient = _note_patient(request, note)
-    if note.author_id != request.user.pk:
-        raise PermissionDenied
     if note.is_signed:
         messages.error(request, "A signed note cannot be edited; amend it instead.")
         return redirect("patients:note_detail", pk=note.pk)
+    if note.author_id != request.user.pk:
+        raise PermissionDenied
     form = NoteForm(request.POST or None, initial={"note_type": note.note_type, "body": note.body})
     if request.method == "POST" and form.is_valid():
         sign = request.POST.get("action") == "sign"
@@ -373,7 +373,7 @@ def intervention_add_view(request: TenantRequest, pk: int) -> HttpResponse:
     plan = get_care_plan_for_user(request, pk, "patients.change_careplan")
     patient = _plan_patient(request, plan.patient_id)
     form = InterventionForm(request.POST)
-    error = "" if form.is_valid() else " ".join(m for errors in form.errors.values() for m in errors)
+    error = "" if form.is_valid() else " ".join(str(m) for errors in form.errors.values() for m in errors)
     if not error:
         try:
             services.intervention_add(care_plan=plan, description=form.cleaned_data["description"], actor=request.user)
