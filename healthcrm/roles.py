@@ -56,6 +56,7 @@ _CARE = [
     "patients.change_caretask",
     "patients.view_patientnote",
     "patients.add_patientnote",
+    "patients.change_patientnote",  # drafts, by their author only (patients.care.services.note_update)
     "patients.view_careplantemplate",
 ]
 _TEMPLATES = [

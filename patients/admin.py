@@ -23,6 +23,7 @@ from patients.models import (
     PatientIdentifier,
     PatientNote,
     Practitioner,
+    TaskEvent,
     TaskTemplate,
 )
 from patients.selectors import patient_list
@@ -212,6 +213,14 @@ class CareTaskAdmin(_PatientPartAdmin):
     readonly_fields = ["completed_at"]
 
 
+@admin.register(TaskEvent)
+class TaskEventAdmin(PHIAdminMixin, admin.ModelAdmin):
+    list_display = ["__str__", "task", "field", "actor_label", "created_at"]
+    list_filter = ["field"]
+    raw_id_fields = ["task", "actor"]
+    list_per_page = 50
+
+
 @admin.register(CarePlanActivity)
 class CarePlanActivityAdmin(admin.ModelAdmin):
     list_display = ["__str__", "patient", "care_plan", "change", "actor_label", "created_at"]
@@ -221,8 +230,9 @@ class CarePlanActivityAdmin(admin.ModelAdmin):
 
 @admin.register(PatientNote)
 class PatientNoteAdmin(_PatientPartAdmin):
-    list_display = ["__str__", "patient", "author_label", "created_at"]
-    raw_id_fields = ["patient", "author"]
+    list_display = ["__str__", "patient", "note_type", "author_label", "signed_at", "created_at"]
+    list_filter = ["note_type"]
+    raw_id_fields = ["patient", "author", "signed_by", "amends"]
 
 
 @admin.register(PatientDocument)

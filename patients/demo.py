@@ -525,6 +525,11 @@ def coordinate_demo(
             author=staff["nurse"],
             author_label=staff["nurse"].get_username(),
             body=rng.choice(NOTES),
+            note_type=rng.choice(["general", "progress", "phone_call", "outreach"]),
+            # Signed like a finished note (drafts are only the author's own work in progress).
+            signed_at=zone_today,
+            signed_by=staff["nurse"],
+            signed_by_label=staff["nurse"].get_username(),
         )
         for patient_id in patient_ids
         if rng.random() < 0.3

@@ -21,7 +21,14 @@ from compliance.models import AccessAction, AccessLog
 from engagement.models import ConsentChange
 from engagement.services import consent_set
 from healthcrm.tenancy import organization_context
-from patients.care.services import care_plan_start, care_team_add, task_assign
+from patients.care.services import (
+    care_plan_start,
+    care_team_add,
+    goal_add,
+    intervention_add,
+    note_add,
+    task_assign,
+)
 from patients.documents.services import document_upload
 from patients.models import Patient
 from patients.services import coverage_add, patient_identifier_add
@@ -43,6 +50,14 @@ def world(org_a: Any) -> dict[str, Any]:
         member = care_team_add(patient=patient, user=colleague, team_role="nurse")
         coverage = coverage_add(patient=patient, payer_name="Acme", member_id="M-1", valid_from=date(2026, 1, 1))
         identifier = patient_identifier_add(patient=patient, system="ehr", value="E-1")
+        goal = goal_add(
+            care_plan=plan,
+            description="BP",
+            observation_code="8480-6",
+            targets=[{"component": "", "comparator": "<", "value": "140"}],
+        )
+        intervention = intervention_add(care_plan=plan, description="Home BP cuff")
+        note = note_add(patient=patient, body="Signed note", sign=True)
         gap = CareGap.objects.create(
             patient=patient,
             recall_key="hba1c",
@@ -66,6 +81,9 @@ def world(org_a: Any) -> dict[str, Any]:
         "identifier": identifier,
         "consent_change": consent_change,
         "document": document,
+        "goal": goal,
+        "intervention": intervention,
+        "note": note,
     }
 
 
@@ -101,6 +119,18 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:appointments": ("get", "patient", ["patient"]),
     "patients:timeline": ("get", "patient", ["patient"]),
     "patients:note_add": ("get", "patient", ["patient"]),
+    "patients:note_detail": ("get", "note", ["note", "patient"]),
+    "patients:note_edit": ("get", "note", ["note", "patient"]),  # signed: sent to its page, nothing edited
+    "patients:note_sign": ("post", "note", ["note", "patient"]),
+    "patients:note_amend": ("get", "note", ["note", "patient"]),
+    "patients:goal_edit": ("get", "goal", ["goal", "patient"]),
+    "patients:goal_status": ("post", "goal", ["goal", "patient"]),
+    "patients:intervention_add": ("post", "plan", ["plan", "patient"]),
+    "patients:intervention_status": ("post", "intervention", ["intervention", "patient"]),
+    "patients:task_detail": ("get", "task", ["task", "patient"]),
+    "patients:task_edit": ("post", "task", ["task", "patient"]),
+    "patients:task_reassign": ("post", "task", ["task", "patient"]),
+    "patients:task_reopen": ("post", "task", ["task", "patient"]),
     "patients:care_team_add": ("post", "patient", ["patient"]),
     "patients:care_team_remove": ("post", "member", ["patient"]),
     "patients:care_plan_start": ("get", "patient", ["patient"]),
@@ -188,6 +218,14 @@ def test_each_phi_view_logs_what_it_showed_as_type_and_id(name, org_a, client, w
     data = {"status": "confirmed"} if name == "patients:appointment_status" else {}
     if name == "patients:task_status":
         data = {"status": "done"}
+    if name == "patients:task_edit":
+        data = {"title": "Call back", "due_date": "2030-01-02", "priority": "urgent"}
+    if name == "patients:task_reassign":
+        data = {"assignee_role": "frontdesk"}
+    if name in ("patients:goal_status", "patients:intervention_status"):
+        data = {"status": "cancelled"}
+    if name == "patients:intervention_add":
+        data = {"description": "Diet advice"}
     if name == "analytics:gap_call":
         data = {"outcome": "reached"}
     response = getattr(client, method)(url, data)

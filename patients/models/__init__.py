@@ -5,6 +5,7 @@ from auditlog.registry import auditlog
 from compliance.audit import register_phi
 from patients.models.care import (
     CARE_PLAN_TRANSITIONS,
+    GOAL_TRANSITIONS,
     OPEN_TASK_STATUSES,
     CarePlan,
     CarePlanActivity,
@@ -21,6 +22,8 @@ from patients.models.care import (
     InterventionStatus,
     InterventionTemplate,
     Priority,
+    TaskEvent,
+    TaskField,
     TaskKind,
     TaskStatus,
     TaskTemplate,
@@ -50,7 +53,7 @@ from patients.models.clinical import (
     abnormal_flag,
 )
 from patients.models.documents import DocumentKind, DocumentType, PatientDocument, PatientDocumentContent
-from patients.models.notes import PatientNote
+from patients.models.notes import NoteType, PatientNote
 from patients.models.patient import (
     Channel,
     Coverage,
@@ -89,6 +92,7 @@ _PHI_MODELS = (
     Goal,
     Intervention,
     CareTask,
+    TaskEvent,
     PatientNote,
     PatientDocument,  # its bytes live in PatientDocumentContent, never in the change log
 )
@@ -100,6 +104,10 @@ for _audited in (PatientMerge, CareTeamMember, CarePlanTemplate, GoalTemplate, I
 
 __all__ = [
     "CARE_PLAN_TRANSITIONS",
+    "GOAL_TRANSITIONS",
+    "NoteType",
+    "TaskEvent",
+    "TaskField",
     "OPEN_TASK_STATUSES",
     "CarePlan",
     "CarePlanActivity",
