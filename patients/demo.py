@@ -525,7 +525,8 @@ def coordinate_demo(
             author=staff["nurse"],
             author_label=staff["nurse"].get_username(),
             body=rng.choice(NOTES),
-            note_type=rng.choice(["general", "progress", "phone_call", "outreach"]),
+            # From the id, not the seeded generator: a draw here would shift every later step's data.
+            note_type=("general", "progress", "phone_call", "outreach")[patient_id % 4],
             # Signed like a finished note (drafts are only the author's own work in progress).
             signed_at=zone_today,
             signed_by=staff["nurse"],
