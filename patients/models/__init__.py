@@ -68,9 +68,13 @@ from patients.models.scheduling import (
     AppointmentKind,
     AppointmentStatus,
     AppointmentType,
+    Availability,
+    AvailabilityException,
     ConfirmedVia,
+    ExceptionKind,
     Practitioner,
     StatusReason,
+    Weekday,
 )
 
 _PHI_MODELS = (
@@ -92,7 +96,15 @@ _PHI_MODELS = (
 for _model in _PHI_MODELS:
     register_phi(_model)
 # Not PHI (ids, codes, statuses), audited all the same: who joined a care team, who changed a template.
-for _audited in (CareTeamMember, CarePlanTemplate, GoalTemplate, InterventionTemplate, TaskTemplate):
+for _audited in (
+    Availability,
+    AvailabilityException,
+    CareTeamMember,
+    CarePlanTemplate,
+    GoalTemplate,
+    InterventionTemplate,
+    TaskTemplate,
+):
     auditlog.register(_audited)
 
 __all__ = [
@@ -129,6 +141,10 @@ __all__ = [
     "StatusReason",
     "AppointmentType",
     "Practitioner",
+    "Availability",
+    "AvailabilityException",
+    "ExceptionKind",
+    "Weekday",
     "BLOOD_PRESSURE",
     "CVX",
     "DIASTOLIC",

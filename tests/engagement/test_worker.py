@@ -132,9 +132,7 @@ def _dispatch_until(done: Callable[[], bool], timeout: float) -> bool:
 def _patients(org: Any, n: int, **kw: Any) -> list[Any]:
     configure(org, quiet_start=clock(0), quiet_end=clock(0))  # no quiet hours unless a test sets some
     with organization_context(org):
-        patients = [
-            PatientFactory(phone_mobile=_number(i), preferred_channel="sms", **kw) for i in range(n)
-        ]
+        patients = [PatientFactory(phone_mobile=_number(i), preferred_channel="sms", **kw) for i in range(n)]
         for patient in patients:
             services.outbox_enqueue(
                 patient=patient,
