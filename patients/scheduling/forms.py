@@ -33,7 +33,9 @@ DURATIONS = [
 
 class _TimesMixin(forms.Form):
     date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
-    start_time = forms.TimeField(label="Start time", widget=forms.TimeInput(attrs={"type": "time", "step": 300}))
+    start_time = forms.TimeField(
+        label="Start time", widget=forms.TimeInput(format="%H:%M", attrs={"type": "time", "step": 300})
+    )
     duration = forms.TypedChoiceField(choices=DURATIONS, coerce=int, initial=30)
 
     def clean(self) -> dict[str, Any]:
@@ -217,8 +219,8 @@ class AvailabilityForm(_ClinicChoicesMixin, forms.ModelForm):
         model = Availability
         fields = ["location", "weekday", "start", "end"]
         widgets = {
-            "start": forms.TimeInput(attrs={"type": "time", "step": 300}),
-            "end": forms.TimeInput(attrs={"type": "time", "step": 300}),
+            "start": forms.TimeInput(format="%H:%M", attrs={"type": "time", "step": 300}),
+            "end": forms.TimeInput(format="%H:%M", attrs={"type": "time", "step": 300}),
         }
 
 
@@ -232,8 +234,8 @@ class AvailabilityExceptionForm(_ClinicChoicesMixin, forms.ModelForm):
         fields = ["kind", "date", "location", "start", "end", "note"]
         widgets = {
             "date": forms.DateInput(attrs={"type": "date"}),
-            "start": forms.TimeInput(attrs={"type": "time", "step": 300}),
-            "end": forms.TimeInput(attrs={"type": "time", "step": 300}),
+            "start": forms.TimeInput(format="%H:%M", attrs={"type": "time", "step": 300}),
+            "end": forms.TimeInput(format="%H:%M", attrs={"type": "time", "step": 300}),
         }
 
     def clean_date(self) -> Any:
