@@ -73,6 +73,8 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:observation_add": ("get", "patient", ["patient"]),
     "patients:appointment_create": ("get", "patient", ["patient"]),
     "patients:appointment_calendar": ("get", "", ["appointment", "patient"]),
+    "patients:appointment_day": ("get", "", []),  # today's visits (the world's is on another day)
+    "patients:appointment_book": ("get", "", []),  # a form until a patient is searched for
     "patients:appointment_detail": ("get", "appointment", ["appointment", "patient"]),
     "patients:appointment_reschedule": ("get", "appointment", ["appointment", "patient"]),
     "patients:appointment_status": ("post", "appointment", ["appointment"]),
