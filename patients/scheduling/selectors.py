@@ -153,12 +153,14 @@ def day_grid(
                 continue
             if book.refusal(practitioner, location, start, start + step) is None:
                 bookable.add((practitioner.pk, index))
-    # Rows: the working day, widened to every visit and open slot.
+    # Rows: the working day, widened to every visit and to the open slots that some hours decide (the
+    # practitioner's or the location's): with neither set, every hour is open, and midnight is not news.
+    hours_set = {p for p in ids if p in book.restricted} if not (location and location.opening_hours) else set(ids)
     shown = [
         i
         for i, start in enumerate(slots)
         if DAY_SHOWN[0] <= start.astimezone(zone).time() < DAY_SHOWN[1]
-        or any((p, i) in busy or (p, i) in bookable for p in ids)
+        or any((p, i) in busy or (p in hours_set and (p, i) in bookable) for p in ids)
     ]
     rows: list[Row] = []
     if not shown:

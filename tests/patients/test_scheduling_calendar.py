@@ -202,7 +202,10 @@ def test_booking_form_shows_the_refusal_and_books_with_the_override(client_for, 
     booked = client.post(url, {**form, "availability_override": "on", "override_reason": "Agreed by phone"})
     assert booked.status_code == 302
     with organization_context(org_a):
-        assert Appointment.objects.get().availability_override_reason == "Agreed by phone"
+        visit = Appointment.objects.get()
+        assert visit.availability_override_reason == "Agreed by phone"
+    detail = client.get(reverse("patients:appointment_detail", args=[visit.pk])).content.decode()
+    assert 'Outside availability</dt><dd data-testid="availability-override">Agreed by phone' in detail
 
 
 # -- Day grid -------------------------------------------------------------------------------------
@@ -230,9 +233,15 @@ def test_day_grid_places_visits_and_computes_open_slots(org_a, clinic) -> None:
     assert alpha["10:00"].state == "visit" and alpha["10:00"].rowspan == 2 and alpha["10:15"].state == "covered"
     assert [a.patient.family_name for a in alpha["10:00"].appointments] == ["Gridley"]
     assert alpha["12:00"].state == "closed" and alpha["08:45"].state == "closed"
-    # No hours set (and no opening hours at Main): every slot of the shown day is open.
+    # No hours set (and no opening hours at Main): every slot is open; the rows are the working day.
     assert all(cell.state == "open" for cell in free.values())
-    assert labels[0] == "00:00" and labels[-1] == "23:45" and len(labels) == 96
+    assert labels[0] == "08:00" and labels[-1] == "17:45" and len(labels) == 40
+    with organization_context(org_a):
+        late = _book(clinic, _at(21), practitioner=clinic["free"])
+        wider = day_grid(
+            day=MONDAY, zone=CHICAGO, columns=[clinic["free"]], location=clinic["main"], now=late.created_at
+        )
+    assert wider.rows[-1].label == "21:15"  # widened to the visit
 
 
 def test_day_grid_is_dst_correct_and_leaves_out_the_missing_hour(org_a, clinic) -> None:
