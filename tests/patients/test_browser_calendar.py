@@ -104,3 +104,38 @@ def test_front_desk_books_an_empty_slot_from_the_day_grid(live_server: Any, page
     page.get_by_role("button", name="Book").click()
     page.wait_for_url("**/patients/appointments/day/**")
     expect(page.get_by_test_id("grid-appointment")).to_have_count(2)
+
+    # The month shows the two visits on their day, and leads back to it.
+    page.get_by_role("link", name="Month", exact=True).click()
+    day_link = page.get_by_test_id(f"month-day-{clinic.day.isoformat()}")
+    expect(day_link).to_contain_text("2 visits")
+    assert axe_violations(page) == []
+    day_link.click()
+    expect(page.get_by_test_id("grid-appointment")).to_have_count(2)
+
+
+def test_the_administrator_sets_hours_on_the_availability_page(live_server: Any, page: Any, clinic: Clinic) -> None:
+    from playwright.sync_api import expect
+
+    with organization_context(clinic.location.organization):
+        admin = UserFactory(username="admin@north.example")
+        MembershipFactory(user=admin, organization=clinic.location.organization, role="admin")
+    base = live_server.url
+    _sign_in(page, base, admin.username)
+    page.goto(f"{base}/patients/availability/?practitioner={clinic.practitioner.pk}")
+    expect(page.get_by_test_id("weekly-hours").locator("tbody tr")).to_have_count(1)
+    assert axe_violations(page) == []
+    weekly = page.locator("form", has=page.get_by_role("button", name="Add weekly hours"))
+    weekly.get_by_label("Location").select_option(label="Main")
+    weekly.get_by_label("Weekday").select_option(str((clinic.day.weekday() + 1) % 7))
+    weekly.get_by_label("Start").fill("13:00")
+    weekly.get_by_label("End").fill("12:00")
+    page.get_by_role("button", name="Add weekly hours").click()
+    expect(page.locator("form", has=page.get_by_role("button", name="Add weekly hours"))).to_contain_text(
+        "The end must be after the start"
+    )
+    assert axe_violations(page) == []
+    page.locator("form", has=page.get_by_role("button", name="Add weekly hours")).get_by_label("End").fill("17:00")
+    page.get_by_role("button", name="Add weekly hours").click()
+    expect(page.locator(".messages")).to_contain_text("Availability saved.")
+    expect(page.get_by_test_id("weekly-hours").locator("tbody tr")).to_have_count(2)

@@ -511,3 +511,30 @@ def test_availability_page_adds_validates_and_removes(
     assert client.post(reverse("patients:availability_remove", args=[window.pk])).status_code == 302
     with organization_context(org_a):
         assert not Availability.objects.filter(practitioner=clinic["free"]).exists()
+
+
+def test_day_view_query_count_does_not_grow_with_visits_or_practitioners(
+    client_for, frontdesk_user, org_a, clinic
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = client_for(frontdesk_user)
+    params = {"date": "2031-03-03", "location": clinic["main"].pk}
+    client.get(reverse("patients:appointment_day"), params)
+    counts = []
+    for round_ in range(2):
+        with organization_context(org_a):
+            doctor = PractitionerFactory(display_name=f"Dr. Extra {round_}")
+            availability_add(practitioner=doctor, location=clinic["main"], weekday=0, start=time(8), end=time(16))
+            for hour in range(9, 9 + 1 + round_ * 4):
+                AppointmentFactory(
+                    patient=PatientFactory(), practitioner=doctor, location=clinic["main"],
+                    starts_at=_at(hour), ends_at=_at(hour, 30),
+                )  # fmt: skip
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(reverse("patients:appointment_day"), params)
+        assert response.status_code == 200
+        counts.append(len(queries))
+    assert len(response.context["grid"].columns) == 4 and len(response.context["grid"].appointments) == 6
+    assert counts[0] == counts[1], counts
