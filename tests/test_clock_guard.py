@@ -31,6 +31,7 @@ REAL_PROCESS_MODULES = {
     "engagement/test_browser_outreach.py": "Chromium against the live server",
     "engagement/test_browser_staff_message.py": "Chromium against the live server",
     "patients/test_browser_flows.py": "Chromium against the live server",
+    "patients/test_browser_calendar.py": "Chromium against the live server",
     "test_browser.py": "Chromium against the live server",
     "test_browser_layout.py": "Chromium against the live server",
     "integrations/fhir/test_browser_import.py": "Chromium against the live server",
