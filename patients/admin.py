@@ -25,6 +25,7 @@ from patients.models import (
     PatientNote,
     Practitioner,
     TaskTemplate,
+    WaitlistEntry,
 )
 from patients.selectors import patient_list
 
@@ -132,6 +133,13 @@ class AvailabilityExceptionAdmin(admin.ModelAdmin):
     list_filter = ["kind", "practitioner"]
     list_select_related = ["practitioner", "location"]
     date_hierarchy = "date"
+
+
+@admin.register(WaitlistEntry)
+class WaitlistEntryAdmin(_PatientPartAdmin):
+    list_display = ["__str__", "patient", "practitioner", "location", "earliest", "latest", "status"]
+    list_filter = ["status"]
+    readonly_fields = ["appointment"]
 
 
 # -- Care coordination ------------------------------------------------------------------------------

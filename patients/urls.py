@@ -20,6 +20,9 @@ urlpatterns = [
     path("appointments/day/", scheduling.appointment_day_view, name="appointment_day"),
     path("appointments/month/", scheduling.appointment_month_view, name="appointment_month"),
     path("appointments/book/", scheduling.appointment_book_view, name="appointment_book"),
+    path("<int:patient_pk>/waitlist/new/", scheduling.waitlist_add_view, name="waitlist_add"),
+    path("appointments/waitlist/", scheduling.waitlist_view, name="waitlist"),
+    path("appointments/waitlist/<int:pk>/remove/", scheduling.waitlist_remove_view, name="waitlist_remove"),
     path("availability/", scheduling.availability_view, name="availability"),
     path("availability/<int:pk>/remove/", scheduling.availability_remove_view, name="availability_remove"),
     path(

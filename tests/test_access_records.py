@@ -21,6 +21,7 @@ from compliance.models import AccessAction, AccessLog
 from healthcrm.tenancy import organization_context
 from patients.care.services import care_plan_start, care_team_add, task_assign
 from patients.models import Patient
+from patients.scheduling.services import waitlist_add
 from tests.factories import AppointmentFactory, MembershipFactory, PatientFactory, PractitionerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -37,6 +38,7 @@ def world(org_a: Any) -> dict[str, Any]:
         colleague = UserFactory(username="colleague@north.example")
         MembershipFactory(user=colleague, organization=org_a, role="nurse")
         member = care_team_add(patient=patient, user=colleague, team_role="nurse")
+        waitlist = waitlist_add(patient=patient, earliest=date(2030, 1, 1))
         gap = CareGap.objects.create(
             patient=patient,
             recall_key="hba1c",
@@ -53,6 +55,7 @@ def world(org_a: Any) -> dict[str, Any]:
         "task": task,
         "member": member,
         "gap": gap,
+        "waitlist": waitlist,
     }
 
 
@@ -75,6 +78,9 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:appointment_calendar": ("get", "", ["appointment", "patient"]),
     "patients:appointment_day": ("get", "", []),  # today's visits (the world's is on another day)
     "patients:appointment_book": ("get", "", []),  # a form until a patient is searched for
+    "patients:waitlist_add": ("get", "patient", ["patient"]),
+    "patients:waitlist": ("get", "", ["patient"]),
+    "patients:waitlist_remove": ("post", "waitlist", ["waitlist", "patient"]),
     "patients:appointment_detail": ("get", "appointment", ["appointment", "patient"]),
     "patients:appointment_reschedule": ("get", "appointment", ["appointment", "patient"]),
     "patients:appointment_status": ("post", "appointment", ["appointment"]),

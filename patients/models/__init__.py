@@ -74,12 +74,15 @@ from patients.models.scheduling import (
     ExceptionKind,
     Practitioner,
     StatusReason,
+    WaitlistEntry,
+    WaitlistStatus,
     Weekday,
 )
 
 _PHI_MODELS = (
     Patient,
     Appointment,
+    WaitlistEntry,
     PatientIdentifier,
     Coverage,
     Condition,
@@ -145,6 +148,8 @@ __all__ = [
     "AvailabilityException",
     "ExceptionKind",
     "Weekday",
+    "WaitlistEntry",
+    "WaitlistStatus",
     "BLOOD_PRESSURE",
     "CVX",
     "DIASTOLIC",

@@ -354,3 +354,43 @@ class AvailabilityException(TenantModel):
                 )
                 if clash is not None:
                     raise ValidationError({"start": _overlap_message(clash.start, clash.end, clash.location)})
+
+
+class WaitlistStatus(models.TextChoices):
+    WAITING = "waiting", "Waiting"
+    BOOKED = "booked", "Booked"
+    REMOVED = "removed", "Removed"
+
+
+class WaitlistEntry(TenantModel):
+    """A patient waiting for an earlier visit (with a practitioner, at a location, or any), from a date
+    on; booked from the waitlist page into an open slot, then marked booked with its visit."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="waitlist_entries")
+    practitioner = models.ForeignKey(
+        Practitioner, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="Empty: anyone."
+    )
+    location = models.ForeignKey(
+        Location, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="Empty: anywhere."
+    )
+    earliest = models.DateField("from")
+    latest = models.DateField("until", null=True, blank=True)
+    note = EncryptedTextField(max_length=500, blank=True)
+    status = models.CharField(max_length=8, choices=WaitlistStatus.choices, default=WaitlistStatus.WAITING)
+    appointment = models.ForeignKey(Appointment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "waitlist entries"
+        indexes = [models.Index(fields=["organization", "status", "earliest"], name="waitlist_org_status_from")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(latest__isnull=True) | Q(latest__gte=F("earliest")),
+                name="waitlist_until_after_from",
+                violation_error_message="The end of the wait must not be before its start.",
+            ),
+            models.CheckConstraint(condition=Q(status__in=WaitlistStatus.values), name="waitlist_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Waitlist entry #{self.pk}"

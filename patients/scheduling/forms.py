@@ -19,6 +19,7 @@ from patients.models import (
     AvailabilityException,
     Practitioner,
     StatusReason,
+    WaitlistEntry,
 )
 
 DURATIONS = [
@@ -265,3 +266,29 @@ class DayViewForm(forms.Form):
 
     def day(self) -> Any:
         return self.cleaned_data.get("date") if self.is_valid() else None
+
+
+class WaitlistForm(_ClinicChoicesMixin, forms.ModelForm):
+    practitioner = forms.ModelChoiceField(
+        queryset=Practitioner.objects.all_organizations().none(), required=False, help_text="Empty: anyone."
+    )
+    location = forms.ModelChoiceField(
+        queryset=Location.objects.all_organizations().none(), required=False, help_text="Empty: anywhere."
+    )
+
+    class Meta:
+        model = WaitlistEntry
+        fields = ["practitioner", "location", "earliest", "latest", "note"]
+        widgets = {
+            "earliest": forms.DateInput(attrs={"type": "date"}),
+            "latest": forms.DateInput(attrs={"type": "date"}),
+            "note": forms.Textarea(attrs={"rows": 2}),
+        }
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or self.cleaned_data
+        for name in ("earliest", "latest"):
+            day = data.get(name)
+            if day is not None and not (1 < day.year < 9999):
+                self.add_error(name, "Choose a date between the years 2 and 9998.")
+        return data

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest
 
 from compliance.guards import get_object_for_user
 from healthcrm.models import Location
-from patients.models import ACTIVE_STATUSES, Appointment, Patient, Practitioner
+from patients.models import ACTIVE_STATUSES, Appointment, Patient, Practitioner, WaitlistEntry, WaitlistStatus
 from patients.scheduling.availability import AvailabilityBook
 
 # The clinic's slot length: the day view's rows, and the unit of an empty slot one can book.
@@ -237,3 +237,30 @@ def month_grid(
         )
         day += timedelta(days=7)
     return weeks
+
+
+# -- Waitlist -------------------------------------------------------------------------------------
+
+
+def waitlist_for_day(
+    *, day: date | None = None, practitioner: Practitioner | None = None, location: Location | None = None
+) -> QuerySet[WaitlistEntry]:
+    """Patients waiting (first come first), for a day when given (its date inside their window) and
+    a practitioner or a location when given (entries for anyone or anywhere match too)."""
+    entries = WaitlistEntry.objects.filter(status=WaitlistStatus.WAITING).select_related(
+        "patient", "practitioner", "location"
+    )
+    if day is not None:
+        entries = entries.filter(earliest__lte=day).filter(Q(latest__isnull=True) | Q(latest__gte=day))
+    if practitioner is not None:
+        entries = entries.filter(Q(practitioner__isnull=True) | Q(practitioner=practitioner))
+    if location is not None:
+        entries = entries.filter(Q(location__isnull=True) | Q(location=location))
+    return entries.order_by("created_at", "id")
+
+
+def get_waitlist_entry_for_user(
+    request: HttpRequest, pk: object, perm: str = "patients.view_appointment"
+) -> WaitlistEntry:
+    """The guarded fetch for waitlist entries (scheduling's permission): 404 across organizations."""
+    return get_object_for_user(request, WaitlistEntry.objects.select_related("patient"), pk, perm)

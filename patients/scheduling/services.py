@@ -38,6 +38,8 @@ from patients.models import (
     Patient,
     Practitioner,
     StatusReason,
+    WaitlistEntry,
+    WaitlistStatus,
 )
 from patients.scheduling.availability import availability_refusal
 from patients.scheduling.telehealth import telehealth_join_url
@@ -388,6 +390,46 @@ def availability_exception_add(
 @transaction.atomic
 def availability_exception_remove(*, exception: AvailabilityException) -> None:
     exception.delete()
+
+
+# -- Waitlist ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def waitlist_add(
+    *,
+    patient: Patient,
+    earliest: date,
+    latest: date | None = None,
+    practitioner: Practitioner | None = None,
+    location: Location | None = None,
+    note: str = "",
+) -> WaitlistEntry:
+    """Put a patient on the waitlist (validated, audited)."""
+    entry = WaitlistEntry(
+        patient=patient,
+        earliest=earliest,
+        latest=latest,
+        practitioner=practitioner,
+        location=location,
+        note=note.strip(),
+    )
+    entry.full_clean()
+    entry.save()
+    return entry
+
+
+@transaction.atomic
+def waitlist_close(*, entry: WaitlistEntry, appointment: Appointment | None = None) -> WaitlistEntry:
+    """Take a waiting entry off the list: booked (with its visit, which must be the patient's) or removed."""
+    if entry.status != WaitlistStatus.WAITING:
+        raise ValidationError("This patient is no longer waiting.")
+    if appointment is not None and appointment.patient_id != entry.patient_id:
+        raise ValidationError("The visit is another patient's.")
+    entry.status = WaitlistStatus.BOOKED if appointment is not None else WaitlistStatus.REMOVED
+    entry.appointment = appointment
+    entry.save(update_fields=["status", "appointment", "updated_at"])
+    return entry
 
 
 # -- Imports (FHIR): upserts keyed by the source system's ids ------------------------------------

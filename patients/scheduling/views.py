@@ -35,6 +35,8 @@ from patients.models import (
     Patient,
     Practitioner,
     TaskStatus,
+    WaitlistEntry,
+    WaitlistStatus,
 )
 from patients.policies import may_work_on_task
 from patients.scheduling.badges import appointment_badges
@@ -48,6 +50,7 @@ from patients.scheduling.forms import (
     NoShowForm,
     RescheduleForm,
     SlotBookingForm,
+    WaitlistForm,
     query_id,
 )
 from patients.scheduling.selectors import (
@@ -58,7 +61,9 @@ from patients.scheduling.selectors import (
     get_appointment_for_user,
     get_location_for_user,
     get_practitioner_for_user,
+    get_waitlist_entry_for_user,
     month_grid,
+    waitlist_for_day,
 )
 from patients.scheduling.services import (
     appointment_book,
@@ -71,6 +76,8 @@ from patients.scheduling.services import (
     availability_exception_add,
     availability_exception_remove,
     availability_remove,
+    waitlist_add,
+    waitlist_close,
 )
 from patients.selectors import get_patient_for_user, patient_list
 
@@ -385,6 +392,8 @@ def appointment_day_view(request: TenantRequest) -> HttpResponse:
         "next": _query(date=(day + timedelta(days=1)).isoformat(), **keep),
         "today_query": _query(date=today.isoformat(), **keep),
         "month_query": _query(date=day.isoformat(), **keep),
+        "waiting": waitlist_for_day(day=day, practitioner=practitioner, location=location).count(),
+        "waitlist_query": _query(date=day.isoformat(), **keep),
     }
     return render(request, "patients/scheduling/appointment_day.html", context)
 
@@ -436,6 +445,13 @@ def appointment_book_view(request: TenantRequest) -> HttpResponse:
     results: list[Patient] = []
     chosen: Patient | None = None
     recorder = access_recorder(request)
+    # Booked from the waitlist: its patient comes chosen, and the entry is closed with the visit.
+    waitlist_id = query_id(request.GET.get("waitlist"))
+    entry: WaitlistEntry | None = get_waitlist_entry_for_user(request, waitlist_id) if waitlist_id else None
+    if entry is not None and entry.status != WaitlistStatus.WAITING:
+        entry = None
+    if entry is not None and request.method == "GET":
+        chosen = entry.patient
     if request.method == "POST" and request.POST.get("action") == "search":
         # Keep what was typed in the booking fields; no errors yet: the patient is still being found.
         form = SlotBookingForm(initial={**initial, **{k: v for k, v in request.POST.items() if k in _BOOKING_FIELDS}})
@@ -453,6 +469,9 @@ def appointment_book_view(request: TenantRequest) -> HttpResponse:
             if appointment is not None:
                 if not form.cleaned_data.get("repeat"):
                     messages.success(request, "Appointment booked.")
+                if entry is not None and entry.patient_id == chosen.pk:
+                    waitlist_close(entry=entry, appointment=appointment)
+                    messages.success(request, "Taken off the waitlist.")
                 local = appointment.starts_at.astimezone(request.organization.zone)
                 query = _query(date=local.date().isoformat(), location=appointment.location)
                 return redirect(reverse("patients:appointment_day") + "?" + query)
@@ -471,6 +490,7 @@ def appointment_book_view(request: TenantRequest) -> HttpResponse:
         "results": results,
         "chosen": chosen,
         "searched": request.POST.get("action") == "search",
+        "entry": entry,
         "back": reverse("patients:appointment_day") + "?" + _query(date=back_day.isoformat(), location=location),
     }
     return render(request, "patients/scheduling/appointment_book.html", context, status=status)
@@ -560,3 +580,63 @@ def availability_exception_remove_view(request: TenantRequest, pk: int) -> HttpR
     availability_exception_remove(exception=exception)
     messages.success(request, "Exception removed.")
     return redirect(reverse("patients:availability") + "?" + _query(practitioner=practitioner_id))
+
+
+# -- Waitlist --------------------------------------------------------------------------------------
+
+
+@staff_view(access=AccessAction.VIEW)
+def waitlist_add_view(request: TenantRequest, patient_pk: int) -> HttpResponse:
+    patient = get_patient_for_user(request, patient_pk)
+    require_perm(request, "patients.add_appointment")
+    form = WaitlistForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            waitlist_add(patient=patient, **form.cleaned_data)
+        except ValidationError as exc:
+            form_add_service_errors(form, exc)
+        else:
+            messages.success(request, "Added to the waitlist.")
+            return redirect("patients:waitlist")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "patients/scheduling/waitlist_form.html", {"form": form, "patient": patient}, status=status)
+
+
+@staff_view(access=AccessAction.LIST, perm="patients.view_appointment")
+def waitlist_view(request: TenantRequest) -> HttpResponse:
+    """Patients waiting, first come first; for a day (and a location, a practitioner) when asked: each
+    with a link that books them (the day grid shows where the open slots are)."""
+    _, location, practitioner = _calendar_filters(request)
+    day = DayViewForm(request.GET).day()
+    entries = list(waitlist_for_day(day=day, practitioner=practitioner, location=location)[:200])
+    access_recorder(request).saw([entry.patient for entry in entries])
+    for entry in entries:
+        entry.book_query = _query(  # type: ignore[attr-defined]
+            waitlist=entry.pk,
+            practitioner=entry.practitioner or practitioner,
+            location=entry.location or location,
+            date=(day or max(entry.earliest, timezone.now().astimezone(request.organization.zone).date())).isoformat(),
+        )
+    context = {
+        "entries": entries,
+        "day": day,
+        "location": location,
+        "practitioner": practitioner,
+        "locations": Location.objects.filter(is_active=True),
+        "practitioners": Practitioner.objects.filter(is_active=True),
+    }
+    return render(request, "patients/scheduling/waitlist.html", context)
+
+
+@staff_view(access=AccessAction.VIEW, perm="patients.change_appointment")
+@require_POST
+def waitlist_remove_view(request: TenantRequest, pk: int) -> HttpResponse:
+    entry = get_waitlist_entry_for_user(request, pk, "patients.change_appointment")
+    access_recorder(request).saw([entry.patient])
+    try:
+        waitlist_close(entry=entry)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "Taken off the waitlist.")
+    return redirect("patients:waitlist")

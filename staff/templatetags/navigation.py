@@ -18,6 +18,7 @@ _PATIENTS_APP_SECTIONS = {
     "appointment_month": "appointments",
     "appointment_book": "appointments",
     "availability": "appointments",
+    "waitlist": "appointments",
     "my_tasks": "tasks",
     "team_queue": "tasks",
     "follow_up": "tasks",

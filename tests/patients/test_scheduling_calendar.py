@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from healthcrm.tenancy import organization_context
-from patients.models import Appointment, Availability, ExceptionKind
+from patients.models import Appointment, Availability, ExceptionKind, WaitlistEntry, WaitlistStatus
 from patients.scheduling.selectors import day_grid
 from patients.scheduling.services import (
     appointment_book,
@@ -23,6 +23,7 @@ from patients.scheduling.services import (
     appointment_set_status,
     availability_add,
     availability_exception_add,
+    waitlist_add,
 )
 from tests.factories import (
     AppointmentFactory,
@@ -538,3 +539,54 @@ def test_day_view_query_count_does_not_grow_with_visits_or_practitioners(
         counts.append(len(queries))
     assert len(response.context["grid"].columns) == 4 and len(response.context["grid"].appointments) == 6
     assert counts[0] == counts[1], counts
+
+
+# -- Waitlist (stretch) -----------------------------------------------------------------------------
+
+
+def test_waitlist_add_list_book_and_remove(
+    client_for, frontdesk_user, analyst_user, other_org_user, org_a, clinic
+) -> None:
+    client = client_for(frontdesk_user)
+    add = reverse("patients:waitlist_add", args=[clinic["patient"].pk])
+    assert client.get(add).status_code == 200
+    backwards = client.post(add, {"earliest": "2031-03-05", "latest": "2031-03-01"})
+    assert backwards.status_code == 400 and "must not be before its start" in backwards.content.decode()
+    assert (
+        client.post(add, {"earliest": "2031-03-01", "practitioner": clinic["alpha"].pk, "note": "Mornings"}).status_code
+        == 302
+    )
+    with organization_context(org_a):
+        waitlist_add(patient=clinic["other"], earliest=date(2031, 3, 10))  # not yet waiting on the 3rd
+        entry = WaitlistEntry.objects.get(patient=clinic["patient"])
+    listed = client.get(reverse("patients:waitlist"), {"date": "2031-03-03", "location": clinic["main"].pk})
+    assert listed.status_code == 200 and [e.patient for e in listed.context["entries"]] == [clinic["patient"]]
+    day = _day(client, date="2031-03-03", location=clinic["main"].pk).content.decode()
+    assert "1 patient waiting for this day" in day
+    # Booked from the waitlist: the patient comes chosen, and the entry is closed with the visit.
+    book = (
+        reverse("patients:appointment_book") + f"?waitlist={entry.pk}&practitioner={clinic['alpha'].pk}&date=2031-03-03"
+    )
+    page = client.get(book)
+    assert page.status_code == 200 and page.context["chosen"] == clinic["patient"]
+    fields = {
+        "practitioner": clinic["alpha"].pk, "location": clinic["main"].pk, "kind": "in_person",
+        "appointment_type": "follow_up", "date": "2031-03-03", "start_time": "09:00", "duration": "15",
+        "action": "book", "patient": clinic["patient"].pk,
+    }  # fmt: skip
+    assert client.post(book, fields).status_code == 302
+    with organization_context(org_a):
+        entry.refresh_from_db()
+        assert entry.status == WaitlistStatus.BOOKED and entry.appointment.patient == clinic["patient"]
+        other = WaitlistEntry.objects.get(patient=clinic["other"])
+    assert client.post(reverse("patients:waitlist_remove", args=[other.pk])).status_code == 302
+    with organization_context(org_a):
+        other.refresh_from_db()
+        assert other.status == WaitlistStatus.REMOVED
+    # Personas: the analyst 403, the other organization 404 for its ids.
+    assert client_for(analyst_user).get(reverse("patients:waitlist")).status_code == 403
+    stranger = client_for(other_org_user)
+    assert stranger.get(reverse("patients:waitlist")).status_code == 200
+    assert stranger.get(add).status_code == 404
+    assert stranger.post(reverse("patients:waitlist_remove", args=[other.pk])).status_code == 404
+    assert stranger.get(reverse("patients:appointment_book"), {"waitlist": entry.pk}).status_code == 404
