@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from healthcrm.tenancy import organization_context
-from patients.scheduling.services import availability_add
+from patients.scheduling.services import availability_add, waitlist_add
 from tests.axe import axe_violations
 from tests.factories import (
     PASSWORD,
@@ -48,7 +48,8 @@ def clinic(transactional_db: None) -> Clinic:
         availability_add(
             practitioner=practitioner, location=location, weekday=day.weekday(), start=time(9), end=time(12)
         )
-        PatientFactory(given_name="Rosalind", family_name="Quenby", mrn="Q-1")
+        patient = PatientFactory(given_name="Rosalind", family_name="Quenby", mrn="Q-1")
+        waitlist_add(patient=patient, earliest=day, practitioner=practitioner)
     return Clinic(desk, location, practitioner, day)
 
 
@@ -112,6 +113,12 @@ def test_front_desk_books_an_empty_slot_from_the_day_grid(live_server: Any, page
     assert axe_violations(page) == []
     day_link.click()
     expect(page.get_by_test_id("grid-appointment")).to_have_count(2)
+
+    # The patient was waiting for this day: the grid says so and the waitlist lists her.
+    page.get_by_test_id("waiting").get_by_role("link").click()
+    expect(page.get_by_test_id("waitlist").locator("tbody tr")).to_have_count(1)
+    expect(page.get_by_test_id("waitlist")).to_contain_text("Quenby, Rosalind")
+    assert axe_violations(page) == []
 
 
 def test_the_administrator_sets_hours_on_the_availability_page(live_server: Any, page: Any, clinic: Clinic) -> None:
