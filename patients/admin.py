@@ -4,6 +4,8 @@ from compliance.access import PHIAdminMixin
 from patients.models import (
     Allergy,
     Appointment,
+    Availability,
+    AvailabilityException,
     CarePlan,
     CarePlanActivity,
     CarePlanTemplate,
@@ -25,6 +27,7 @@ from patients.models import (
     Practitioner,
     TaskEvent,
     TaskTemplate,
+    WaitlistEntry,
 )
 from patients.selectors import patient_list
 
@@ -115,6 +118,30 @@ class AppointmentAdmin(PHIAdminMixin, admin.ModelAdmin):
     raw_id_fields = ["patient"]
     list_select_related = ["practitioner", "location"]
     readonly_fields = ["status_changed_at", "status_changed_by", "source_system", "source_id"]
+
+
+@admin.register(Availability)
+class AvailabilityAdmin(admin.ModelAdmin):
+    """Weekly hours; the admin form runs the model's validation (no overlaps, start before end)."""
+
+    list_display = ["practitioner", "weekday", "start", "end", "location"]
+    list_filter = ["weekday", "practitioner", "location"]
+    list_select_related = ["practitioner", "location"]
+
+
+@admin.register(AvailabilityException)
+class AvailabilityExceptionAdmin(admin.ModelAdmin):
+    list_display = ["practitioner", "date", "kind", "start", "end", "location", "note"]
+    list_filter = ["kind", "practitioner"]
+    list_select_related = ["practitioner", "location"]
+    date_hierarchy = "date"
+
+
+@admin.register(WaitlistEntry)
+class WaitlistEntryAdmin(_PatientPartAdmin):
+    list_display = ["__str__", "patient", "practitioner", "location", "earliest", "latest", "status"]
+    list_filter = ["status"]
+    readonly_fields = ["appointment"]
 
 
 # -- Care coordination ------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from patients.models import (
     Appointment,
     AppointmentKind,
     AppointmentType,
+    Availability,
     Channel,
     Condition,
     Immunization,
@@ -337,8 +338,22 @@ def schedule_demo(
     batch: list[Appointment] = []
     busy: set[tuple[int, datetime]] = set()  # (patient, start) of the visits that hold the patient's time
     count = 0
+    # Each practitioner works weekdays in the demo's working day at one location: their availability.
+    with_hours = set(Availability.objects.values_list("practitioner_id", flat=True))
+    hours: list[Availability] = []
     for practitioner in practitioners:
         location = rng.choice(locations) if locations else None
+        if location is not None and practitioner.pk not in with_hours:
+            hours += [
+                Availability(
+                    practitioner=practitioner,
+                    location=location,
+                    weekday=weekday,
+                    start=clock_time(WORKDAY[0]),
+                    end=clock_time(WORKDAY[1]),
+                )
+                for weekday in range(5)
+            ]
         for day in days:
             for slot in range(slots_per_day):
                 if rng.random() >= share:
@@ -380,6 +395,7 @@ def schedule_demo(
     if batch:
         Appointment.objects.bulk_create(batch)
         count += len(batch)
+    Availability.objects.bulk_create(hours)
     return count
 
 

@@ -31,6 +31,7 @@ from patients.care.services import (
 )
 from patients.documents.services import document_upload
 from patients.models import Patient
+from patients.scheduling.services import waitlist_add
 from patients.services import coverage_add, patient_identifier_add
 from tests.factories import AppointmentFactory, MembershipFactory, PatientFactory, PractitionerFactory, UserFactory
 
@@ -58,6 +59,7 @@ def world(org_a: Any) -> dict[str, Any]:
         )
         intervention = intervention_add(care_plan=plan, description="Home BP cuff")
         note = note_add(patient=patient, body="Signed note", sign=True)
+        waitlist = waitlist_add(patient=patient, earliest=date(2030, 1, 1))
         gap = CareGap.objects.create(
             patient=patient,
             recall_key="hba1c",
@@ -84,6 +86,7 @@ def world(org_a: Any) -> dict[str, Any]:
         "goal": goal,
         "intervention": intervention,
         "note": note,
+        "waitlist": waitlist,
     }
 
 
@@ -111,6 +114,11 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:identifier_remove": ("post", "identifier", ["identifier", "patient"]),
     "patients:appointment_create": ("get", "patient", ["patient"]),
     "patients:appointment_calendar": ("get", "", ["appointment", "patient"]),
+    "patients:appointment_day": ("get", "", []),  # today's visits (the world's is on another day)
+    "patients:appointment_book": ("get", "", []),  # a form until a patient is searched for
+    "patients:waitlist_add": ("get", "patient", ["patient"]),
+    "patients:waitlist": ("get", "", ["patient"]),
+    "patients:waitlist_remove": ("post", "waitlist", ["waitlist", "patient"]),
     "patients:appointment_detail": ("get", "appointment", ["appointment", "patient"]),
     "patients:appointment_reschedule": ("get", "appointment", ["appointment", "patient"]),
     "patients:appointment_status": ("post", "appointment", ["appointment"]),

@@ -73,14 +73,21 @@ from patients.models.scheduling import (
     AppointmentKind,
     AppointmentStatus,
     AppointmentType,
+    Availability,
+    AvailabilityException,
     ConfirmedVia,
+    ExceptionKind,
     Practitioner,
     StatusReason,
+    WaitlistEntry,
+    WaitlistStatus,
+    Weekday,
 )
 
 _PHI_MODELS = (
     Patient,
     Appointment,
+    WaitlistEntry,
     PatientIdentifier,
     Coverage,
     Condition,
@@ -99,7 +106,16 @@ _PHI_MODELS = (
 for _model in _PHI_MODELS:
     register_phi(_model)
 # Not PHI (ids, codes, statuses), audited all the same: who joined a care team, who changed a template.
-for _audited in (PatientMerge, CareTeamMember, CarePlanTemplate, GoalTemplate, InterventionTemplate, TaskTemplate):
+for _audited in (
+    PatientMerge,
+    Availability,
+    AvailabilityException,
+    CareTeamMember,
+    CarePlanTemplate,
+    GoalTemplate,
+    InterventionTemplate,
+    TaskTemplate,
+):
     auditlog.register(_audited)
 
 __all__ = [
@@ -144,6 +160,12 @@ __all__ = [
     "StatusReason",
     "AppointmentType",
     "Practitioner",
+    "Availability",
+    "AvailabilityException",
+    "ExceptionKind",
+    "Weekday",
+    "WaitlistEntry",
+    "WaitlistStatus",
     "BLOOD_PRESSURE",
     "CVX",
     "DIASTOLIC",
