@@ -68,6 +68,7 @@ KNOWN_RELATIONS = {
     ("patients.patientnameprefix", "patient"): "keep",
     ("patients.patientdocument", "patient"): "move",
     ("patients.patientnote", "patient"): "move",
+    ("patients.waitlistentry", "patient"): "move",
 }
 
 
