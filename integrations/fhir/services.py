@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import partial
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from auditlog.context import set_actor

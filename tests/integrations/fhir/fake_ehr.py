@@ -94,6 +94,9 @@ class FakeEhr:
                     ehr.kickoffs.append((path, query, {k: v for k, v in self.headers.items()}))
                     if ehr.export_refuse is not None:
                         return self._send(*ehr.export_refuse)
+                    if "$export" in ehr.fail_once:
+                        ehr.fail_once.discard("$export")
+                        return self._send(503, {"resourceType": "OperationOutcome"})
                     assert self.headers["Prefer"] == "respond-async"
                     assert self.headers["Accept"] == "application/fhir+json"
                     number = len(ehr.kickoffs)

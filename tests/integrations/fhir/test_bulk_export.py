@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.forms.models import model_to_dict
 from django.urls import reverse
 
 from healthcrm.tenancy import organization_context
+from integrations.admin import FhirConnectionAdminForm
 from integrations.fhir.services import connection_client, fhir_pull_connection
 from integrations.fhir.synthetic import synthea_bundle
 from integrations.models import EXPORT_CURSOR, FhirConnection, ImportJob, JobStatus
@@ -193,3 +195,32 @@ def test_a_status_5xx_fails_the_export_with_the_servers_message(org_a: Any, ehr:
     assert job.status == JobStatus.FAILED
     assert job.error == "$export: The export failed on the server (status 500): Export job crashed"
     assert ehr.polls == 1 and ehr.deletes == ["/export-status/1"]
+
+
+@pytest.mark.django_db
+def test_a_kick_off_answered_503_is_retried_as_any_request(org_a: Any, ehr: FakeEhr) -> None:
+    _load(ehr, 67)
+    ehr.fail_once.add("$export")
+    connection = _connection(org_a, ehr)
+    job = _pull(org_a, connection, FakeTime())
+    assert job.status in (JobStatus.SUCCEEDED, JobStatus.WARNINGS), job.error
+    assert len(ehr.kickoffs) == 2
+
+
+@pytest.mark.django_db
+def test_the_admin_form_and_the_connection_page_show_the_export_mode(
+    org_a: Any, org_b: Any, admin_user: Any, nurse_user: Any, other_org_user: Any, client_for: Any, ehr: FakeEhr
+) -> None:
+    connection = _connection(org_a, ehr, export_mode="group", export_group_id="cohort-1")
+    with organization_context(org_a):
+        data = {k: v for k, v in model_to_dict(connection).items() if v is not None}
+        data.update(resource_types='["Patient"]', cursors="{}", export_group_id="")
+        form = FhirConnectionAdminForm(data=data, instance=connection)
+        assert not form.is_valid() and "export_group_id" in form.errors
+        form = FhirConnectionAdminForm(data={**data, "export_mode": "patient"}, instance=connection)
+        assert form.is_valid(), form.errors
+    url = reverse("integrations:fhir_connection", args=[connection.pk])
+    page = client_for(admin_user).get(url).content.decode()
+    assert "Bulk export: one group (Group/[id]/$export): <code>cohort-1</code>" in page
+    assert client_for(nurse_user).get(url).status_code == 403
+    assert client_for(other_org_user).get(url).status_code == 404
