@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 from auditlog.context import set_actor
 from django.conf import settings
@@ -384,10 +385,10 @@ def _export_errors(report: ImportReport, number: int, data: bytes) -> None:
             continue
         for issue in outcome.get("issue") or [{}]:
             issue = issue if isinstance(issue, dict) else {}
-            codings = (
-                ((issue.get("details") or {}).get("coding") or [{}]) if isinstance(issue.get("details"), dict) else [{}]
-            )
-            detail = codings[0].get("code") if isinstance(codings[0], dict) else None
+            details = issue.get("details")
+            codings = details.get("coding") if isinstance(details, dict) else None
+            first = codings[0] if isinstance(codings, list) and codings else None
+            detail = first.get("code") if isinstance(first, dict) else None
             said = f"{str(issue.get('severity') or 'error')[:20]}: {str(issue.get('code') or 'unknown')[:40]}"
             if isinstance(detail, str) and detail:
                 said += f" ({detail[:40]})"
@@ -422,7 +423,7 @@ def _pull_export(
             ImportJob.objects.filter(pk=job.pk).update(report=data, processed=counted)
 
     export = BulkExport(client, on_progress=progress)
-    path = EXPORT_PATHS.get(connection.export_mode, f"Group/{connection.export_group_id}/$export")
+    path = EXPORT_PATHS.get(connection.export_mode, f"Group/{quote(connection.export_group_id, safe='')}/$export")
     with set_actor(actor):
         try:
             export.kick_off(path, types=types, since=str(cursors.get(EXPORT_CURSOR) or ""))
