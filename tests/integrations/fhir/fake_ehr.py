@@ -22,6 +22,28 @@ PUBLIC_PEM = (
 )
 
 
+CAPABILITY: dict[str, Any] = {
+    "resourceType": "CapabilityStatement",
+    "status": "active",
+    "kind": "instance",
+    "fhirVersion": "4.0.1",
+    "format": ["json"],
+    "software": {"name": "Loopback EHR", "version": "1.2"},
+    "rest": [
+        {
+            "mode": "server",
+            "operation": [
+                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}
+            ],
+            "resource": [
+                {"type": "Patient", "searchParam": [{"name": "_lastUpdated", "type": "date"}]},
+                {"type": "Observation", "searchParam": [{"name": "_lastUpdated", "type": "date"}]},
+            ],
+        }
+    ],
+}
+
+
 class FakeEhr:
     """Serves resources by type, `_count` per page with `next` links, filtered by `_lastUpdated=gtX`.
 
@@ -53,6 +75,7 @@ class FakeEhr:
         self.polls = 0
         self.downloads: list[tuple[str, str]] = []  # (path, Authorization header)
         self.deletes: list[str] = []
+        self.metadata_status = 200
         self.transaction_times = ["2024-03-01T12:00:00.000Z", "2024-04-01T12:00:00.000Z"]
 
     def load(self, bundle: dict[str, Any], last_updated: str) -> None:
@@ -179,6 +202,8 @@ class FakeEhr:
                 rtype = parts.path.rsplit("/", 1)[-1]
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 ehr.log.append((rtype, parts.query))
+                if rtype == "metadata":  # public, as servers serve it, unless a test says otherwise
+                    return self._send(ehr.metadata_status, CAPABILITY)
                 if parts.path.startswith(("/export-status/", "/export-files/")):
                     return self._export(parts, query)
                 if not ehr.open and not self.headers.get("Authorization", "").startswith("Bearer token-"):

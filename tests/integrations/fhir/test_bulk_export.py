@@ -224,3 +224,38 @@ def test_the_admin_form_and_the_connection_page_show_the_export_mode(
     assert "Bulk export: one group (Group/[id]/$export): <code>cohort-1</code>" in page
     assert client_for(nurse_user).get(url).status_code == 403
     assert client_for(other_org_user).get(url).status_code == 404
+
+
+# -- Test connection -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_test_connection_reads_the_capability_statement(
+    org_a: Any, admin_user: Any, nurse_user: Any, other_org_user: Any, client_for: Any, ehr: FakeEhr
+) -> None:
+    connection = _connection(org_a, ehr, export_mode="search")
+    with organization_context(org_a):
+        FhirConnection.objects.filter(pk=connection.pk).update(resource_types=["Patient", "Encounter"])
+    url = reverse("integrations:fhir_connection_test", args=[connection.pk])
+    response = client_for(admin_user).post(url, HTTP_HX_REQUEST="true")
+    page = response.content.decode()
+    assert response.status_code == 200 and page.lstrip().startswith('<section id="connection-test"')
+    assert "The server answered its CapabilityStatement." in page
+    assert '<dd id="test-fhir-version">4.0.1</dd>' in page and "Loopback EHR 1.2" in page
+    assert '<dd id="test-bulk">Supported</dd>' in page and "The bearer token was sent." in page
+    assert '<th scope="row">Patient</th><td>Yes</td><td>_lastUpdated</td>' in page
+    assert '<th scope="row">Encounter</th><td>No</td>' in page
+    assert (
+        "Test connection"
+        in client_for(admin_user).get(reverse("integrations:fhir_connection", args=[connection.pk])).content.decode()
+    )
+    # Without htmx: the whole connection page, with the result.
+    full = client_for(admin_user).post(url).content.decode()
+    assert "<h1>Bulk EHR</h1>" in full and '<dd id="test-bulk">Supported</dd>' in full
+    assert client_for(nurse_user).post(url).status_code == 403
+    assert client_for(other_org_user).post(url).status_code == 404
+    assert client_for(admin_user).get(url).status_code == 405
+
+    ehr.metadata_status = 401
+    page = client_for(admin_user).post(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "The server refused our credentials (401)." in page and "test-fhir-version" not in page
