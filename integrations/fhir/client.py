@@ -210,6 +210,7 @@ class FhirClient:
                     continue
                 if response.status_code not in retry:
                     return response
+                response.close()  # a streamed body is not read: free its connection before retrying
                 error = FhirClientError(f"The server answered {response.status_code}.", permanent=False)
             if attempt > self.max_retries:
                 raise error
