@@ -50,8 +50,13 @@ def tag_security_entry(sender: type[models.Model], instance: models.Model, **kwa
     from healthcrm.tenancy import get_current_organization
 
     current = get_current_organization()
-    organization_id = current.pk if current is not None else None
-    instance.get_additional_data = lambda: {"organization_id": organization_id}  # type: ignore[attr-defined]
+    data: dict[str, object] = {"organization_id": current.pk if current is not None else None}
+    # A service may name what the change was (`instance.audit_event = "staff.deactivated"`), so the
+    # security events page says it beside the field changes.
+    event = getattr(instance, "audit_event", None)
+    if event:
+        data["event"] = event
+    instance.get_additional_data = lambda: data  # type: ignore[attr-defined]
     return None
 
 

@@ -7,6 +7,7 @@ from engagement.models import (
     CallLog,
     ChannelSettings,
     Consent,
+    ConsentChange,
     ConversationMessage,
     MessageTemplate,
     OutboundMessage,
@@ -73,4 +74,23 @@ class SurveyResponseAdmin(PHIAdminMixin, admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ConsentChange)
+class ConsentChangeAdmin(PHIAdminMixin, admin.ModelAdmin):
+    """Read-only: the history `consent_set` writes (the patient's Consent tab shows it with notes)."""
+
+    list_display = ["id", "channel", "status", "source", "actor_label", "changed_at"]
+    list_filter = ["channel", "status", "source"]
+    exclude = ["note"]
+    raw_id_fields = ["patient", "actor"]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
         return False

@@ -7,7 +7,9 @@ import django_filters
 from django import forms
 
 from engagement.models import (
+    STAFF_CONSENT_SOURCES,
     ChannelSettings,
+    ConsentStatus,
     MessageChannel,
     MessageTemplate,
     OutboundMessage,
@@ -265,6 +267,24 @@ class StaffMessageForm(forms.Form):
         if data.get("channel") == MessageChannel.SMS and len(body) > SMS_MAX_LENGTH:
             self.add_error("body", f"Keep a text message to {SMS_MAX_LENGTH:,} characters (it has {len(body):,}).")
         return data
+
+
+class ConsentRecordForm(forms.Form):
+    """A consent change staff record on the patient's Consent tab (through `consent_set`)."""
+
+    channel = forms.ChoiceField(choices=MessageChannel.choices, label="Channel")
+    status = forms.ChoiceField(choices=ConsentStatus.choices, widget=forms.RadioSelect, label="Consent")
+    source = forms.ChoiceField(
+        choices=[(s.value, s.label) for s in STAFF_CONSENT_SOURCES],
+        label="How the patient told us",
+    )
+    note = forms.CharField(
+        label="Note (optional)",
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Why, in a few words (e.g. asked by phone). At most 500 characters.",
+    )
 
 
 class ReplyForm(forms.Form):

@@ -80,6 +80,11 @@ class ConsentSource(models.TextChoices):
     LINK = "link", "Unsubscribe link"
     IMPORT = "import", "Imported"
     INTAKE = "intake", "Intake form"
+    SIGNED_FORM = "signed_form", "Signed consent form"
+
+
+# What staff may give as the source of a change they record (the others are written by the system).
+STAFF_CONSENT_SOURCES = (ConsentSource.STAFF, ConsentSource.SIGNED_FORM, ConsentSource.INTAKE)
 
 
 class Consent(TenantModel):
@@ -103,6 +108,38 @@ class Consent(TenantModel):
 
     def __str__(self) -> str:
         return f"Consent #{self.pk}"
+
+
+class ConsentChange(TenantModel):
+    """One change of a patient's consent, written by `consent_set` in the same transaction.
+
+    The history behind `Consent` (which holds only the current value): every call, whatever its
+    path (staff, SMS keyword, patient link, provider opt-out, intake, import), newest last. Rows
+    before this table existed are not invented: the history starts when it was added.
+    """
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="consent_changes")
+    channel = models.CharField(max_length=8, choices=MessageChannel.choices)
+    status = models.CharField(max_length=12, choices=ConsentStatus.choices)
+    source = models.CharField(max_length=16, choices=ConsentSource.choices)
+    changed_at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150, blank=True)  # outlives the actor's account
+    # Why (a patient's words, "asked by phone"): may hold PHI, so encrypted.
+    note = EncryptedTextField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=ConsentStatus.values), name="consentchange_status_valid"),
+            models.CheckConstraint(condition=Q(channel__in=MessageChannel.values), name="consentchange_channel_valid"),
+        ]
+        indexes = [models.Index(fields=["organization", "patient", "-changed_at"], name="consentchange_patient")]
+
+    def __str__(self) -> str:
+        return f"Consent change #{self.pk}"
 
 
 class MessageTemplate(TenantModel):
@@ -442,7 +479,7 @@ class CallLog(TenantModel):
 
 
 # Encrypted fields fully redacted in the change log; the rest audited as is.
-for _model in (ChannelSettings, OutboundMessage, ConversationMessage, SurveyResponse, CallLog):
+for _model in (ChannelSettings, OutboundMessage, ConversationMessage, SurveyResponse, CallLog, ConsentChange):
     register_phi(_model)
 for _audited in (Consent, MessageTemplate, Rule):
     auditlog.register(_audited)

@@ -12,6 +12,7 @@ from django.utils import timezone
 from engagement.models import (
     ChannelSettings,
     Consent,
+    ConsentChange,
     ConsentStatus,
     ConversationMessage,
     Direction,
@@ -41,6 +42,30 @@ def channel_settings_get() -> ChannelSettings:
 def consents_for(patient_ids: list[int]) -> dict[tuple[int, str], str]:
     rows = Consent.objects.filter(patient_id__in=patient_ids).values_list("patient_id", "channel", "status")
     return {(p, c): s for p, c, s in rows}
+
+
+@dataclass(frozen=True)
+class ChannelConsent:
+    """One channel on a patient's consent screen: its current value (None: nothing recorded)."""
+
+    channel: str
+    label: str
+    current: Consent | None
+
+
+def consent_channels(*, patient: Any) -> list[ChannelConsent]:
+    """Every channel with the patient's current consent on it (one query)."""
+    current = {c.channel: c for c in Consent.objects.filter(patient_id=patient.pk)}
+    return [ChannelConsent(value, label, current.get(value)) for value, label in MessageChannel.choices]
+
+
+HISTORY_LIMIT = 200
+
+
+def consent_history(*, patient: Any, limit: int = HISTORY_LIMIT) -> list[ConsentChange]:
+    """The patient's consent changes, newest first (at most `limit`; one query)."""
+    rows = ConsentChange.objects.filter(patient_id=patient.pk).select_related("actor").order_by("-changed_at", "-id")
+    return list(rows[:limit])
 
 
 def is_opted_out(*, patient_id: int, channel: str) -> bool:

@@ -18,6 +18,7 @@ urlpatterns = [
     path("templates/preview/", views.template_preview_view, name="template_preview"),
     path("settings/", views.channel_settings_view, name="settings"),
     path("patients/<int:patient_pk>/communications/", views.patient_communications_view, name="patient_communications"),
+    path("patients/<int:patient_pk>/consent/", views.patient_consent_view, name="patient_consent"),
     # Patient links: short path, signed token, no sign-in.
     path("l/<str:token>/", views.patient_link_view, name="patient_link"),
 ]

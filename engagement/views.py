@@ -21,6 +21,7 @@ from compliance.models import AccessAction
 from engagement import links, selectors, services, templating
 from engagement.forms import (
     ChannelSettingsForm,
+    ConsentRecordForm,
     OutboxFilter,
     ReplyForm,
     RuleForm,
@@ -310,6 +311,53 @@ def patient_communications_view(request: TenantRequest, patient_pk: int) -> Http
     status = 400 if form.errors else 200
     return render_patient_tab(
         request, patient, "messages", "engagement/partials/patient_messages.html", context, status=status
+    )
+
+
+# -- The patient record's Consent tab: current consent per channel, its history, a change --------
+
+CONSENT_CHANGE_PERM = "engagement.change_consent"
+
+
+@staff_view(access=AccessAction.VIEW)
+def patient_consent_view(request: TenantRequest, patient_pk: int) -> HttpResponse:
+    """Each channel's current consent (with its source and date) and every change, newest first;
+    staff who may change consent record one here, through `consent_set` (an opt-out cancels the
+    patient's pending messages on that channel)."""
+    patient = get_patient_for_user(request, patient_pk)
+    require_perm(request, "engagement.view_consent")
+    may_record = request.user.has_perm(CONSENT_CHANGE_PERM)
+    form = ConsentRecordForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST":
+        require_perm(request, CONSENT_CHANGE_PERM)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                services.consent_set(
+                    patient=patient,
+                    channel=data["channel"],
+                    status=data["status"],
+                    source=data["source"],
+                    actor=request.user,
+                    note=data["note"].strip(),
+                )
+            except ValidationError as exc:
+                form_add_service_errors(form, exc)
+            else:
+                channel = MessageChannel(data["channel"]).label
+                messages.success(request, f"{channel} consent recorded.")
+                return redirect("engagement:patient_consent", patient_pk=patient.pk)
+    history = selectors.consent_history(patient=patient)
+    access_recorder(request).saw(history)
+    context = {
+        "channels": selectors.consent_channels(patient=patient),
+        "history": history,
+        "history_limit": selectors.HISTORY_LIMIT,
+        "consent_form": form if may_record else None,
+    }
+    status = 400 if form.errors else 200
+    return render_patient_tab(
+        request, patient, "consent", "engagement/partials/patient_consent.html", context, status=status
     )
 
 

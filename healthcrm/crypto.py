@@ -459,6 +459,19 @@ def reload_keys() -> None:
     encrypted_fields.CRYPTER = encrypted_fields.get_crypter()
 
 
+def encrypt_bytes(data: bytes) -> bytes:
+    """Encrypt a file's bytes under the first key of FIELD_ENCRYPTION_KEY (a Fernet token)."""
+    return _crypter().encrypt(data)
+
+
+def decrypt_bytes(token: bytes, *, label: str = "a file") -> bytes:
+    """Decrypt what `encrypt_bytes` made, with any configured key; DecryptionError when none fits."""
+    try:
+        return _crypter().decrypt(bytes(token))
+    except cryptography.fernet.InvalidToken:
+        raise DecryptionError(f"{label} holds bytes that no key in FIELD_ENCRYPTION_KEY decrypts.") from None
+
+
 def primary_fernet() -> cryptography.fernet.Fernet:
     """The key that encrypts (the first of FIELD_ENCRYPTION_KEY)."""
     keys = settings.FIELD_ENCRYPTION_KEY

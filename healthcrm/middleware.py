@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from healthcrm.models import Membership, Organization
+from healthcrm.security import sign_out
 from healthcrm.selectors import membership_list
 from healthcrm.tenancy import SESSION_KEY, organization_context, user_context
 
@@ -34,6 +35,10 @@ class TenantMiddleware:
         with user_context(user.pk):
             memberships = membership_list(user.pk)
             request.memberships = memberships  # type: ignore[attr-defined]
+            if self._membership_ended(request, memberships):
+                # Deactivated (or removed) in the organization this session works in: the session
+                # ends on this very request, whatever other memberships the user holds.
+                return sign_out(request, "Your access to this organization has ended. Please sign in again.")
             organization, membership = self._choose(request, memberships)
             request.membership = membership  # type: ignore[attr-defined]
             if organization is None:
@@ -46,6 +51,17 @@ class TenantMiddleware:
             if response.status_code >= 500:
                 transaction.set_rollback(True)
         return response
+
+    @staticmethod
+    def _membership_ended(request: HttpRequest, memberships: list[Membership]) -> bool:
+        """Whether the session works in an organization where the user is no longer an active
+        member. The session remembers its organization from its first request on (`_choose`), so
+        a deactivation ends every session of the user in that organization at their next request.
+        Platform administrators enter organizations without a membership."""
+        wanted = request.session.get(SESSION_KEY)
+        if not wanted or request.user.is_superuser:
+            return False
+        return all(membership.organization_id != wanted for membership in memberships)
 
     @staticmethod
     def _choose(request: HttpRequest, memberships: list[Membership]) -> tuple[Organization | None, Membership | None]:

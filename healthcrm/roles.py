@@ -28,6 +28,12 @@ def group_name(role: str) -> str:
 
 
 _CLINICAL = ["patients.view_patient", "patients.add_patient", "patients.change_patient"]
+# Registration: insurance coverage and identifiers other systems give the patient (not clinical).
+_REGISTRATION = [
+    f"patients.{action}_{model}"
+    for model in ("coverage", "patientidentifier")
+    for action in ("view", "add", "change", "delete")
+]
 _SCHEDULING = [
     "patients.view_appointment",
     "patients.add_appointment",
@@ -50,6 +56,7 @@ _CARE = [
     "patients.change_caretask",
     "patients.view_patientnote",
     "patients.add_patientnote",
+    "patients.change_patientnote",  # drafts, by their author only (patients.care.services.note_update)
     "patients.view_careplantemplate",
 ]
 _TEMPLATES = [
@@ -92,7 +99,13 @@ _OUTREACH: dict[str, list[str]] = {
         "engagement.change_consent",
     ],
     "coordinator": [*_OUTREACH_VIEW, *_OUTREACH_AUTHOR, "engagement.view_consent", "engagement.change_consent"],
-    "provider": [*_OUTREACH_VIEW, "engagement.view_rule", "engagement.view_messagetemplate", "engagement.view_consent"],
+    "provider": [
+        *_OUTREACH_VIEW,
+        "engagement.view_rule",
+        "engagement.view_messagetemplate",
+        "engagement.view_consent",
+        "engagement.change_consent",
+    ],
     "nurse": [
         *_OUTREACH_VIEW,
         "engagement.view_rule",
@@ -118,6 +131,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "healthcrm.change_organization",
         *_CLINICAL,
         "patients.delete_patient",
+        # Administrators merge duplicate records (patients.merge).
+        "patients.merge_patient",
+        *_REGISTRATION,
         "compliance.view_accesslog",
         # Administrators manage care teams and the organization's plan templates, not clinical details.
         "patients.view_careteammember",
@@ -128,13 +144,23 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         *_SCHEDULING,
         "patients.add_practitioner",
         "patients.change_practitioner",
+        # Practitioners' availability (weekly windows, time off, extra hours).
+        "patients.view_availability",
+        "patients.add_availability",
+        "patients.change_availability",
+        "patients.delete_availability",
+        "patients.view_availabilityexception",
+        "patients.add_availabilityexception",
+        "patients.change_availabilityexception",
+        "patients.delete_availabilityexception",
     ],
     Role.PROVIDER: [*_CLINICAL, *_SCHEDULING, *_CARE, "healthcrm.view_location"],
     Role.NURSE: [*_CLINICAL, *_SCHEDULING, *_CARE, "healthcrm.view_location"],
-    Role.COORDINATOR: [*_CLINICAL, *_SCHEDULING, *_CARE, *_TEMPLATES, "healthcrm.view_location"],
+    Role.COORDINATOR: [*_CLINICAL, *_SCHEDULING, *_CARE, *_TEMPLATES, *_REGISTRATION, "healthcrm.view_location"],
     Role.FRONTDESK: [
         *_CLINICAL,
         *_SCHEDULING,
+        *_REGISTRATION,
         "patients.view_caretask",
         "patients.change_caretask",
         "healthcrm.view_location",
@@ -166,6 +192,21 @@ for _role in (Role.ADMIN, Role.PROVIDER, Role.NURSE, Role.COORDINATOR, Role.ANAL
     ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], "analytics.view_cohort"]
 for _role in (Role.ADMIN, Role.COORDINATOR):
     ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], "analytics.add_cohort", "analytics.change_cohort"]
+
+
+# Patient documents (patients/documents/): referrals and lab reports are clinical, so the clinical
+# roles list, upload and download them; administrators see the list and delete misfiled ones.
+for _role in (Role.PROVIDER, Role.NURSE, Role.COORDINATOR):
+    ROLE_PERMISSIONS[_role] = [
+        *ROLE_PERMISSIONS[_role],
+        "patients.view_patientdocument",
+        "patients.add_patientdocument",
+    ]
+ROLE_PERMISSIONS[Role.ADMIN] = [
+    *ROLE_PERMISSIONS[Role.ADMIN],
+    "patients.view_patientdocument",
+    "patients.delete_patientdocument",
+]
 
 
 def sync_role_groups(sender: Any = None, using: str = "default", **kwargs: Any) -> None:

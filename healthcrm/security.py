@@ -112,14 +112,20 @@ class SessionTimeoutMiddleware:
 
     @staticmethod
     def _sign_out(request: HttpRequest, message: str) -> HttpResponse:
-        logout(request)
-        messages.info(request, message)
-        if request.headers.get("HX-Request"):
-            response = HttpResponse(status=204)
-            response["HX-Redirect"] = reverse("login")
-            return response
-        # The path only: a query string may hold search terms.
-        return redirect_to_login(request.path)
+        return sign_out(request, message)
+
+
+def sign_out(request: HttpRequest, message: str) -> HttpResponse:
+    """End the request's session now (its key is deleted from the session store) and send the
+    browser to the sign-in page, telling the user why."""
+    logout(request)
+    messages.info(request, message)
+    if request.headers.get("HX-Request"):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("login")
+        return response
+    # The path only: a query string may hold search terms.
+    return redirect_to_login(request.path)
 
 
 @receiver(user_logged_in)
@@ -131,12 +137,14 @@ def _stamp_sign_in(sender: object, request: HttpRequest | None, user: object, **
 
 
 # Paths a signed-in user may reach before confirming the second factor: signing in and out, the
-# second factor itself (verify, set-up, enrolment links), the reset-by-email flow, static files and
-# the probe. Not the password change: a stolen password must not be enough to replace itself.
+# second factor itself (verify, set-up, enrolment links), a staff invitation, the reset-by-email
+# flow, static files and the probe. Not the password change: a stolen password must not be enough
+# to replace itself.
 _MFA_EXEMPT_PREFIXES = (
     "/accounts/login/",
     "/accounts/logout/",
     "/accounts/mfa/",
+    "/accounts/invitation/",
     "/accounts/password_reset/",
     "/accounts/reset/",
     "/static/",

@@ -242,6 +242,12 @@ AXES_VERBOSE = False
 OTP_TOTP_ISSUER = "HealthCRM"
 # A one-time MFA enrolment link (emailed, or printed by `manage.py mfa_enrolment_link`) works this long.
 MFA_ENROLMENT_LINK_HOURS = env_int("MFA_ENROLMENT_LINK_HOURS", 24)
+# Staff invitations (staff/members): a clinic administrator's emailed link to set a password works
+# this long; an organization sends at most STAFF_INVITES_PER_HOUR links an hour, and one member at
+# most STAFF_INVITES_PER_MEMBER_PER_DAY a day (first invitation and resends together).
+STAFF_INVITATION_HOURS = env_int("STAFF_INVITATION_HOURS", 72)
+STAFF_INVITES_PER_HOUR = env_int("STAFF_INVITES_PER_HOUR", 30)
+STAFF_INVITES_PER_MEMBER_PER_DAY = env_int("STAFF_INVITES_PER_MEMBER_PER_DAY", 5)
 
 # django-guardian creates an AnonymousUser row on migrate; we never grant it anything.
 GUARDIAN_RAISE_403 = False
@@ -412,6 +418,8 @@ if "{room}" not in TELEHEALTH_URL_TEMPLATE:
 # FHIR_IMPORT_EAGER leaves queued jobs to the caller (tests, scripts) instead of the worker. Devices
 # must post over HTTPS in production (behind a TLS-terminating proxy, see SECURE_PROXY_SSL_HEADER).
 FHIR_IMPORT_MAX_UPLOAD_BYTES = env_int("FHIR_IMPORT_MAX_UPLOAD_BYTES", 64 * 1024 * 1024)
+# Patient documents (PDF, JPEG, PNG): refused above this size, kept in memory while uploaded.
+PATIENT_DOCUMENT_MAX_BYTES = env_int("PATIENT_DOCUMENT_MAX_BYTES", 10 * 1024 * 1024)
 FHIR_IMPORT_EAGER = env_bool("FHIR_IMPORT_EAGER", False)
 DEVICE_ENDPOINT_REQUIRE_HTTPS = env_bool("DEVICE_ENDPOINT_REQUIRE_HTTPS", PRODUCTION and not DEBUG)
 # FHIR imports: limits that keep one upload from exhausting the worker (about 500 MB at most for

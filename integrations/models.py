@@ -8,12 +8,14 @@ the EHR says (imported and exported as FHIR) and can move to patients/ with a st
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -126,6 +128,17 @@ class AuthType(models.TextChoices):
     SMART = "smart", "SMART Backend Services"
 
 
+class ExportMode(models.TextChoices):
+    """How a pull asks: one search per type (any server), or a Bulk Data `$export` (large EHRs)."""
+
+    SEARCH = "search", "Per-type search"
+    SYSTEM = "system", "Bulk export: whole system ($export)"
+    PATIENT = "patient", "Bulk export: all patients (Patient/$export)"
+    GROUP = "group", "Bulk export: one group (Group/[id]/$export)"
+
+
+EXPORT_CURSOR = "$export"  # cursors key: the last successful export's transactionTime (next `_since`)
+
 DEFAULT_PULL_TYPES = [
     "Patient",
     "Practitioner",
@@ -194,6 +207,16 @@ class FhirConnection(TenantModel):
     pull_claimed_until = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="A pull is running (until its deadline at the latest)."
     )
+    export_mode = models.CharField(
+        max_length=8,
+        choices=ExportMode.choices,
+        default=ExportMode.SEARCH,
+        help_text="Per-type search works with any server; a Bulk Data $export is how large EHRs deliver a "
+        "population (incremental with _since).",
+    )
+    export_group_id = models.CharField(
+        max_length=64, blank=True, help_text="The Group id for a group export (as the EHR gave it)."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -214,6 +237,9 @@ class FhirConnection(TenantModel):
                 violation_error_message="A connection with this name already exists.",
             ),
             models.CheckConstraint(condition=Q(auth_type__in=AuthType.values), name="fhirconnection_auth_valid"),
+            models.CheckConstraint(
+                condition=Q(export_mode__in=ExportMode.values), name="fhirconnection_export_mode_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -221,6 +247,11 @@ class FhirConnection(TenantModel):
 
     def clean(self) -> None:
         self.base_url = normalize_base_url(self.base_url)
+        self.export_group_id = self.export_group_id.strip()
+        if self.export_mode == ExportMode.GROUP and not self.export_group_id:
+            raise ValidationError({"export_group_id": "A group export needs the EHR's Group id."})
+        if self.export_group_id and not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", self.export_group_id):
+            raise ValidationError({"export_group_id": "A FHIR id: letters, digits, '-' and '.', at most 64."})
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.base_url = normalize_base_url(self.base_url)

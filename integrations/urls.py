@@ -11,6 +11,7 @@ urlpatterns = [
     path("fhir/connections/", fhir_views.connection_list_view, name="fhir_connections"),
     path("fhir/connections/<int:pk>/", fhir_views.connection_detail_view, name="fhir_connection"),
     path("fhir/connections/<int:pk>/pull/", fhir_views.connection_pull_view, name="fhir_connection_pull"),
+    path("fhir/connections/<int:pk>/test/", fhir_views.connection_test_view, name="fhir_connection_test"),
     path("fhir/patients/<int:pk>/export/", fhir_views.patient_export_view, name="fhir_patient_export"),
     path("devices/observations/", device_views.device_observation_view, name="device_observation"),
 ]

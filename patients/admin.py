@@ -4,6 +4,8 @@ from compliance.access import PHIAdminMixin
 from patients.models import (
     Allergy,
     Appointment,
+    Availability,
+    AvailabilityException,
     CarePlan,
     CarePlanActivity,
     CarePlanTemplate,
@@ -19,10 +21,13 @@ from patients.models import (
     Medication,
     Observation,
     Patient,
+    PatientDocument,
     PatientIdentifier,
     PatientNote,
     Practitioner,
+    TaskEvent,
     TaskTemplate,
+    WaitlistEntry,
 )
 from patients.selectors import patient_list
 
@@ -113,6 +118,30 @@ class AppointmentAdmin(PHIAdminMixin, admin.ModelAdmin):
     raw_id_fields = ["patient"]
     list_select_related = ["practitioner", "location"]
     readonly_fields = ["status_changed_at", "status_changed_by", "source_system", "source_id"]
+
+
+@admin.register(Availability)
+class AvailabilityAdmin(admin.ModelAdmin):
+    """Weekly hours; the admin form runs the model's validation (no overlaps, start before end)."""
+
+    list_display = ["practitioner", "weekday", "start", "end", "location"]
+    list_filter = ["weekday", "practitioner", "location"]
+    list_select_related = ["practitioner", "location"]
+
+
+@admin.register(AvailabilityException)
+class AvailabilityExceptionAdmin(admin.ModelAdmin):
+    list_display = ["practitioner", "date", "kind", "start", "end", "location", "note"]
+    list_filter = ["kind", "practitioner"]
+    list_select_related = ["practitioner", "location"]
+    date_hierarchy = "date"
+
+
+@admin.register(WaitlistEntry)
+class WaitlistEntryAdmin(_PatientPartAdmin):
+    list_display = ["__str__", "patient", "practitioner", "location", "earliest", "latest", "status"]
+    list_filter = ["status"]
+    readonly_fields = ["appointment"]
 
 
 # -- Care coordination ------------------------------------------------------------------------------
@@ -211,6 +240,14 @@ class CareTaskAdmin(_PatientPartAdmin):
     readonly_fields = ["completed_at"]
 
 
+@admin.register(TaskEvent)
+class TaskEventAdmin(PHIAdminMixin, admin.ModelAdmin):
+    list_display = ["__str__", "task", "field", "actor_label", "created_at"]
+    list_filter = ["field"]
+    raw_id_fields = ["task", "actor"]
+    list_per_page = 50
+
+
 @admin.register(CarePlanActivity)
 class CarePlanActivityAdmin(admin.ModelAdmin):
     list_display = ["__str__", "patient", "care_plan", "change", "actor_label", "created_at"]
@@ -220,5 +257,25 @@ class CarePlanActivityAdmin(admin.ModelAdmin):
 
 @admin.register(PatientNote)
 class PatientNoteAdmin(_PatientPartAdmin):
-    list_display = ["__str__", "patient", "author_label", "created_at"]
-    raw_id_fields = ["patient", "author"]
+    list_display = ["__str__", "patient", "note_type", "author_label", "signed_at", "created_at"]
+    list_filter = ["note_type"]
+    raw_id_fields = ["patient", "author", "signed_by", "amends"]
+
+
+@admin.register(PatientDocument)
+class PatientDocumentAdmin(_PatientPartAdmin):
+    """Read-only: documents are uploaded, downloaded (access-logged) and deleted on the record's tab."""
+
+    list_display = ["__str__", "patient", "kind", "content_type", "size", "created_at", "deleted_at"]
+    list_filter = ["kind", "content_type"]
+    exclude = ["title", "original_name"]  # PHI: read on the Documents tab, access-logged
+    raw_id_fields = ["patient", "uploaded_by", "deleted_by"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -28,6 +28,7 @@ from patients.models import (
     Appointment,
     AppointmentKind,
     AppointmentType,
+    Availability,
     Channel,
     Condition,
     Immunization,
@@ -337,8 +338,22 @@ def schedule_demo(
     batch: list[Appointment] = []
     busy: set[tuple[int, datetime]] = set()  # (patient, start) of the visits that hold the patient's time
     count = 0
+    # Each practitioner works weekdays in the demo's working day at one location: their availability.
+    with_hours = set(Availability.objects.values_list("practitioner_id", flat=True))
+    hours: list[Availability] = []
     for practitioner in practitioners:
         location = rng.choice(locations) if locations else None
+        if location is not None and practitioner.pk not in with_hours:
+            hours += [
+                Availability(
+                    practitioner=practitioner,
+                    location=location,
+                    weekday=weekday,
+                    start=clock_time(WORKDAY[0]),
+                    end=clock_time(WORKDAY[1]),
+                )
+                for weekday in range(5)
+            ]
         for day in days:
             for slot in range(slots_per_day):
                 if rng.random() >= share:
@@ -380,6 +395,7 @@ def schedule_demo(
     if batch:
         Appointment.objects.bulk_create(batch)
         count += len(batch)
+    Availability.objects.bulk_create(hours)
     return count
 
 
@@ -525,6 +541,12 @@ def coordinate_demo(
             author=staff["nurse"],
             author_label=staff["nurse"].get_username(),
             body=rng.choice(NOTES),
+            # From the id, not the seeded generator: a draw here would shift every later step's data.
+            note_type=("general", "progress", "phone_call", "outreach")[patient_id % 4],
+            # Signed like a finished note (drafts are only the author's own work in progress).
+            signed_at=zone_today,
+            signed_by=staff["nurse"],
+            signed_by_label=staff["nurse"].get_username(),
         )
         for patient_id in patient_ids
         if rng.random() < 0.3

@@ -13,8 +13,10 @@ from patients.models import (
     Allergy,
     Channel,
     Condition,
+    Coverage,
     Medication,
     Patient,
+    PatientIdentifier,
 )
 from patients.services import OBSERVATION_PRESETS, default_channel
 
@@ -30,6 +32,10 @@ class PatientForm(forms.ModelForm):
     # channel (patients.services.default_channel).
     sms_consent = forms.BooleanField(required=False, label="Agrees to text messages")
     email_consent = forms.BooleanField(required=False, label="Agrees to email")
+    # Shown only with a possible-duplicate warning: the deliberate "this is another person".
+    create_anyway = forms.BooleanField(
+        required=False, label="Create anyway: I checked, this is a different person from the records listed"
+    )
 
     class Meta:
         model = Patient
@@ -74,6 +80,7 @@ class PatientEditForm(PatientForm):
     # Consent after intake is changed on its own (outreach's consent records), not here.
     sms_consent = None  # type: ignore[assignment]
     email_consent = None  # type: ignore[assignment]
+    create_anyway = None  # type: ignore[assignment]
 
     class Meta:
         model = Patient
@@ -109,6 +116,48 @@ class PatientEditForm(PatientForm):
             "contact_window_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
             "contact_window_end": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
         }
+
+
+class MergeSearchForm(forms.Form):
+    """Find the surviving record (POSTed: search terms never go into URLs)."""
+
+    q = forms.CharField(
+        max_length=100,
+        label="Find the record to keep",
+        help_text="MRN or its number, name, phone or date of birth (the patient search).",
+    )
+
+
+class MergeChoiceForm(forms.Form):
+    """The record to keep (an id of this organization, checked by the guarded fetch) and, to merge,
+    the deliberate confirmation."""
+
+    survivor = forms.IntegerField(min_value=1, max_value=2**63 - 1, widget=forms.HiddenInput)
+    confirm = forms.BooleanField(
+        required=False, label="I checked that both records are the same person; merge them (this cannot be undone)"
+    )
+
+
+class IdentifierForm(forms.ModelForm):
+    class Meta:
+        model = PatientIdentifier
+        fields = ["system", "value"]
+        labels = {"system": "Issuing system", "value": "Identifier"}
+
+
+class CoverageForm(forms.ModelForm):
+    class Meta:
+        model = Coverage
+        fields = ["payer_name", "member_id", "group_number", "valid_from", "valid_to", "is_primary"]
+        labels = {"payer_name": "Payer (insurer)", "is_primary": "Primary coverage"}
+        widgets = {name: forms.DateInput(attrs={"type": "date"}) for name in ("valid_from", "valid_to")}
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or self.cleaned_data
+        start, end = data.get("valid_from"), data.get("valid_to")
+        if start and end and end < start:
+            self.add_error("valid_to", "The coverage cannot end before it starts.")
+        return data
 
 
 class ConditionForm(forms.ModelForm):

@@ -175,6 +175,32 @@ def patient_list(*, query: str = "") -> QuerySet[Patient]:
     return patients.filter(_name_words_q(words, whole_long_words=False))
 
 
+def patient_possible_duplicates(
+    *,
+    given_name: str,
+    family_name: str,
+    date_of_birth: date | None,
+    phone_mobile: str = "",
+    exclude_pk: int | None = None,
+    limit: int = 10,
+) -> list[Patient]:
+    """Active patients of the current organization who may be the same person: the same given and
+    family name (case and accents folded) and birth date, or the same mobile number (any format).
+
+    Equality on blind indexes only, nothing decrypted; merged and inactive records are left out.
+    """
+    condition = Q(pk__in=[])
+    if given_name.strip() and family_name.strip() and date_of_birth is not None:
+        condition |= blind_q(Patient, given_name=given_name, family_name=family_name, date_of_birth=date_of_birth)
+    if phone_mobile.strip():
+        with contextlib.suppress(ValidationError):  # no phone number: nothing to match by
+            condition |= blind_q(Patient, phone_mobile=phone_mobile)
+    found = Patient.objects.filter(condition, is_active=True)
+    if exclude_pk is not None:
+        found = found.exclude(pk=exclude_pk)
+    return list(found.order_by("pk")[:limit])
+
+
 def patient_match(*, identifiers: Sequence[tuple[str, str]], mrn: str | None = None) -> Patient | None:
     """A patient of the current organization by MRN or by (system, value) identifier; never by name.
 

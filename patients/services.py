@@ -19,6 +19,7 @@ from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models, transaction
 
 from healthcrm.crypto import is_blind_index, normalize_phone
+from patients.merge import patient_merge  # noqa: F401 - the merge is a write of patients like the others
 from patients.models import (
     BLOOD_PRESSURE,
     DIASTOLIC,
@@ -168,6 +169,22 @@ def patient_identifier_add(*, patient: Patient, system: str, value: str) -> Pati
 
 
 @transaction.atomic
+def patient_identifier_update(*, identifier: PatientIdentifier, system: str, value: str) -> PatientIdentifier:
+    """Correct an identifier (still unique per system in the organization). Raises ValidationError."""
+    identifier.system = system.strip()
+    identifier.value = value.strip()  # type: ignore[assignment]  # the descriptor stores text
+    identifier.full_clean()
+    identifier.save()
+    return identifier
+
+
+@transaction.atomic
+def patient_identifier_remove(*, identifier: PatientIdentifier) -> None:
+    """Remove an identifier from the record (django-auditlog keeps the deletion, values redacted)."""
+    identifier.delete()
+
+
+@transaction.atomic
 def coverage_add(
     *,
     patient: Patient,
@@ -191,6 +208,28 @@ def coverage_add(
     coverage.full_clean()
     coverage.save()
     return coverage
+
+
+_COVERAGE_FIELDS = ("payer_name", "member_id", "group_number", "valid_from", "valid_to", "is_primary")
+
+
+@transaction.atomic
+def coverage_update(*, coverage: Coverage, **changes: Any) -> Coverage:
+    """Change an insurance coverage (payer, member and group numbers, dates, primary). Raises
+    ValidationError, nothing saved."""
+    for name, value in changes.items():
+        if name not in _COVERAGE_FIELDS:
+            raise TypeError(f"coverage_update() got an unexpected field {name!r}")
+        setattr(coverage, name, value.strip() if isinstance(value, str) else value)
+    coverage.full_clean()
+    coverage.save()
+    return coverage
+
+
+@transaction.atomic
+def coverage_remove(*, coverage: Coverage) -> None:
+    """Remove a coverage from the record (django-auditlog keeps the deletion, values redacted)."""
+    coverage.delete()
 
 
 @transaction.atomic

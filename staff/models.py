@@ -26,6 +26,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.util import random_hex
 
 from healthcrm.crypto import EncryptedCharField
+from healthcrm.models import TenantModel
 
 
 def _default_key() -> str:
@@ -148,3 +149,44 @@ class MFAEnrolment(models.Model):
 
     def __str__(self) -> str:
         return f"MFA enrolment link #{self.pk}"
+
+
+def invitation_token_digest(token: str) -> str:
+    """What the database keeps of a staff invitation's token: its keyed hash (as for enrolment links)."""
+    return hmac.new(settings.SECRET_KEY.encode(), f"staff-invitation:{token}".encode(), hashlib.sha256).hexdigest()
+
+
+class StaffInvitation(TenantModel):
+    """A one-time link that lets an invited member set their password, then enrol their second factor.
+
+    One row per link sent: a resend revokes the open one and adds a row (so the rows also count
+    sends, for the caps). Only the keyed hash of the token is stored; the token exists in the
+    emailed link only. The membership stays inactive until the link is used.
+    """
+
+    membership = models.ForeignKey("healthcrm.Membership", on_delete=models.CASCADE, related_name="+")
+    token_digest = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "membership", "created_at"], name="staff_invite_member_created")
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(used_at__isnull=True) | models.Q(revoked_at__isnull=True),
+                name="staff_invitation_used_or_revoked",
+                violation_error_message="An invitation is either used or revoked, not both.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Staff invitation #{self.pk}"
+
+    def is_open(self, now: Any) -> bool:
+        return self.used_at is None and self.revoked_at is None and self.expires_at > now

@@ -7,6 +7,7 @@ from django.urls import include, path
 from compliance.access import phi_free
 from staff import views
 from staff.forms import PasswordResetForm
+from staff.members import views as member_views
 
 # Django's auth views show no PHI.
 _auth = [
@@ -30,6 +31,7 @@ _auth = [
     path("mfa/setup/", views.mfa_setup, name="mfa_setup"),
     path("mfa/enrolment/send/", views.mfa_enrolment_send, name="mfa_enrolment_send"),
     path("mfa/enrol/<str:token>/", views.mfa_enrol, name="mfa_enrol"),
+    path("invitation/<int:organization_id>/<str:token>/", member_views.invitation_view, name="staff_invitation"),
 ]
 
 urlpatterns = [
@@ -37,4 +39,5 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("organization/switch/", views.organization_switch, name="organization_switch"),
     path("accounts/", include(_auth)),
+    path("staff/", include("staff.members.urls")),
 ]

@@ -18,9 +18,21 @@ from django.utils import timezone
 
 from analytics.models import CareGap
 from compliance.models import AccessAction, AccessLog
+from engagement.models import ConsentChange
+from engagement.services import consent_set
 from healthcrm.tenancy import organization_context
-from patients.care.services import care_plan_start, care_team_add, task_assign
+from patients.care.services import (
+    care_plan_start,
+    care_team_add,
+    goal_add,
+    intervention_add,
+    note_add,
+    task_assign,
+)
+from patients.documents.services import document_upload
 from patients.models import Patient
+from patients.scheduling.services import waitlist_add
+from patients.services import coverage_add, patient_identifier_add
 from tests.factories import AppointmentFactory, MembershipFactory, PatientFactory, PractitionerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -37,6 +49,17 @@ def world(org_a: Any) -> dict[str, Any]:
         colleague = UserFactory(username="colleague@north.example")
         MembershipFactory(user=colleague, organization=org_a, role="nurse")
         member = care_team_add(patient=patient, user=colleague, team_role="nurse")
+        coverage = coverage_add(patient=patient, payer_name="Acme", member_id="M-1", valid_from=date(2026, 1, 1))
+        identifier = patient_identifier_add(patient=patient, system="ehr", value="E-1")
+        goal = goal_add(
+            care_plan=plan,
+            description="BP",
+            observation_code="8480-6",
+            targets=[{"component": "", "comparator": "<", "value": "140"}],
+        )
+        intervention = intervention_add(care_plan=plan, description="Home BP cuff")
+        note = note_add(patient=patient, body="Signed note", sign=True)
+        waitlist = waitlist_add(patient=patient, earliest=date(2030, 1, 1))
         gap = CareGap.objects.create(
             patient=patient,
             recall_key="hba1c",
@@ -44,6 +67,9 @@ def world(org_a: Any) -> dict[str, Any]:
             opened_on=date(2026, 10, 1),
             refreshed_at=timezone.now(),
         )
+        consent_change = consent_set(patient=patient, channel="sms", status="opted_out", source="sms_keyword")
+        consent_change = ConsentChange.objects.get(patient=patient)
+        document = document_upload(patient=patient, title="Referral", kind="referral", data=b"%PDF-1.4 test")
     # Patient ids and appointment ids are chosen to collide, like the attack's (appointment 28, patient 28).
     return {
         "patient": patient,
@@ -53,6 +79,14 @@ def world(org_a: Any) -> dict[str, Any]:
         "task": task,
         "member": member,
         "gap": gap,
+        "coverage": coverage,
+        "identifier": identifier,
+        "consent_change": consent_change,
+        "document": document,
+        "goal": goal,
+        "intervention": intervention,
+        "note": note,
+        "waitlist": waitlist,
     }
 
 
@@ -71,8 +105,20 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:medication_add": ("get", "patient", ["patient"]),
     "patients:allergy_add": ("get", "patient", ["patient"]),
     "patients:observation_add": ("get", "patient", ["patient"]),
+    "patients:merge": ("get", "patient", ["patient"]),
+    "patients:coverage_add": ("get", "patient", ["patient"]),
+    "patients:coverage_edit": ("get", "coverage", ["coverage", "patient"]),
+    "patients:coverage_remove": ("post", "coverage", ["coverage", "patient"]),
+    "patients:identifier_add": ("get", "patient", ["patient"]),
+    "patients:identifier_edit": ("get", "identifier", ["identifier", "patient"]),
+    "patients:identifier_remove": ("post", "identifier", ["identifier", "patient"]),
     "patients:appointment_create": ("get", "patient", ["patient"]),
     "patients:appointment_calendar": ("get", "", ["appointment", "patient"]),
+    "patients:appointment_day": ("get", "", []),  # today's visits (the world's is on another day)
+    "patients:appointment_book": ("get", "", []),  # a form until a patient is searched for
+    "patients:waitlist_add": ("get", "patient", ["patient"]),
+    "patients:waitlist": ("get", "", ["patient"]),
+    "patients:waitlist_remove": ("post", "waitlist", ["waitlist", "patient"]),
     "patients:appointment_detail": ("get", "appointment", ["appointment", "patient"]),
     "patients:appointment_reschedule": ("get", "appointment", ["appointment", "patient"]),
     "patients:appointment_status": ("post", "appointment", ["appointment"]),
@@ -81,6 +127,18 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:appointments": ("get", "patient", ["patient"]),
     "patients:timeline": ("get", "patient", ["patient"]),
     "patients:note_add": ("get", "patient", ["patient"]),
+    "patients:note_detail": ("get", "note", ["note", "patient"]),
+    "patients:note_edit": ("get", "note", ["note", "patient"]),  # signed: sent to its page, nothing edited
+    "patients:note_sign": ("post", "note", ["note", "patient"]),
+    "patients:note_amend": ("get", "note", ["note", "patient"]),
+    "patients:goal_edit": ("get", "goal", ["goal", "patient"]),
+    "patients:goal_status": ("post", "goal", ["goal", "patient"]),
+    "patients:intervention_add": ("post", "plan", ["plan", "patient"]),
+    "patients:intervention_status": ("post", "intervention", ["intervention", "patient"]),
+    "patients:task_detail": ("get", "task", ["task", "patient"]),
+    "patients:task_edit": ("post", "task", ["task", "patient"]),
+    "patients:task_reassign": ("post", "task", ["task", "patient"]),
+    "patients:task_reopen": ("post", "task", ["task", "patient"]),
     "patients:care_team_add": ("post", "patient", ["patient"]),
     "patients:care_team_remove": ("post", "member", ["patient"]),
     "patients:care_plan_start": ("get", "patient", ["patient"]),
@@ -96,6 +154,10 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "engagement:conversations": ("get", "", []),
     "engagement:conversation": ("get", "patient", ["patient"]),
     "engagement:patient_communications": ("get", "patient", ["patient"]),
+    "engagement:patient_consent": ("get", "patient", ["patient", "consent_change"]),
+    "patients:documents": ("get", "patient", ["patient", "document"]),
+    "patients:document_download": ("get", "document", ["document", "patient"]),
+    "patients:document_delete": ("post", "document", ["document", "patient"]),
     "analytics:gaps": ("get", "", ["gap", "patient"]),
     "analytics:gaps_export": ("get", "", ["gap", "patient"]),
     "analytics:gap_call": ("post", "gap", ["gap", "patient"]),
@@ -106,7 +168,20 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
 
 
 # Pages of the administrator's (outreach, exports); the rest are seen as a provider (clinical).
-ADMIN_ONLY = {"engagement:outbox": "admin", "compliance:access_log": "compliance"}
+ADMIN_ONLY = {
+    "engagement:outbox": "admin",
+    "compliance:access_log": "compliance",
+    "patients:merge": "admin",
+    "patients:document_delete": "admin",
+    # Insurance and identifiers: registration (the front desk), not the clinical roles.
+    **{
+        f"patients:{kind}_{action}": "frontdesk"
+        for kind in ("coverage", "identifier")
+        for action in ("add", "edit", "remove")
+    },
+}
+# Pages that delete the record they name: the log names it, and it is gone afterwards.
+REMOVES = {"patients:coverage_remove", "patients:identifier_remove"}
 
 
 def _phi_view_names() -> set[str]:
@@ -151,6 +226,14 @@ def test_each_phi_view_logs_what_it_showed_as_type_and_id(name, org_a, client, w
     data = {"status": "confirmed"} if name == "patients:appointment_status" else {}
     if name == "patients:task_status":
         data = {"status": "done"}
+    if name == "patients:task_edit":
+        data = {"title": "Call back", "due_date": "2030-01-02", "priority": "urgent"}
+    if name == "patients:task_reassign":
+        data = {"assignee_role": "frontdesk"}
+    if name in ("patients:goal_status", "patients:intervention_status"):
+        data = {"status": "cancelled"}
+    if name == "patients:intervention_add":
+        data = {"description": "Diet advice"}
     if name == "analytics:gap_call":
         data = {"outcome": "reached"}
     response = getattr(client, method)(url, data)
@@ -174,6 +257,8 @@ def test_each_phi_view_logs_what_it_showed_as_type_and_id(name, org_a, client, w
         for record in entry.records:
             label, _, pk = record.rpartition(":")
             model = apps.get_model(label)
+            if name in REMOVES and route_object and record == key(world[route_object]):
+                continue
             assert model.objects.filter(pk=int(pk)).exists(), (name, record)
             if model is Patient:
                 continue

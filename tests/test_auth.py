@@ -437,8 +437,11 @@ def test_organization_switch_needs_post_and_a_signed_in_user(client: Any, float_
     assert client.get(SWITCH).status_code == 405
 
 
-def test_switching_back_to_a_dropped_membership_falls_back(client_for: Any, float_nurse: Any, org_a: Any) -> None:
-    """A session pointing at an organization the user has left does not keep its access."""
+def test_a_session_in_a_dropped_membership_ends_and_the_next_sign_in_falls_back(
+    client_for: Any, float_nurse: Any, org_a: Any
+) -> None:
+    """A session pointing at an organization the user has left does not keep its access: it ends
+    at once (staff accounts, issue #11), and signing in again lands in the organization left."""
     from healthcrm.models import Membership
     from healthcrm.tenancy import organization_context
 
@@ -447,7 +450,9 @@ def test_switching_back_to_a_dropped_membership_falls_back(client_for: Any, floa
     with organization_context(org_a):
         Membership.objects.filter(user=float_nurse, organization=org_a).update(is_active=False)
     response = client.get("/")
-    assert _heading(response) == "Lake Clinic"
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+    client = client_for(float_nurse)
+    assert _heading(client.get("/")) == "Lake Clinic"
 
 
 def test_user_without_membership_sees_the_no_organization_page(client_for: Any, db: None) -> None:

@@ -1,6 +1,6 @@
 """Layout in real Chromium (issue #11 items 7 and 13): filter forms on desktop and tablet, and the
-phone layout at 390x844 (a navigation menu; the patient list, the patient page and the day calendar
-without sideways scrolling)."""
+phone layout at 390x844 (a navigation menu; the patient list, the patient page, the day calendar and
+the day grid without sideways scrolling: the grid scrolls inside its own box)."""
 
 from __future__ import annotations
 
@@ -154,7 +154,9 @@ def test_filter_fields_are_one_line_tall_with_their_labels_in_line(
 # How far the page and its widest parts reach past the viewport, in CSS pixels.
 _OVERFLOW = """() => {
   const width = document.documentElement.clientWidth;
+  // The day grid scrolls inside its own box: that box must fit, what scrolls inside it may not.
   const past = [...document.querySelectorAll('main *, header *')]
+    .filter(el => !(el.parentElement && el.parentElement.closest('.day-grid-scroll')))
     .filter(el => el.getClientRects().length && el.getBoundingClientRect().right > width + 0.5)
     .map(el => el.tagName.toLowerCase() + (el.className ? '.' + el.className : ''));
   return {scrollWidth: document.documentElement.scrollWidth, clientWidth: width, past: past.slice(0, 5)};
@@ -202,6 +204,13 @@ def test_phone_patient_list_patient_page_and_day_calendar_fit_the_screen(
     expect(page.get_by_test_id("appointment")).to_have_count(5)
     _assert_fits(page, "day calendar")
     page.screenshot(path="/tmp/phone-day-calendar.png", full_page=True)  # noqa: S108
+
+    page.goto(f"{base}/patients/appointments/day/?date={clinic.day.isoformat()}")
+    expect(page.get_by_test_id("grid-appointment")).to_have_count(5)
+    _assert_fits(page, "day grid")
+    grid = page.locator(".day-grid-scroll").bounding_box()
+    assert grid["x"] >= 0 and grid["x"] + grid["width"] <= PHONE["width"], grid
+    page.screenshot(path="/tmp/phone-day-grid.png", full_page=True)  # noqa: S108
     assert errors == []
     page.context.close()
 

@@ -31,11 +31,16 @@ REAL_PROCESS_MODULES = {
     "engagement/test_browser_outreach.py": "Chromium against the live server",
     "engagement/test_browser_staff_message.py": "Chromium against the live server",
     "patients/test_browser_flows.py": "Chromium against the live server",
+    "patients/test_browser_merge.py": "Chromium against the live server",
+    "patients/test_browser_consent_documents.py": "Chromium against the live server",
+    "patients/test_browser_care_edits.py": "Chromium against the live server",
+    "patients/test_browser_calendar.py": "Chromium against the live server",
     "test_browser.py": "Chromium against the live server",
     "test_browser_layout.py": "Chromium against the live server",
     "integrations/fhir/test_browser_import.py": "Chromium against the live server",
     "analytics/test_browser.py": "Chromium against the live server",
     "analytics/test_browser_gaps.py": "Chromium against the live server",
+    "staff/test_browser_members.py": "Chromium against the live server",
 }
 
 # Calls that read the clock: (object, attribute), plus the bare names a `from ... import` can bring.

@@ -33,6 +33,7 @@ PARAMETERS = [
     "page",
     "q",
     "date",
+    "time",
     "week",
     "start",
     "end",

@@ -171,10 +171,21 @@ class FhirClient:
         a, b = urlsplit(self.base_url), urlsplit(url)
         return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
-    def get(self, url: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-        """GET a URL on the server, retrying what can succeed later (5xx, 429, network) with backoff."""
-        if not self._same_origin(url):
-            raise FhirClientError("Refusing to follow a link to another server.", permanent=True)
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+        retry: frozenset[int] | set[int] = RETRY_STATUSES,
+        stream: bool = False,
+    ) -> requests.Response:
+        """One request, retried with backoff while it can succeed later (`retry` statuses, network).
+
+        Returns the response of any other status; raises when retries or the deadline run out.
+        """
         attempt = 0
         refreshed = False
         error: FhirClientError | None = None
@@ -182,35 +193,44 @@ class FhirClient:
             attempt += 1
             self._check_deadline(error)
             timeout = self._request_timeout()
+            sent = self._headers(timeout) if auth else {"Accept": "application/fhir+json"}
+            sent.update(headers or {})
             try:
                 self.requests_made += 1
-                response = self.session.get(url, params=params, headers=self._headers(timeout), timeout=timeout)
+                response = self.session.request(
+                    method, url, params=params, headers=sent, timeout=timeout, stream=stream
+                )
             except requests.RequestException as exc:
                 error = transport_error(exc, timeout)
             else:
-                if response.status_code == 200:
-                    try:
-                        return response.json()
-                    except ValueError:
-                        raise FhirClientError(
-                            "The server answered with something that is not JSON.", permanent=True
-                        ) from None
-                if response.status_code == 401 and self.smart is not None and not refreshed:
+                if response.status_code == 401 and auth and self.smart is not None and not refreshed:
                     self.smart.invalidate()
                     refreshed = True
                     attempt -= 1
                     continue
-                error = FhirClientError(
-                    f"The server answered {response.status_code}.",
-                    permanent=response.status_code not in RETRY_STATUSES,
-                )
-            if error.permanent or attempt > self.max_retries:
+                if response.status_code not in retry:
+                    return response
+                response.close()  # a streamed body is not read: free its connection before retrying
+                error = FhirClientError(f"The server answered {response.status_code}.", permanent=False)
+            if attempt > self.max_retries:
                 raise error
             wait = self.backoff * 2 ** (attempt - 1)
             left = self._time_left()
             if left is not None and left <= wait:
                 raise self._deadline_reached(error)
             self.sleep(wait)
+
+    def get(self, url: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """GET a URL on the server, retrying what can succeed later (5xx, 429, network) with backoff."""
+        if not self._same_origin(url):
+            raise FhirClientError("Refusing to follow a link to another server.", permanent=True)
+        response = self._send("GET", url, params=params)
+        if response.status_code != 200:
+            raise FhirClientError(f"The server answered {response.status_code}.", permanent=True)
+        try:
+            return response.json()
+        except ValueError:
+            raise FhirClientError("The server answered with something that is not JSON.", permanent=True) from None
 
     def search(self, resource_type: str, params: dict[str, str]) -> Iterator[dict[str, Any]]:
         """Each page (a searchset Bundle) of a search, following `next` links."""

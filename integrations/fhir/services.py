@@ -6,10 +6,13 @@ organization_context transaction, so a failed unit writes nothing and earlier on
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 from auditlog.context import set_actor
 from django.conf import settings
@@ -20,12 +23,16 @@ from django.utils import timezone
 from healthcrm.crypto import primary_fernet
 from healthcrm.models import Organization
 from healthcrm.tenancy import organization_context
+from integrations.fhir.bulk import BulkExport, ExportFile
 from integrations.fhir.client import FhirClient, FhirClientError, SmartBackendAuth
 from integrations.fhir.importer import Failure, ImportReport, UnitImporter, fhir_import_data
-from integrations.fhir.parsing import FhirInputError, check_bundle_header
+from integrations.fhir.parsing import FhirInputError, check_bundle_header, decode_text, ndjson_chunks
 from integrations.models import (
+    DEFAULT_PULL_TYPES,
+    EXPORT_CURSOR,
     SUCCESS_STATUSES,
     AuthType,
+    ExportMode,
     FhirConnection,
     ImportJob,
     JobKind,
@@ -279,6 +286,8 @@ def _pull(
 ) -> ImportJob:
     client = client or connection_client(connection)
     client.start_deadline(deadline_seconds)
+    if connection.export_mode != ExportMode.SEARCH:
+        return _pull_export(organization, connection, job, actor, client)
     report = ImportReport()
     cursors = dict(connection.cursors or {})
     error = ""
@@ -326,6 +335,17 @@ def _pull(
                 continue
             if type_ok and latest:
                 cursors[resource_type] = latest
+    return _pull_finish(organization, connection, job, report, error, cursors)
+
+
+def _pull_finish(
+    organization: Organization,
+    connection: FhirConnection,
+    job: ImportJob,
+    report: ImportReport,
+    error: str,
+    cursors: dict[str, Any],
+) -> ImportJob:
     now = timezone.now()
     status = job_status(report, error)
     with organization_context(organization):
@@ -342,6 +362,100 @@ def _pull(
             changes["last_success_at"] = now
         FhirConnection.objects.filter(pk=connection.pk).update(**changes)
         return ImportJob.objects.get(pk=job.pk)
+
+
+EXPORT_PATHS: dict[str, str] = {ExportMode.SYSTEM: "$export", ExportMode.PATIENT: "Patient/$export"}
+
+
+def _export_order(types: list[str]) -> Callable[[ExportFile], tuple[int, str]]:
+    """Dependencies first: the connection's order of types (Patient, Practitioner, Location, ...)."""
+    order = {t: i for i, t in enumerate(types + [t for t in DEFAULT_PULL_TYPES if t not in types])}
+    return lambda f: (order.get(f.type, len(order)), f.type)
+
+
+def _export_errors(report: ImportReport, number: int, data: bytes) -> None:
+    """The manifest's error files (OperationOutcome NDJSON): one failure per issue, as coded (issue
+    code, severity, coded details); their free text is not kept (it may name a patient)."""
+    for line_no, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+        try:
+            outcome = json.loads(line) if line.strip() else None
+        except ValueError:
+            outcome = None
+        if not isinstance(outcome, dict):
+            continue
+        for issue in outcome.get("issue") or [{}]:
+            issue = issue if isinstance(issue, dict) else {}
+            details = issue.get("details")
+            codings = details.get("coding") if isinstance(details, dict) else None
+            first = codings[0] if isinstance(codings, list) and codings else None
+            detail = first.get("code") if isinstance(first, dict) else None
+            said = f"{str(issue.get('severity') or 'error')[:20]}: {str(issue.get('code') or 'unknown')[:40]}"
+            if isinstance(detail, str) and detail:
+                said += f" ({detail[:40]})"
+            report.fail(
+                Failure(
+                    line_no,
+                    "OperationOutcome",
+                    f"error file {number}",
+                    f"The server could not export some resources: {said}.",
+                )
+            )
+
+
+def _pull_export(
+    organization: Organization, connection: FhirConnection, job: ImportJob, actor: Any, client: FhirClient
+) -> ImportJob:
+    """A Bulk Data `$export` (see integrations/fhir/bulk.py): kick-off with `_type` and `_since` (the
+    last successful export's transactionTime), wait for the manifest, import each output file in
+    dependency order through the NDJSON path (one unit per chunk), report the error files, DELETE the
+    status URL. The next `_since` moves only when the export imported without failures."""
+    report = ImportReport()
+    cursors = dict(connection.cursors or {})
+    error = ""
+    run = _units_in(organization)
+    types = connection.pull_types
+
+    def progress(server_says: str, done: int = 0, files: int = 0, rtype: str = "$export") -> None:
+        with organization_context(organization):
+            data = report.as_dict()
+            data["progress"] = {"resource_type": rtype, "types_done": done, "types": files, "export": server_says}
+            counted = sum(sum(c.values()) for c in report.counts.values())
+            ImportJob.objects.filter(pk=job.pk).update(report=data, processed=counted)
+
+    export = BulkExport(client, on_progress=progress)
+    path = EXPORT_PATHS.get(connection.export_mode, f"Group/{quote(connection.export_group_id, safe='')}/$export")
+    with set_actor(actor):
+        try:
+            export.kick_off(path, types=types, since=str(cursors.get(EXPORT_CURSOR) or ""))
+            manifest = export.wait()
+            outputs = sorted(manifest.output, key=_export_order(types))
+            for done, file in enumerate(outputs):
+                progress("downloading", done, len(outputs), file.type)
+                data = export.download(file, with_token=manifest.requires_access_token, max_bytes=max_upload_bytes())
+                try:
+                    for chunk in ndjson_chunks(decode_text(data)):
+                        importer = UnitImporter(source_system=connection.source_system, actor=actor, report=report)
+                        run(partial(importer.run_ndjson, chunk))
+                except FhirInputError as exc:
+                    report.units += 1
+                    report.units_failed += 1
+                    report.fail(
+                        Failure(exc.entry if exc.entry is not None else -1, file.type, exc.field or "(file)", str(exc))
+                    )
+                del data
+            for number, file in enumerate(manifest.error, start=1):
+                _export_errors(
+                    report,
+                    number,
+                    export.download(file, with_token=manifest.requires_access_token, max_bytes=max_upload_bytes()),
+                )
+            if report.ok:
+                cursors[EXPORT_CURSOR] = manifest.transaction_time
+        except FhirClientError as exc:
+            error = f"$export: {exc}"
+        finally:
+            export.cleanup()
+    return _pull_finish(organization, connection, job, report, error, cursors)
 
 
 def _first_failure(report: ImportReport) -> str:

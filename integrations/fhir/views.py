@@ -14,6 +14,7 @@ from compliance.decorators import PHI_FREE, staff_view
 from compliance.models import AccessAction
 from healthcrm.http import TenantRequest, render_partial_or_page
 from integrations.fhir import services
+from integrations.fhir.capability import fhir_connection_test
 from integrations.fhir.export import fhir_export_patient
 from integrations.fhir.forms import ImportUploadForm
 from integrations.fhir.importer import ImportReport
@@ -116,6 +117,24 @@ def connection_pull_view(request: TenantRequest, pk: int) -> HttpResponse:
     transaction.on_commit(lambda: fhir_pull_task.delay(organization_id, connection.pk, actor_id=user_id))
     messages.success(request, "Pull queued.")
     return redirect("integrations:fhir_connection", pk=pk)
+
+
+@staff_view(access=PHI_FREE)  # the server's metadata only
+@require_POST
+def connection_test_view(request: TenantRequest, pk: int) -> HttpResponse:
+    """Test connection: read the CapabilityStatement and show what the server supports."""
+    connection = FhirConnection.objects.filter(pk=pk).first()
+    if connection is None:
+        raise Http404("No connection matches the given id.")
+    require_integrations_admin(request)
+    context = {
+        "connection": connection,
+        "jobs": ImportJob.objects.filter(connection=connection)[:20],
+        "test": fhir_connection_test(connection=connection),
+    }
+    return render_partial_or_page(
+        request, "integrations/fhir_connection.html", "integrations/partials/fhir_connection_test.html", context
+    )
 
 
 @staff_view(access=AccessAction.EXPORT)

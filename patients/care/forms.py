@@ -7,15 +7,25 @@ import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
 
 from healthcrm.roles import Role
 from patients.care.selectors import overdue_tasks_exist, staff_of_organization, task_roles
 from patients.models import (
+    BLOOD_PRESSURE,
+    DIASTOLIC,
+    SYSTOLIC,
     AppointmentStatus,
     CarePlanStatus,
     CarePlanTemplate,
+    CareTask,
     CareTeamMember,
+    Comparator,
     Condition,
+    Goal,
+    GoalStatus,
+    InterventionStatus,
+    NoteType,
     Patient,
     Priority,
     TaskStatus,
@@ -104,8 +114,121 @@ class TaskForm(forms.Form):
         return value
 
 
+class TaskEditForm(forms.Form):
+    """Title, details, due date and priority of an open task. A due date already past may stay as it
+    is (an overdue task keeps its date when only its priority changes); a new one cannot be past."""
+
+    title = forms.CharField(max_length=255)
+    details = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
+    due_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    priority = forms.ChoiceField(choices=Priority.choices)
+
+    def __init__(self, *args: Any, task: CareTask, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "initial",
+            {"title": task.title, "details": task.details, "due_date": task.due_date, "priority": task.priority},
+        )
+        super().__init__(*args, **kwargs)
+        self.task = task
+
+    def clean_due_date(self) -> date:
+        value: date = self.cleaned_data["due_date"]
+        if value != self.task.due_date and value < timezone.localdate():
+            raise forms.ValidationError("The due date cannot be in the past.")
+        return value
+
+
+class TaskReassignForm(forms.Form):
+    assignee = StaffChoiceField(queryset=get_user_model().objects.none(), required=False, label="Assign to a person")
+    assignee_role = forms.ChoiceField(choices=[("", "—")], required=False, label="or to a role's queue")
+
+    def __init__(self, *args: Any, task: CareTask | None = None, **kwargs: Any) -> None:
+        if task is not None:
+            kwargs.setdefault("initial", {"assignee": task.assignee_id, "assignee_role": task.assignee_role})
+        super().__init__(*args, **kwargs)
+        cast(forms.ModelChoiceField, self.fields["assignee"]).queryset = staff_of_organization()
+        cast(forms.ChoiceField, self.fields["assignee_role"]).choices = task_role_choices()
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or self.cleaned_data
+        if not data.get("assignee") and not data.get("assignee_role") and "assignee" not in self.errors:
+            self.add_error("assignee", "Assign the task to a person or to a role.")
+        return data
+
+
+def _component_label(goal: Goal, component: str) -> str:
+    if goal.observation_code == BLOOD_PRESSURE:
+        return {SYSTOLIC: "Systolic", DIASTOLIC: "Diastolic"}.get(component, component)
+    return component
+
+
+class GoalEditForm(forms.Form):
+    """A goal's target (one comparator and value per component the goal measures), unit and dates."""
+
+    unit = forms.CharField(max_length=32, required=False)
+    start_date = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    due_date = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args: Any, goal: Goal, **kwargs: Any) -> None:
+        initial = {"unit": goal.unit, "start_date": goal.start_date, "due_date": goal.due_date}
+        self.components = [str(t.get("component") or "") for t in goal.targets] or [""]
+        for index, target in enumerate(goal.targets):
+            initial[f"comparator_{index}"] = target.get("comparator")
+            initial[f"value_{index}"] = target.get("value")
+        kwargs.setdefault("initial", initial)
+        super().__init__(*args, **kwargs)
+        for index, component in enumerate(self.components):
+            name = _component_label(goal, component)
+            prefix = f"{name} target" if name else "Target"
+            self.fields[f"comparator_{index}"] = forms.ChoiceField(
+                choices=Comparator.choices, label=f"{prefix}: comparison"
+            )
+            self.fields[f"value_{index}"] = forms.DecimalField(
+                label=f"{prefix}: value", max_digits=12, decimal_places=4
+            )
+        # Targets first, then unit and dates.
+        order = [f"{kind}_{i}" for i in range(len(self.components)) for kind in ("comparator", "value")]
+        self.order_fields([*order, "unit", "start_date", "due_date"])
+
+    def targets(self) -> list[dict[str, str]]:
+        data = self.cleaned_data
+        return [
+            {
+                "component": component,
+                "comparator": data[f"comparator_{i}"],
+                "value": format(data[f"value_{i}"].normalize(), "f"),
+            }
+            for i, component in enumerate(self.components)
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or self.cleaned_data
+        start, due = data.get("start_date"), data.get("due_date")
+        if start and due and due < start:
+            self.add_error("due_date", "The due date cannot be before the start date.")
+        return data
+
+
+class GoalStatusForm(forms.Form):
+    status = forms.ChoiceField(choices=GoalStatus.choices)
+
+
+class InterventionForm(forms.Form):
+    description = forms.CharField(label="New intervention", max_length=255)
+
+
+class InterventionStatusForm(forms.Form):
+    status = forms.ChoiceField(choices=InterventionStatus.choices)
+
+
 class NoteForm(forms.Form):
+    note_type = forms.ChoiceField(choices=NoteType.choices, label="Type", initial=NoteType.GENERAL, required=False)
     body = forms.CharField(label="Note", max_length=10_000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class NoteAmendForm(forms.Form):
+    body = forms.CharField(label="Amended note", max_length=10_000, widget=forms.Textarea(attrs={"rows": 5}))
+    reason = forms.CharField(label="Reason for the amendment", max_length=500)
 
 
 class TeamQueueFilter(forms.Form):

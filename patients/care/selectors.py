@@ -35,8 +35,11 @@ from patients.models import (
     CareTask,
     CareTeamMember,
     Goal,
+    Intervention,
     Observation,
     Patient,
+    PatientNote,
+    TaskEvent,
 )
 from patients.models.care import _decimal
 
@@ -244,6 +247,34 @@ def care_team_for(*, patient: Patient) -> list[CareTeamMember]:
     return list(CareTeamMember.objects.filter(patient=patient, active=True).select_related("user"))
 
 
+def task_history(*, task: CareTask) -> list[TaskEvent]:
+    """The task's changes, newest first (one query)."""
+    return list(TaskEvent.objects.filter(task=task).order_by("-created_at", "-id"))
+
+
+@dataclass(frozen=True)
+class NoteVersions:
+    """A note as the note page shows it: the note, the amendments written to it (newest first), and
+    the original it amends (for an amendment; that original's own original, and so on)."""
+
+    note: PatientNote
+    amendments: list[PatientNote]
+    originals: list[PatientNote]
+
+
+def note_versions(*, note: PatientNote, max_depth: int = 50) -> NoteVersions:
+    amendments = list(PatientNote.objects.filter(amends=note).order_by("-created_at", "-id"))
+    originals: list[PatientNote] = []
+    current = note
+    while current.amends_id is not None and len(originals) < max_depth:
+        parent = PatientNote.objects.filter(pk=current.amends_id).first()
+        if parent is None:
+            break
+        originals.append(parent)
+        current = parent
+    return NoteVersions(note=note, amendments=amendments, originals=originals)
+
+
 # -- Guarded fetches ------------------------------------------------------------------------------
 
 
@@ -260,3 +291,16 @@ def get_care_team_member_for_user(
     request: HttpRequest, pk: object, perm: str = "patients.change_careteammember"
 ) -> CareTeamMember:
     return get_object_for_user(request, CareTeamMember.objects.select_related("patient", "user"), pk, perm)
+
+
+def get_goal_for_user(request: HttpRequest, pk: object, perm: str = "patients.change_careplan") -> Goal:
+    """Goals are parts of a care plan: changing one takes the plan's change permission."""
+    return get_object_for_user(request, Goal.objects.select_related("care_plan__patient"), pk, perm)
+
+
+def get_intervention_for_user(request: HttpRequest, pk: object, perm: str = "patients.change_careplan") -> Intervention:
+    return get_object_for_user(request, Intervention.objects.select_related("care_plan__patient"), pk, perm)
+
+
+def get_note_for_user(request: HttpRequest, pk: object, perm: str = "patients.view_patientnote") -> PatientNote:
+    return get_object_for_user(request, PatientNote.objects.select_related("patient", "amends"), pk, perm)

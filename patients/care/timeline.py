@@ -22,6 +22,7 @@ from datetime import datetime
 from heapq import merge
 from itertools import islice
 
+from django.db.models import Exists, OuterRef
 from django.urls import reverse
 
 from patients.models import Appointment, CarePlanActivity, CareTask, Observation, Patient, PatientNote
@@ -150,7 +151,22 @@ def _tasks(patient: Patient, limit: int) -> list[TimelineEntry]:
 
 @register_timeline_source("notes", clinical=True)
 def _notes(patient: Patient, limit: int) -> list[TimelineEntry]:
-    rows = PatientNote.objects.filter(patient=patient).order_by("-created_at", "-id")[:limit]
+    amended = Exists(PatientNote.objects.filter(amends=OuterRef("pk")))
+    rows = PatientNote.objects.filter(patient=patient).annotate(amended=amended).order_by("-created_at", "-id")[:limit]
     return [
-        TimelineEntry(at=n.created_at, kind="note", title="Note", detail=n.body, actor=n.author_label) for n in rows
+        TimelineEntry(
+            at=n.created_at,
+            kind="note",
+            title=_note_title(n),
+            detail=(f"Reason: {n.amendment_reason}\n" if n.amends_id else "") + n.body,
+            url=reverse("patients:note_detail", args=[n.pk]),
+            actor=n.author_label,
+        )
+        for n in rows
     ]
+
+
+def _note_title(note: PatientNote) -> str:
+    state = "draft" if not note.is_signed else "amendment" if note.amends_id else "signed"
+    title = f"{note.get_note_type_display()} ({state})"
+    return f"{title}, amended since" if getattr(note, "amended", False) else title

@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -28,8 +29,15 @@ from patients.care.forms import (
     CarePlanStartForm,
     CarePlanUpdateForm,
     CareTeamAddForm,
+    GoalEditForm,
+    GoalStatusForm,
+    InterventionForm,
+    InterventionStatusForm,
+    NoteAmendForm,
     NoteForm,
+    TaskEditForm,
     TaskForm,
+    TaskReassignForm,
     TeamQueueFilter,
     TimelinePageForm,
 )
@@ -38,13 +46,18 @@ from patients.care.selectors import (
     care_team_for,
     get_care_plan_for_user,
     get_care_team_member_for_user,
+    get_goal_for_user,
+    get_intervention_for_user,
+    get_note_for_user,
     get_task_for_user,
     my_tasks,
+    note_versions,
     patients_due_for_follow_up,
+    task_history,
     team_queue,
 )
 from patients.care.timeline import patient_timeline
-from patients.models import Patient, TaskStatus
+from patients.models import CareTask, InterventionStatus, NoteType, Patient, PatientNote, TaskStatus
 from patients.policies import can_change_patient, can_see_clinical, may_work_on_task, require_clinical
 from patients.scheduling.selectors import appointment_list_for_patient
 from patients.selectors import get_patient_for_user
@@ -61,7 +74,8 @@ def render_patient_tab(
         "tab": tab,
         "panel_template": panel,
         "can_see_clinical": can_see_clinical(request.user),
-        "can_edit": can_change_patient(request.user, patient),
+        # A merged (inactive) record is history: its pages offer no changes.
+        "can_edit": patient.is_active and can_change_patient(request.user, patient),
         **context,
     }
     return render_partial_or_page(
@@ -84,6 +98,8 @@ def care_plan_tab_view(request: TenantRequest, pk: int) -> HttpResponse:
         "team_form": CareTeamAddForm() if user.has_perm("patients.add_careteammember") else None,
         "can_plan": user.has_perm("patients.add_careplan"),
         "can_task": user.has_perm("patients.add_caretask"),
+        "can_change_plan": user.has_perm("patients.change_careplan"),
+        "intervention_statuses": InterventionStatus.choices,
         "today": timezone.localdate(),
     }
     return render_patient_tab(request, patient, "care_plan", "patients/care/tab_care_plan.html", context)
@@ -117,20 +133,111 @@ def note_add_view(request: TenantRequest, pk: int) -> HttpResponse:
     require_perm(request, "patients.add_patientnote")
     form = NoteForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        sign = request.POST.get("action") == "sign"
         try:
-            services.note_add(patient=patient, body=form.cleaned_data["body"], author=request.user)
+            note = services.note_add(
+                patient=patient,
+                body=form.cleaned_data["body"],
+                note_type=form.cleaned_data["note_type"] or NoteType.GENERAL,
+                sign=sign,
+                author=request.user,
+            )
         except ValidationError as exc:
             form_add_service_errors(form, exc)
         else:
-            messages.success(request, "Note saved.")
-            return redirect("patients:timeline", pk=patient.pk)
+            messages.success(request, "Note signed." if sign else "Draft note saved: sign it when it is final.")
+            return redirect("patients:note_detail", pk=note.pk)
     status = 400 if request.method == "POST" else 200
-    return render(
-        request,
-        "patients/care/form.html",
-        {"patient": patient, "form": form, "title": "Write a note", "submit": "Save note"},
-        status=status,
-    )
+    context = {"patient": patient, "form": form, "title": "Write a note", "submit": "Save draft", "can_sign": True}
+    return render(request, "patients/care/form.html", context, status=status)
+
+
+def _note_patient(request: TenantRequest, note: PatientNote) -> Patient:
+    patient = get_patient_for_user(request, note.patient_id)
+    require_clinical(request, patient)
+    return patient
+
+
+@staff_view(access=AccessAction.VIEW)
+def note_detail_view(request: TenantRequest, pk: int) -> HttpResponse:
+    """A note with its author, time, signature, the amendments written to it and what it amends."""
+    note = get_note_for_user(request, pk)
+    patient = _note_patient(request, note)
+    versions = note_versions(note=note)
+    access_recorder(request).saw([*versions.amendments, *versions.originals])
+    context = {
+        "patient": patient,
+        "versions": versions,
+        "may_edit": not note.is_signed and note.author_id == request.user.pk,
+        "may_amend": note.is_signed and request.user.has_perm("patients.add_patientnote"),
+    }
+    return render(request, "patients/care/note_detail.html", context)
+
+
+@staff_view(access=AccessAction.VIEW)
+def note_edit_view(request: TenantRequest, pk: int) -> HttpResponse:
+    """Edit a draft note: its author only (others 403); a signed note is amended instead."""
+    note = get_note_for_user(request, pk, "patients.change_patientnote")
+    patient = _note_patient(request, note)
+    if note.is_signed:
+        messages.error(request, "A signed note cannot be edited; amend it instead.")
+        return redirect("patients:note_detail", pk=note.pk)
+    if note.author_id != request.user.pk:
+        raise PermissionDenied
+    form = NoteForm(request.POST or None, initial={"note_type": note.note_type, "body": note.body})
+    if request.method == "POST" and form.is_valid():
+        sign = request.POST.get("action") == "sign"
+        try:
+            services.note_update(
+                note=note,
+                body=form.cleaned_data["body"],
+                note_type=form.cleaned_data["note_type"] or note.note_type,
+                actor=request.user,
+            )
+            if sign:
+                services.note_sign(note=note, actor=request.user)
+        except ValidationError as exc:
+            form_add_service_errors(form, exc)
+        else:
+            messages.success(request, "Note signed." if sign else "Draft note saved.")
+            return redirect("patients:note_detail", pk=note.pk)
+    status = 400 if request.method == "POST" else 200
+    context = {"patient": patient, "form": form, "title": "Edit draft note", "submit": "Save draft", "can_sign": True}
+    return render(request, "patients/care/form.html", context, status=status)
+
+
+@staff_view(access=AccessAction.VIEW)
+@require_POST
+def note_sign_view(request: TenantRequest, pk: int) -> HttpResponse:
+    note = get_note_for_user(request, pk, "patients.change_patientnote")
+    _note_patient(request, note)
+    services.note_sign(note=note, actor=request.user)  # PermissionDenied (403) for anyone but the author
+    messages.success(request, "Note signed.")
+    return redirect("patients:note_detail", pk=note.pk)
+
+
+@staff_view(access=AccessAction.VIEW)
+def note_amend_view(request: TenantRequest, pk: int) -> HttpResponse:
+    """Amend a signed note: a new note with a reason; the original stays as it was signed."""
+    note = get_note_for_user(request, pk, "patients.add_patientnote")
+    patient = _note_patient(request, note)
+    if not note.is_signed:
+        messages.error(request, "A draft is edited, not amended.")
+        return redirect("patients:note_detail", pk=note.pk)
+    form = NoteAmendForm(request.POST or None, initial={"body": note.body})
+    if request.method == "POST" and form.is_valid():
+        try:
+            amendment = services.note_amend(
+                note=note, body=form.cleaned_data["body"], reason=form.cleaned_data["reason"], actor=request.user
+            )
+        except ValidationError as exc:
+            form_add_service_errors(form, exc, field_map={"amendment_reason": "reason"})
+        else:
+            messages.success(request, "Amendment signed. The original note is kept below it.")
+            return redirect("patients:note_detail", pk=amendment.pk)
+    status = 400 if request.method == "POST" else 200
+    context = {"patient": patient, "form": form, "title": f"Amend note #{note.pk}", "submit": "Sign amendment"}
+    return render(request, "patients/care/form.html", context, status=status)
 
 
 # -- Care team ------------------------------------------------------------------------------------
@@ -206,6 +313,93 @@ def care_plan_update_view(request: TenantRequest, pk: int) -> HttpResponse:
     return render(request, "patients/care/form.html", context, status=status)
 
 
+def _plan_patient(request: TenantRequest, plan_patient_id: int) -> Patient:
+    patient = get_patient_for_user(request, plan_patient_id)
+    require_clinical(request, patient)
+    return patient
+
+
+def _back_to_plan(request: TenantRequest, patient: Patient, error: str, success: str) -> HttpResponse:
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, success)
+    return redirect("patients:care_plan", pk=patient.pk)
+
+
+@staff_view(access=AccessAction.VIEW)
+def goal_edit_view(request: TenantRequest, pk: int) -> HttpResponse:
+    """A goal's target, unit and dates."""
+    goal = get_goal_for_user(request, pk)
+    patient = _plan_patient(request, goal.care_plan.patient_id)
+    form = GoalEditForm(request.POST or None, goal=goal)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.goal_update(
+                goal=goal,
+                targets=form.targets(),
+                unit=form.cleaned_data["unit"],
+                start_date=form.cleaned_data["start_date"],
+                due_date=form.cleaned_data["due_date"],
+                actor=request.user,
+            )
+        except ValidationError as exc:
+            form_add_service_errors(form, exc)
+        else:
+            messages.success(request, "Goal updated.")
+            return redirect("patients:care_plan", pk=patient.pk)
+    status = 400 if request.method == "POST" else 200
+    context = {"patient": patient, "form": form, "title": f"Edit goal: {goal.description}", "submit": "Save goal"}
+    return render(request, "patients/care/form.html", context, status=status)
+
+
+@staff_view(access=AccessAction.VIEW)
+@require_POST
+def goal_status_view(request: TenantRequest, pk: int) -> HttpResponse:
+    goal = get_goal_for_user(request, pk)
+    patient = _plan_patient(request, goal.care_plan.patient_id)
+    form = GoalStatusForm(request.POST)
+    error = "" if form.is_valid() else "Choose a valid goal status."
+    if not error:
+        try:
+            services.goal_set_status(goal=goal, status=form.cleaned_data["status"], actor=request.user)
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+    return _back_to_plan(request, patient, error, f"Goal marked {goal.get_status_display().lower()}.")
+
+
+@staff_view(access=AccessAction.VIEW)
+@require_POST
+def intervention_add_view(request: TenantRequest, pk: int) -> HttpResponse:
+    plan = get_care_plan_for_user(request, pk, "patients.change_careplan")
+    patient = _plan_patient(request, plan.patient_id)
+    form = InterventionForm(request.POST)
+    error = "" if form.is_valid() else " ".join(str(m) for errors in form.errors.values() for m in errors)
+    if not error:
+        try:
+            services.intervention_add(care_plan=plan, description=form.cleaned_data["description"], actor=request.user)
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+    return _back_to_plan(request, patient, error, "Intervention added.")
+
+
+@staff_view(access=AccessAction.VIEW)
+@require_POST
+def intervention_status_view(request: TenantRequest, pk: int) -> HttpResponse:
+    intervention = get_intervention_for_user(request, pk)
+    patient = _plan_patient(request, intervention.care_plan.patient_id)
+    form = InterventionStatusForm(request.POST)
+    error = "" if form.is_valid() else "Choose a valid intervention status."
+    if not error:
+        try:
+            services.intervention_set_status(
+                intervention=intervention, status=form.cleaned_data["status"], actor=request.user
+            )
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+    return _back_to_plan(request, patient, error, f"Intervention {intervention.get_status_display().lower()}.")
+
+
 @staff_view(access=AccessAction.VIEW)
 def task_add_view(request: TenantRequest, pk: int) -> HttpResponse:
     patient = get_patient_for_user(request, pk)
@@ -260,6 +454,90 @@ def task_status_view(request: TenantRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"Task marked {TaskStatus(task.status).label.lower()}.")
     return redirect(safe_next_url(request, "patients:my_tasks"))
+
+
+def _workable_task(request: TenantRequest, pk: int, perm: str) -> CareTask:
+    """A task the user may work on (assignee, role, or clinical), its patient on the access log."""
+    task = get_task_for_user(request, pk, perm)
+    access_recorder(request).saw([task.patient])
+    if not may_work_on_task(request.user, task):
+        raise PermissionDenied
+    return task
+
+
+def _task_page(
+    request: TenantRequest,
+    task: CareTask,
+    *,
+    edit_form: TaskEditForm | None = None,
+    reassign_form: TaskReassignForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    can_change = request.user.has_perm("patients.change_caretask")
+    context = {
+        "task": task,
+        "history": task_history(task=task),
+        "edit_form": edit_form or (TaskEditForm(task=task) if can_change and task.is_open else None),
+        "reassign_form": reassign_form or (TaskReassignForm(task=task) if can_change and task.is_open else None),
+        "can_change": can_change,
+        "today": timezone.localdate(),
+    }
+    return render(request, "patients/care/task_detail.html", context, status=status)
+
+
+@staff_view(access=AccessAction.VIEW)
+def task_detail_view(request: TenantRequest, pk: int) -> HttpResponse:
+    """A task with its history (who changed due date, priority, assignee or status, when, old -> new),
+    and the forms to edit, reassign or reopen it."""
+    task = _workable_task(request, pk, "patients.view_caretask")
+    return _task_page(request, task)
+
+
+@staff_view(access=AccessAction.VIEW)
+@require_POST
+def task_edit_view(request: TenantRequest, pk: int) -> HttpResponse:
+    task = _workable_task(request, pk, "patients.change_caretask")
+    form = TaskEditForm(request.POST, task=task)
+    if form.is_valid():
+        try:
+            services.task_update(task=task, actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            form_add_service_errors(form, exc)
+        else:
+            messages.success(request, "Task saved.")
+            return redirect("patients:task_detail", pk=task.pk)
+    task.refresh_from_db()
+    return _task_page(request, task, edit_form=form, status=400)
+
+
+@staff_view(access=AccessAction.VIEW)
+@require_POST
+def task_reassign_view(request: TenantRequest, pk: int) -> HttpResponse:
+    task = _workable_task(request, pk, "patients.change_caretask")
+    form = TaskReassignForm(request.POST)
+    if form.is_valid():
+        try:
+            services.task_reassign(task=task, actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            form_add_service_errors(form, exc)
+        else:
+            messages.success(request, "Task reassigned.")
+            return redirect("patients:task_detail", pk=task.pk)
+    task.refresh_from_db()
+    return _task_page(request, task, reassign_form=form, status=400)
+
+
+@staff_view(access=AccessAction.VIEW)
+@require_POST
+def task_reopen_view(request: TenantRequest, pk: int) -> HttpResponse:
+    """Reopen a completed or cancelled task; htmx gets the row back, shaped for its table."""
+    task = _workable_task(request, pk, "patients.change_caretask")
+    services.task_reopen(task=task, actor=request.user)
+    if request.htmx:
+        template = TASK_ROW_TEMPLATES.get(request.POST.get("row", ""), TASK_ROW_TEMPLATES["queue"])
+        return render(request, template, {"task": task, "today": timezone.localdate()})
+    messages.success(request, "Task reopened.")
+    return redirect(safe_next_url(request, reverse("patients:task_detail", args=[task.pk])))
 
 
 # -- Work queues ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from auditlog.registry import auditlog
 from compliance.audit import register_phi
 from patients.models.care import (
     CARE_PLAN_TRANSITIONS,
+    GOAL_TRANSITIONS,
     OPEN_TASK_STATUSES,
     CarePlan,
     CarePlanActivity,
@@ -21,6 +22,8 @@ from patients.models.care import (
     InterventionStatus,
     InterventionTemplate,
     Priority,
+    TaskEvent,
+    TaskField,
     TaskKind,
     TaskStatus,
     TaskTemplate,
@@ -49,12 +52,14 @@ from patients.models.clinical import (
     ObservationCategory,
     abnormal_flag,
 )
-from patients.models.notes import PatientNote
+from patients.models.documents import DocumentKind, DocumentType, PatientDocument, PatientDocumentContent
+from patients.models.notes import NoteType, PatientNote
 from patients.models.patient import (
     Channel,
     Coverage,
     Patient,
     PatientIdentifier,
+    PatientMerge,
     PatientNamePrefix,
     Sex,
     validate_language_tag,
@@ -68,14 +73,21 @@ from patients.models.scheduling import (
     AppointmentKind,
     AppointmentStatus,
     AppointmentType,
+    Availability,
+    AvailabilityException,
     ConfirmedVia,
+    ExceptionKind,
     Practitioner,
     StatusReason,
+    WaitlistEntry,
+    WaitlistStatus,
+    Weekday,
 )
 
 _PHI_MODELS = (
     Patient,
     Appointment,
+    WaitlistEntry,
     PatientIdentifier,
     Coverage,
     Condition,
@@ -87,16 +99,31 @@ _PHI_MODELS = (
     Goal,
     Intervention,
     CareTask,
+    TaskEvent,
     PatientNote,
+    PatientDocument,  # its bytes live in PatientDocumentContent, never in the change log
 )
 for _model in _PHI_MODELS:
     register_phi(_model)
 # Not PHI (ids, codes, statuses), audited all the same: who joined a care team, who changed a template.
-for _audited in (CareTeamMember, CarePlanTemplate, GoalTemplate, InterventionTemplate, TaskTemplate):
+for _audited in (
+    PatientMerge,
+    Availability,
+    AvailabilityException,
+    CareTeamMember,
+    CarePlanTemplate,
+    GoalTemplate,
+    InterventionTemplate,
+    TaskTemplate,
+):
     auditlog.register(_audited)
 
 __all__ = [
     "CARE_PLAN_TRANSITIONS",
+    "GOAL_TRANSITIONS",
+    "NoteType",
+    "TaskEvent",
+    "TaskField",
     "OPEN_TASK_STATUSES",
     "CarePlan",
     "CarePlanActivity",
@@ -113,6 +140,10 @@ __all__ = [
     "InterventionStatus",
     "InterventionTemplate",
     "PatientNote",
+    "DocumentKind",
+    "DocumentType",
+    "PatientDocument",
+    "PatientDocumentContent",
     "Priority",
     "TaskKind",
     "TaskStatus",
@@ -129,6 +160,12 @@ __all__ = [
     "StatusReason",
     "AppointmentType",
     "Practitioner",
+    "Availability",
+    "AvailabilityException",
+    "ExceptionKind",
+    "Weekday",
+    "WaitlistEntry",
+    "WaitlistStatus",
     "BLOOD_PRESSURE",
     "CVX",
     "DIASTOLIC",
@@ -153,6 +190,7 @@ __all__ = [
     "ObservationCategory",
     "Patient",
     "PatientIdentifier",
+    "PatientMerge",
     "PatientNamePrefix",
     "Sex",
     "abnormal_flag",

@@ -232,11 +232,31 @@ class CarePlan(TenantModel):
     def can_become(self, status: str) -> bool:
         return status in CARE_PLAN_TRANSITIONS[self.status]
 
+    @property
+    def is_open(self) -> bool:
+        """Draft or active: its goals and interventions can still change."""
+        return self.status in (CarePlanStatus.DRAFT, CarePlanStatus.ACTIVE)
+
 
 class GoalStatus(models.TextChoices):
+    """FHIR Goal.lifecycleStatus, the states a clinic uses ("achieved" stands for lifecycle
+    completed with achievementStatus achieved)."""
+
+    PROPOSED = "proposed", "Proposed"
     ACTIVE = "active", "Active"
+    ON_HOLD = "on_hold", "On hold"
     ACHIEVED = "achieved", "Achieved"
     CANCELLED = "cancelled", "Cancelled"
+
+
+# Where a goal may go from each state: cancelled is final; an achieved goal can be taken up again.
+GOAL_TRANSITIONS: dict[str, frozenset[str]] = {
+    GoalStatus.PROPOSED: frozenset({"active", "cancelled"}),
+    GoalStatus.ACTIVE: frozenset({"on_hold", "achieved", "cancelled"}),
+    GoalStatus.ON_HOLD: frozenset({"active", "achieved", "cancelled"}),
+    GoalStatus.ACHIEVED: frozenset({"active"}),
+    GoalStatus.CANCELLED: frozenset(),
+}
 
 
 class Goal(TenantModel):
@@ -247,8 +267,10 @@ class Goal(TenantModel):
     observation_code = models.CharField(max_length=32)
     targets = models.JSONField(default=list, validators=[validate_targets])
     unit = models.CharField(max_length=32, blank=True)
+    start_date = models.DateField(null=True, blank=True)
     due_date = models.DateField(null=True, blank=True)
     status = models.CharField(max_length=12, choices=GoalStatus.choices, default=GoalStatus.ACTIVE)
+    status_date = models.DateField(null=True, blank=True, help_text="When the status last changed.")
 
     class Meta:
         ordering = ["id"]
@@ -256,6 +278,13 @@ class Goal(TenantModel):
 
     def __str__(self) -> str:
         return f"Goal #{self.pk}"
+
+    def can_become(self, status: str) -> bool:
+        return status in GOAL_TRANSITIONS[self.status]
+
+    @property
+    def next_statuses(self) -> list[tuple[str, str]]:
+        return [(s, GoalStatus(s).label) for s in GoalStatus.values if s in GOAL_TRANSITIONS[self.status]]
 
     @property
     def target_display(self) -> str:
@@ -282,6 +311,10 @@ class Intervention(TenantModel):
 
     def __str__(self) -> str:
         return f"Intervention #{self.pk}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (InterventionStatus.COMPLETED, InterventionStatus.CANCELLED)
 
 
 class TaskStatus(models.TextChoices):
@@ -356,6 +389,40 @@ class CareTask(TenantModel):
         return self.status in OPEN_TASK_STATUSES
 
 
+class TaskField(models.TextChoices):
+    """What a task history row is about."""
+
+    TITLE = "title", "Title"
+    DETAILS = "details", "Details"
+    DUE_DATE = "due_date", "Due date"
+    PRIORITY = "priority", "Priority"
+    ASSIGNEE = "assignee", "Assigned to"
+    STATUS = "status", "Status"
+
+
+class TaskEvent(TenantModel):
+    """One change of one field of a task: who, when, old -> new. The values are the labels shown at
+    the time (a person's name, "Urgent", "2031-03-01"); they are encrypted because a title or
+    details value is PHI, and all are treated alike. Rows outlive their actor (SET_NULL + label)."""
+
+    task = models.ForeignKey(CareTask, on_delete=models.CASCADE, related_name="events")
+    field = models.CharField(max_length=16, choices=TaskField.choices)
+    old_value = EncryptedTextField(max_length=4000, blank=True)
+    new_value = EncryptedTextField(max_length=4000, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.CheckConstraint(condition=Q(field__in=TaskField.values), name="taskevent_field_valid")]
+        indexes = [models.Index(fields=["task", "-created_at"], name="taskevent_task_created")]
+
+    def __str__(self) -> str:
+        return f"Task event #{self.pk}"
+
+
 class CarePlanChange(models.TextChoices):
     """What changed; the `change` carried by the care_plan_updated signal and shown on the timeline."""
 
@@ -369,6 +436,10 @@ class CarePlanChange(models.TextChoices):
     TASK_ADDED = "task_added", "Task assigned"
     TASK_STATUS = "task_status", "Task status changed"
     TASK_DONE = "task_done", "Task completed"
+    TASK_UPDATED = "task_updated", "Task edited"
+    TASK_REASSIGNED = "task_reassigned", "Task reassigned"
+    TASK_REOPENED = "task_reopened", "Task reopened"
+    GOAL_UPDATED = "goal_updated", "Goal target or dates changed"
 
 
 class CarePlanActivity(TenantModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
@@ -98,12 +99,18 @@ class Patient(TenantModel):
     emergency_contact_phone = EncryptedCharField(max_length=32, blank=True, validators=[validate_phone])
 
     is_active = models.BooleanField(default=True)
+    # A duplicate record merged into another (patients.merge.patient_merge): inactive, kept so its
+    # ids stay traceable; its page points to the surviving record.
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from", editable=False
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [
             # Field groups: roles without it (front desk) see demographics and appointments only.
             ("view_clinical_summary", "Can see clinical details (problems, medications, care plans, notes)"),
+            ("merge_patient", "Can merge a duplicate patient record into another"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -112,6 +119,11 @@ class Patient(TenantModel):
                 violation_error_message="A patient with this MRN already exists in this organization.",
             ),
             models.CheckConstraint(condition=Q(preferred_channel__in=Channel.values), name="patient_channel_valid"),
+            models.CheckConstraint(
+                condition=Q(merged_into__isnull=True) | Q(is_active=False),
+                name="patient_merged_is_inactive",
+                violation_error_message="A merged record cannot be active.",
+            ),
             models.CheckConstraint(
                 condition=Q(contact_window_start__isnull=True, contact_window_end__isnull=True)
                 | Q(contact_window_start__isnull=False, contact_window_end__isnull=False),
@@ -210,3 +222,32 @@ class Coverage(TenantModel):
 
     def __str__(self) -> str:
         return f"Coverage #{self.pk}"
+
+
+class PatientMerge(TenantModel):
+    """One merge of a duplicate record into a surviving one: who, when, and what moved (counts per
+    kind) or stayed on the duplicate because the survivor already had its equal (ids per kind).
+    Ids and counts only, no PHI. Written by `patients.merge.patient_merge`, never changed."""
+
+    survivor = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+")
+    duplicate = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    actor_label = models.CharField(max_length=254, blank=True)
+    moved = models.JSONField(default=dict, blank=True, help_text="Rows moved to the survivor, per model label.")
+    kept = models.JSONField(
+        default=dict, blank=True, help_text="Ids of rows left on the duplicate (the survivor had their equal)."
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "duplicate"],
+                name="patientmerge_duplicate_once",
+                violation_error_message="This record has already been merged.",
+            ),
+            models.CheckConstraint(condition=~Q(survivor=F("duplicate")), name="patientmerge_not_itself"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Merge of patient #{self.duplicate_id} into #{self.survivor_id}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import RangeOperators
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Func, Q
 
@@ -149,6 +150,11 @@ class Appointment(TenantModel):
     confirmed_at = models.DateTimeField(null=True, blank=True)
     confirmed_via = models.CharField(max_length=12, choices=ConfirmedVia.choices, blank=True)
     telehealth_url = models.URLField(max_length=300, blank=True)
+    # Booked outside the practitioner's availability on purpose: who did it is in the audit log, why here.
+    availability_override = models.BooleanField(default=False)
+    availability_override_reason = EncryptedTextField(
+        "why outside availability", max_length=500, blank=True, help_text="Why the visit is outside the hours."
+    )
     # Where the appointment came from when imported (FHIR): system + resource id, for idempotent upserts.
     source_system = models.CharField(max_length=200, blank=True)
     source_id = models.CharField(max_length=64, blank=True)
@@ -212,3 +218,179 @@ class Appointment(TenantModel):
 
     def can_become(self, status: str) -> bool:
         return status in STATUS_TRANSITIONS[self.status]
+
+
+class Weekday(models.IntegerChoices):
+    MONDAY = 0, "Monday"
+    TUESDAY = 1, "Tuesday"
+    WEDNESDAY = 2, "Wednesday"
+    THURSDAY = 3, "Thursday"
+    FRIDAY = 4, "Friday"
+    SATURDAY = 5, "Saturday"
+    SUNDAY = 6, "Sunday"
+
+
+def _overlap_message(other_start: object, other_end: object, where: object) -> str:
+    return f"This overlaps {other_start:%H:%M}–{other_end:%H:%M} at {where}: a practitioner works one place at a time."
+
+
+class Availability(TenantModel):
+    """When a practitioner sees patients at a location: a weekly window in the location's local time.
+
+    A practitioner with no windows at all is bookable whenever the location is open (as before
+    availability existed); once one exists, visits must fit a window (or be booked with an override).
+    Windows of one practitioner never overlap on a weekday, whatever the location (`clean`)."""
+
+    practitioner = models.ForeignKey(Practitioner, on_delete=models.CASCADE, related_name="availability")
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="+")
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    start = models.TimeField()
+    end = models.TimeField()
+
+    class Meta:
+        ordering = ["practitioner", "weekday", "start"]
+        verbose_name_plural = "availability"
+        indexes = [models.Index(fields=["organization", "practitioner", "weekday"], name="avail_org_pract_day")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end__gt=F("start")),
+                name="availability_ends_after_start",
+                violation_error_message="The end must be after the start (a window cannot cross midnight).",
+            ),
+            models.CheckConstraint(condition=Q(weekday__gte=0, weekday__lte=6), name="availability_weekday_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.start:%H:%M}–{self.end:%H:%M}"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.start is None or self.end is None or self.practitioner_id is None or self.weekday is None:
+            return
+        if self.end <= self.start:
+            raise ValidationError({"end": "The end must be after the start (a window cannot cross midnight)."})
+        clash = (
+            Availability.objects.filter(
+                practitioner_id=self.practitioner_id, weekday=self.weekday, start__lt=self.end, end__gt=self.start
+            )
+            .exclude(pk=self.pk)
+            .select_related("location")
+            .first()
+        )
+        if clash is not None:
+            raise ValidationError({"start": _overlap_message(clash.start, clash.end, clash.location)})
+
+
+class ExceptionKind(models.TextChoices):
+    OFF = "off", "Time off (not bookable)"
+    EXTRA = "extra", "Extra hours (bookable)"
+
+
+class AvailabilityException(TenantModel):
+    """A date that differs from the weekly pattern: time off (the whole day, or from start to end;
+    at one location or everywhere), or extra hours at a location."""
+
+    practitioner = models.ForeignKey(Practitioner, on_delete=models.CASCADE, related_name="availability_exceptions")
+    location = models.ForeignKey(
+        Location, null=True, blank=True, on_delete=models.CASCADE, related_name="+", help_text="Empty: everywhere."
+    )
+    date = models.DateField()
+    kind = models.CharField(max_length=8, choices=ExceptionKind.choices, default=ExceptionKind.OFF)
+    start = models.TimeField(null=True, blank=True, help_text="Empty with the end: the whole day.")
+    end = models.TimeField(null=True, blank=True)
+    # Shown to colleagues booking ("Conference"): about the practitioner's time, not a patient.
+    note = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["practitioner", "date", "start"]
+        indexes = [models.Index(fields=["organization", "practitioner", "date"], name="availexc_org_pract_date")]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(start__isnull=True) & Q(end__isnull=True))
+                | (Q(start__isnull=False) & Q(end__isnull=False) & Q(end__gt=F("start"))),
+                name="availability_exception_times_valid",
+                violation_error_message="Give both a start and an end (the end after the start), or neither.",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind=ExceptionKind.OFF) | (Q(location__isnull=False) & Q(start__isnull=False)),
+                name="availability_extra_has_place_and_time",
+                violation_error_message="Extra hours need a location, a start and an end.",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=ExceptionKind.values), name="availability_exception_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.date:%Y-%m-%d}"
+
+    @property
+    def whole_day(self) -> bool:
+        return self.start is None
+
+    def clean(self) -> None:
+        super().clean()
+        if (self.start is None) != (self.end is None):
+            raise ValidationError({"end": "Give both a start and an end, or neither (the whole day)."})
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValidationError({"end": "The end must be after the start (a window cannot cross midnight)."})
+        if self.kind == ExceptionKind.EXTRA:
+            if self.location_id is None:
+                raise ValidationError({"location": "Extra hours need a location."})
+            if self.start is None:
+                raise ValidationError({"start": "Extra hours need a start and an end."})
+            if self.practitioner_id is not None and self.date is not None:
+                clash = (
+                    AvailabilityException.objects.filter(
+                        practitioner_id=self.practitioner_id,
+                        date=self.date,
+                        kind=ExceptionKind.EXTRA,
+                        start__lt=self.end,
+                        end__gt=self.start,
+                    )
+                    .exclude(pk=self.pk)
+                    .select_related("location")
+                    .first()
+                )
+                if clash is not None:
+                    raise ValidationError({"start": _overlap_message(clash.start, clash.end, clash.location)})
+
+
+class WaitlistStatus(models.TextChoices):
+    WAITING = "waiting", "Waiting"
+    BOOKED = "booked", "Booked"
+    REMOVED = "removed", "Removed"
+
+
+class WaitlistEntry(TenantModel):
+    """A patient waiting for an earlier visit (with a practitioner, at a location, or any), from a date
+    on; booked from the waitlist page into an open slot, then marked booked with its visit."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="waitlist_entries")
+    practitioner = models.ForeignKey(
+        Practitioner, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="Empty: anyone."
+    )
+    location = models.ForeignKey(
+        Location, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="Empty: anywhere."
+    )
+    earliest = models.DateField("from")
+    latest = models.DateField("until", null=True, blank=True)
+    note = EncryptedTextField(max_length=500, blank=True)
+    status = models.CharField(max_length=8, choices=WaitlistStatus.choices, default=WaitlistStatus.WAITING)
+    appointment = models.ForeignKey(Appointment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "waitlist entries"
+        indexes = [models.Index(fields=["organization", "status", "earliest"], name="waitlist_org_status_from")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(latest__isnull=True) | Q(latest__gte=F("earliest")),
+                name="waitlist_until_after_from",
+                violation_error_message="The end of the wait must not be before its start.",
+            ),
+            models.CheckConstraint(condition=Q(status__in=WaitlistStatus.values), name="waitlist_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Waitlist entry #{self.pk}"

@@ -3,14 +3,18 @@ transaction). Other apps book, move and import through these.
 
 What booking and moving refuse (ValidationError, nothing saved; the form shows the message):
 a practitioner or a patient with another visit at that time, a start that has passed, a time outside
-the location's opening hours. Imports refuse only the double bookings: history is imported as it was.
+the location's opening hours, a time outside the practitioner's availability (patients/scheduling/
+availability.py) unless the user overrides it on purpose and says why (kept on the appointment:
+`availability_override`, `availability_override_reason`, both in its audit entry).
+Imports refuse only the double bookings: history is imported as it was.
 Status changes refuse a no-show before the visit starts and a check-in (or completion) before its day;
 a cancellation or no-show keeps a coded reason (StatusReason).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,11 +31,17 @@ from patients.models import (
     Appointment,
     AppointmentKind,
     AppointmentStatus,
+    Availability,
+    AvailabilityException,
     ConfirmedVia,
+    ExceptionKind,
     Patient,
     Practitioner,
     StatusReason,
+    WaitlistEntry,
+    WaitlistStatus,
 )
+from patients.scheduling.availability import availability_refusal
 from patients.scheduling.telehealth import telehealth_join_url
 
 DOUBLE_BOOKED = "This practitioner already has an appointment at that time."
@@ -74,6 +84,8 @@ def _schedule_errors(appointment: Appointment, *, now: datetime | None) -> dict[
             closed = appointment.location.closed_reason(starts, ends)
             if closed:
                 errors.setdefault("starts_at", []).append(closed)
+        if starts >= now:
+            _availability_errors(appointment, errors)
     if appointment.status in ACTIVE_STATUSES:
         # Both double bookings at once, so the form says everything in one go (the exclusion
         # constraints check the same, and settle races).
@@ -85,6 +97,30 @@ def _schedule_errors(appointment: Appointment, *, now: datetime | None) -> dict[
             if value is not None and overlapping.filter(**{field: value}).exists():
                 errors.setdefault("starts_at", []).append(message)
     return errors
+
+
+OVERRIDE_NEEDS_REASON = "Say why this visit is booked outside the practitioner's availability."
+
+
+def _availability_errors(appointment: Appointment, errors: dict[str, list[str]]) -> None:
+    """Outside availability: refused, unless overridden with a reason. An override that is not needed
+    is dropped, so the flag marks only the visits that really are outside the hours."""
+    refusal = availability_refusal(
+        practitioner=appointment.practitioner,
+        location=appointment.location if appointment.location_id is not None else None,
+        starts_at=appointment.starts_at,
+        ends_at=appointment.ends_at,
+    )
+    reason = (appointment.availability_override_reason or "").strip()
+    if refusal is None:
+        appointment.availability_override = False
+        appointment.availability_override_reason = ""  # type: ignore[assignment]  # encrypted field
+    elif not appointment.availability_override:
+        errors.setdefault("starts_at", []).append(refusal)
+    elif not reason:
+        errors.setdefault("availability_override_reason", []).append(OVERRIDE_NEEDS_REASON)
+    else:
+        appointment.availability_override_reason = reason  # type: ignore[assignment]  # encrypted field
 
 
 def _save(appointment: Appointment, *, now: datetime | None) -> Appointment:
@@ -137,9 +173,12 @@ def appointment_book(
     location: Location | None = None,
     reason: str = "",
     actor: Any = None,
+    availability_override: bool = False,
+    override_reason: str = "",
 ) -> Appointment:
     """Book an appointment. Raises ValidationError (nothing saved) on bad times, a double booking of
-    the practitioner or the patient, a start that has passed, or a time the location is closed."""
+    the practitioner or the patient, a start that has passed, a time the location is closed, or a time
+    outside the practitioner's availability without `availability_override` and an `override_reason`."""
     appointment = Appointment(
         patient=patient,
         practitioner=practitioner,
@@ -152,6 +191,8 @@ def appointment_book(
         status=AppointmentStatus.BOOKED,
         status_changed_at=timezone.now(),
         status_changed_by=actor if getattr(actor, "is_authenticated", False) else None,
+        availability_override=availability_override,
+        availability_override_reason=override_reason,
     )
     if kind == AppointmentKind.TELEHEALTH:
         appointment.telehealth_url = telehealth_join_url()
@@ -166,15 +207,20 @@ def appointment_reschedule(
     ends_at: datetime,
     practitioner: Practitioner | None = None,
     actor: Any = None,
+    availability_override: bool = False,
+    override_reason: str = "",
 ) -> Appointment:
     """Move an appointment (and optionally to another practitioner); it is booked again, unconfirmed.
-    The same rules as booking: the new time must be free for both, still to come, and open."""
+    The same rules as booking: the new time must be free for both, still to come, open, and inside
+    the practitioner's availability (or overridden with a reason)."""
     if appointment.is_final:
         raise ValidationError(f"A {appointment.get_status_display().lower()} appointment cannot be rescheduled.")
     appointment.starts_at = starts_at
     appointment.ends_at = ends_at
     if practitioner is not None:
         appointment.practitioner = practitioner
+    appointment.availability_override = availability_override
+    appointment.availability_override_reason = override_reason  # type: ignore[assignment]  # encrypted field
     if appointment.status == AppointmentStatus.CONFIRMED:
         appointment.status = AppointmentStatus.BOOKED
     appointment.status_changed_at = timezone.now()
@@ -232,6 +278,158 @@ def appointment_cancel(*, appointment: Appointment, actor: Any = None, reason: s
     return appointment_set_status(
         appointment=appointment, status=AppointmentStatus.CANCELLED, actor=actor, reason=reason
     )
+
+
+# -- Series: one form books every N weeks -------------------------------------------------------
+
+
+@dataclass
+class SeriesResult:
+    """What a series booking did: the visits booked, and each refused occurrence with why."""
+
+    booked: list[Appointment] = field(default_factory=list)
+    refused: list[tuple[datetime, list[str]]] = field(default_factory=list)
+
+
+MAX_SERIES = 52
+
+
+def series_starts(*, starts_at: datetime, every_weeks: int, count: int | None, until: date | None) -> list[datetime]:
+    """The occurrences' starts: the same local wall time (organization zone) every N weeks, so a
+    series keeps 09:00 across a DST change; at most `count` (and MAX_SERIES), none after `until`."""
+    zone = require_current_organization().zone
+    local = starts_at.astimezone(zone)
+    limit = min(count or MAX_SERIES, MAX_SERIES)
+    starts: list[datetime] = []
+    for n in range(limit):
+        day = local.date() + timedelta(weeks=every_weeks * n)
+        if until is not None and day > until:
+            break
+        starts.append(datetime.combine(day, local.time().replace(fold=0), tzinfo=zone))
+    return starts
+
+
+def appointment_series_book(
+    *,
+    patient: Patient,
+    practitioner: Practitioner,
+    starts_at: datetime,
+    ends_at: datetime,
+    every_weeks: int,
+    count: int | None = None,
+    until: date | None = None,
+    **booking: Any,
+) -> SeriesResult:
+    """Book a series. Each occurrence goes through `appointment_book` (every check, in its own
+    savepoint): those refused (double booking, closed, outside availability, ...) are listed with the
+    service's messages and not booked; the others are. Nothing is booked past a year or 52 visits."""
+    if every_weeks < 1:
+        raise ValidationError({"repeat": "Choose how often the visit repeats."})
+    length = ends_at - starts_at
+    result = SeriesResult()
+    for start in series_starts(starts_at=starts_at, every_weeks=every_weeks, count=count, until=until):
+        try:
+            result.booked.append(
+                appointment_book(
+                    patient=patient, practitioner=practitioner, starts_at=start, ends_at=start + length, **booking
+                )
+            )
+        except ValidationError as exc:
+            result.refused.append((start, list(exc.messages)))
+    return result
+
+
+# -- Availability: weekly windows and a date's exceptions ----------------------------------------
+
+
+def _lock_practitioner(practitioner: Practitioner) -> None:
+    """Serialize availability writes of one practitioner, so two overlapping windows cannot both pass
+    the overlap check (`Availability.clean`)."""
+    Practitioner.objects.select_for_update().filter(pk=practitioner.pk).exists()
+
+
+@transaction.atomic
+def availability_add(
+    *, practitioner: Practitioner, location: Location, weekday: int, start: time, end: time
+) -> Availability:
+    """A weekly window. Raises ValidationError (nothing saved) when it ends before it starts or
+    overlaps another window of the practitioner that weekday (at any location)."""
+    _lock_practitioner(practitioner)
+    window = Availability(practitioner=practitioner, location=location, weekday=weekday, start=start, end=end)
+    window.full_clean()
+    window.save()
+    return window
+
+
+@transaction.atomic
+def availability_remove(*, availability: Availability) -> None:
+    availability.delete()
+
+
+@transaction.atomic
+def availability_exception_add(
+    *,
+    practitioner: Practitioner,
+    date: date,
+    kind: str = ExceptionKind.OFF,
+    location: Location | None = None,
+    start: time | None = None,
+    end: time | None = None,
+    note: str = "",
+) -> AvailabilityException:
+    """Time off (whole day, or start to end; at a location or everywhere) or extra hours at a location."""
+    _lock_practitioner(practitioner)
+    exception = AvailabilityException(
+        practitioner=practitioner, date=date, kind=kind, location=location, start=start, end=end, note=note.strip()
+    )
+    exception.full_clean()
+    exception.save()
+    return exception
+
+
+@transaction.atomic
+def availability_exception_remove(*, exception: AvailabilityException) -> None:
+    exception.delete()
+
+
+# -- Waitlist ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def waitlist_add(
+    *,
+    patient: Patient,
+    earliest: date,
+    latest: date | None = None,
+    practitioner: Practitioner | None = None,
+    location: Location | None = None,
+    note: str = "",
+) -> WaitlistEntry:
+    """Put a patient on the waitlist (validated, audited)."""
+    entry = WaitlistEntry(
+        patient=patient,
+        earliest=earliest,
+        latest=latest,
+        practitioner=practitioner,
+        location=location,
+        note=note.strip(),
+    )
+    entry.full_clean()
+    entry.save()
+    return entry
+
+
+@transaction.atomic
+def waitlist_close(*, entry: WaitlistEntry, appointment: Appointment | None = None) -> WaitlistEntry:
+    """Take a waiting entry off the list: booked (with its visit, which must be the patient's) or removed."""
+    if entry.status != WaitlistStatus.WAITING:
+        raise ValidationError("This patient is no longer waiting.")
+    if appointment is not None and appointment.patient_id != entry.patient_id:
+        raise ValidationError("The visit is another patient's.")
+    entry.status = WaitlistStatus.BOOKED if appointment is not None else WaitlistStatus.REMOVED
+    entry.appointment = appointment
+    entry.save(update_fields=["status", "appointment", "updated_at"])
+    return entry
 
 
 # -- Imports (FHIR): upserts keyed by the source system's ids ------------------------------------

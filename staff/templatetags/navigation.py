@@ -14,6 +14,11 @@ _PATIENTS_APP_SECTIONS = {
     "appointment_reschedule": "appointments",
     "appointment_status": "appointments",
     "appointment_cancel": "appointments",
+    "appointment_day": "appointments",
+    "appointment_month": "appointments",
+    "appointment_book": "appointments",
+    "availability": "appointments",
+    "waitlist": "appointments",
     "my_tasks": "tasks",
     "team_queue": "tasks",
     "follow_up": "tasks",
@@ -25,6 +30,7 @@ _APP_SECTIONS = {
     "integrations": "integrations",
     "analytics": "analytics",
     "compliance": "compliance",
+    "members": "staff",
 }
 
 

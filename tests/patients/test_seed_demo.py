@@ -9,7 +9,8 @@ from django.core.management import call_command
 
 from healthcrm.models import Organization
 from healthcrm.tenancy import organization_context
-from patients.models import Condition, Medication, Observation, Patient
+from patients.models import Appointment, Availability, Condition, Medication, Observation, Patient
+from patients.scheduling.availability import AvailabilityBook
 from patients.selectors import patient_list
 
 pytestmark = pytest.mark.django_db
@@ -45,3 +46,16 @@ def test_seed_demo_coordinates_care() -> None:
         member = CareTeamMember.objects.select_related("user", "patient").first()
         assert member.user.has_perm("patients.view_patient", member.patient)
         assert CareTask.objects.filter(status="open").exists()
+
+
+def test_seed_demo_gives_practitioners_the_hours_of_their_visits() -> None:
+    call_command("seed_demo", "--patients", "30", stdout=io.StringIO())
+    with organization_context(Organization.objects.get(slug="northside")):
+        assert Availability.objects.filter(weekday__lt=5).count() == Availability.objects.count() > 0
+        # Every coming in-person visit the demo booked lies inside its practitioner's hours.
+        visits = Appointment.objects.filter(location__isnull=False).select_related("practitioner", "location")[:50]
+        assert visits
+        for visit in visits:
+            day = visit.starts_at.astimezone(visit.location.zone).date()
+            book = AvailabilityBook([visit.practitioner_id], day, day)
+            assert book.refusal(visit.practitioner, visit.location, visit.starts_at, visit.ends_at) is None

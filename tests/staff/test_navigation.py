@@ -55,3 +55,13 @@ def test_access_log_marks_its_entry_and_notifications_none(org_a: Any, admin_use
     assert _current_entries(client.get(reverse("integrations:fhir_import"))) == ["EHR data"]
     # The bell's page is no navigation entry: nothing is marked (it was "Patients").
     assert _current_entries(client.get(reverse("patients:notifications"))) == []
+
+
+def test_the_staff_pages_mark_their_entry(org_a: Any, admin_user: Any, nurse_user: Any, client_for: Any) -> None:
+    from healthcrm.models import Membership
+
+    with organization_context(org_a):
+        member = Membership.objects.get(user=nurse_user)
+    client = client_for(admin_user)
+    for path in (reverse("members:list"), reverse("members:invite"), reverse("members:detail", args=[member.pk])):
+        assert _current_entries(client.get(path)) == ["Staff"]
