@@ -94,6 +94,7 @@ class PatientEditForm(PatientForm):
             "gender_identity",
             "pronouns",
             "phone_mobile",
+            "phone_home",
             "email",
             "preferred_language",
             "preferred_channel",
@@ -112,6 +113,7 @@ class PatientEditForm(PatientForm):
         ]
         widgets = {
             "phone_mobile": forms.TextInput(attrs={"type": "tel", "autocomplete": "off"}),
+            "phone_home": forms.TextInput(attrs={"type": "tel", "autocomplete": "off"}),
             "emergency_contact_phone": forms.TextInput(attrs={"type": "tel", "autocomplete": "off"}),
             "contact_window_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
             "contact_window_end": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),

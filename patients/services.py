@@ -49,7 +49,7 @@ from patients.signals import patient_created
 
 M = TypeVar("M", bound=models.Model)
 
-_PHONE_FIELDS = ("phone_mobile", "emergency_contact_phone")
+_PHONE_FIELDS = ("phone_mobile", "phone_home", "emergency_contact_phone")
 
 
 def _clean_phone(value: object) -> str:

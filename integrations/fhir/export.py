@@ -107,6 +107,8 @@ def patient_resource(patient: Patient, identifiers: list[PatientIdentifier]) -> 
     telecom = []
     if patient.phone_mobile:
         telecom.append({"system": "phone", "value": patient.phone_mobile, "use": "mobile"})
+    if patient.phone_home:
+        telecom.append({"system": "phone", "value": patient.phone_home, "use": "home"})
     if patient.email:
         telecom.append({"system": "email", "value": patient.email})
     names = [{"use": "official", "family": patient.family_name, "given": patient.given_name.split()}]

@@ -325,17 +325,17 @@ def map_patient(res: dict[str, Any]) -> Mapped:
         "date_of_birth": birth,
         "sex": _code(res.get("gender"), GENDERS, "Patient.gender", default="unknown"),
         "phone_mobile": "",
+        "phone_home": "",
         "email": "",
     }
     for telecom in _list(res.get("telecom")):
         system, value = telecom.get("system"), str(telecom.get("value") or "")
-        if (
-            system == "phone"
-            and value
-            and not fields["phone_mobile"]
-            and telecom.get("use") in (None, "mobile", "home")
-        ):
+        # A home phone is a landline until told otherwise: never the number text messages go to.
+        use = telecom.get("use")
+        if system == "phone" and value and use in (None, "mobile") and not fields["phone_mobile"]:
             fields["phone_mobile"] = value
+        elif system == "phone" and value and use == "home" and not fields["phone_home"]:
+            fields["phone_home"] = value
         elif system == "email" and value and not fields["email"]:
             fields["email"] = value
     addresses = [a for a in _list(res.get("address")) if isinstance(a, dict)]
@@ -393,6 +393,7 @@ def map_patient(res: dict[str, Any]) -> Mapped:
         "date_of_birth": "Patient.birthDate",
         "sex": "Patient.gender",
         "phone_mobile": "Patient.telecom",
+        "phone_home": "Patient.telecom",
         "email": "Patient.telecom",
         "preferred_language": "Patient.communication.language",
         "emergency_contact_phone": "Patient.contact.telecom",

@@ -71,6 +71,8 @@ class Patient(TenantModel):
     # The last 7 and 10 digits: a local number without its area code, a number without its country code.
     phone_mobile_last7_bidx = BlindIndexField(source="phone_mobile", kind="phone_last7")
     phone_mobile_last10_bidx = BlindIndexField(source="phone_mobile", kind="phone_last10")
+    # A landline is kept apart from the mobile: text messages go to the mobile only.
+    phone_home = EncryptedCharField("home phone", max_length=32, blank=True, validators=[validate_phone])
     email = EncryptedEmailField(blank=True)
     email_bidx = BlindIndexField(source="email", kind="email")
 

@@ -34,6 +34,7 @@ def record(patient: Patient) -> dict[str, Any]:
         "date_of_birth",
         "sex",
         "phone_mobile",
+        "phone_home",
         "email",
         "address_line1",
         "address_city",
@@ -211,3 +212,49 @@ def test_care_plan_activities_keep_their_status_through_export(org_a, import_int
         *((f"Activity {n}", status) for n, status in enumerate(statuses)),
         ("Activity 5", "unknown"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("telecom", "mobile", "home"),
+    [
+        # A home phone alone is a landline: no text message may go there (it was taken as the mobile).
+        ([{"system": "phone", "value": "+13125550111", "use": "home"}], "", "+13125550111"),
+        (
+            [
+                {"system": "phone", "value": "+13125550111", "use": "home"},
+                {"system": "phone", "value": "+13125550122", "use": "mobile"},
+            ],
+            "+13125550122",
+            "+13125550111",
+        ),
+        ([{"system": "phone", "value": "+13125550122"}], "+13125550122", ""),  # no use: the mobile, as before
+    ],
+)
+def test_home_and_mobile_phones_keep_their_use_through_import_and_export(
+    org_a, import_into, telecom, mobile, home
+) -> None:
+    pid = "5e1a9a52-0000-4000-8000-0000000000a1"
+    patient = {
+        "resourceType": "Patient",
+        "id": pid,
+        "identifier": [{"system": "urn:ehr", "value": "PH-1"}],
+        "name": [{"family": "Phones", "given": ["Hal"]}],
+        "birthDate": "1970-01-01",
+        "telecom": telecom,
+    }
+    assert import_into(
+        org_a,
+        {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"fullUrl": f"urn:uuid:{pid}", "resource": patient}],
+        },
+    ).ok
+    with organization_context(org_a):
+        imported = Patient.objects.get()
+        assert (imported.phone_mobile, imported.phone_home) == (mobile, home)
+        exported = fhir_export_patient(patient=imported)
+    Bundle.model_validate(exported)
+    (resource,) = [e["resource"] for e in exported["entry"] if e["resource"]["resourceType"] == "Patient"]
+    phones = {t["use"]: t["value"] for t in resource.get("telecom", []) if t["system"] == "phone"}
+    assert phones == {k: v for k, v in (("mobile", mobile), ("home", home)) if v}
