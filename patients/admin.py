@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from compliance.access import PHIAdminMixin
 from patients.models import (
+    BreakGlassEvent,
     Allergy,
     Appointment,
     CarePlan,
@@ -251,4 +252,16 @@ class PatientDocumentAdmin(_PatientPartAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(BreakGlassEvent)
+class BreakGlassEventAdmin(_PatientPartAdmin):
+    """Read in the admin; granted on the record's break-the-glass form, reviewed on compliance's page."""
+
+    list_display = ["__str__", "patient", "user_label", "reason", "granted_at", "expires_at", "outcome"]
+    list_filter = ["reason", "outcome"]
+    raw_id_fields = ["patient", "user", "reviewed_by"]
+
+    def has_add_permission(self, request):
         return False
