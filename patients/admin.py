@@ -2,9 +2,9 @@ from django.contrib import admin
 
 from compliance.access import PHIAdminMixin
 from patients.models import (
-    BreakGlassEvent,
     Allergy,
     Appointment,
+    BreakGlassEvent,
     CarePlan,
     CarePlanActivity,
     CarePlanTemplate,

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from patients.models import BreakGlassOutcome, BreakGlassReason
@@ -17,8 +19,8 @@ class BreakGlassForm(forms.Form):
     )
     next = forms.CharField(max_length=500, required=False, widget=forms.HiddenInput)
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or self.cleaned_data
         if data.get("reason") == BreakGlassReason.OTHER and not (data.get("note") or "").strip():
             self.add_error("note", "Say why you need the record.")
         return data

@@ -18,8 +18,9 @@ from datetime import timedelta
 from typing import Any
 
 from django.db.models import Exists, OuterRef
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 
 from compliance.access import record_denied
@@ -103,6 +104,12 @@ def require_care_relationship(request: HttpRequest, patient: Patient) -> None:
     from patients.breakglass.forms import BreakGlassForm
 
     record_denied(request, patient)
+    if request.headers.get("HX-Request") == "true":
+        # A tab or partial loaded by htmx: send the whole tab to the form instead of swapping it in.
+        answer = HttpResponse()
+        form_url = reverse("patients:break_glass", args=[patient.pk])
+        answer["HX-Redirect"] = f"{form_url}?next={reverse('patients:detail', args=[patient.pk])}"
+        raise GuardResponse(answer)
     options = break_glass_settings(patient.organization)
     context = {
         "patient_pk": patient.pk,

@@ -60,11 +60,15 @@ def break_glass_grant(*, user: Any, patient: Patient, reason: str, note: str = "
 @transaction.atomic
 def break_glass_review(*, event: BreakGlassEvent, reviewer: Any, outcome: str, note: str = "") -> BreakGlassEvent:
     """Record the compliance review of an event (a later review replaces an earlier one)."""
-    event.reviewed_by = reviewer
-    event.reviewed_by_label = _label(reviewer)
-    event.reviewed_at = timezone.now()
-    event.outcome = outcome
-    event.review_note = note.strip()
+    review = {
+        "reviewed_by": reviewer,
+        "reviewed_by_label": _label(reviewer),
+        "reviewed_at": timezone.now(),
+        "outcome": outcome,
+        "review_note": note.strip(),  # an encrypted field: mypy's stubs type it as the field itself
+    }
+    for field, value in review.items():
+        setattr(event, field, value)
     event.full_clean()
     event.save()
     return event

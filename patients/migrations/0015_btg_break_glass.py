@@ -2,46 +2,134 @@
 
 import django.core.validators
 import django.db.models.deletion
-import healthcrm.crypto
 from django.conf import settings
 from django.db import migrations, models
 
+import healthcrm.crypto
 from healthcrm.db import EnableRowLevelSecurity
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('healthcrm', '0004_free_text_max_length'),
-        ('patients', '0014_carework_task_history_notes'),
+        ("healthcrm", "0004_free_text_max_length"),
+        ("patients", "0014_carework_task_history_notes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BreakGlassEvent',
+            name="BreakGlassEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user_label', models.CharField(max_length=150)),
-                ('reason', models.CharField(choices=[('emergency', 'Emergency care'), ('covering', 'Covering for a colleague'), ('patient_request', 'Patient request'), ('other', 'Other')], max_length=16)),
-                ('note', healthcrm.crypto.EncryptedTextField(blank=True, validators=[django.core.validators.MaxLengthValidator(500)])),
-                ('granted_at', models.DateTimeField()),
-                ('expires_at', models.DateTimeField()),
-                ('reviewed_by_label', models.CharField(blank=True, max_length=150)),
-                ('reviewed_at', models.DateTimeField(blank=True, null=True)),
-                ('outcome', models.CharField(blank=True, choices=[('appropriate', 'Appropriate'), ('inappropriate', 'Inappropriate'), ('follow_up', 'Needs follow-up')], max_length=16)),
-                ('review_note', healthcrm.crypto.EncryptedTextField(blank=True, validators=[django.core.validators.MaxLengthValidator(500)])),
-                ('organization', models.ForeignKey(editable=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='healthcrm.organization')),
-                ('patient', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='patients.patient')),
-                ('reviewed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("user_label", models.CharField(max_length=150)),
+                (
+                    "reason",
+                    models.CharField(
+                        choices=[
+                            ("emergency", "Emergency care"),
+                            ("covering", "Covering for a colleague"),
+                            ("patient_request", "Patient request"),
+                            ("other", "Other"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "note",
+                    healthcrm.crypto.EncryptedTextField(
+                        blank=True, validators=[django.core.validators.MaxLengthValidator(500)]
+                    ),
+                ),
+                ("granted_at", models.DateTimeField()),
+                ("expires_at", models.DateTimeField()),
+                ("reviewed_by_label", models.CharField(blank=True, max_length=150)),
+                ("reviewed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "outcome",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("appropriate", "Appropriate"),
+                            ("inappropriate", "Inappropriate"),
+                            ("follow_up", "Needs follow-up"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "review_note",
+                    healthcrm.crypto.EncryptedTextField(
+                        blank=True, validators=[django.core.validators.MaxLengthValidator(500)]
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        editable=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="healthcrm.organization",
+                    ),
+                ),
+                (
+                    "patient",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="patients.patient"
+                    ),
+                ),
+                (
+                    "reviewed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-granted_at', '-id'],
-                'indexes': [models.Index(fields=['organization', 'user', 'patient', 'expires_at'], name='breakglass_grant'), models.Index(fields=['organization', 'reviewed_at', '-granted_at'], name='breakglass_review')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('reason__in', ['emergency', 'covering', 'patient_request', 'other'])), name='breakglass_reason_valid'), models.CheckConstraint(condition=models.Q(('outcome', ''), ('outcome__in', ['appropriate', 'inappropriate', 'follow_up']), _connector='OR'), name='breakglass_outcome_valid'), models.CheckConstraint(condition=models.Q(('expires_at__gt', models.F('granted_at'))), name='breakglass_expires_after'), models.CheckConstraint(condition=models.Q(models.Q(('outcome', ''), ('reviewed_at__isnull', True)), models.Q(('reviewed_at__isnull', False), models.Q(('outcome', ''), _negated=True)), _connector='OR'), name='breakglass_review_complete')],
+                "ordering": ["-granted_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["organization", "user", "patient", "expires_at"], name="breakglass_grant"),
+                    models.Index(fields=["organization", "reviewed_at", "-granted_at"], name="breakglass_review"),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("reason__in", ["emergency", "covering", "patient_request", "other"])),
+                        name="breakglass_reason_valid",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("outcome", ""),
+                            ("outcome__in", ["appropriate", "inappropriate", "follow_up"]),
+                            _connector="OR",
+                        ),
+                        name="breakglass_outcome_valid",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("expires_at__gt", models.F("granted_at"))), name="breakglass_expires_after"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("outcome", ""), ("reviewed_at__isnull", True)),
+                            models.Q(("reviewed_at__isnull", False), models.Q(("outcome", ""), _negated=True)),
+                            _connector="OR",
+                        ),
+                        name="breakglass_review_complete",
+                    ),
+                ],
             },
         ),
         EnableRowLevelSecurity("breakglassevent"),

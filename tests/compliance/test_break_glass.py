@@ -129,6 +129,24 @@ def test_no_relationship_shows_the_form_and_no_clinical_data(client_for, nurse_u
         assert not BreakGlassEvent.objects.exists()
 
 
+def test_htmx_partial_is_sent_to_the_form(client_for, nurse_user, patient_a, restricted) -> None:
+    response = client_for(nurse_user).get(reverse("patients:timeline", args=[patient_a.pk]), HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and b"Northcott" not in response.content
+    form = reverse("patients:break_glass", args=[patient_a.pk])
+    assert response["HX-Redirect"] == f"{form}?next={_detail(patient_a)}"
+
+
+def test_break_glass_form_get_shows_form_or_sends_related_users_on(
+    client_for, nurse_user, patient_a, restricted
+) -> None:
+    url = reverse("patients:break_glass", args=[patient_a.pk])
+    assert _is_gate(client_for(nurse_user).get(url))
+    with organization_context(restricted):
+        CareTeamMember.objects.create(patient=patient_a, user=nurse_user, team_role="nurse")
+    response = client_for(nurse_user).get(url)
+    assert response.status_code == 302 and response["Location"] == _detail(patient_a)
+
+
 def test_restriction_off_means_no_friction(client_for, nurse_user, patient_a, org_a) -> None:
     response = client_for(nurse_user).get(_detail(patient_a))
     assert response.status_code == 200 and b"Northcott" in response.content
@@ -176,7 +194,9 @@ def test_grant_lets_the_user_in_until_expiry(
         assert (event.user, event.patient, event.reason) == (nurse_user, patient_a, "emergency")
         assert event.note == REASON["note"]
         assert event.expires_at - event.granted_at == timedelta(minutes=30)
-        assert AccessLog.objects.filter(action=AccessAction.CHANGE, records__contains=[f"patients.patient:{patient_a.pk}"]).exists()
+        assert AccessLog.objects.filter(
+            action=AccessAction.CHANGE, records__contains=[f"patients.patient:{patient_a.pk}"]
+        ).exists()
     with organization_context(restricted), connection.cursor() as cursor:  # the note is encrypted at rest
         cursor.execute("SELECT note FROM patients_breakglassevent")
         assert "corridor" not in cursor.fetchone()[0]
@@ -294,5 +314,9 @@ def test_only_compliance_sees_and_reviews(
     assert response.status_code == 302
     with organization_context(restricted):
         event.refresh_from_db()
-    assert (event.outcome, event.reviewed_by, event.review_note) == ("follow_up", compliance_user, "Ask the charge nurse")
+    assert (event.outcome, event.reviewed_by, event.review_note) == (
+        "follow_up",
+        compliance_user,
+        "Ask the charge nurse",
+    )
     assert event.reviewed_at is not None
