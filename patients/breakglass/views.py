@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.paginator import Paginator
 from django.db.models import F
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
@@ -23,6 +23,12 @@ from patients.policies import require_clinical
 PAGE_SIZE = 25
 
 
+def _back_to(request: TenantRequest, detail: str) -> str:
+    """The page the user was opening (`next`, a path on this site), else the record."""
+    target = safe_next_url(request, detail)
+    return target if target.startswith("/") else detail
+
+
 @staff_view(access=AccessAction.VIEW, perm="patients.view_patient")
 def break_glass_view(request: TenantRequest, pk: int) -> HttpResponse:
     """The reason form (GET) and the grant (POST); a user who needs no grant goes to the record."""
@@ -31,13 +37,13 @@ def break_glass_view(request: TenantRequest, pk: int) -> HttpResponse:
     require_clinical(request, patient)
     detail = reverse("patients:detail", args=[patient.pk])
     if not needs_break_glass(request.user, patient):
-        return redirect(safe_next_url(request, detail))
+        return HttpResponseRedirect(_back_to(request, detail))
     form = BreakGlassForm(request.POST or None, initial={"next": request.GET.get("next", "")[:500]})
     if request.method == "POST" and form.is_valid():
         break_glass_grant(
             user=request.user, patient=patient, reason=form.cleaned_data["reason"], note=form.cleaned_data["note"]
         )
-        return redirect(safe_next_url(request, detail))
+        return HttpResponseRedirect(_back_to(request, detail))
     context = {
         "patient_pk": patient.pk,
         "form": form,

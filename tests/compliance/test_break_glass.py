@@ -320,3 +320,13 @@ def test_only_compliance_sees_and_reviews(
         "Ask the charge nurse",
     )
     assert event.reviewed_at is not None
+
+
+def test_grant_never_redirects_off_site(client_for, nurse_user, patient_a, restricted) -> None:
+    url = reverse("patients:break_glass", args=[patient_a.pk])
+    response = client_for(nurse_user).post(url, {**REASON, "next": "//evil.example/"})
+    assert response.status_code == 302 and response["Location"] == _detail(patient_a)
+    response = client_for(nurse_user).post(url, {**REASON, "next": "abc"})
+    assert response.status_code == 302 and response["Location"] == _detail(patient_a)
+    response = client_for(nurse_user).get(url, {"next": "\x00" * 900})
+    assert response.status_code in (200, 302)
