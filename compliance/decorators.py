@@ -26,7 +26,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 
 from compliance.access import phi_free, phi_view
-from compliance.guards import require_perm
+from compliance.guards import GuardResponse, require_perm
 from compliance.models import AccessAction
 from healthcrm.decorators import organization_required
 
@@ -49,6 +49,19 @@ def _permission_checked(view: View, perm: str | PermCheck) -> View:
     return checked
 
 
+def _guard_answers(view: View) -> View:
+    """A guarded fetch that answers with its own page (GuardResponse) replaces the view's answer."""
+
+    @wraps(view)
+    def answered(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except GuardResponse as answer:
+            return answer.response
+
+    return answered
+
+
 def staff_view(
     *, access: str, perm: str | PermCheck | None = None, organization: bool = True
 ) -> Callable[[View], View]:
@@ -65,7 +78,7 @@ def staff_view(
 
     def decorator(view: View) -> View:
         body = view if perm is None else _permission_checked(view, perm)
-        logged = phi_free(body) if access == PHI_FREE else phi_view(access)(body)
+        logged = phi_free(body) if access == PHI_FREE else _guard_answers(phi_view(access)(body))
         if organization:
             logged = organization_required(logged)
         wrapped = login_required(logged)

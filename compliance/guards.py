@@ -6,7 +6,7 @@ from typing import TypeVar
 
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db import models
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
 
 from compliance.access import access_recorder, record_denied, record_denied_ids
 from healthcrm.crypto import is_phi_model
@@ -37,6 +37,15 @@ def get_object_for_user(request: HttpRequest, queryset: models.QuerySet[M], pk: 
     if is_phi_model(type(obj)):
         access_recorder(request).saw([obj])
     return obj
+
+
+class GuardResponse(Exception):  # noqa: N818 (not an error: the guard answers with another page)
+    """Raised by a guarded fetch that answers with a page of its own instead of the record (the
+    break-the-glass form): `staff_view` returns `response`. Raise it after logging the refusal."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        super().__init__("The guard answered with its own page.")
+        self.response = response
 
 
 def require_perm(request: HttpRequest, perm: str) -> None:

@@ -166,7 +166,13 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "healthcrm.view_location",
     ],
     Role.ANALYST: ["healthcrm.view_location"],
-    Role.COMPLIANCE: ["compliance.view_accesslog", "healthcrm.view_membership"],
+    Role.COMPLIANCE: [
+        "compliance.view_accesslog",
+        "healthcrm.view_membership",
+        # Break-the-glass events (patients/breakglass/): listed and reviewed by compliance only.
+        "patients.view_breakglassevent",
+        "patients.change_breakglassevent",
+    ],
 }
 
 

@@ -6,6 +6,7 @@ from patients.models import (
     Appointment,
     Availability,
     AvailabilityException,
+    BreakGlassEvent,
     CarePlan,
     CarePlanActivity,
     CarePlanTemplate,
@@ -278,4 +279,16 @@ class PatientDocumentAdmin(_PatientPartAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(BreakGlassEvent)
+class BreakGlassEventAdmin(_PatientPartAdmin):
+    """Read in the admin; granted on the record's break-the-glass form, reviewed on compliance's page."""
+
+    list_display = ["__str__", "patient", "user_label", "reason", "granted_at", "expires_at", "outcome"]
+    list_filter = ["reason", "outcome"]
+    raw_id_fields = ["patient", "user", "reviewed_by"]
+
+    def has_add_permission(self, request):
         return False

@@ -319,5 +319,7 @@ def _overlapping_visits(survivor: Patient, duplicate: Patient) -> list[str]:
 # names both records as they were.
 register_merge_policy(PatientNamePrefix._meta.label, action=KEEP)
 register_merge_policy(PatientMerge._meta.label, action=KEEP)
+# A break-glass event records which record was opened, and why: it stays with that record.
+register_merge_policy("patients.breakglassevent", action=KEEP)
 register_merge_policy(CareTeamMember._meta.label, after_move=_team_permissions_follow)
 register_merge_policy(Appointment._meta.label, blockers=_overlapping_visits)

@@ -228,8 +228,14 @@ def patient_match(*, identifiers: Sequence[tuple[str, str]], mrn: str | None = N
 
 
 def get_patient_for_user(request: HttpRequest, pk: object, perm: str = "patients.view_patient") -> Patient:
-    """The guarded fetch for patients: 404 across organizations, 403 without `perm`."""
-    return get_object_for_user(request, Patient.objects.select_related("organization"), pk, perm)
+    """The guarded fetch for patients: 404 across organizations, 403 without `perm`, and the
+    break-the-glass form for a clinical user without a care relationship where the organization
+    requires one (patients/breakglass/policy.py)."""
+    from patients.breakglass.policy import require_care_relationship
+
+    patient = get_object_for_user(request, Patient.objects.select_related("organization"), pk, perm)
+    require_care_relationship(request, patient)
+    return patient
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from patients import views
+from patients.breakglass import views as breakglass
 from patients.care import views as care
 from patients.documents import views as documents
 from patients.scheduling import views as scheduling
@@ -71,6 +72,10 @@ urlpatterns = [
     path("<int:pk>/documents/", documents.documents_tab_view, name="documents"),
     path("documents/<int:pk>/download/", documents.document_download_view, name="document_download"),
     path("documents/<int:pk>/delete/", documents.document_delete_view, name="document_delete"),
+    # Break-the-glass: the reason form, and compliance's review of the events.
+    path("<int:pk>/break-glass/", breakglass.break_glass_view, name="break_glass"),
+    path("break-glass/", breakglass.break_glass_events_view, name="break_glass_events"),
+    path("break-glass/<int:pk>/review/", breakglass.break_glass_review_view, name="break_glass_review"),
     path("follow-up/", care.follow_up_view, name="follow_up"),
     path("notifications/", care.notifications_view, name="notifications"),
 ]

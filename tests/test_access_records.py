@@ -21,6 +21,7 @@ from compliance.models import AccessAction, AccessLog
 from engagement.models import ConsentChange
 from engagement.services import consent_set
 from healthcrm.tenancy import organization_context
+from patients.breakglass.services import break_glass_grant
 from patients.care.services import (
     care_plan_start,
     care_team_add,
@@ -70,6 +71,7 @@ def world(org_a: Any) -> dict[str, Any]:
         consent_change = consent_set(patient=patient, channel="sms", status="opted_out", source="sms_keyword")
         consent_change = ConsentChange.objects.get(patient=patient)
         document = document_upload(patient=patient, title="Referral", kind="referral", data=b"%PDF-1.4 test")
+        breakglass = break_glass_grant(user=colleague, patient=patient, reason="emergency")
     # Patient ids and appointment ids are chosen to collide, like the attack's (appointment 28, patient 28).
     return {
         "patient": patient,
@@ -87,6 +89,7 @@ def world(org_a: Any) -> dict[str, Any]:
         "intervention": intervention,
         "note": note,
         "waitlist": waitlist,
+        "breakglass": breakglass,
     }
 
 
@@ -163,6 +166,9 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "analytics:gap_call": ("post", "gap", ["gap", "patient"]),
     "analytics:gap_recall": ("post", "gap", ["gap", "patient"]),
     "analytics:measure_gaps": ("get", "", []),
+    "patients:break_glass": ("get", "patient", ["patient"]),  # a provider with no restriction: sent on
+    "patients:break_glass_events": ("get", "", ["breakglass", "patient"]),
+    "patients:break_glass_review": ("get", "breakglass", ["breakglass", "patient"]),
     "compliance:access_log": ("get", "", []),  # names a patient only when filtered by one
 }
 
@@ -171,6 +177,8 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
 ADMIN_ONLY = {
     "engagement:outbox": "admin",
     "compliance:access_log": "compliance",
+    "patients:break_glass_events": "compliance",
+    "patients:break_glass_review": "compliance",
     "patients:merge": "admin",
     "patients:document_delete": "admin",
     # Insurance and identifiers: registration (the front desk), not the clinical roles.

@@ -3,6 +3,7 @@
 from auditlog.registry import auditlog
 
 from compliance.audit import register_phi
+from patients.models.breakglass import BreakGlassEvent, BreakGlassOutcome, BreakGlassReason
 from patients.models.care import (
     CARE_PLAN_TRANSITIONS,
     GOAL_TRANSITIONS,
@@ -101,6 +102,7 @@ _PHI_MODELS = (
     CareTask,
     TaskEvent,
     PatientNote,
+    BreakGlassEvent,
     PatientDocument,  # its bytes live in PatientDocumentContent, never in the change log
 )
 for _model in _PHI_MODELS:
@@ -119,6 +121,9 @@ for _audited in (
     auditlog.register(_audited)
 
 __all__ = [
+    "BreakGlassEvent",
+    "BreakGlassOutcome",
+    "BreakGlassReason",
     "CARE_PLAN_TRANSITIONS",
     "GOAL_TRANSITIONS",
     "NoteType",

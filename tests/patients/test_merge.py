@@ -52,6 +52,7 @@ KNOWN_RELATIONS = {
     ("integrations.procedure", "patient"): "move",
     ("patients.allergy", "patient"): "move",
     ("patients.appointment", "patient"): "move",
+    ("patients.breakglassevent", "patient"): "keep",
     ("patients.careplan", "patient"): "move",
     ("patients.careplanactivity", "patient"): "move",
     ("patients.caretask", "patient"): "move",

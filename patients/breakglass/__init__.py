@@ -1,0 +1,1 @@
+"""Care relationship as the default, break-the-glass as the exception (see policy.py)."""
