@@ -23,7 +23,7 @@ from healthcrm.roles import Role
 from healthcrm.tenancy import require_current_organization
 from patients.models import Patient
 
-_READ_VERBS = {
+_READ_VERBS: dict[str, str] = {
     AccessAction.VIEW: "viewed",
     AccessAction.LIST: "listed",
     AccessAction.SEARCH: "found by a search",
@@ -31,7 +31,7 @@ _READ_VERBS = {
     AccessAction.CHANGE: "changed",
     AccessAction.DENIED: "was refused",
 }
-_WRITE_VERBS = {
+_WRITE_VERBS: dict[int, str] = {
     LogEntry.Action.CREATE: "added",
     LogEntry.Action.UPDATE: "changed",
     LogEntry.Action.DELETE: "deleted",
