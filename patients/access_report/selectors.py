@@ -11,6 +11,7 @@ from typing import Any
 from auditlog.models import LogEntry
 from auditlog.registry import auditlog
 from django.apps import apps
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import FieldDoesNotExist
@@ -102,10 +103,9 @@ def _write_entries(patient: Patient, since: datetime | None, until: datetime | N
         lookup = _patient_lookup(model)
         if lookup is None or not hasattr(model, "organization"):
             continue
-        pks = model._base_manager.filter(organization=patient.organization_id, **{lookup: patient.pk})
-        keys = [str(pk) for pk in pks.values_list("pk", flat=True)]
-        if keys:
-            match |= models.Q(content_type=ContentType.objects.get_for_model(model), object_pk__in=keys)
+        # One subquery per model inside one query (auditlog stores integer pks in object_id too).
+        pks = model._base_manager.filter(organization=patient.organization_id, **{lookup: patient.pk}).values("pk")
+        match |= models.Q(content_type=ContentType.objects.get_for_model(model), object_id__in=pks)
     entries = LogEntry.objects.filter(match).select_related("content_type")
     if since is not None:
         entries = entries.filter(timestamp__gte=since)
@@ -131,9 +131,10 @@ def patient_access_report(
     that named the patient (`access_log_list(patient_id=...)`); writes are the change-log entries
     of the patient and of its records (appointments, care plans, goals, notes, ...).
     """
-    reads = list(access_log_list(patient_id=patient.pk, since=since, until=until).select_related("actor"))
+    cap = settings.ACCESS_LOG_EXPORT_MAX_ROWS  # per source: a longer history needs a narrower date range
+    reads = list(access_log_list(patient_id=patient.pk, since=since, until=until).select_related("actor")[:cap])
     start, end = _bounds(since, until)
-    writes = list(_write_entries(patient, start, end).select_related("actor"))
+    writes = list(_write_entries(patient, start, end).select_related("actor")[:cap])
     users = {e.actor_id for e in reads if e.actor_id} | {e.actor_id for e in writes if e.actor_id}
     roles = dict(
         Membership.objects.filter(organization=patient.organization_id, user_id__in=users).values_list(

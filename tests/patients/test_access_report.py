@@ -191,3 +191,13 @@ def test_the_print_view_hides_the_navigation_and_controls(client_for, compliance
     [rule] = re.findall(r"@media print \{.*?\}\s*\}", css, re.S)
     for hidden in (".topbar", ".no-print", ".pagination"):
         assert hidden in rule
+
+
+def test_the_report_runs_in_a_fixed_number_of_queries(
+    client_for, compliance_user, history, django_assert_max_num_queries
+) -> None:
+    client = client_for(compliance_user)
+    client.get(_url(history["alma"]))  # content types cached
+    with django_assert_max_num_queries(18):
+        response = client.get(_url(history["alma"]))
+    assert response.status_code == 200
