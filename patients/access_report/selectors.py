@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -121,11 +121,42 @@ def _bounds(since: date | None, until: date | None) -> tuple[datetime | None, da
     return start, end
 
 
+def _roles_at(organization_id: int, user_ids: set[int]) -> Callable[[int | None, datetime], str]:
+    """`role(user_id, when)`: the user's role in the organization at that time, from the change log
+    of their membership (memberships are audited); the current role where the log has no change
+    of it before then (a membership older than its audit, or never changed). Two queries."""
+    memberships = list(Membership.objects.filter(organization=organization_id, user_id__in=user_ids))
+    current = {m.user_id: m.role for m in memberships}
+    owner = {m.pk: m.user_id for m in memberships}
+    changes: dict[int, list[tuple[datetime, str, str]]] = {}
+    entries = LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Membership), object_id__in=list(owner)
+    ).order_by("timestamp", "pk")
+    for object_id, timestamp, change in entries.values_list("object_id", "timestamp", "changes"):
+        pair = change.get("role") if isinstance(change, dict) else None
+        if isinstance(pair, list) and len(pair) == 2 and object_id in owner:
+            changes.setdefault(owner[object_id], []).append((timestamp, str(pair[0]), str(pair[1])))
+
+    def role(user_id: int | None, when: datetime) -> str:
+        if not user_id or user_id not in current:
+            return ""
+        value = current[user_id]
+        history = changes.get(user_id, [])
+        before = [new for at, _old, new in history if at <= when]
+        if before:
+            value = before[-1]
+        elif history and history[0][1] in Role.values:
+            value = history[0][1]  # the role it had before its first logged change
+        return str(Role(value).label) if value in Role.values else ""
+
+    return role
+
+
 def patient_access_report(
     *, patient: Patient, since: date | None = None, until: date | None = None
 ) -> list[AccessReportRow]:
-    """Every logged access to one patient's record, newest first: who (name, sign-in name, current
-    role in this organization), when, what (the action and the kinds of record) and the page.
+    """Every logged access to one patient's record, newest first: who (name, sign-in name, role in
+    this organization at the time), when, what (the action and the kinds of record) and the page.
 
     `since`/`until` are the organization's local dates, inclusive. Reads are the access-log rows
     that named the patient (`access_log_list(patient_id=...)`); writes are the change-log entries
@@ -136,15 +167,7 @@ def patient_access_report(
     start, end = _bounds(since, until)
     writes = list(_write_entries(patient, start, end).select_related("actor")[:cap])
     users = {e.actor_id for e in reads if e.actor_id} | {e.actor_id for e in writes if e.actor_id}
-    roles = dict(
-        Membership.objects.filter(organization=patient.organization_id, user_id__in=users).values_list(
-            "user_id", "role"
-        )
-    )
-
-    def role(user_id: int | None) -> str:
-        value = roles.get(user_id) if user_id else None
-        return str(Role(value).label) if value in Role.values else ""
+    role = _roles_at(patient.organization_id, users)
 
     def name(user: Any) -> str:
         return user.get_full_name() if user is not None else ""
@@ -158,7 +181,7 @@ def patient_access_report(
                 source="read",
                 full_name=name(entry.actor),
                 username=entry.actor_label,
-                role=role(entry.actor_id),
+                role=role(entry.actor_id, entry.created_at),
                 what=f"{_READ_VERBS.get(entry.action, entry.action)} {_kinds(entry, patient_key)}",
                 page=entry.view_name,
                 reason=str(getattr(entry, "reason", "") or ""),
@@ -176,7 +199,7 @@ def patient_access_report(
                 source="write",
                 full_name=name(actor),
                 username=username or "system",
-                role=role(entry.actor_id),
+                role=role(entry.actor_id, entry.timestamp),
                 what=f"{_WRITE_VERBS.get(entry.action, 'changed')} {label}",
                 page="",
                 reason="",

@@ -65,7 +65,7 @@ def _cell(value: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-CSV_HEADER = ["When", "Name", "Username", "Role (current)", "What", "Page", "Reason"]
+CSV_HEADER = ["When", "Name", "Username", "Role (at the time)", "What", "Page", "Reason"]
 
 
 def _export(request: TenantRequest, patient: Patient, rows: list[AccessReportRow], zone: str) -> HttpResponse:

@@ -123,7 +123,7 @@ def test_csv_equals_the_page_rows_and_is_itself_logged(org_a, client_for, compli
         response = client.get(_url(alma, since="2026-11-02", until="2026-11-19", format="csv"))
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     header, *lines = list(csv.reader(io.StringIO(response.content.decode())))
-    assert header == ["When (America/Chicago)", "Name", "Username", "Role (current)", "What", "Page", "Reason"]
+    assert header == ["When (America/Chicago)", "Name", "Username", "Role (at the time)", "What", "Page", "Reason"]
     as_page = []
     for when, name, username, role, what, view, reason in lines:
         who = f"{name} ({username})" if name else username
@@ -198,6 +198,21 @@ def test_the_report_runs_in_a_fixed_number_of_queries(
 ) -> None:
     client = client_for(compliance_user)
     client.get(_url(history["alma"]))  # content types cached
-    with django_assert_max_num_queries(18):
+    with django_assert_max_num_queries(19):
         response = client.get(_url(history["alma"]))
     assert response.status_code == 200
+
+
+def test_the_role_is_the_one_held_at_the_time(org_a, client_for, compliance_user, nurse_user, history) -> None:
+    from healthcrm.models import Membership
+
+    with _at(16), organization_context(org_a):
+        membership = Membership.objects.get(user=nurse_user, organization=org_a)
+        membership.role = "coordinator"
+        membership.save()  # audited: a security event of organization A
+    with _at(17):
+        assert client_for(nurse_user).get(reverse("patients:detail", args=[history["alma"].pk])).status_code == 200
+    with _at(20):
+        rows = _rows(client_for(compliance_user).get(_url(history["alma"])).content.decode())
+    assert rows[0].startswith("2026-11-17 15:00:00 Nora Nurse (nurse@north.example) Care coordinator viewed")
+    assert rows[3].startswith("2026-11-10 15:00:00 Nora Nurse (nurse@north.example) Nurse viewed")
