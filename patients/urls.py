@@ -1,6 +1,7 @@
 from django.urls import path
 
 from patients import views
+from patients.access_report import views as access_report
 from patients.breakglass import views as breakglass
 from patients.care import views as care
 from patients.documents import views as documents
@@ -14,6 +15,7 @@ urlpatterns = [
     path("<int:pk>/", views.patient_detail_view, name="detail"),
     path("<int:pk>/edit/", views.patient_edit_view, name="edit"),
     path("<int:pk>/merge/", views.patient_merge_view, name="merge"),
+    path("<int:pk>/access-report/", access_report.access_report_view, name="access_report"),
     path("<int:pk>/coverages/new/", views.coverage_add_view, name="coverage_add"),
     path("coverages/<int:pk>/edit/", views.coverage_edit_view, name="coverage_edit"),
     path("coverages/<int:pk>/remove/", views.coverage_remove_view, name="coverage_remove"),

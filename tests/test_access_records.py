@@ -109,6 +109,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:allergy_add": ("get", "patient", ["patient"]),
     "patients:observation_add": ("get", "patient", ["patient"]),
     "patients:merge": ("get", "patient", ["patient"]),
+    "patients:access_report": ("get", "patient", ["patient"]),
     "patients:coverage_add": ("get", "patient", ["patient"]),
     "patients:coverage_edit": ("get", "coverage", ["coverage", "patient"]),
     "patients:coverage_remove": ("post", "coverage", ["coverage", "patient"]),
@@ -179,6 +180,7 @@ ADMIN_ONLY = {
     "compliance:access_log": "compliance",
     "patients:break_glass_events": "compliance",
     "patients:break_glass_review": "compliance",
+    "patients:access_report": "compliance",
     "patients:merge": "admin",
     "patients:document_delete": "admin",
     # Insurance and identifiers: registration (the front desk), not the clinical roles.

@@ -29,6 +29,11 @@ document.addEventListener("DOMContentLoaded", () => {
     select.addEventListener("change", () => select.form.requestSubmit());
   });
 
+  // Print buttons (the access report): the print stylesheet hides the navigation and controls.
+  document.querySelectorAll("button[data-print]").forEach((button) => {
+    button.addEventListener("click", () => window.print());
+  });
+
   // New patient: the preferred channel the answers give, as patients.services.default_channel decides.
   const choice = document.querySelector("[data-channel-choice]");
   if (choice) {
