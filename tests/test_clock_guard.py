@@ -35,6 +35,7 @@ REAL_PROCESS_MODULES = {
     "patients/test_browser_consent_documents.py": "Chromium against the live server",
     "patients/test_browser_care_edits.py": "Chromium against the live server",
     "patients/test_browser_calendar.py": "Chromium against the live server",
+    "patients/test_browser_access_report.py": "Chromium against the live server",
     "test_browser.py": "Chromium against the live server",
     "test_browser_layout.py": "Chromium against the live server",
     "integrations/fhir/test_browser_import.py": "Chromium against the live server",
