@@ -22,7 +22,7 @@ from compliance.selectors import access_log_list
 from healthcrm.models import Membership
 from healthcrm.roles import Role
 from healthcrm.tenancy import require_current_organization
-from patients.models import Patient
+from patients.models import BreakGlassEvent, Patient
 
 _READ_VERBS: dict[str, str] = {
     AccessAction.VIEW: "viewed",
@@ -42,8 +42,8 @@ _WRITE_VERBS: dict[int, str] = {
 
 @dataclass(frozen=True)
 class AccessReportRow:
-    """One access to the patient's record. `reason` is the "why" column: filled from the access
-    log's `reason` when that field exists (a break-glass reason), empty until then."""
+    """One access to the patient's record. `reason` is the "why" column: the break-glass reason of a
+    read made under a break-glass grant (issue #13 item 1), else empty."""
 
     when: datetime
     source: str  # "read" (access log) or "write" (change log)
@@ -152,6 +152,30 @@ def _roles_at(organization_id: int, user_ids: set[int]) -> Callable[[int | None,
     return role
 
 
+def _break_glass_reasons(patient: Patient, start: datetime | None, end: datetime | None) -> Any:
+    """`why(user_id, when)`: "Break-glass: <reason>" for a read made under a break-glass grant of
+    that user to this patient, else "" (one query: the patient's grants that overlap the range)."""
+    grants = BreakGlassEvent.objects.filter(patient=patient)
+    if start is not None:
+        grants = grants.filter(expires_at__gte=start)
+    if end is not None:
+        grants = grants.filter(granted_at__lt=end)
+    windows: dict[int, list[tuple[datetime, datetime, str]]] = {}
+    for grant in grants.only("user_id", "granted_at", "expires_at", "reason"):
+        if grant.user_id is not None:
+            windows.setdefault(grant.user_id, []).append(
+                (grant.granted_at, grant.expires_at, str(grant.get_reason_display()))
+            )
+
+    def why(user_id: int | None, when: datetime) -> str:
+        for granted_at, expires_at, label in windows.get(user_id or 0, ()):
+            if granted_at <= when <= expires_at:
+                return f"Break-glass: {label}"
+        return ""
+
+    return why
+
+
 def patient_access_report(
     *, patient: Patient, since: date | None = None, until: date | None = None
 ) -> list[AccessReportRow]:
@@ -168,6 +192,7 @@ def patient_access_report(
     writes = list(_write_entries(patient, start, end).select_related("actor")[:cap])
     users = {e.actor_id for e in reads if e.actor_id} | {e.actor_id for e in writes if e.actor_id}
     role = _roles_at(patient.organization_id, users)
+    why = _break_glass_reasons(patient, start, end)
 
     def name(user: Any) -> str:
         return user.get_full_name() if user is not None else ""
@@ -184,7 +209,7 @@ def patient_access_report(
                 role=role(entry.actor_id, entry.created_at),
                 what=f"{_READ_VERBS.get(entry.action, entry.action)} {_kinds(entry, patient_key)}",
                 page=entry.view_name,
-                reason=str(getattr(entry, "reason", "") or ""),
+                reason=why(entry.actor_id, entry.created_at),
             )
 
     def write_rows() -> Iterator[AccessReportRow]:

@@ -330,3 +330,30 @@ def test_grant_never_redirects_off_site(client_for, nurse_user, patient_a, restr
     assert response.status_code == 302 and response["Location"] == _detail(patient_a)
     response = client_for(nurse_user).get(url, {"next": "\x00" * 900})
     assert response.status_code in (200, 302)
+
+
+def test_the_patients_access_report_says_why_for_reads_under_a_grant(
+    client_for, nurse_user, admin_user, patient_a, restricted
+) -> None:
+    """Issue #13 item 2's "why for break-the-glass": the reads made under the grant carry its reason,
+    the reads made after it expired do not."""
+    from patients.access_report.selectors import patient_access_report
+
+    client = client_for(nurse_user)
+    client.post(reverse("patients:break_glass", args=[patient_a.pk]), REASON)
+    client.get(_detail(patient_a))  # the grant's redirect target: part of the grant's own row
+    assert b"Northcott" in client.get(_detail(patient_a)).content  # a read of its own, under the grant
+    with organization_context(restricted):
+        event = BreakGlassEvent.objects.get()
+    with time_machine.travel(event.expires_at + timedelta(minutes=1), tick=False):
+        assert _is_gate(client_for(nurse_user).get(_detail(patient_a)))
+    with organization_context(restricted):
+        rows = [r for r in patient_access_report(patient=patient_a) if r.username == nurse_user.username]
+    views = [r for r in rows if r.source == "read" and r.page == "patients:detail"]
+    # Newest first: refused after the expiry, then the read under the grant.
+    assert [(r.what, r.reason) for r in views] == [
+        ("was refused patient record", ""),
+        ("viewed patient record", "Break-glass: Emergency care"),
+    ]
+    (grant,) = [r for r in rows if r.page == "patients:break_glass"]
+    assert grant.reason == "Break-glass: Emergency care"
