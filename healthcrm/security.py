@@ -47,10 +47,13 @@ def safe_next_url(request: HttpRequest, fallback: str) -> str:
     """The request's `next` (POST, then GET) when it points into this site, else `fallback`.
 
     Every redirect to a `next` goes through here: an absolute URL to another host, a
-    scheme-relative `//evil.example` or a `javascript:` URL is an open redirect.
+    scheme-relative `//evil.example` or a `javascript:` URL is an open redirect. Only a path or an
+    http(s) URL is followed: `redirect()` takes a bare word as a view name (a 500 when none).
     """
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(
+    if not target.startswith(("/", "http://", "https://")):
+        return fallback
+    if url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return target

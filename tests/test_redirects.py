@@ -22,6 +22,9 @@ HOSTILE = [
     "http:\\\\evil.example",
     "javascript:alert(1)",
     "https://testserver.evil.example/",
+    "abc",  # a bare word: redirect() would look it up as a view name and answer 500
+    "patients:my_tasks",
+    "evil.example/path",
 ]
 
 
