@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -67,3 +68,9 @@ def form_add_service_errors(
         target = (field_map or {}).get(name or "", name)
         for message in messages:
             form.add_error(target if target in form.fields else None, message)
+
+
+def public_base_url(request: HttpRequest) -> str:
+    """The site's address for links sent out of it (emails, invitations): PUBLIC_BASE_URL, else the
+    address this request came to."""
+    return settings.PUBLIC_BASE_URL or f"{request.scheme}://{request.get_host()}"

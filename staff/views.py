@@ -27,7 +27,7 @@ from compliance.audit import platform_admin_entered
 from compliance.decorators import PHI_FREE, staff_view
 from compliance.models import AccessAction
 from healthcrm.celery import app as celery_app
-from healthcrm.http import TenantRequest
+from healthcrm.http import TenantRequest, public_base_url
 from healthcrm.models import Organization
 from healthcrm.tenancy import SESSION_KEY
 from patients.models import Patient
@@ -116,10 +116,6 @@ def _enrolment_open(request: HttpRequest) -> bool:
     )
 
 
-def _base_url(request: HttpRequest) -> str:
-    return settings.PUBLIC_BASE_URL or f"{request.scheme}://{request.get_host()}"
-
-
 @phi_free
 @never_cache
 @login_required
@@ -199,7 +195,7 @@ def mfa_setup(request: HttpRequest) -> HttpResponse:
 @require_POST
 def mfa_enrolment_send(request: HttpRequest) -> HttpResponse:
     """Email the signed-in user a fresh one-time enrolment link."""
-    enrolment_link_issue(user=request.user, base_url=_base_url(request))
+    enrolment_link_issue(user=request.user, base_url=public_base_url(request))
     messages.info(request, "We sent an enrolment link to your email address. Open it to set up your authenticator.")
     return redirect(f"{reverse('mfa_setup')}?next={_safe_next(request, reverse('dashboard'))}")
 

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from compliance.access import phi_free
 from compliance.decorators import PHI_FREE, staff_view
 from compliance.guards import require_perm
-from healthcrm.http import TenantRequest, form_add_service_errors
+from healthcrm.http import TenantRequest, form_add_service_errors, public_base_url
 from healthcrm.models import Membership, Organization
 from healthcrm.security import client_ip
 from healthcrm.tenancy import SESSION_KEY, organization_context
@@ -36,7 +36,6 @@ from staff.members.services import (
     member_role_change,
 )
 from staff.services import enrolment_link_issue
-from staff.views import _base_url
 
 MANAGE = "healthcrm.change_membership"
 INVITE = "healthcrm.add_membership"
@@ -62,7 +61,7 @@ def member_invite_view(request: TenantRequest) -> HttpResponse:
             invited = member_invite(
                 organization=request.organization,
                 invited_by=request.user,
-                base_url=_base_url(request),
+                base_url=public_base_url(request),
                 **form.cleaned_data,
             )
         except ValidationError as exc:
@@ -133,7 +132,7 @@ def member_resend_view(request: TenantRequest, pk: int) -> HttpResponse:
     return _act(
         request,
         pk,
-        lambda m: member_invitation_resend(membership=m, invited_by=request.user, base_url=_base_url(request)),
+        lambda m: member_invitation_resend(membership=m, invited_by=request.user, base_url=public_base_url(request)),
         "A new invitation was sent; the previous link no longer works.",
     )
 
