@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import TypeVar
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Model, QuerySet
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -22,6 +24,8 @@ from integrations.models import FhirConnection, ImportJob
 from patients.policies import require_clinical
 from patients.selectors import get_patient_for_user
 
+M = TypeVar("M", bound=Model)
+
 
 def require_integrations_admin(request: TenantRequest) -> None:
     """Imports and connections are for the organization's administrators (or a granted permission)."""
@@ -33,12 +37,26 @@ def require_integrations_admin(request: TenantRequest) -> None:
     raise PermissionDenied
 
 
-def _job_for_user(request: TenantRequest, pk: int) -> ImportJob:
-    job = ImportJob.objects.filter(pk=pk).first()  # tenant manager: another organization's job is not found
-    if job is None:
-        raise Http404("No import matches the given id.")
+def _get_for_integrations_admin(request: TenantRequest, queryset: QuerySet[M], pk: int) -> M:
+    """One import job or connection of the current organization, for its administrators.
+
+    The tenant manager does not find another organization's row (404, like an id that never
+    existed), and only then is the role checked (403): the answer never tells a member of one
+    clinic which ids another clinic holds.
+    """
+    obj = queryset.filter(pk=pk).first()
+    if obj is None:
+        raise Http404(f"No {queryset.model._meta.verbose_name} matches the given id.")
     require_integrations_admin(request)
-    return job
+    return obj
+
+
+def _job_for_user(request: TenantRequest, pk: int) -> ImportJob:
+    return _get_for_integrations_admin(request, ImportJob.objects.all(), pk)
+
+
+def _connection_for_user(request: TenantRequest, pk: int) -> FhirConnection:
+    return _get_for_integrations_admin(request, FhirConnection.objects.all(), pk)
 
 
 @staff_view(access=PHI_FREE, perm=require_integrations_admin)  # counts, entry numbers and FHIR paths only
@@ -94,10 +112,7 @@ def connection_list_view(request: TenantRequest) -> HttpResponse:
 
 @staff_view(access=PHI_FREE)
 def connection_detail_view(request: TenantRequest, pk: int) -> HttpResponse:
-    connection = FhirConnection.objects.filter(pk=pk).first()
-    if connection is None:
-        raise Http404("No connection matches the given id.")
-    require_integrations_admin(request)
+    connection = _connection_for_user(request, pk)
     jobs = ImportJob.objects.filter(connection=connection)[:20]
     return render(request, "integrations/fhir_connection.html", {"connection": connection, "jobs": jobs})
 
@@ -109,10 +124,7 @@ def connection_pull_view(request: TenantRequest, pk: int) -> HttpResponse:
 
     from integrations.fhir.tasks import fhir_pull_task
 
-    connection = FhirConnection.objects.filter(pk=pk).first()
-    if connection is None:
-        raise Http404("No connection matches the given id.")
-    require_integrations_admin(request)
+    connection = _connection_for_user(request, pk)
     organization_id, user_id = connection.organization_id, request.user.pk
     transaction.on_commit(lambda: fhir_pull_task.delay(organization_id, connection.pk, actor_id=user_id))
     messages.success(request, "Pull queued.")
@@ -123,10 +135,7 @@ def connection_pull_view(request: TenantRequest, pk: int) -> HttpResponse:
 @require_POST
 def connection_test_view(request: TenantRequest, pk: int) -> HttpResponse:
     """Test connection: read the CapabilityStatement and show what the server supports."""
-    connection = FhirConnection.objects.filter(pk=pk).first()
-    if connection is None:
-        raise Http404("No connection matches the given id.")
-    require_integrations_admin(request)
+    connection = _connection_for_user(request, pk)
     context = {
         "connection": connection,
         "jobs": ImportJob.objects.filter(connection=connection)[:20],
