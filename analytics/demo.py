@@ -102,7 +102,21 @@ def _older_visits(patients_added: int, rng: random.Random) -> int:
     share = min(1.0, wanted / (len(days) * slots_per_day * len(practitioners)))
     types = list(AppointmentType.values)
     batch: list[Any] = []
-    busy: set[tuple[int, datetime]] = set()  # a patient is in one visit at a time (aligned slots)
+    # A patient is in one visit at a time and a practitioner sees one patient at a time: the
+    # visits other demo steps laid in these days (not aligned to this grid) count too.
+    first = datetime.combine(days[-1], time(0), tzinfo=zone) if days else timezone.now()
+    laid = Appointment.objects.filter(starts_at__gte=first).values_list(
+        "patient_id", "practitioner_id", "starts_at", "ends_at"
+    )
+    patient_busy: dict[int, list[tuple[datetime, datetime]]] = {}
+    practitioner_busy: dict[int, list[tuple[datetime, datetime]]] = {}
+    for patient_id, practitioner_id, starts_at, ends_at in laid:
+        patient_busy.setdefault(patient_id, []).append((starts_at, ends_at))
+        practitioner_busy.setdefault(practitioner_id, []).append((starts_at, ends_at))
+
+    def _free(intervals: list[tuple[datetime, datetime]], starts: datetime, ends: datetime) -> bool:
+        return all(ends <= s or starts >= e for s, e in intervals)
+
     count = 0
     for practitioner in practitioners:
         location = rng.choice(locations) if locations else None
@@ -113,9 +127,13 @@ def _older_visits(patients_added: int, rng: random.Random) -> int:
                 starts = datetime.combine(day, time(WORKDAY[0]), tzinfo=zone) + timedelta(minutes=slot * SLOT_MINUTES)
                 telehealth = rng.random() < 0.15
                 patient_id = rng.choice(patient_ids)
-                if (patient_id, starts) in busy:
+                ends = starts + timedelta(minutes=SLOT_MINUTES)
+                mine = patient_busy.setdefault(patient_id, [])
+                theirs = practitioner_busy.setdefault(practitioner.pk, [])
+                if not (_free(mine, starts, ends) and _free(theirs, starts, ends)):
                     continue
-                busy.add((patient_id, starts))
+                mine.append((starts, ends))
+                theirs.append((starts, ends))
                 batch.append(
                     Appointment(
                         patient_id=patient_id,
@@ -124,7 +142,7 @@ def _older_visits(patients_added: int, rng: random.Random) -> int:
                         kind=AppointmentKind.TELEHEALTH if telehealth else AppointmentKind.IN_PERSON,
                         appointment_type=rng.choice(types),
                         starts_at=starts,
-                        ends_at=starts + timedelta(minutes=SLOT_MINUTES),
+                        ends_at=ends,
                         status="completed",
                     )
                 )

@@ -59,3 +59,21 @@ def test_seed_demo_gives_practitioners_the_hours_of_their_visits() -> None:
             day = visit.starts_at.astimezone(visit.location.zone).date()
             book = AvailabilityBook([visit.practitioner_id], day, day)
             assert book.refusal(visit.practitioner, visit.location, visit.starts_at, visit.ends_at) is None
+
+
+@pytest.mark.parametrize("seed", [7, 2026, 31337])
+def test_seed_demo_never_double_books_a_patient_or_a_practitioner(seed: int) -> None:
+    """Every demo step lays visits (the calendar's, analytics' older history, the coming two
+    weeks): whatever the seed, a patient is in one visit at a time and so is a practitioner."""
+    from django.db import connection
+
+    call_command("seed_demo", "--patients", "30", "--seed", str(seed), stdout=io.StringIO())
+    with organization_context(Organization.objects.get(slug="northside")), connection.cursor() as cursor:
+        for column in ("patient_id", "practitioner_id"):
+            cursor.execute(
+                f"SELECT count(*) FROM patients_appointment a JOIN patients_appointment b "  # noqa: S608 (a column name)
+                f"ON a.{column} = b.{column} AND a.id < b.id "
+                "AND a.starts_at < b.ends_at AND b.starts_at < a.ends_at "
+                "WHERE a.status <> 'cancelled' AND b.status <> 'cancelled'"
+            )
+            assert cursor.fetchone()[0] == 0, column
