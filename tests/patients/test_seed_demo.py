@@ -61,7 +61,7 @@ def test_seed_demo_gives_practitioners_the_hours_of_their_visits() -> None:
             assert book.refusal(visit.practitioner, visit.location, visit.starts_at, visit.ends_at) is None
 
 
-@pytest.mark.parametrize("seed", [7, 2026, 31337])
+@pytest.mark.parametrize("seed", [7, 31337])  # 2026, the default, is seeded by the tests above
 def test_seed_demo_never_double_books_a_patient_or_a_practitioner(seed: int) -> None:
     """Every demo step lays visits (the calendar's, analytics' older history, the coming two
     weeks): whatever the seed, a patient is in one visit at a time and so is a practitioner."""
