@@ -7,4 +7,7 @@ class EngagementConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from engagement import receivers  # noqa: F401 - connects the care-plan notice and the timeline source
+        from engagement import (  # noqa: F401 - connects the care-plan notice, the timeline source, the checks
+            checks,
+            receivers,
+        )

@@ -246,7 +246,14 @@ class OutboundMessage(TenantModel):
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Not worth sending after this.")
     enqueued_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # Every claim counts in `attempts`; only the tries the provider answered count towards the
+    # channel's max_attempts (`provider_attempts`): an outage or a crash never uses them up, the
+    # message's useful life (expires_at, else ENGAGEMENT_GIVE_UP_AFTER) bounds those retries.
     attempts = models.PositiveIntegerField(default=0)
+    provider_attempts = models.PositiveIntegerField(default=0)
+    # A claim whose send timed out (outcome unknown) is settled by asking the provider from then on,
+    # without waiting for the stale time a crashed worker needs.
+    settle_at = models.DateTimeField(null=True, blank=True)
     # Filled at send time: the text actually sent and where to (PHI, encrypted).
     to_address = EncryptedCharField(max_length=254, blank=True)
     body = EncryptedTextField(max_length=10000, blank=True)

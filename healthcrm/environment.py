@@ -82,3 +82,15 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"The setting {name}={value!r} must be one of: {', '.join(choices)}.")
     return value
+
+
+def engagement_longest_send(*, batch: int, threads: int, rate_max_wait: float, timeout: float) -> float:
+    """The longest a claimed outbox message can take before its outcome is known, in seconds.
+
+    A batch's claims are committed together, then its sends share the process's sender threads:
+    the last one waits ceil(batch / threads) rounds, each at most the limiter's wait plus the
+    provider's timeout. (The worker's processes are prefork: each runs one batch task at a time on its
+    own threads, so batches do not queue behind each other's sends.)
+    """
+    rounds = -(-max(batch, 1) // max(threads, 1))
+    return round(rounds * (rate_max_wait + timeout), 1)

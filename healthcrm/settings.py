@@ -13,7 +13,15 @@ import phonenumbers
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from healthcrm.environment import env_bool, env_choice, env_float, env_int, env_list, env_str
+from healthcrm.environment import (
+    engagement_longest_send,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -356,6 +364,8 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "HealthCRM <no-reply@healthcr
 TWILIO_ENABLED = env_bool("TWILIO_ENABLED", False)
 TWILIO_API_URL = env_str("TWILIO_API_URL", "https://api.twilio.com")
 TWILIO_TIMEOUT = env_float("TWILIO_TIMEOUT_SECONDS", 10.0)
+# SMTP connections time out too (Django's default waits forever, holding a sender thread and its claim).
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT_SECONDS", 10.0)
 
 # Outreach (engagement/): every setting engagement and integrations/twilio read, declared here once.
 # SMS go through a backend (a dotted path to an engagement.delivery.SmsBackend): Twilio's, or in
@@ -383,7 +393,6 @@ ENGAGEMENT_RETRY_CAP = env_float("ENGAGEMENT_RETRY_CAP_SECONDS", 3600.0)
 # SENDING_STALE_AFTER is settled by asking the provider. Each scan takes at most SCAN_BATCH ids per
 # organization, and no more than its rate allows in SCAN_WINDOW seconds.
 ENGAGEMENT_REQUEUE_AFTER = env_float("ENGAGEMENT_REQUEUE_AFTER_SECONDS", 60.0)
-ENGAGEMENT_SENDING_STALE_AFTER = env_float("ENGAGEMENT_SENDING_STALE_AFTER_SECONDS", 300.0)
 ENGAGEMENT_SCAN_BATCH = env_int("ENGAGEMENT_SCAN_BATCH", 500)
 ENGAGEMENT_SCAN_WINDOW = env_float("ENGAGEMENT_SCAN_WINDOW_SECONDS", 5.0)
 # Due messages go to the worker in chunks of this many ids (each still claimed on its own) and are
@@ -408,6 +417,35 @@ PATIENTS_APPOINTMENT_BADGES = ["analytics.risk.appointment_badges"]
 ENGAGEMENT_SEND_THREADS = env_int("ENGAGEMENT_SEND_THREADS", 16)
 # A send waits at most this long for the organization's rate limiter, else goes back to pending.
 ENGAGEMENT_RATE_MAX_WAIT = env_float("ENGAGEMENT_RATE_MAX_WAIT_SECONDS", 2.0)
+# Exactly-once rests on this: a claim is settled by asking the provider only once no worker can
+# still be sending it. The longest a claimed message can take is its wait for a sender thread (the
+# batch's messages share ENGAGEMENT_SEND_THREADS), the limiter's wait and the provider's timeout,
+# so the default is derived from those, and a configured value below it refuses to start (with a
+# stale time shorter than the send, the same provider stand-in received duplicates).
+ENGAGEMENT_LONGEST_SEND = engagement_longest_send(
+    batch=ENGAGEMENT_SEND_BATCH,
+    threads=ENGAGEMENT_SEND_THREADS,
+    rate_max_wait=ENGAGEMENT_RATE_MAX_WAIT,
+    timeout=max(TWILIO_TIMEOUT, EMAIL_TIMEOUT),
+)
+ENGAGEMENT_SENDING_STALE_AFTER = env_float(
+    "ENGAGEMENT_SENDING_STALE_AFTER_SECONDS", round(1.25 * ENGAGEMENT_LONGEST_SEND + 15.0, 1)
+)
+if ENGAGEMENT_SENDING_STALE_AFTER <= ENGAGEMENT_LONGEST_SEND:
+    raise ImproperlyConfigured(
+        f"The setting ENGAGEMENT_SENDING_STALE_AFTER_SECONDS ({ENGAGEMENT_SENDING_STALE_AFTER:g}) must exceed the "
+        f"longest send ({ENGAGEMENT_LONGEST_SEND:g} s: ENGAGEMENT_SEND_BATCH / ENGAGEMENT_SEND_THREADS rounds of "
+        "ENGAGEMENT_RATE_MAX_WAIT_SECONDS + the provider timeout, TWILIO_TIMEOUT_SECONDS or EMAIL_TIMEOUT_SECONDS), "
+        "or a message still being sent could be sent again."
+    )
+# A send whose outcome is unknown because the provider timed out is asked about this long after the
+# timeout (the provider has recorded it by then), not after the stale time a crash needs.
+ENGAGEMENT_SETTLE_UNKNOWN_AFTER = env_float("ENGAGEMENT_SETTLE_UNKNOWN_AFTER_SECONDS", 30.0)
+# A message the provider never answered (network down, worker crash) is retried within its useful
+# life (a reminder until the visit); one without an end gives up this long after it was due.
+ENGAGEMENT_GIVE_UP_AFTER = env_float("ENGAGEMENT_GIVE_UP_AFTER_SECONDS", 48 * 3600.0)
+# Messages held because the organization's SMS account is incomplete are looked at again this often.
+ENGAGEMENT_HOLD_RECHECK = env_float("ENGAGEMENT_HOLD_RECHECK_SECONDS", 900.0)
 
 # Telehealth: each telehealth appointment gets a room at this URL ({room}: 22 random characters).
 TELEHEALTH_URL_TEMPLATE = env_str("TELEHEALTH_URL_TEMPLATE", "https://telehealth.healthcrm.example/room/{room}")
@@ -543,6 +581,18 @@ if PRODUCTION:
         raise ImproperlyConfigured(
             "The setting EMAIL_URL must name an SMTP server (smtp+tls://, smtp+ssl://, or smtp:// to a "
             "loopback host) when HEALTHCRM_ENV=production: console:// and locmem:// are for development."
+        )
+    # The development sink marks text messages sent with a fake id: in production reminders would
+    # never leave, and without PUBLIC_BASE_URL every Twilio webhook (STOP included) fails its signature.
+    if ENGAGEMENT_SMS_BACKEND.endswith(".SinkBackend"):
+        raise ImproperlyConfigured(
+            "The setting SMS_BACKEND is the development sink (outbox_sink: messages marked sent that never leave) "
+            "when HEALTHCRM_ENV=production: set TWILIO_ENABLED=true (or SMS_BACKEND=twilio)."
+        )
+    if not PUBLIC_BASE_URL.startswith("https://"):
+        raise ImproperlyConfigured(
+            "The setting PUBLIC_BASE_URL must be the site's https:// address when HEALTHCRM_ENV=production "
+            "(patient links, Twilio's status callbacks and its webhook signatures are built from it)."
         )
     if not (EMAIL_USE_TLS or EMAIL_USE_SSL or _loopback_host(EMAIL_HOST)):
         raise ImproperlyConfigured(

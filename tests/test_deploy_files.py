@@ -72,6 +72,12 @@ def test_app_services_run_in_production_with_required_secrets(compose):
         for secret in ("SECRET_KEY", "FIELD_ENCRYPTION_KEY", "BLIND_INDEX_KEY", "APP_DATABASE_PASSWORD"):
             assert f"${{{secret}:?" in env[secret], f"{name}: {secret} must be required (${{{secret}:?...}})"
         assert "${POSTGRES_PASSWORD:?" in env["DATABASE_URL"], name
+        # Outreach for real: the provider (never the development sink) and the public address its
+        # webhooks are signed with, required like the secrets.
+        assert "${PUBLIC_BASE_URL:?" in env["PUBLIC_BASE_URL"], name
+        assert env["TWILIO_ENABLED"].startswith("${TWILIO_ENABLED:-true}"), name
+        assert env["SMS_BACKEND"] == "${SMS_BACKEND:-twilio}", name
+        assert "TWILIO_API_URL" in env, name
 
 
 def test_worker_listens_on_every_queue(compose):

@@ -30,6 +30,11 @@ _SETTINGS_VARIABLES = (
     "APP_DATABASE_PASSWORD",
     "DATABASE_LOGIN",
     "EMAIL_URL",
+    "TWILIO_ENABLED",
+    "SMS_BACKEND",
+    "ENGAGEMENT_SMS_BACKEND",
+    "PUBLIC_BASE_URL",
+    "ENGAGEMENT_SENDING_STALE_AFTER_SECONDS",
     "DJANGO_SETTINGS_MODULE",
     # Set by the browser fixture in this process (Playwright's event loop); never in production.
     "DJANGO_ALLOW_ASYNC_UNSAFE",
@@ -51,6 +56,8 @@ def production_env(**overrides: str | None) -> dict[str, str]:
         APP_DATABASE_PASSWORD=secrets.token_urlsafe(24),
         ALLOWED_HOSTS="crm.example.org",
         EMAIL_URL="smtp+tls://crm:secret@mail.example.org:587",
+        TWILIO_ENABLED="true",
+        PUBLIC_BASE_URL="https://crm.example.org",
     )
     for name in ("DATABASE_URL", "REDIS_URL"):
         if name in os.environ:
@@ -131,6 +138,31 @@ def test_development_defaults_pass_the_plain_check() -> None:
             "EMAIL_URL",
             "plain smtp://",
             id="plain-smtp-to-remote-host",
+        ),
+        pytest.param(
+            {"TWILIO_ENABLED": None},
+            "SMS_BACKEND",
+            "development sink",
+            id="sms-sink-in-production",
+        ),
+        pytest.param(
+            {"TWILIO_ENABLED": "true", "SMS_BACKEND": "outbox_sink"},
+            "SMS_BACKEND",
+            "development sink",
+            id="sms-sink-named-in-production",
+        ),
+        pytest.param({"PUBLIC_BASE_URL": None}, "PUBLIC_BASE_URL", "must be the site's https://", id="no-public-url"),
+        pytest.param(
+            {"PUBLIC_BASE_URL": "http://crm.example.org"},
+            "PUBLIC_BASE_URL",
+            "must be the site's https://",
+            id="plain-http-public-url",
+        ),
+        pytest.param(
+            {"ENGAGEMENT_SENDING_STALE_AFTER_SECONDS": "20"},
+            "ENGAGEMENT_SENDING_STALE_AFTER_SECONDS",
+            "must exceed the longest send (48 s",
+            id="stale-time-below-the-longest-send",
         ),
         pytest.param(
             {"SESSION_IDLE_TIMEOUT": "15m"},
@@ -220,3 +252,35 @@ def test_the_system_checks_pass_at_any_time_of_day(instant: str) -> None:
     with time_machine.travel(datetime(2026, 12, 1, hour, minute, second, tzinfo=UTC), tick=False):
         found = [message for message in checks.run_checks() if message.level >= checks.WARNING]
     assert [(m.id, str(m.obj)) for m in found] == []
+
+
+# -- Outreach: the stale time is derived from the send's own limits (exactly-once rests on it) --
+
+_PRINT_TIMES = (
+    "from django.conf import settings as s; print(s.ENGAGEMENT_LONGEST_SEND, s.ENGAGEMENT_SENDING_STALE_AFTER)"
+)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "longest", "stale"),
+    [
+        ({}, 48.0, 75.0),  # 4 rounds (50 / 16) x (2 s limiter + 10 s timeout)
+        ({"ENGAGEMENT_SEND_BATCH": "100", "TWILIO_TIMEOUT_SECONDS": "20"}, 154.0, 207.5),  # 7 x 22
+        ({"ENGAGEMENT_SENDING_STALE_AFTER_SECONDS": "600"}, 48.0, 600.0),
+    ],
+)
+def test_the_stale_time_follows_the_longest_send(overrides: dict[str, str], longest: float, stale: float) -> None:
+    result = manage("shell", "--no-imports", "-c", _PRINT_TIMES, env=production_env(**overrides))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(longest), str(stale)]
+
+
+def test_check_deploy_reports_the_sink_and_a_plain_public_address(settings) -> None:
+    from engagement.checks import outreach_deploy_check
+
+    settings.ENGAGEMENT_SMS_BACKEND = settings.ENGAGEMENT_SMS_BACKENDS["outbox_sink"]
+    settings.PUBLIC_BASE_URL = "http://127.0.0.1:8000"
+    assert [m.id for m in outreach_deploy_check()] == ["engagement.W001", "engagement.W002"]
+    settings.ENGAGEMENT_SMS_BACKEND = settings.ENGAGEMENT_SMS_BACKENDS["twilio"]
+    settings.PUBLIC_BASE_URL = "https://crm.example.org"
+    assert outreach_deploy_check() == []

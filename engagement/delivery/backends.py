@@ -22,7 +22,14 @@ class DeliveryError(Exception):
     """A failed send. The message is safe to store: it never holds the address or the text."""
 
     def __init__(
-        self, message: str, *, permanent: bool, code: str = "", unknown: bool = False, opted_out: bool = False
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        code: str = "",
+        unknown: bool = False,
+        opted_out: bool = False,
+        reached: bool = True,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
@@ -31,6 +38,9 @@ class DeliveryError(Exception):
         self.unknown = unknown
         # The provider refuses this recipient because they unsubscribed there: record the opt-out.
         self.opted_out = opted_out
+        # The provider answered (an error status): the try counts towards max_attempts. A network
+        # failure or a timeout did not get an answer: retried within the message's useful life.
+        self.reached = reached and not unknown
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,11 @@ class SmsAccount:
             messaging_service_sid=settings_.messaging_service_sid,
         )
 
+    @property
+    def is_complete(self) -> bool:
+        """Credentials and a sender: what a provider needs before any message can go."""
+        return bool(self.account_sid and self.auth_token and (self.from_number or self.messaging_service_sid))
+
 
 @dataclass(frozen=True)
 class SmsSent:
@@ -62,6 +77,10 @@ class SmsSent:
 
 class SmsBackend:
     """The interface: `send` one message, `find_sent` to settle a send whose outcome is unknown."""
+
+    # A provider needs the organization's account (SmsAccount.is_complete) before it can send:
+    # messages are held, not failed, while an organization has none.
+    needs_account = False
 
     def send(self, *, account: SmsAccount, to: str, body: str, message_id: int) -> SmsSent:
         """Send one SMS; raises DeliveryError."""

@@ -31,7 +31,8 @@ RETURNING m.id
 _STALE_SQL = """
 WITH stale AS MATERIALIZED (
     SELECT id FROM engagement_outboundmessage
-    WHERE organization_id = %(org)s AND status = 'sending' AND claimed_at <= %(stale_before)s
+    WHERE organization_id = %(org)s AND status = 'sending'
+      AND (claimed_at <= %(stale_before)s OR settle_at <= %(now)s)
       AND (enqueued_at IS NULL OR enqueued_at <= %(requeue_before)s)
     ORDER BY claimed_at
     LIMIT %(limit)s

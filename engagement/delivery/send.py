@@ -48,7 +48,9 @@ class Prepared:
     message_id: int
     claimed_at: datetime
     attempts: int
+    provider_attempts: int
     max_attempts: int
+    useful_until: datetime
     channel: str
     to: str
     subject: str
@@ -67,6 +69,41 @@ def _defer(message: OutboundMessage, until: datetime, reason: str) -> None:
 def _cancel(message: OutboundMessage, reason: str) -> None:
     OutboundMessage.objects.filter(pk=message.pk, status=OutboxStatus.PENDING).update(
         status=OutboxStatus.CANCELLED, status_reason=reason[:200], updated_at=timezone.now()
+    )
+
+
+HELD_NOT_CONFIGURED = "Held: the clinic's SMS account is incomplete (Outreach settings)."
+
+
+def useful_until(message: OutboundMessage) -> datetime:
+    """Until when trying again can still help: the message's own end (a reminder: the visit), else
+    ENGAGEMENT_GIVE_UP_AFTER after it was due."""
+    return message.expires_at or message.due_at + timedelta(seconds=float(settings.ENGAGEMENT_GIVE_UP_AFTER))
+
+
+def _hold_not_configured(
+    organization: Organization, message: OutboundMessage, now: datetime, batch: _Batch | None
+) -> None:
+    """An organization with a provider but no complete account: hold its SMS (pending, looked at
+    again every ENGAGEMENT_HOLD_RECHECK) and tell its administrators once a day, instead of failing
+    every message for good without a word."""
+    if now >= useful_until(message):
+        _cancel(message, "Held until too late: the clinic's SMS account was never completed.")
+        return
+    _defer(message, now + timedelta(seconds=float(settings.ENGAGEMENT_HOLD_RECHECK)), HELD_NOT_CONFIGURED)
+    if batch is not None and batch.held_alerted:
+        return
+    if batch is not None:
+        batch.held_alerted = True
+    from healthcrm.models import Notification
+
+    if Notification.objects.filter(kind="outreach.not_configured", created_at__gte=now - timedelta(days=1)).exists():
+        return
+    admins_notify(
+        organization,
+        kind="outreach.not_configured",
+        message="Text messages are held: the SMS account in Outreach settings is incomplete.",
+        url="/engagement/settings/",
     )
 
 
@@ -123,6 +160,7 @@ class _Batch:
     messages: dict[int, OutboundMessage]
     opted_out: set[tuple[int, str]]
     templates: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    held_alerted: bool = False
 
     @classmethod
     def load(cls, ids: list[int]) -> _Batch:
@@ -173,6 +211,10 @@ def _prepare(
     if not to:
         _cancel(message, "No address for this channel.")
         return None
+    sms_account = SmsAccount.of(organization, settings_) if message.channel == MessageChannel.SMS else None
+    if sms_account is not None and sms_backend().needs_account and not sms_account.is_complete:
+        _hold_not_configured(organization, message, now, batch)
+        return None
     try:
         subject, body = render_message(
             message, organization, settings_, templates=batch.templates if batch is not None else None
@@ -188,6 +230,7 @@ def _prepare(
         status=OutboxStatus.SENDING,
         claimed_at=now,
         attempts=F("attempts") + 1,
+        settle_at=None,
         updated_at=now,
         to_address=to,
         body=body,
@@ -199,14 +242,16 @@ def _prepare(
         message_id=message.pk,
         claimed_at=now,
         attempts=message.attempts + 1,
+        provider_attempts=message.provider_attempts,
         max_attempts=settings_.max_attempts,
+        useful_until=useful_until(message),
         channel=message.channel,
         to=to,
         subject=subject,
         body=body,
         rate=settings_.send_rate_per_second,
         email_from=settings_.email_from or settings.DEFAULT_FROM_EMAIL,
-        sms_account=SmsAccount.of(organization, settings_) if message.channel == MessageChannel.SMS else None,
+        sms_account=sms_account,
     )
 
 
@@ -221,8 +266,12 @@ def _deliver(prepared: Prepared) -> tuple[str, int | None]:
             email.send()
         except smtplib.SMTPRecipientsRefused:
             raise DeliveryError("The mail server refused the address.", permanent=True, code="smtp_refused") from None
-        except (smtplib.SMTPException, OSError) as exc:
+        except smtplib.SMTPException as exc:
             raise DeliveryError(f"Mail server error: {type(exc).__name__}.", permanent=False, code="smtp") from None
+        except OSError as exc:  # no answer: connection refused, reset, timed out
+            raise DeliveryError(
+                f"Mail server unreachable: {type(exc).__name__}.", permanent=False, code="smtp_network", reached=False
+            ) from None
         return "", None
     if prepared.sms_account is None:
         raise DeliveryError("No SMS account for this message.", permanent=True, code="not_configured")
@@ -232,18 +281,23 @@ def _deliver(prepared: Prepared) -> tuple[str, int | None]:
     return sent.provider_id, sent.segments
 
 
-def admins_alert(organization: Organization, message_id: int, reason: str) -> None:
-    """Tell the organization's administrators a message failed for good (ids only, no PHI)."""
+def admins_notify(organization: Organization, *, kind: str, message: str, url: str) -> None:
+    """Notify the organization's active administrators (the text holds ids only, no PHI)."""
     from healthcrm.models import Membership
     from healthcrm.services import notify
 
     admins = Membership.objects.filter(organization=organization, role="admin", is_active=True).values_list(
         "user_id", flat=True
     )
-    notify(
-        recipients=list(admins),
+    notify(recipients=list(admins), kind=kind, message=message[:255], url=url)
+
+
+def admins_alert(organization: Organization, message_id: int, reason: str) -> None:
+    """Tell the organization's administrators a message failed for good (ids only, no PHI)."""
+    admins_notify(
+        organization,
         kind="outreach.failed",
-        message=f"Message #{message_id} could not be sent: {reason}"[:255],
+        message=f"Message #{message_id} could not be sent: {reason}",
         url="/engagement/outbox/?status=failed",
     )
     log.warning("outbox message %s failed: %s", message_id, reason)
@@ -254,32 +308,48 @@ def _record_failure(organization: Organization, prepared: Prepared, exc: Deliver
         pk=prepared.message_id, status=OutboxStatus.SENDING, claimed_at=prepared.claimed_at
     )
     if exc.unknown:
-        # Leave it claimed: the stale sweep asks the provider before anything is sent again.
-        mine.update(status_reason="Outcome unknown (timeout): settles by asking the provider.", error_code=exc.code)
+        # Leave it claimed: the sweep asks the provider before anything is sent again, from
+        # ENGAGEMENT_SETTLE_UNKNOWN_AFTER on (the send is over: no need to wait for the stale time).
+        mine.update(
+            status_reason="Outcome unknown (timeout): settles by asking the provider.",
+            error_code=exc.code,
+            settle_at=now + timedelta(seconds=float(settings.ENGAGEMENT_SETTLE_UNKNOWN_AFTER)),
+        )
         return
-    if exc.permanent or prepared.attempts >= prepared.max_attempts:
-        reason = str(exc) if exc.permanent else f"Gave up after {prepared.attempts} attempts: {exc}"
-        if mine.update(status=OutboxStatus.FAILED, status_reason=reason[:200], error_code=exc.code, updated_at=now):
-            if exc.opted_out:
-                message = OutboundMessage.objects.select_related("patient").get(pk=prepared.message_id)
-                consent_set(
-                    patient=message.patient, channel=MessageChannel.SMS, status="opted_out", source="sms_keyword"
-                )
-            elif not exc.permanent:
-                admins_alert(organization, prepared.message_id, reason)
-        return
-    delay = etiquette.backoff(
+    provider_attempts = prepared.provider_attempts + (1 if exc.reached else 0)
+    retry_at = now + etiquette.backoff(
         prepared.attempts,
         base=float(settings.ENGAGEMENT_RETRY_BASE),
         cap=float(settings.ENGAGEMENT_RETRY_CAP),
     )
-    mine.update(
-        status=OutboxStatus.PENDING,
-        next_attempt_at=now + delay,
-        status_reason=str(exc)[:200],
+    if exc.permanent:
+        reason = str(exc)
+    elif provider_attempts >= prepared.max_attempts:
+        reason = f"Gave up after {provider_attempts} attempts the provider answered: {exc}"
+    elif retry_at >= prepared.useful_until:
+        reason = f"Gave up: not sent before the message's moment passed ({prepared.attempts} tries): {exc}"
+    else:
+        mine.update(
+            status=OutboxStatus.PENDING,
+            next_attempt_at=retry_at,
+            provider_attempts=provider_attempts,
+            status_reason=str(exc)[:200],
+            error_code=exc.code,
+            updated_at=now,
+        )
+        return
+    if mine.update(
+        status=OutboxStatus.FAILED,
+        provider_attempts=provider_attempts,
+        status_reason=reason[:200],
         error_code=exc.code,
         updated_at=now,
-    )
+    ):
+        if exc.opted_out:
+            message = OutboundMessage.objects.select_related("patient").get(pk=prepared.message_id)
+            consent_set(patient=message.patient, channel=MessageChannel.SMS, status="opted_out", source="sms_keyword")
+        elif not exc.permanent:
+            admins_alert(organization, prepared.message_id, reason)
 
 
 def _transmit(organization_id: int, prepared: Prepared) -> tuple[str, Any]:
@@ -318,6 +388,7 @@ def _settle(organization: Organization, prepared: Prepared, outcome: tuple[str, 
     sid, segments = value
     changes: dict[str, Any] = {
         "status": OutboxStatus.SENT,
+        "provider_attempts": prepared.provider_attempts + 1,
         "provider_sid": sid,
         "sent_at": timezone.now(),
         "status_reason": "",

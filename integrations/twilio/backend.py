@@ -48,10 +48,13 @@ def _error(exc: client.SmsError) -> DeliveryError:
         code=exc.code,
         unknown=exc.code == "network",
         opted_out=exc.code == str(client.OPTED_OUT_CODE),
+        reached=exc.code not in ("network", "client"),
     )
 
 
 class TwilioBackend(SmsBackend):
+    needs_account = True
+
     def send(self, *, account: SmsAccount, to: str, body: str, message_id: int) -> SmsSent:
         try:
             sent = client.send_sms(

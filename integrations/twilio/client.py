@@ -59,6 +59,10 @@ class SentMessage:
     segments: int | None = None
 
 
+# How many of a number's newest messages reconciliation reads (a patient gets a few a week).
+RECONCILE_LIST_LIMIT = 100
+
+
 @dataclass(frozen=True)
 class ProviderMessage:
     sid: str
@@ -120,11 +124,17 @@ def send_sms(
 
 
 def recent_messages(*, account_sid: str, auth_token: str, to: str, since: datetime) -> list[ProviderMessage]:
-    """Messages the provider holds for `to` created since `since` (to settle an unknown outcome)."""
+    """Messages the provider holds for `to` created since `since` (to settle an unknown outcome).
+
+    Twilio filters only by DateSent, which a message still queued does not have: filtering on it
+    would miss exactly the message whose outcome is unknown, and send it again. So the newest
+    messages to `to` are listed unfiltered and compared by DateCreated here.
+    """
     try:
-        found = _client(account_sid, auth_token).messages.list(to=to, date_sent_after=since, limit=50)
+        listed = _client(account_sid, auth_token).messages.list(to=to, limit=RECONCILE_LIST_LIMIT, page_size=50)
     except TwilioRestException as exc:
         raise SmsError(f"Twilio answered {exc.status}.", permanent=False, code=str(exc.code or exc.status)) from None
     except (requests.Timeout, requests.ConnectionError) as exc:
         raise SmsError(f"Twilio unreachable: {type(exc).__name__}.", permanent=False, code="network") from None
-    return [ProviderMessage(m.sid or "", m.to or "", m.body or "", m.date_created) for m in found]
+    found = [ProviderMessage(m.sid or "", m.to or "", m.body or "", m.date_created) for m in listed]
+    return [m for m in found if m.date_created is None or m.date_created >= since]

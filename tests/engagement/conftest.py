@@ -12,6 +12,7 @@ import time_machine
 from engagement.models import ChannelSettings
 from engagement.services import template_save
 from healthcrm.tenancy import organization_context
+from tests.factories import PatientFactory
 from tests.integrations.fake_twilio import FakeTwilio
 
 ACCOUNT = "AC" + "0" * 32
@@ -92,3 +93,12 @@ def outreach_a(org_a: Any) -> ChannelSettings:
 @pytest.fixture
 def outreach_b(org_b: Any) -> ChannelSettings:
     return configure(org_b)
+
+
+@pytest.fixture
+def patient_a(org_a: Any, outreach_a: Any) -> Any:
+    """Rosa, who takes text messages in Chicago (the delivery tests' patient)."""
+    with organization_context(org_a):
+        return PatientFactory(
+            given_name="Rosa", phone_mobile="+13125550101", preferred_channel="sms", timezone="America/Chicago"
+        )

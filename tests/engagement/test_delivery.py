@@ -40,14 +40,6 @@ def _refresh(org: Any, message: Any) -> Any:
         return OutboundMessage.objects.get(pk=message.pk)
 
 
-@pytest.fixture
-def patient_a(org_a: Any, outreach_a: Any) -> Any:
-    with organization_context(org_a):
-        return PatientFactory(
-            given_name="Rosa", phone_mobile="+13125550101", preferred_channel="sms", timezone="America/Chicago"
-        )
-
-
 def test_one_row_per_key_and_the_database_refuses_a_duplicate(org_a, patient_a) -> None:
     with organization_context(org_a):
         first = _message(patient_a)

@@ -38,10 +38,16 @@ REPO = Path(__file__).resolve().parents[2]
 # A claim is settled by asking the provider only once it is well past the send timeout (production:
 # 300 s against 10 s): with the two equal, a send slowed past its timeout on a loaded machine could
 # be asked about before the provider recorded it, "not found", and sent again (seen once: 61 of 60).
+# Start-up refuses a stale time below the longest send (batch / threads rounds of limiter wait +
+# the Twilio or SMTP timeout): batches of at most 5, a 1 s limiter wait and 2 s timeouts make that
+# 3 s here, against 6.
 TIMING = {
     "ENGAGEMENT_RETRY_BASE_SECONDS": "0.2",
     "ENGAGEMENT_SENDING_STALE_AFTER_SECONDS": "6",
     "ENGAGEMENT_REQUEUE_AFTER_SECONDS": "1.5",
+    "ENGAGEMENT_SEND_BATCH": "5",
+    "ENGAGEMENT_RATE_MAX_WAIT_SECONDS": "1",
+    "EMAIL_TIMEOUT_SECONDS": "2",
 }
 
 

@@ -7,7 +7,8 @@
 
 A threaded http.server on 127.0.0.1:0. POST /2010-04-01/Accounts/<sid>/Messages.json records the
 form (To, From, Body, StatusCallback, MessagingServiceSid) and answers 201 with Twilio-shaped JSON;
-GET on the same path lists accepted messages (filter `To`). Failure modes, chosen per request:
+GET on the same path lists accepted messages (filter `To`; a `DateSent` filter finds none, since a
+queued message has no DateSent yet, as on the real API). Failure modes, chosen per request:
 `fail_share` of requests (deterministic: every k-th) answer `fail_status` (429 or 500) without
 recording; `hang` makes requests wait `hang` seconds before answering (the client times out, but
 the message *is* accepted, as happens with a real provider); `invalid_numbers` answer 400 with
@@ -72,6 +73,7 @@ class FakeTwilio:
         self.accepted: list[Accepted] = []
         self.requests = 0
         self.failed = 0
+        self.date_sent_filtered = 0  # list requests that filtered on DateSent (and so found nothing)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -144,6 +146,12 @@ class FakeTwilio:
                 to = (query.get("To") or [""])[0]
                 with fake._lock:
                     found = [m for m in fake.accepted if m.account_sid == account and (not to or m.to == to)]
+                if any(key in query for key in ("DateSent", "DateSent>", "DateSent<")):
+                    # As on the real API: a DateSent filter compares DateSent, which a message
+                    # still queued does not have yet, so it is never listed (every message here
+                    # stays queued).
+                    fake.date_sent_filtered += 1
+                    found = []
                 self._send(
                     200,
                     {
