@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin
 
 from compliance.access import PHIAdminMixin
+from integrations.fhir.forms import base_url_move_error
 from integrations.models import (
     DeviceAlert,
     DeviceToken,
@@ -13,7 +14,6 @@ from integrations.models import (
     FhirResourceLink,
     ImportJob,
     Procedure,
-    normalize_base_url,
 )
 
 
@@ -41,14 +41,9 @@ class FhirConnectionAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        url = data.get("base_url")
-        moved = self.instance.pk and url and normalize_base_url(url) != normalize_base_url(self.instance.base_url)
-        if moved and not data.get("same_server"):
-            self.add_error(
-                "base_url",
-                'This changes the server\'s address: tick "Same server at a new address" to keep the links, '
-                "or add a new connection for a different server.",
-            )
+        problem = base_url_move_error(self.instance, data.get("base_url", ""), bool(data.get("same_server")))
+        if problem:
+            self.add_error("base_url", problem)
         return data
 
 

@@ -186,6 +186,35 @@ def connection_client(connection: FhirConnection, **kwargs: Any) -> FhirClient:
 
 
 @transaction.atomic
+def fhir_connection_save(*, connection: FhirConnection, base_url: str | None = None) -> FhirConnection:
+    """Create or update a connection from the staff form (validated there). A new base URL on an
+    existing connection is a move of the same server (`fhir_connection_base_url_change`): the form
+    asks for that confirmation. The change is in the audit log (secrets masked)."""
+    if connection.pk and base_url and normalize_base_url(base_url) != normalize_base_url(connection.base_url):
+        connection.full_clean(exclude=["base_url"])
+        connection.save()
+        return fhir_connection_base_url_change(connection=connection, base_url=base_url)
+    if base_url:
+        connection.base_url = base_url
+    connection.full_clean()
+    connection.save()
+    return connection
+
+
+@transaction.atomic
+def fhir_connection_keys_generate(*, connection: FhirConnection) -> FhirConnection:
+    """A new SMART key pair for the connection (the old one stops working once the EHR has the new
+    JWKS: register it there before the next pull). Switches the connection to SMART."""
+    from integrations.fhir.smart import key_pair_generate
+
+    pem, connection.key_id = key_pair_generate()
+    connection.private_key_pem = pem  # type: ignore[assignment]  # the field stores the text encrypted
+    connection.auth_type = AuthType.SMART
+    connection.save(update_fields=["private_key_pem", "key_id", "auth_type", "updated_at"])
+    return connection
+
+
+@transaction.atomic
 def fhir_connection_base_url_change(*, connection: FhirConnection, base_url: str) -> FhirConnection:
     """Point a connection at its server's new address (a deliberate act: the same server).
 

@@ -8,19 +8,24 @@ from typing import TypeVar
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
 
+from compliance.access import phi_free
 from compliance.decorators import PHI_FREE, staff_view
 from compliance.models import AccessAction
-from healthcrm.http import TenantRequest, render_partial_or_page
+from healthcrm.http import TenantRequest, public_base_url, render_partial_or_page
+from healthcrm.models import Organization
+from healthcrm.tenancy import organization_context
 from integrations.fhir import services
 from integrations.fhir.capability import fhir_connection_test
 from integrations.fhir.export import fhir_export_patient
-from integrations.fhir.forms import ImportUploadForm
+from integrations.fhir.forms import ConnectionForm, ImportUploadForm
 from integrations.fhir.importer import ImportReport
-from integrations.models import FhirConnection, ImportJob
+from integrations.fhir.smart import public_jwks
+from integrations.models import AuthType, FhirConnection, ImportJob
 from patients.policies import require_clinical
 from patients.selectors import get_patient_for_user
 
@@ -110,11 +115,74 @@ def connection_list_view(request: TenantRequest) -> HttpResponse:
     return render(request, "integrations/fhir_connections.html", {"connections": FhirConnection.objects.all()})
 
 
+def _jwks_url(request: TenantRequest, connection: FhirConnection) -> str:
+    path = reverse(
+        "integrations:fhir_connection_jwks", kwargs={"org_slug": request.organization.slug, "pk": connection.pk}
+    )
+    return public_base_url(request).rstrip("/") + path
+
+
 @staff_view(access=PHI_FREE)
 def connection_detail_view(request: TenantRequest, pk: int) -> HttpResponse:
     connection = _connection_for_user(request, pk)
     jobs = ImportJob.objects.filter(connection=connection)[:20]
-    return render(request, "integrations/fhir_connection.html", {"connection": connection, "jobs": jobs})
+    context = {"connection": connection, "jobs": jobs, "jwks_url": _jwks_url(request, connection)}
+    return render(request, "integrations/fhir_connection.html", context)
+
+
+def _connection_form_page(request: TenantRequest, connection: FhirConnection) -> HttpResponse:
+    form = ConnectionForm(request.POST or None, instance=connection)
+    if request.method == "POST" and form.is_valid():
+        saved = services.fhir_connection_save(connection=form.instance, base_url=form.cleaned_data["base_url"])
+        messages.success(request, "Connection saved.")
+        return redirect("integrations:fhir_connection", pk=saved.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request, "integrations/fhir_connection_form.html", {"form": form, "connection": connection}, status=status
+    )
+
+
+@staff_view(access=PHI_FREE, perm=require_integrations_admin)  # settings only; secrets are write-only
+def connection_create_view(request: TenantRequest) -> HttpResponse:
+    return _connection_form_page(request, FhirConnection())
+
+
+@staff_view(access=PHI_FREE)  # settings only; secrets are write-only
+def connection_edit_view(request: TenantRequest, pk: int) -> HttpResponse:
+    return _connection_form_page(request, _connection_for_user(request, pk))
+
+
+@staff_view(access=PHI_FREE)
+@require_POST
+def connection_keys_view(request: TenantRequest, pk: int) -> HttpResponse:
+    """Generate (or rotate) the connection's SMART key pair; the private key is never shown."""
+    connection = _connection_for_user(request, pk)
+    rotated = bool(connection.key_id)
+    services.fhir_connection_keys_generate(connection=connection)
+    messages.success(
+        request,
+        "New key generated: register the JWKS URL below with the EHR (it now serves only the new key)."
+        if rotated
+        else "Key generated: register the JWKS URL below with the EHR.",
+    )
+    return redirect("integrations:fhir_connection", pk=pk)
+
+
+@require_GET
+@phi_free  # the public half of a key: meant to be fetched by the EHR, no sign-in
+def connection_jwks_view(request: HttpRequest, org_slug: str, pk: int) -> HttpResponse:
+    """The connection's public JWK Set, at a stable URL the EHR registers for SMART Backend Services."""
+    organization = Organization.objects.filter(slug=org_slug, is_active=True).first()
+    if organization is None:
+        raise Http404("No such key set.")
+    with organization_context(organization):
+        connection = FhirConnection.objects.filter(pk=pk, auth_type=AuthType.SMART).exclude(key_id="").first()
+        if connection is None:
+            raise Http404("No such key set.")
+        jwks = public_jwks(connection.private_key_pem, connection.key_id)
+    response = JsonResponse(jwks, content_type="application/jwk-set+json")
+    response["Cache-Control"] = "public, max-age=300"
+    return response
 
 
 @staff_view(access=PHI_FREE)

@@ -63,6 +63,10 @@ class FakeEhr:
         self.log: list[tuple[str, str]] = []
         self.tokens_issued = 0
         self.assertions: list[dict[str, Any]] = []
+        # The JWK Set the client registered (as an EHR fetches it from the client's JWKS URL);
+        # None: the test key pair (PUBLIC_PEM, kid "key-1"). A token request signed by a key not
+        # in the set answers 401, as an EHR refuses an unregistered key.
+        self.jwks: dict[str, Any] | None = None
         self.base = ""
         # Bulk Data $export: each kick-off (its query and headers) is recorded; its status URL
         # answers 202 (Retry-After, X-Progress) `export_polls` times, then the manifest.
@@ -187,8 +191,17 @@ class FakeEhr:
             def do_POST(self) -> None:  # noqa: N802
                 form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
                 assertion = form["client_assertion"][0]
-                claims = jwt.decode(assertion, PUBLIC_PEM, algorithms=["RS384"], audience=ehr.base + "/token")
-                assert jwt.get_unverified_header(assertion)["kid"] == "key-1"
+                kid = jwt.get_unverified_header(assertion).get("kid")
+                if ehr.jwks is None:
+                    assert kid == "key-1"
+                    key: Any = PUBLIC_PEM
+                else:
+                    keys = {k["kid"]: k for k in ehr.jwks["keys"]}
+                    if kid not in keys:
+                        self._send(401, {"error": "invalid_client", "error_description": "unknown key"})
+                        return
+                    key = jwt.PyJWK.from_dict(keys[kid]).key
+                claims = jwt.decode(assertion, key, algorithms=["RS384"], audience=ehr.base + "/token")
                 assert form["grant_type"] == ["client_credentials"]
                 assert claims["iss"] == claims["sub"] == "healthcrm"
                 ehr.assertions.append(claims)
