@@ -128,7 +128,7 @@ def test_the_messages_tab_and_its_send_result_are_accessible(
     assert axe_violations(page) == []
     # An empty message: the form comes back with its error.
     page.get_by_role("button", name="Send message").click()
-    expect(page.locator(".field.has-error")).to_contain_text("Write a message")
+    expect(page.locator(".field.has-error")).to_contain_text("This field is required.")
     assert axe_violations(page) == []
     page.get_by_role("textbox", name="Message").fill("Your forms are ready at the front desk.")
     page.get_by_role("button", name="Send message").click()
