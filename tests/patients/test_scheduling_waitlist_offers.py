@@ -330,6 +330,21 @@ def test_two_patients_confirming_at_once_exactly_one_wins(
     assert _entry_status(org_a, clinic["entries"][loser]) == WaitlistStatus.WAITING
 
 
+def test_an_offer_still_waiting_to_go_when_the_slot_is_taken_is_not_sent(
+    org_a, clinic, django_capture_on_commit_callbacks
+) -> None:
+    from engagement.delivery import message_send
+
+    _cancel(org_a, clinic, django_capture_on_commit_callbacks)
+    assert Client().post(_link(org_a, "Ann")).status_code == 200
+    with organization_context(org_a):
+        [ben] = [m for m in OutboundMessage.objects.filter(status="pending") if m.patient.given_name == "Ben"]
+    assert message_send(org_a, ben.pk) == "skipped"
+    with organization_context(org_a):
+        ben.refresh_from_db()
+    assert (ben.status, ben.status_reason) == ("cancelled", "The slot offered was taken or is gone.")
+
+
 # -- Staff see each offer's status on the waitlist -------------------------------------------------
 
 
