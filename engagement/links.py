@@ -3,7 +3,8 @@
 The token carries ids only (organization, outbox message, action), signed with SECRET_KEY through
 TimestampSigner, so it holds no PHI and cannot be forged or altered. A link expires
 ENGAGEMENT_LINK_MAX_AGE seconds (default 14 days) after it was issued, and an appointment's
-confirm/cancel link at the appointment's start at the latest (`link_expires_at`). Each use is
+confirm/cancel link (and a waitlist offer's "slot" link) at the appointment's (the slot's) start at
+the latest (`link_expires_at`). Each use is
 recorded once (`engagement.models.LinkUse`): confirm/cancel links act once, unsubscribe links stay
 usable (opting out twice is harmless). A survey link records one answer, and no longer than
 SURVEY_VALID_FOR after the survey was issued (an answer weeks after the visit says little about it).
@@ -20,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 SALT = "engagement.patient-link"
-ACTIONS = ("confirm", "cancel", "unsubscribe", "survey")
+ACTIONS = ("confirm", "cancel", "unsubscribe", "survey", "slot")
 APPOINTMENT_ACTIONS = ("confirm", "cancel")
 # How long a survey (its link, and an SMS reply to it) accepts an answer after it was sent.
 SURVEY_VALID_FOR = timedelta(days=7)
@@ -80,7 +81,7 @@ def link_expires_at(claims: LinkClaims, *, starts_at: datetime | None = None) ->
     """When a link stops working: its maximum age, and for appointment actions the appointment's start."""
     assert claims.issued_at is not None, "claims read from a token carry the issue time"
     expires_at = claims.issued_at + timedelta(seconds=link_max_age())
-    if claims.action in APPOINTMENT_ACTIONS and starts_at is not None:
+    if claims.action in (*APPOINTMENT_ACTIONS, "slot") and starts_at is not None:
         expires_at = min(expires_at, starts_at)
     if claims.action == "survey":
         expires_at = min(expires_at, claims.issued_at + SURVEY_VALID_FOR)

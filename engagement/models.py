@@ -177,6 +177,7 @@ class RuleKind(models.TextChoices):
     LAB_RESULTS = "lab_results", "Lab results available"
     CAMPAIGN = "campaign", "Education / wellness campaign"
     SURVEY = "survey", "Post-visit satisfaction survey"
+    WAITLIST_OFFER = "waitlist_offer", "Waitlist: a freed slot offered"
 
 
 # Marketing-like outreach and daily reminders need an explicit opt-in; care messages go unless the

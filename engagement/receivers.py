@@ -11,7 +11,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from patients.care.timeline import TimelineEntry, register_timeline_source
-from patients.signals import care_plan_updated, patient_created
+from patients.signals import care_plan_updated, patient_created, waitlist_offered
 
 
 @receiver(care_plan_updated, dispatch_uid="engagement.care_plan_notice")
@@ -59,6 +59,15 @@ def intake_consent(
     patient = Patient.objects.get(pk=patient_id)
     for channel in consents:
         consent_set(patient=patient, channel=channel, status=ConsentStatus.OPTED_IN, source=ConsentSource.INTAKE)
+
+
+@receiver(waitlist_offered, dispatch_uid="engagement.waitlist_offer_notices")
+def waitlist_offer_notice(sender: Any, organization_id: int, offer_ids: tuple[int, ...], **kwargs: Any) -> None:
+    """A freed slot offered to waiting patients: queue their messages in the freeing transaction
+    (sent inside scheduling's organization context; a rolled-back cancel offers nothing)."""
+    from engagement.services import waitlist_offer_notices
+
+    waitlist_offer_notices(offer_ids=offer_ids)
 
 
 # A laboratory result older than this when recorded is history (an import, a back-entry): no notice.

@@ -161,6 +161,16 @@ def appointment_get(pk: int | None, *, for_update: bool = False) -> Any:
     return (qs.select_for_update(of=("self",)) if for_update else qs).first()
 
 
+WAITLIST_OFFER_SUBJECT = "waitlist_offer"
+
+
+def waitlist_offer_get(pk: int | None) -> Any:
+    """A waitlist offer (patients.WaitlistOffer) with its slot, or None."""
+    from patients.scheduling.selectors import waitlist_offer_get as offer_get
+
+    return offer_get(pk) if pk else None
+
+
 def next_appointment_for(
     patient_id: int, *, within: timedelta = timedelta(days=14), statuses: tuple[str, ...] = ("booked",)
 ) -> Any:

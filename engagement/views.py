@@ -390,7 +390,8 @@ def patient_link_view(request: HttpRequest, token: str) -> HttpResponse:
     except signing.SignatureExpired:
         return render(request, "engagement/link.html", {"state": "expired"}, status=410)
     except signing.BadSignature:
-        raise Http404("No such link.") from None
+        # Altered or mistyped: a page a patient understands (still a 404), nothing written.
+        return render(request, "engagement/link.html", {"state": "invalid"}, status=404)
     organization = Organization.objects.filter(pk=claims.organization_id, is_active=True).first()
     if organization is None:
         raise Http404("No such link.")
@@ -404,6 +405,8 @@ def patient_link_view(request: HttpRequest, token: str) -> HttpResponse:
             raise Http404("No such link.")
         if claims.action == "survey":
             return _survey_link(request, organization, message, claims)
+        if claims.action == "slot":
+            return _slot_link(request, organization, message, claims)
         if request.method == "POST":
             state = services.link_use(message=message, claims=claims, now=now)
         else:
@@ -411,6 +414,33 @@ def patient_link_view(request: HttpRequest, token: str) -> HttpResponse:
         context = {"clinic": organization.name, "action": claims.action, "state": state}
         status = 410 if state in ("used", "unavailable", "expired") else 200
         return render(request, "engagement/link.html", context, status=status)
+
+
+# What the slot page says after each outcome, and its status code (gone pages answer 410).
+_SLOT_GONE = {"missed", "expired", "closed", "unavailable"}
+
+
+def _slot_link(
+    request: HttpRequest, organization: Organization, message: OutboundMessage, claims: links.LinkClaims
+) -> HttpResponse:
+    """A freed slot offered from the waitlist: GET shows its time and place with "Take this slot"
+    (and takes nothing); POST takes it if nobody was first. Only the clinic, the time and the
+    place are shown: the link may be opened by anyone holding the phone."""
+    now = timezone.now()
+    if request.method == "POST":
+        state, offer = services.slot_link_use(message=message, claims=claims, now=now)
+    else:
+        state, offer = services.slot_link_state(message=message, claims=claims, now=now)
+    when = where = ""
+    if offer is not None:
+        slot = offer.slot
+        zone = slot.location.zone if slot.location is not None else organization.zone
+        local = slot.starts_at.astimezone(zone)
+        when = f"{local:%A} {local.day} {local:%B}, {local:%H:%M}"
+        where = slot.location.name if slot.location is not None else ""
+    context = {"clinic": organization.name, "state": state, "when": when, "where": where}
+    status = 410 if state in _SLOT_GONE else 200
+    return render(request, "engagement/slot_offer.html", context, status=status)
 
 
 def _survey_link(

@@ -48,3 +48,12 @@ def send_care_plan_updated(*, organization_id: int, patient_id: int, care_plan_i
         )
 
     transaction.on_commit(send)
+
+
+# `waitlist_offered`: a freed slot was offered to waitlist entries (`patients.scheduling.services.
+# waitlist_offers_make`). Sent *inside* the transaction that freed the slot, so the messages outreach
+# queues for the offers commit or roll back with it. Keyword arguments, ids only:
+#
+#     organization_id: int
+#     offer_ids: tuple[int, ...]  # patients.WaitlistOffer ids (each names its entry and slot)
+waitlist_offered = Signal()

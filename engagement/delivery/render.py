@@ -69,6 +69,17 @@ def render_message(
                 context[f"{action}_link"] = links.link_for(
                     organization_id=organization.pk, message_id=message.pk, action=action
                 )
+    if message.subject_type == selectors.WAITLIST_OFFER_SUBJECT:
+        # A freed slot offered from the waitlist: its time and place, and the link that takes it.
+        offer = selectors.waitlist_offer_get(message.subject_id)
+        if offer is not None:
+            local = offer.slot.starts_at.astimezone(zone)
+            with translation.override(template.language.split("-")[0]):
+                fmt = "D j M, H:i" if not template.language.startswith("en") else "D M j, g:i A"
+                context["appointment_time"] = dateformat.format(local, fmt)
+                context["appointment_date"] = dateformat.format(local, "D M j" if fmt.startswith("D M") else "D j M")
+            context["location"] = offer.slot.location.name if offer.slot.location else ""
+            context["slot_link"] = links.link_for(organization_id=organization.pk, message_id=message.pk, action="slot")
     body = templating.render(template.body, context)
     # Collapse blank lines left by empty optional variables (no telehealth link, no location).
     body = "\n".join(line for line in body.splitlines() if line.strip() or not line).strip()

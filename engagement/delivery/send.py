@@ -121,6 +121,11 @@ def _subject_problem(message: OutboundMessage, now: datetime) -> str:
             return "The appointment is no longer booked."
         if not reminder_slot_matches(message.slot, appointment.starts_at):
             return "The appointment was rescheduled."
+    if message.subject_type == selectors.WAITLIST_OFFER_SUBJECT:
+        # Held back by quiet hours or the caps while someone else took the slot: not worth sending.
+        offer = selectors.waitlist_offer_get(message.subject_id)
+        if offer is None or offer.status != "offered" or offer.slot.status != "open":
+            return "The slot offered was taken or is gone."
     if not message.patient.is_active:
         return "The patient record is inactive."
     return ""

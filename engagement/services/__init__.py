@@ -10,6 +10,7 @@
     surveys.py        satisfaction surveys: answers by SMS reply or link, once; detractor follow-up
     calls.py          care-gap contact attempts: calls logged, a gap's recall sent now
     staff_messages.py one-off SMS or email from the patient record, through the outbox
+    waitlist.py       a freed slot offered to waiting patients: the message, and its "take it" link
 
 Quiet hours, contact windows, channel choice and caps are engagement/etiquette.py; sending itself
 (claim, send, record) is engagement/delivery/. Import from here: the names below are the API.
@@ -54,6 +55,7 @@ from engagement.services.surveys import (
     survey_response_record,
     survey_score_of,
 )
+from engagement.services.waitlist import slot_link_state, slot_link_use, waitlist_offer_notices
 
 __all__ = [
     "RecallSend",
@@ -99,4 +101,7 @@ __all__ = [
     "survey_response_record",
     "survey_score_of",
     "template_save",
+    "slot_link_state",
+    "slot_link_use",
+    "waitlist_offer_notices",
 ]

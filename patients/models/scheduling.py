@@ -394,3 +394,80 @@ class WaitlistEntry(TenantModel):
 
     def __str__(self) -> str:
         return f"Waitlist entry #{self.pk}"
+
+
+class SlotOfferStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    TAKEN = "taken", "Taken"
+    EXPIRED = "expired", "Expired"
+
+
+class SlotOffer(TenantModel):
+    """A freed slot (a cancelled or moved visit's time) offered to the waitlist: the first patient
+    to confirm gets it. Ids, times and codes only (no PHI). `status` moves from open exactly once,
+    by a conditional UPDATE (`waitlist_offer_claim`), so two patients confirming together cannot
+    both win."""
+
+    practitioner = models.ForeignKey(Practitioner, on_delete=models.PROTECT, related_name="+")
+    location = models.ForeignKey(Location, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=12, choices=AppointmentKind.choices, default=AppointmentKind.IN_PERSON)
+    appointment_type = models.CharField(max_length=32, choices=AppointmentType.choices, default="follow_up")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    freed_from = models.ForeignKey(Appointment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=8, choices=SlotOfferStatus.choices, default=SlotOfferStatus.OPEN)
+    appointment = models.ForeignKey(Appointment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    taken_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-starts_at", "-id"]
+        indexes = [models.Index(fields=["organization", "status", "starts_at"], name="slotoffer_org_status_start")]
+        constraints = [
+            models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="slotoffer_ends_after_start"),
+            models.CheckConstraint(condition=Q(status__in=SlotOfferStatus.values), name="slotoffer_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Slot offer #{self.pk}"
+
+
+class OfferStatus(models.TextChoices):
+    OFFERED = "offered", "Offered"
+    TAKEN = "taken", "Taken"
+    MISSED = "missed", "Taken by another patient"
+    EXPIRED = "expired", "Expired"
+
+
+class WaitlistOffer(TenantModel):
+    """One waiting patient offered one freed slot (the message with the link is the outbox's row
+    about this offer). Staff see its status on the waitlist."""
+
+    slot = models.ForeignKey(SlotOffer, on_delete=models.CASCADE, related_name="offers")
+    entry = models.ForeignKey(WaitlistEntry, on_delete=models.CASCADE, related_name="offers")
+    status = models.CharField(max_length=8, choices=OfferStatus.choices, default=OfferStatus.OFFERED)
+    responded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["organization", "entry", "-created_at"], name="waitlistoffer_entry")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "slot", "entry"],
+                name="waitlistoffer_once_per_entry",
+                violation_error_message="This patient was already offered this slot.",
+            ),
+            models.CheckConstraint(condition=Q(status__in=OfferStatus.values), name="waitlistoffer_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Waitlist offer #{self.pk}"
+
+    def status_at(self, now: object) -> str:
+        """What staff see: an offer nobody answered is expired once its slot has started or gone."""
+        if self.status == OfferStatus.OFFERED and (
+            self.slot.status == SlotOfferStatus.EXPIRED or self.slot.starts_at <= now  # type: ignore[operator]
+        ):
+            return OfferStatus.EXPIRED
+        if self.status == OfferStatus.OFFERED and self.slot.status == SlotOfferStatus.TAKEN:
+            return OfferStatus.MISSED
+        return self.status

@@ -23,6 +23,7 @@ from patients.models import (
 )
 
 DURATIONS = [
+    (10, "10 minutes"),
     (15, "15 minutes"),
     (20, "20 minutes"),
     (30, "30 minutes"),

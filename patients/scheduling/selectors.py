@@ -12,11 +12,22 @@ from django.http import HttpRequest
 
 from compliance.guards import get_object_for_user
 from healthcrm.models import Location
-from patients.models import ACTIVE_STATUSES, Appointment, Patient, Practitioner, WaitlistEntry, WaitlistStatus
+from patients.models import (
+    ACTIVE_STATUSES,
+    Appointment,
+    Patient,
+    Practitioner,
+    SlotOffer,
+    WaitlistEntry,
+    WaitlistOffer,
+    WaitlistStatus,
+)
 from patients.scheduling.availability import AvailabilityBook
+from patients.scheduling.options import DEFAULT_SLOT_MINUTES
 
-# The clinic's slot length: the day view's rows, and the unit of an empty slot one can book.
-SLOT_MINUTES = 15
+# The default slot length: the day view's rows, and the unit of an empty slot one can book. Each
+# organization chooses its own (`scheduling_options(organization).slot_minutes`: 10, 15, 20 or 30).
+SLOT_MINUTES = DEFAULT_SLOT_MINUTES
 # Rows always shown (local time) even when nothing is open or booked: a working day.
 DAY_SHOWN = (time(8, 0), time(18, 0))
 
@@ -118,10 +129,11 @@ def day_grid(
     now: datetime,
     slot_minutes: int = SLOT_MINUTES,
 ) -> DayGrid:
-    """The local day `day` in `zone` cut into slots (DST-correct: a 23- or 25-hour day has 92 or 100
-    quarter hours), each practitioner's active visits placed in them, and each empty slot marked open
-    when the booking service would accept a visit of one slot there: still to come, the location
-    open, the practitioner available at the location and free. Four queries whatever the size."""
+    """The local day `day` in `zone` cut into slots of `slot_minutes` (the organization's slot
+    length; DST-correct: a 23- or 25-hour day has 92 or 100 quarter hours), each practitioner's
+    active visits placed in them, and each empty slot marked open when the booking service
+    would accept a visit of one slot there: still to come, the location open, the practitioner
+    available at the location and free. Four queries whatever the size."""
     step = timedelta(minutes=slot_minutes)
     first = datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
     last = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone).astimezone(UTC)
@@ -264,3 +276,36 @@ def get_waitlist_entry_for_user(
 ) -> WaitlistEntry:
     """The guarded fetch for waitlist entries (scheduling's permission): 404 across organizations."""
     return get_object_for_user(request, WaitlistEntry.objects.select_related("patient"), pk, perm)
+
+
+def waitlist_offer_get(pk: object) -> WaitlistOffer | None:
+    """One offer with its slot (for the patient's link page), or None."""
+    return (
+        WaitlistOffer.objects.filter(pk=pk)
+        .select_related("slot", "slot__location", "slot__practitioner", "entry")
+        .first()
+    )
+
+
+def waitlist_latest_offers(entries: list[WaitlistEntry]) -> dict[int, WaitlistOffer]:
+    """Each entry's newest offer (with its slot), in one query: what the waitlist page shows."""
+    latest: dict[int, WaitlistOffer] = {}
+    offers = (
+        WaitlistOffer.objects.filter(entry_id__in=[e.pk for e in entries])
+        .select_related("slot")
+        .order_by("entry_id", "-created_at", "-id")
+    )
+    for offer in offers:
+        latest.setdefault(offer.entry_id, offer)
+    return latest
+
+
+def slot_offers_recent(*, since: datetime, limit: int = 50) -> list[SlotOffer]:
+    """Freed slots offered to the waitlist that start from `since` on (soonest first), each with its
+    offers and their patients (prefetched: three queries)."""
+    return list(
+        SlotOffer.objects.filter(starts_at__gte=since)
+        .select_related("practitioner", "location")
+        .prefetch_related("offers__entry__patient")
+        .order_by("starts_at", "id")[:limit]
+    )

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from healthcrm.models import Location
@@ -35,13 +36,18 @@ from patients.models import (
     AvailabilityException,
     ConfirmedVia,
     ExceptionKind,
+    OfferStatus,
     Patient,
     Practitioner,
+    SlotOffer,
+    SlotOfferStatus,
     StatusReason,
     WaitlistEntry,
+    WaitlistOffer,
     WaitlistStatus,
 )
 from patients.scheduling.availability import availability_refusal
+from patients.scheduling.options import scheduling_options
 from patients.scheduling.telehealth import telehealth_join_url
 
 DOUBLE_BOOKED = "This practitioner already has an appointment at that time."
@@ -215,6 +221,14 @@ def appointment_reschedule(
     the practitioner's availability (or overridden with a reason)."""
     if appointment.is_final:
         raise ValidationError(f"A {appointment.get_status_display().lower()} appointment cannot be rescheduled.")
+    freed: dict[str, Any] = {
+        "practitioner": appointment.practitioner,
+        "location": appointment.location if appointment.location_id is not None else None,
+        "starts_at": appointment.starts_at,
+        "ends_at": appointment.ends_at,
+        "kind": appointment.kind,
+        "appointment_type": appointment.appointment_type,
+    }
     appointment.starts_at = starts_at
     appointment.ends_at = ends_at
     if practitioner is not None:
@@ -225,7 +239,14 @@ def appointment_reschedule(
         appointment.status = AppointmentStatus.BOOKED
     appointment.status_changed_at = timezone.now()
     appointment.status_changed_by = actor if getattr(actor, "is_authenticated", False) else None
-    return _save(appointment, now=timezone.now())
+    _save(appointment, now=timezone.now())
+    if (freed["starts_at"], freed["ends_at"], freed["practitioner"].pk) != (
+        appointment.starts_at,
+        appointment.ends_at,
+        appointment.practitioner_id,
+    ):
+        waitlist_offers_make(freed_from=appointment, **freed)
+    return appointment
 
 
 @transaction.atomic
@@ -256,6 +277,16 @@ def appointment_set_status(
     appointment.status_changed_by = actor if getattr(actor, "is_authenticated", False) else None
     appointment.full_clean()
     appointment.save(update_fields=["status", "status_reason", "status_changed_at", "status_changed_by", "updated_at"])
+    if status == AppointmentStatus.CANCELLED:
+        waitlist_offers_make(
+            practitioner=appointment.practitioner,
+            location=appointment.location if appointment.location_id is not None else None,
+            starts_at=appointment.starts_at,
+            ends_at=appointment.ends_at,
+            kind=appointment.kind,
+            appointment_type=appointment.appointment_type,
+            freed_from=appointment,
+        )
     return appointment
 
 
@@ -430,6 +461,173 @@ def waitlist_close(*, entry: WaitlistEntry, appointment: Appointment | None = No
     entry.appointment = appointment
     entry.save(update_fields=["status", "appointment", "updated_at"])
     return entry
+
+
+# -- Waitlist offers: a freed slot offered by message, the first to confirm gets it ----------------
+
+
+def _offer_candidates(slot: SlotOffer, *, exclude_patient_id: int | None, limit: int) -> list[WaitlistEntry]:
+    """The waiting entries that fit the slot, first come first, one per patient: the slot's local day
+    inside their window, its practitioner (or anyone) and location (or anywhere), the patient active
+    and free at that time."""
+    zone = slot.location.zone if slot.location is not None else require_current_organization().zone
+    day = slot.starts_at.astimezone(zone).date()
+    busy = Appointment.objects.filter(
+        status__in=ACTIVE_STATUSES, starts_at__lt=slot.ends_at, ends_at__gt=slot.starts_at
+    ).values("patient_id")
+    entries = (
+        WaitlistEntry.objects.filter(status=WaitlistStatus.WAITING, patient__is_active=True, earliest__lte=day)
+        .filter(Q(latest__isnull=True) | Q(latest__gte=day))
+        .filter(Q(practitioner__isnull=True) | Q(practitioner_id=slot.practitioner_id))
+        .filter(Q(location__isnull=True) | Q(location_id=slot.location_id) if slot.location_id else Q(location=None))
+        .exclude(patient_id__in=busy)
+        .select_related("patient")
+        .order_by("created_at", "id")
+    )
+    if exclude_patient_id is not None:
+        entries = entries.exclude(patient_id=exclude_patient_id)
+    chosen: list[WaitlistEntry] = []
+    seen: set[int] = set()
+    for entry in entries[: limit * 5]:
+        if entry.patient_id not in seen:
+            seen.add(entry.patient_id)
+            chosen.append(entry)
+        if len(chosen) == limit:
+            break
+    return chosen
+
+
+def waitlist_offers_make(
+    *,
+    practitioner: Practitioner,
+    location: Location | None,
+    starts_at: datetime,
+    ends_at: datetime,
+    kind: str = AppointmentKind.IN_PERSON,
+    appointment_type: str = "follow_up",
+    freed_from: Appointment | None = None,
+) -> list[WaitlistOffer]:
+    """Offer a freed time to the waitlist, when the organization offers automatically
+    (`scheduling_options`): the first `waitlist_offers_at_once` matching entries each get an offer,
+    and outreach (listening to `waitlist_offered`, in this transaction) queues their messages.
+    Nothing for a time that has started or that the practitioner is busy at again. Called by the
+    services that free a slot (cancel, reschedule); audited."""
+    from patients.signals import waitlist_offered
+
+    organization = require_current_organization()
+    options = scheduling_options(organization)
+    if not options.waitlist_auto_offer or starts_at <= timezone.now():
+        return []
+    taken = Appointment.objects.filter(
+        practitioner=practitioner, status__in=ACTIVE_STATUSES, starts_at__lt=ends_at, ends_at__gt=starts_at
+    )
+    if taken.exists():
+        return []
+    slot = SlotOffer(
+        practitioner=practitioner,
+        location=location,
+        kind=kind,
+        appointment_type=appointment_type,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        freed_from=freed_from,
+    )
+    entries = _offer_candidates(
+        slot,
+        exclude_patient_id=freed_from.patient_id if freed_from is not None else None,
+        limit=options.waitlist_offers_at_once,
+    )
+    if not entries:
+        return []
+    slot.full_clean()
+    slot.save()
+    offers = []
+    for entry in entries:
+        offer = WaitlistOffer(slot=slot, entry=entry)
+        offer.save()
+        offers.append(offer)
+    waitlist_offered.send(
+        sender=WaitlistOffer, organization_id=organization.pk, offer_ids=tuple(offer.pk for offer in offers)
+    )
+    return offers
+
+
+class _SlotGone(Exception):
+    """Another patient's claim took the slot first (the conditional UPDATE touched no row)."""
+
+
+def _respond(offer: WaitlistOffer, status: str, now: datetime) -> None:
+    offer.status = status
+    offer.responded_at = now
+    offer.save(update_fields=["status", "responded_at", "updated_at"])
+
+
+@transaction.atomic
+def waitlist_offer_claim(*, offer: WaitlistOffer, now: datetime | None = None) -> str:
+    """A patient confirms an offer: book the slot for them, unless someone was first.
+
+    The slot moves from open to taken by a conditional UPDATE that touches its row for exactly one
+    claimer: a concurrent claim (another patient's, or a double click) blocks on that row until the
+    first commits, then finds it taken. The booking goes through `appointment_book` in the same
+    savepoint, so a refused booking (the time was given away meanwhile) leaves the slot untaken. No
+    other row is locked before the slot's, so claimers cannot deadlock. Returns "taken" (this patient
+    has the visit, now or from an earlier click), "missed" (someone else has it), "expired" (it has
+    started, or is gone), "closed" (this patient is no longer waiting) or "busy" (this patient has
+    another visit then)."""
+    now = now or timezone.now()
+    offer = WaitlistOffer.objects.select_related(
+        "slot", "slot__practitioner", "slot__location", "entry", "entry__patient"
+    ).get(pk=offer.pk)
+    slot = offer.slot
+    if offer.status != OfferStatus.OFFERED:
+        return str(offer.status)
+    if slot.status == SlotOfferStatus.TAKEN:
+        _respond(offer, OfferStatus.MISSED, now)
+        return "missed"
+    if slot.status == SlotOfferStatus.EXPIRED or slot.starts_at <= now:
+        _respond(offer, OfferStatus.EXPIRED, now)
+        return "expired"
+    if offer.entry.status != WaitlistStatus.WAITING:
+        return "closed"
+    try:
+        with transaction.atomic():
+            won = SlotOffer.objects.filter(pk=slot.pk, status=SlotOfferStatus.OPEN, starts_at__gt=now).update(
+                status=SlotOfferStatus.TAKEN, taken_at=now, updated_at=now
+            )
+            if won != 1:
+                raise _SlotGone
+            appointment = appointment_book(
+                patient=offer.entry.patient,
+                practitioner=slot.practitioner,
+                location=slot.location,
+                kind=slot.kind,
+                appointment_type=slot.appointment_type,
+                starts_at=slot.starts_at,
+                ends_at=slot.ends_at,
+            )
+    except _SlotGone:
+        offer.refresh_from_db(fields=["status", "responded_at"])
+        if offer.status == OfferStatus.TAKEN:
+            return "taken"  # this patient's own earlier click won
+        _respond(offer, OfferStatus.MISSED, now)
+        return "missed"
+    except ValidationError as exc:
+        if PATIENT_BUSY in exc.messages:
+            return "busy"  # this patient's problem, not the slot's: it stays open for the others
+        # The time was given away or closed meanwhile: nobody can take it through the offer.
+        slot.status = SlotOfferStatus.EXPIRED
+        slot.save(update_fields=["status", "updated_at"])
+        _respond(offer, OfferStatus.EXPIRED, now)
+        return "expired"
+    slot.status = SlotOfferStatus.TAKEN
+    slot.taken_at = now
+    slot.appointment = appointment
+    slot.save(update_fields=["status", "taken_at", "appointment", "updated_at"])
+    _respond(offer, OfferStatus.TAKEN, now)
+    for other in WaitlistOffer.objects.filter(slot=slot, status=OfferStatus.OFFERED).exclude(pk=offer.pk):
+        _respond(other, OfferStatus.MISSED, now)
+    waitlist_close(entry=offer.entry, appointment=appointment)
+    return "taken"
 
 
 # -- Imports (FHIR): upserts keyed by the source system's ids ------------------------------------

@@ -32,6 +32,7 @@ from patients.models import (
     Availability,
     AvailabilityException,
     CareTask,
+    OfferStatus,
     Patient,
     Practitioner,
     TaskStatus,
@@ -53,8 +54,8 @@ from patients.scheduling.forms import (
     WaitlistForm,
     query_id,
 )
+from patients.scheduling.options import scheduling_options
 from patients.scheduling.selectors import (
-    SLOT_MINUTES,
     appointment_calendar,
     day_columns,
     day_grid,
@@ -63,7 +64,9 @@ from patients.scheduling.selectors import (
     get_practitioner_for_user,
     get_waitlist_entry_for_user,
     month_grid,
+    slot_offers_recent,
     waitlist_for_day,
+    waitlist_latest_offers,
 )
 from patients.scheduling.services import (
     appointment_book,
@@ -351,7 +354,7 @@ def _query(**params: object) -> str:
 
 @staff_view(access=AccessAction.LIST, perm="patients.view_appointment")
 def appointment_day_view(request: TenantRequest) -> HttpResponse:
-    """One local day as a grid: rows of SLOT_MINUTES, a column per practitioner at the location (or
+    """One local day as a grid: rows of the organization's slot length, a column per practitioner at the location (or
     the one chosen); visits where they are, and the empty slots one can book now as links to the
     booking form. The location defaults to the first active one."""
     zone = request.organization.zone
@@ -361,7 +364,8 @@ def appointment_day_view(request: TenantRequest) -> HttpResponse:
         location = locations[0]
     columns = day_columns(day=day, location=location, practitioner=practitioner)
     now = timezone.now()
-    grid = day_grid(day=day, zone=zone, columns=columns, location=location, now=now)
+    slot_minutes = scheduling_options(request.organization).slot_minutes
+    grid = day_grid(day=day, zone=zone, columns=columns, location=location, now=now, slot_minutes=slot_minutes)
     access_recorder(request).saw(grid.appointments)
     may_book = request.user.has_perm("patients.add_appointment")
     for row in grid.rows:
@@ -387,7 +391,7 @@ def appointment_day_view(request: TenantRequest) -> HttpResponse:
         "practitioner": practitioner,
         "locations": locations,
         "practitioners": Practitioner.objects.filter(is_active=True),
-        "slot_minutes": SLOT_MINUTES,
+        "slot_minutes": slot_minutes,
         "previous": _query(date=(day - timedelta(days=1)).isoformat(), **keep),
         "next": _query(date=(day + timedelta(days=1)).isoformat(), **keep),
         "today_query": _query(date=today.isoformat(), **keep),
@@ -439,7 +443,7 @@ def appointment_book_view(request: TenantRequest) -> HttpResponse:
         "location": location.pk if location else None,
         "date": day,
         "start_time": start,
-        "duration": SLOT_MINUTES,
+        "duration": scheduling_options(request.organization).slot_minutes,
     }
     search = PatientSearchForm(request.POST if request.POST.get("action") == "search" else None)
     results: list[Patient] = []
@@ -609,8 +613,18 @@ def waitlist_view(request: TenantRequest) -> HttpResponse:
     _, location, practitioner = _calendar_filters(request)
     day = DayViewForm(request.GET).day()
     entries = list(waitlist_for_day(day=day, practitioner=practitioner, location=location)[:200])
-    access_recorder(request).saw([entry.patient for entry in entries])
+    now = timezone.now()
+    latest = waitlist_latest_offers(entries)
+    # Freed slots offered by message (from yesterday on): who was offered each, and who took it.
+    offered = slot_offers_recent(since=now - timedelta(days=1))
+    shown = [entry.patient for entry in entries] + [o.entry.patient for s in offered for o in s.offers.all()]
+    access_recorder(request).saw(shown)
+    for slot in offered:
+        slot.offer_rows = [(o, OfferStatus(o.status_at(now)).label) for o in slot.offers.all()]  # type: ignore[attr-defined]
     for entry in entries:
+        offer = latest.get(entry.pk)
+        entry.offer = offer  # type: ignore[attr-defined]
+        entry.offer_label = OfferStatus(offer.status_at(now)).label if offer else ""  # type: ignore[attr-defined]
         entry.book_query = _query(  # type: ignore[attr-defined]
             waitlist=entry.pk,
             practitioner=entry.practitioner or practitioner,
@@ -619,6 +633,8 @@ def waitlist_view(request: TenantRequest) -> HttpResponse:
         )
     context = {
         "entries": entries,
+        "offered": offered,
+        "auto_offer": scheduling_options(request.organization),
         "day": day,
         "location": location,
         "practitioner": practitioner,

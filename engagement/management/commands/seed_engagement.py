@@ -135,6 +135,23 @@ TEMPLATES = {
         "Del 0 al 10, ¿con qué probabilidad nos recomendaría a un amigo o familiar? Conteste tres preguntas "
         "breves aquí:\n{{ survey_link }}\n\nDarse de baja: {{ unsubscribe_link }}",
     ),
+    # A freed slot offered from the waitlist: time, clinic and the link that takes it, nothing else.
+    ("waitlist_offer", "en", "sms"): (
+        "",
+        "Hi {{ first_name }}, {{ clinic_name }} has an earlier visit free: {{ appointment_time }}. "
+        "First to confirm gets it: {{ slot_link }}",
+    ),
+    ("waitlist_offer", "es", "sms"): (
+        "",
+        "Hola {{ first_name }}, {{ clinic_name }} tiene una cita libre antes: {{ appointment_time }}. "
+        "Es para quien confirme primero: {{ slot_link }}",
+    ),
+    ("waitlist_offer", "en", "email"): (
+        "An earlier visit at {{ clinic_name }}",
+        "Dear {{ first_name }},\n\nAn earlier visit has opened up at {{ clinic_name }}: {{ appointment_time }}, "
+        "{{ location }}. It goes to the first person who takes it:\n{{ slot_link }}\n\n"
+        "Unsubscribe: {{ unsubscribe_link }}",
+    ),
     ("recall_mammography", "en", "sms"): (
         "",
         "Hi {{ first_name }}, {{ clinic_name }} here: you are due for a routine screening. "
@@ -158,6 +175,8 @@ RULES: list[dict[str, Any]] = [
     {"name": "Post-visit follow-up", "kind": "post_visit", "template_key": "post_visit", "params": {"hours_after": 24}},
     {"name": "Lab results available", "kind": "lab_results", "template_key": "lab_results"},
     {"name": "Care plan updated", "kind": "care_plan_update", "template_key": "care_plan_update"},
+    # Sent when scheduling offers a freed slot to the waitlist (not urgent: quiet hours and caps apply).
+    {"name": "Waitlist offers", "kind": "waitlist_offer", "template_key": "waitlist_offer"},
     {
         "name": "Medication refill due",
         "kind": "medication_refill",
