@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("engagement", "0008_consentdocs_consent_history"),
+        ("engagement", "0009_outbox_provider_attempts"),
         ("healthcrm", "0004_free_text_max_length"),
     ]
 
