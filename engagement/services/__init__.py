@@ -10,6 +10,9 @@
     surveys.py        satisfaction surveys: answers by SMS reply or link, once; detractor follow-up
     calls.py          care-gap contact attempts: calls logged, a gap's recall sent now
     staff_messages.py one-off SMS or email from the patient record, through the outbox
+    events.py         what patients did with a message (opened, answered), once per message and kind
+
+The education library's writes are engagement/education/services.py.
 
 Quiet hours, contact windows, channel choice and caps are engagement/etiquette.py; sending itself
 (claim, send, record) is engagement/delivery/. Import from here: the names below are the API.
@@ -24,6 +27,7 @@ from engagement.services.conversations import (
     reschedule_task_create,
     staff_reply,
 )
+from engagement.services.events import engagement_event_record
 from engagement.services.links import link_state, link_use
 from engagement.services.materializers import (
     ADHERENCE_DEFAULT_TIME,
@@ -71,6 +75,7 @@ __all__ = [
     "consent_set",
     "conversation_mark_read",
     "delivery_status_apply",
+    "engagement_event_record",
     "inbound_receive",
     "link_state",
     "link_use",
