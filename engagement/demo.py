@@ -172,11 +172,14 @@ def seed_education(tenant: DemoTenant) -> list[str]:
     for patient_id, code in diagnosed:
         if patient_id not in languages or rng.random() >= 0.35:
             continue
-        for item in by_code[code][:1]:
+        language = languages[patient_id] or "en"
+        # The item of the condition written in the patient's language, when there is one.
+        candidates = [(version_for(i, language), i) for i in by_code[code]]
+        candidates.sort(key=lambda vi: vi[0] is None or vi[0].language != language)
+        for version, item in candidates[:1]:
             if (patient_id, item.pk) in seen:
                 continue
             seen.add((patient_id, item.pk))
-            version = version_for(item, languages[patient_id] or "en")
             if version is not None:
                 sent_at = now - timedelta(days=rng.randint(1, EDUCATION_DAYS), minutes=rng.randint(0, 600))
                 planned.append((patient_id, item, version.language, code, sent_at))
