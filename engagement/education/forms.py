@@ -6,14 +6,23 @@ from typing import Any
 
 from django import forms
 
-from engagement.education.models import EducationItem
+from engagement.education.models import EducationFormat, EducationItem
+
+
+class ItemChoiceField(forms.ModelChoiceField):
+    """Items by their English title (else their first version's, else their key), videos marked."""
+
+    def label_from_instance(self, obj: Any) -> str:
+        versions = {v.language: v.title for v in obj.versions.all()}
+        title = versions.get("en") or next(iter(versions.values()), obj.key)
+        return f"{title} (video)" if obj.format == EducationFormat.VIDEO else title
 
 
 class EducationSendForm(forms.Form):
     """Send one library item to the patient. `key` is a one-time token put in the form when it is
     shown: submitting the same form twice sends one message."""
 
-    item = forms.ModelChoiceField(
+    item = ItemChoiceField(
         queryset=EducationItem.objects.all_organizations().none(),
         label="Education to send",
         help_text="Sent in the patient's language when the item has it, else in English.",
@@ -23,7 +32,8 @@ class EducationSendForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The current organization's active items (tenant manager and RLS).
-        self.fields["item"].queryset = EducationItem.objects.filter(is_active=True).order_by("key")  # type: ignore[attr-defined]
+        items = EducationItem.objects.filter(is_active=True).prefetch_related("versions").order_by("key")
+        self.fields["item"].queryset = items  # type: ignore[attr-defined]
 
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean() or self.cleaned_data
