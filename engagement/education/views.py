@@ -23,7 +23,7 @@ from engagement.education import services as education_services
 from engagement.education.forms import EducationSendForm, PreviewForm
 from engagement.education.models import EducationItem
 from engagement.education.sanitize import sanitize_html
-from engagement.models import EngagementEventKind, OutboundMessage
+from engagement.models import ChannelSettings, EngagementEventKind, OutboundMessage
 from engagement.services import engagement_event_record
 from healthcrm.http import TenantRequest, form_add_service_errors
 from healthcrm.models import Organization
@@ -142,7 +142,8 @@ def education_page(
         engagement_event_record(message=message, kind=EngagementEventKind.OPENED, now=timezone.now())
     context: dict[str, Any] = {
         "clinic": organization.name,
-        "clinic_phone": selectors.channel_settings_get().contact_phone or organization.phone,
+        # Read, never created here (channel_settings_get would write the defaults on a GET).
+        "clinic_phone": getattr(ChannelSettings.objects.first(), "contact_phone", "") or organization.phone,
         "item": send.item,
         "version": version,
         "body": mark_safe(sanitize_html(version.body)),  # noqa: S308 - sanitised by nh3
