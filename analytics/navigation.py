@@ -11,6 +11,7 @@ TABS: list[tuple[str, str, str]] = [
     ("analytics:measures", "Quality measures", "analytics.view_aggregates"),
     ("analytics:effectiveness", "Treatment effectiveness", "analytics.view_aggregates"),
     ("analytics:satisfaction", "Satisfaction", "analytics.view_aggregates"),
+    ("analytics:engagement", "Patient engagement", "analytics.view_aggregates"),
     ("analytics:gaps", "Care gaps", "analytics.view_worklists"),
     ("analytics:gap_closure", "Gap closure", "analytics.view_aggregates"),
 ]

@@ -13,6 +13,7 @@ urlpatterns = [
     path("cohorts/new/", population_views.cohort_edit_view, name="cohort_create"),
     path("cohorts/<int:pk>/", population_views.cohort_edit_view, name="cohort_edit"),
     path("satisfaction/", views.satisfaction_view, name="satisfaction"),
+    path("engagement/", views.engagement_view, name="engagement"),
     path("gaps/", gap_views.gap_worklist_view, name="gaps"),
     path("gaps/export/", gap_views.gap_worklist_export_view, name="gaps_export"),
     path("gaps/<int:pk>/call/", gap_views.gap_call_view, name="gap_call"),

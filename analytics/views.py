@@ -16,6 +16,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from analytics import adherence, reminders, satisfaction
+from analytics import engagement as engagement_figures
 from analytics.charts import bar_chart, heatmap, line_chart, trend_reading
 from analytics.export import csv_response, table_csv_rows
 from analytics.filters import Filters, PeriodForm
@@ -304,3 +305,25 @@ def _calibration_reading(predicted: list[float], observed: list[float | None]) -
         f"Across the bands shown, predicted and observed rates differ by at most {percent(gap)}; "
         f"the highest band's visits were missed at {percent(pairs[-1][1])}."
     )
+
+
+@staff_view(access=PHI_FREE, perm=AGGREGATES)
+def engagement_view(request: TenantRequest) -> HttpResponse:
+    """Education reach (sent, opened; by content, condition and language) and questionnaire
+    completion, through engagement's selectors; counts only, small cells suppressed."""
+    form, filters = period_filters(request)
+    start, end = engagement_figures.period_bounds(filters.period.start, filters.period.end, request.organization.zone)
+    reach = engagement_figures.reach_rows(start, end)
+    tables: dict[str, Any] = {key: engagement_figures.reach_table(reach, key) for key in engagement_figures.DIMENSIONS}
+    completion = engagement_figures.completion_rows(start, end)
+    tables["completion"] = engagement_figures.completion_table(completion)
+    context = page_context(
+        request,
+        form,
+        filters,
+        page_slug="engagement",
+        sent=sum(r.sent for r in reach),
+        tables=list(tables.items()),
+        has_questionnaires=any(r.answerable for r in completion),
+    )
+    return export_or_page(request, tables, "analytics/engagement.html", context)

@@ -9,6 +9,8 @@ from engagement.models import (
     Consent,
     ConsentChange,
     ConversationMessage,
+    EducationItem,
+    EducationVersion,
     MessageTemplate,
     OutboundMessage,
     Rule,
@@ -94,3 +96,37 @@ class ConsentChangeAdmin(PHIAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
         return False
+
+
+# -- The education library: edited here; bodies are sanitised by the service on every save ---------
+
+
+class EducationVersionInline(admin.StackedInline):
+    model = EducationVersion
+    extra = 0
+    fields = ["language", "title", "summary", "body", "video_url"]
+
+
+@admin.register(EducationItem)
+class EducationItemAdmin(admin.ModelAdmin):
+    list_display = ["key", "format", "reading_level", "is_active"]
+    list_filter = ["format", "reading_level", "is_active"]
+    search_fields = ["key"]
+    inlines = [EducationVersionInline]
+
+    def save_formset(self, request: Any, form: Any, formset: Any, change: bool) -> None:
+        """Versions through the service (sanitised), not the formset's plain save."""
+        from engagement.education.services import education_version_save
+
+        for obj in formset.deleted_objects:
+            obj.delete()
+        for version in formset.save(commit=False):
+            education_version_save(
+                version=version if version.pk else None,
+                item=form.instance,
+                language=version.language,
+                title=version.title,
+                summary=version.summary,
+                body=version.body,
+                video_url=version.video_url,
+            )

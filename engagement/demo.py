@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from typing import Any
 
 from django.utils import timezone
 
@@ -110,3 +111,126 @@ def seed_surveys(tenant: DemoTenant) -> list[str]:
         batch_size=2000,
     )
     return [f"{len(messages)} past surveys ({len(answers)} answered)"]
+
+
+# -- Education: the library, the rule, and a history of sends and opens --------------------------
+
+EDUCATION_DAYS = 120
+EDUCATION_OPEN_SHARE = 0.55
+
+
+@demo.register("education")
+def seed_education(tenant: DemoTenant) -> list[str]:
+    """The education library (en, es), its message templates and rule, and a deterministic history:
+    over the last four months, the items that suit some of the patients' conditions were sent to
+    them (in their language), and a little over half were opened, some more than once."""
+    from engagement.education.demo_content import LIBRARY, TEMPLATES
+    from engagement.education.models import EducationItem, EducationSend, EducationTrigger
+    from engagement.education.selectors import education_item_list, version_for
+    from engagement.education.services import education_item_save, education_version_save
+    from engagement.models import EngagementEvent, MessageTemplate
+    from engagement.services import template_save
+    from patients.models import Condition, Patient
+
+    if EducationItem.objects.exists():
+        return []  # seeded before
+    for key, spec in LIBRARY.items():
+        item = education_item_save(
+            key=key,
+            format=spec["format"],
+            reading_level=spec["reading_level"],
+            condition_codes=spec["condition_codes"],
+            medication_codes=spec["medication_codes"],
+            care_plan_templates=spec["care_plan_templates"],
+        )
+        for language, (title, summary, body, video_url) in spec["versions"].items():
+            education_version_save(
+                item=item, language=language, title=title, summary=summary, body=body, video_url=video_url
+            )
+    for (language, channel), (subject, body) in TEMPLATES.items():
+        if not MessageTemplate.objects.filter(key="education", language=language, channel=channel).exists():
+            template_save(key="education", language=language, channel=channel, subject=subject, body=body)
+    rule = Rule.objects.filter(kind=RuleKind.EDUCATION).first() or Rule.objects.create(
+        name="Education: what to expect", kind=RuleKind.EDUCATION, template_key="education"
+    )
+
+    rng = random.Random(tenant.run.rng.random())
+    now = timezone.now()
+    items = list(education_item_list(active_only=True))
+    by_code: dict[str, list[EducationItem]] = {}
+    for item in items:
+        for code in item.condition_codes:
+            by_code.setdefault(code, []).append(item)
+    diagnosed = (
+        Condition.objects.filter(code__in=list(by_code), clinical_status="active")
+        .order_by("patient_id", "code")
+        .values_list("patient_id", "code")
+    )
+    languages = dict(Patient.objects.filter(is_active=True).values_list("pk", "preferred_language"))
+    planned: list[tuple[int, EducationItem, str, str, Any]] = []
+    seen: set[tuple[int, int]] = set()
+    for patient_id, code in diagnosed:
+        if patient_id not in languages or rng.random() >= 0.35:
+            continue
+        language = languages[patient_id] or "en"
+        # The item of the condition written in the patient's language, when there is one.
+        candidates = [(version_for(i, language), i) for i in by_code[code]]
+        candidates.sort(key=lambda vi: vi[0] is None or vi[0].language != language)
+        for version, item in candidates[:1]:
+            if (patient_id, item.pk) in seen:
+                continue
+            seen.add((patient_id, item.pk))
+            if version is not None:
+                sent_at = now - timedelta(days=rng.randint(1, EDUCATION_DAYS), minutes=rng.randint(0, 600))
+                planned.append((patient_id, item, version.language, code, sent_at))
+    messages = [
+        OutboundMessage(
+            patient_id=patient_id,
+            rule=rule,
+            template_key="education",
+            subject_type="education",
+            subject_id=item.pk,
+            channel="sms",
+            slot="rule",
+            status=OutboxStatus.DELIVERED,
+            due_at=sent_at,
+            next_attempt_at=sent_at,
+            claimed_at=sent_at,
+            attempts=1,
+            sent_at=sent_at,
+            delivered_at=sent_at,
+        )
+        for patient_id, item, _, _, sent_at in planned
+    ]
+    OutboundMessage.objects.bulk_create(messages, batch_size=2000)
+    EducationSend.objects.bulk_create(
+        [
+            EducationSend(
+                patient_id=patient_id,
+                item=item,
+                language=language,
+                trigger=EducationTrigger.CONDITION,
+                trigger_code=code,
+                message=message,
+            )
+            for (patient_id, item, language, code, _), message in zip(planned, messages, strict=True)
+        ],
+        batch_size=2000,
+    )
+    events = []
+    for (patient_id, _, _, _, sent_at), message in zip(planned, messages, strict=True):
+        if rng.random() < EDUCATION_OPEN_SHARE:
+            first = sent_at + timedelta(minutes=rng.randint(2, 2880))
+            count = 1 if rng.random() < 0.7 else rng.randint(2, 4)
+            events.append(
+                EngagementEvent(
+                    patient_id=patient_id,
+                    message=message,
+                    kind="opened",
+                    first_at=first,
+                    last_at=first + timedelta(days=count - 1),
+                    count=count,
+                )
+            )
+    EngagementEvent.objects.bulk_create(events, batch_size=2000)
+    return [f"{len(items)} education items", f"{len(messages)} education sends ({len(events)} opened)"]

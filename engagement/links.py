@@ -21,7 +21,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 SALT = "engagement.patient-link"
-ACTIONS = ("confirm", "cancel", "unsubscribe", "survey", "slot")
+ACTIONS: tuple[str, ...] = ("confirm", "cancel", "unsubscribe", "survey", "slot")
+# An education page (engagement/education/): opening it is what it records (no action to take).
+ACTIONS += ("education",)
 APPOINTMENT_ACTIONS = ("confirm", "cancel")
 # How long a survey (its link, and an SMS reply to it) accepts an answer after it was sent.
 SURVEY_VALID_FOR = timedelta(days=7)

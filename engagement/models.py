@@ -178,6 +178,7 @@ class RuleKind(models.TextChoices):
     CAMPAIGN = "campaign", "Education / wellness campaign"
     SURVEY = "survey", "Post-visit satisfaction survey"
     WAITLIST_OFFER = "waitlist_offer", "Waitlist: a freed slot offered"
+    EDUCATION = "education", "Education on a new diagnosis, medication or care plan"
 
 
 # Marketing-like outreach and daily reminders need an explicit opt-in; care messages go unless the
@@ -350,6 +351,7 @@ class LinkAction(models.TextChoices):
     CANCEL = "cancel", "Cancel"
     UNSUBSCRIBE = "unsubscribe", "Unsubscribe"
     SURVEY = "survey", "Satisfaction survey"
+    EDUCATION = "education", "Education page"
 
 
 class LinkUse(TenantModel):
@@ -486,8 +488,51 @@ class CallLog(TenantModel):
         return f"Call log #{self.pk}"
 
 
+class EngagementEventKind(models.TextChoices):
+    OPENED = "opened", "Opened"
+    ANSWERED = "answered", "Answered"
+
+
+class EngagementEvent(TenantModel):
+    """What a patient did with a message they were sent: opened its page, answered it.
+
+    One row per (message, kind), ever: the first time is `first_at`; later opens raise `count` and
+    move `last_at` (a conditional UPDATE, so two clicks together count twice and insert once).
+    engagement.selectors.engagement_events lists them with the sends for the record and analytics.
+    """
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="engagement_events")
+    message = models.ForeignKey(OutboundMessage, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=12, choices=EngagementEventKind.choices)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    count = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-first_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "message", "kind"],
+                name="engagementevent_once_per_message_kind",
+                violation_error_message="This event is already recorded for this message.",
+            ),
+            models.CheckConstraint(condition=Q(kind__in=EngagementEventKind.values), name="engagementevent_kind_valid"),
+            models.CheckConstraint(condition=Q(count__gte=1), name="engagementevent_count_positive"),
+        ]
+        indexes = [models.Index(fields=["organization", "patient", "-first_at"], name="engagementevent_patient")]
+
+    def __str__(self) -> str:
+        return f"Engagement event #{self.pk}"
+
+
+# The education library's models (engagement/education/models.py), loaded with the app's.
+from engagement.education.models import EducationItem, EducationSend, EducationVersion  # noqa: E402
+
 # Encrypted fields fully redacted in the change log; the rest audited as is.
 for _model in (ChannelSettings, OutboundMessage, ConversationMessage, SurveyResponse, CallLog, ConsentChange):
     register_phi(_model)
-for _audited in (Consent, MessageTemplate, Rule):
+# Who was sent what education, and what they opened: about a patient, audited like PHI.
+for _about_patient in (EducationSend, EngagementEvent):
+    register_phi(_about_patient)
+for _audited in (Consent, MessageTemplate, Rule, EducationItem, EducationVersion):
     auditlog.register(_audited)

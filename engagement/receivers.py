@@ -129,3 +129,94 @@ def message_entries(patient: Any, limit: int) -> list[TimelineEntry]:
         )
         for m in rows
     ]
+
+
+# -- Education: "here is what to expect" on a new diagnosis, medication or care plan -------------
+
+# Statuses of a problem that make it news to the patient (an inactive or resolved one is history).
+_ACTIVE_CONDITION = ("active", "recurrence", "relapse")
+
+
+@receiver(post_save, sender="patients.Condition", dispatch_uid="engagement.education_on_condition")
+def education_on_condition(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
+    """A problem added to the list (patients.services.condition_add and other saves through the
+    model; FHIR imports of history go through bulk_create and send nothing). After commit, ids only."""
+    if raw or not created or instance.clinical_status not in _ACTIVE_CONDITION:
+        return
+    _education_after_commit(instance.organization_id, instance.patient_id, "condition", instance.code)
+
+
+@receiver(post_save, sender="patients.Medication", dispatch_uid="engagement.education_on_medication")
+def education_on_medication(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
+    """A medication added (active, with an RxNorm code)."""
+    if raw or not created or instance.status != "active" or not instance.code:
+        return
+    _education_after_commit(instance.organization_id, instance.patient_id, "medication", instance.code)
+
+
+@receiver(care_plan_updated, dispatch_uid="engagement.education_on_care_plan")
+def education_on_care_plan(
+    sender: Any, organization_id: int, patient_id: int, care_plan_id: int | None, change: str, **kwargs: Any
+) -> None:
+    """A care plan started from a template: the items that suit the template's code (the signal
+    arrives after commit)."""
+    if change != "started" or care_plan_id is None:
+        return
+    _education_enqueue(organization_id, patient_id, "care_plan", None, care_plan_id=care_plan_id)
+
+
+def _education_after_commit(organization_id: int, patient_id: int, trigger: str, code: str) -> None:
+    transaction.on_commit(lambda: _education_enqueue(organization_id, patient_id, trigger, code))
+
+
+def _education_enqueue(
+    organization_id: int, patient_id: int, trigger: str, code: str | None, *, care_plan_id: int | None = None
+) -> None:
+    from engagement.education.services import education_auto_send
+    from healthcrm.models import Organization
+    from healthcrm.tenancy import organization_context
+    from patients.models import CarePlan, Patient
+
+    organization = Organization.objects.filter(pk=organization_id, is_active=True).first()
+    if organization is None:
+        return
+    with organization_context(organization):
+        if care_plan_id is not None:
+            plan = CarePlan.objects.select_related("template").filter(pk=care_plan_id).first()
+            code = plan.template.code if plan is not None and plan.template is not None else None
+        patient = Patient.objects.filter(pk=patient_id, is_active=True).first()
+        if patient is not None and code:
+            education_auto_send(patient=patient, trigger=trigger, code=code)
+
+
+@register_timeline_source("engagement", clinical=True)
+def engagement_entries(patient: Any, limit: int) -> list[TimelineEntry]:
+    """What the patient opened or answered of what they were sent (education titles may say what
+    the patient is treated for: clinical users only)."""
+    from django.urls import reverse
+
+    from engagement.models import EngagementEvent
+    from engagement.selectors import engagement_contents
+
+    titles_by_kind = {c.subject_type: c for c in engagement_contents()}
+    events = list(
+        EngagementEvent.objects.filter(patient_id=patient.pk)
+        .select_related("message")
+        .order_by("-first_at", "-id")[:limit]
+    )
+    titles: dict[int, str] = {}
+    for subject_type, content in titles_by_kind.items():
+        ids = [e.message_id for e in events if e.message.subject_type == subject_type]
+        if ids:
+            titles.update(content.titles(ids))
+    url = reverse("engagement:patient_engagement", args=[patient.pk])
+    return [
+        TimelineEntry(
+            at=e.first_at,
+            kind="engagement",
+            title=f"{e.get_kind_display()} by the patient: {titles.get(e.message_id, 'a message')}",
+            detail=f"Opened {e.count} times" if e.count > 1 else "",
+            url=url,
+        )
+        for e in events
+    ]

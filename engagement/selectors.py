@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +17,8 @@ from engagement.models import (
     ConsentStatus,
     ConversationMessage,
     Direction,
+    EngagementEvent,
+    EngagementEventKind,
     MessageChannel,
     MessageTemplate,
     OutboundMessage,
@@ -406,3 +409,183 @@ def outbox_scheduled_rows(rows: list[dict[str, Any]]) -> list[ScheduledMessage]:
         for row in rows
         if row["patient_id"] in patients and row["rule_id"] in rules
     ]
+
+
+# -- Engagement: what a patient was sent, opened and answered (issue 15 item 3) -------------------
+
+# Message id -> the title shown for it (one query for a list of ids).
+EngagementTitles = Callable[[list[int]], dict[int, str]]
+
+
+@dataclass(frozen=True)
+class EngagementContent:
+    """A kind of content messages carry (their subject_type) that patients open or answer."""
+
+    subject_type: str
+    label: str
+    titles: EngagementTitles
+    answerable: bool = False  # questionnaires: counted in completion rates
+
+
+_CONTENT: dict[str, EngagementContent] = {}
+
+
+def register_engagement_content(
+    subject_type: str, label: str, titles: EngagementTitles, *, answerable: bool = False
+) -> None:
+    """Make messages of `subject_type` part of the engagement view and analytics (education here;
+    questionnaires register theirs with answerable=True and record EngagementEvent "answered")."""
+    _CONTENT[subject_type] = EngagementContent(subject_type, label, titles, answerable)
+
+
+def engagement_contents() -> list[EngagementContent]:
+    return list(_CONTENT.values())
+
+
+@dataclass(frozen=True)
+class EngagementRow:
+    """One message of a patient's engagement view: what, when sent, when first opened, answered."""
+
+    message_id: int
+    subject_type: str
+    content: str
+    title: str
+    channel: str
+    status: str
+    due_at: datetime
+    sent_at: datetime | None
+    opened_at: datetime | None = None
+    open_count: int = 0
+    answered_at: datetime | None = None
+
+
+def engagement_events(*, patient: Any, limit: int = 100) -> list[EngagementRow]:
+    """The patient's messages that carry content (every registered kind), newest first, each with
+    its first open (and how many times opened) and its answer: a query for the messages, one for
+    the events, one per content kind for the titles."""
+    messages = list(
+        OutboundMessage.objects.filter(patient_id=patient.pk, subject_type__in=list(_CONTENT)).order_by(
+            "-due_at", "-id"
+        )[:limit]
+    )
+    ids = [m.pk for m in messages]
+    events: dict[tuple[int, str], EngagementEvent] = {
+        (e.message_id, e.kind): e for e in EngagementEvent.objects.filter(message_id__in=ids)
+    }
+    titles: dict[int, str] = {}
+    for content in _CONTENT.values():
+        wanted = [m.pk for m in messages if m.subject_type == content.subject_type]
+        if wanted:
+            titles.update(content.titles(wanted))
+    rows = []
+    for m in messages:
+        opened = events.get((m.pk, EngagementEventKind.OPENED))
+        answered = events.get((m.pk, EngagementEventKind.ANSWERED))
+        rows.append(
+            EngagementRow(
+                message_id=m.pk,
+                subject_type=m.subject_type,
+                content=_CONTENT[m.subject_type].label,
+                title=titles.get(m.pk, ""),
+                channel=m.get_channel_display(),
+                status=m.get_status_display(),
+                due_at=m.due_at,
+                sent_at=m.sent_at,
+                opened_at=opened.first_at if opened else None,
+                open_count=opened.count if opened else 0,
+                answered_at=answered.first_at if answered else None,
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class ReachRow:
+    """Education sent in a period, for one item, language and condition: sent and opened."""
+
+    item_key: str
+    title: str
+    language: str
+    condition_code: str  # the diagnosis that triggered it, else the item's first condition code, or ""
+    sent: int
+    opened: int
+
+
+def education_reach(*, start: datetime, end: datetime) -> list[ReachRow]:
+    """Education messages sent in [start, end) and how many were opened, grouped by item, language
+    and condition (one aggregate query and one for the titles). For analytics: counts only."""
+    from engagement.education.models import EducationSend, EducationVersion
+
+    grouped = (
+        EducationSend.objects.filter(message__sent_at__gte=start, message__sent_at__lt=end)
+        .values("item_id", "item__key", "item__condition_codes", "language", "trigger", "trigger_code")
+        .annotate(
+            sent=Count("id", distinct=True),
+            opened=Count("message__events", filter=Q(message__events__kind=EngagementEventKind.OPENED)),
+        )
+        .order_by()
+    )
+    rows = list(grouped)
+    titles: dict[int, str] = {}
+    for item_id, language, title in EducationVersion.objects.filter(
+        item_id__in={r["item_id"] for r in rows}
+    ).values_list("item_id", "language", "title"):
+        if language == "en" or item_id not in titles:
+            titles[item_id] = title
+    merged: dict[tuple[str, str, str], list[int]] = {}
+    for r in rows:
+        condition = r["trigger_code"] if r["trigger"] == "condition" else next(iter(r["item__condition_codes"]), "")
+        counts = merged.setdefault((r["item__key"], r["language"], condition), [0, 0])
+        counts[0] += r["sent"]
+        counts[1] += r["opened"]
+    keys = {r["item__key"]: r["item_id"] for r in rows}
+    return [
+        ReachRow(key, titles.get(keys[key], key), language, condition, sent, opened)
+        for (key, language, condition), (sent, opened) in sorted(merged.items())
+    ]
+
+
+@dataclass(frozen=True)
+class CompletionRow:
+    subject_type: str
+    content: str
+    answerable: bool
+    sent: int
+    opened: int
+    answered: int
+
+
+def engagement_completion(*, start: datetime, end: datetime) -> list[CompletionRow]:
+    """Per registered content kind: messages sent in [start, end), how many were opened and how many
+    answered (one aggregate query). Questionnaire completion rate = answered / sent."""
+    counts = {
+        row["subject_type"]: row
+        for row in OutboundMessage.objects.filter(subject_type__in=list(_CONTENT), sent_at__gte=start, sent_at__lt=end)
+        .values("subject_type")
+        .annotate(
+            sent=Count("id", distinct=True),
+            opened=Count("events", filter=Q(events__kind=EngagementEventKind.OPENED)),
+            answered=Count("events", filter=Q(events__kind=EngagementEventKind.ANSWERED)),
+        )
+        .order_by()
+    }
+    return [
+        CompletionRow(
+            c.subject_type,
+            c.label,
+            c.answerable,
+            counts.get(c.subject_type, {}).get("sent", 0),
+            counts.get(c.subject_type, {}).get("opened", 0),
+            counts.get(c.subject_type, {}).get("answered", 0),
+        )
+        for c in _CONTENT.values()
+    ]
+
+
+def _education_titles(message_ids: list[int]) -> dict[int, str]:
+    from engagement.education.selectors import education_titles
+
+    return education_titles(message_ids)
+
+
+register_engagement_content("education", "Education", _education_titles)

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from engagement import views
+from engagement.education import views as education_views
 
 app_name = "engagement"
 
@@ -19,6 +20,13 @@ urlpatterns = [
     path("settings/", views.channel_settings_view, name="settings"),
     path("patients/<int:patient_pk>/communications/", views.patient_communications_view, name="patient_communications"),
     path("patients/<int:patient_pk>/consent/", views.patient_consent_view, name="patient_consent"),
+    path("education/", education_views.education_library_view, name="education_library"),
+    path("education/<int:pk>/", education_views.education_item_view, name="education_item"),
+    path(
+        "patients/<int:patient_pk>/engagement/",
+        education_views.patient_engagement_view,
+        name="patient_engagement",
+    ),
     # Patient links: short path, signed token, no sign-in.
     path("l/<str:token>/", views.patient_link_view, name="patient_link"),
 ]

@@ -19,6 +19,7 @@ from compliance.decorators import PHI_FREE, staff_view
 from compliance.guards import get_object_for_user, require_perm
 from compliance.models import AccessAction
 from engagement import links, selectors, services, templating
+from engagement.education.views import education_page
 from engagement.forms import (
     ChannelSettingsForm,
     ConsentRecordForm,
@@ -407,6 +408,8 @@ def patient_link_view(request: HttpRequest, token: str) -> HttpResponse:
             return _survey_link(request, organization, message, claims)
         if claims.action == "slot":
             return _slot_link(request, organization, message, claims)
+        if claims.action == "education":
+            return education_page(request, organization, message, claims)
         if request.method == "POST":
             state = services.link_use(message=message, claims=claims, now=now)
         else:

@@ -214,6 +214,26 @@ ROLE_PERMISSIONS[Role.ADMIN] = [
     "patients.delete_patientdocument",
 ]
 
+# Education (engagement/education/): the clinical roles browse the library, send items from the
+# record and see what a patient opened (titles say what they are treated for); administrators and
+# coordinators keep the library; the front desk and analysts see none of it (analysts see reach).
+_EDUCATION_LIBRARY = ["engagement.view_educationitem", "engagement.view_educationversion"]
+_EDUCATION_AUTHOR = [
+    "engagement.add_educationitem",
+    "engagement.change_educationitem",
+    "engagement.add_educationversion",
+    "engagement.change_educationversion",
+]
+for _role in (Role.PROVIDER, Role.NURSE, Role.COORDINATOR):
+    ROLE_PERMISSIONS[_role] = [
+        *ROLE_PERMISSIONS[_role],
+        *_EDUCATION_LIBRARY,
+        "engagement.view_educationsend",
+        "engagement.add_educationsend",
+    ]
+for _role in (Role.ADMIN, Role.COORDINATOR):
+    ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], *_EDUCATION_LIBRARY, *_EDUCATION_AUTHOR]
+
 
 def sync_role_groups(sender: Any = None, using: str = "default", **kwargs: Any) -> None:
     """Create each role's group and add its default permissions (post_migrate receiver)."""

@@ -12,6 +12,29 @@ from engagement.delivery.backends import DeliveryError
 from engagement.models import ChannelSettings, OutboundMessage
 from healthcrm.models import Organization
 
+EDUCATION_SUBJECT = "education"
+# Education messages when the clinic wrote no "education" template: no title or topic (an SMS on a
+# lock screen must not tell what the patient's condition is), only who sent it and the link.
+EDUCATION_DEFAULT = {
+    "en": (
+        "Information from {clinic}",
+        "{clinic}: {first_name}, your care team shared something to read about what to expect: {link}",
+    ),
+    "es": (
+        "Información de {clinic}",
+        "{clinic}: {first_name}, su equipo de atención le envía información sobre qué esperar: {link}",
+    ),
+}
+
+
+def _education_default(message: OutboundMessage, organization: Organization) -> tuple[str, str]:
+    patient = message.patient
+    language = (patient.preferred_language or "en").lower().split("-")[0]
+    subject, body = EDUCATION_DEFAULT.get(language, EDUCATION_DEFAULT["en"])
+    link = links.link_for(organization_id=organization.pk, message_id=message.pk, action="education")
+    values = {"clinic": organization.name, "first_name": patient.preferred_name or patient.given_name, "link": link}
+    return (subject.format(**values) if message.channel != "sms" else ""), body.format(**values)
+
 
 def render_message(
     message: OutboundMessage,
@@ -40,6 +63,8 @@ def render_message(
         )
         if templates is not None:
             templates[key] = template
+    if template is None and message.subject_type == EDUCATION_SUBJECT:
+        return _education_default(message, organization)
     if template is None:
         raise DeliveryError(
             f"No active template '{message.template_key}' for {message.channel}.", permanent=True, code="no_template"
@@ -80,6 +105,10 @@ def render_message(
                 context["appointment_date"] = dateformat.format(local, "D M j" if fmt.startswith("D M") else "D j M")
             context["location"] = offer.slot.location.name if offer.slot.location else ""
             context["slot_link"] = links.link_for(organization_id=organization.pk, message_id=message.pk, action="slot")
+    if message.subject_type == EDUCATION_SUBJECT:
+        context["education_link"] = links.link_for(
+            organization_id=organization.pk, message_id=message.pk, action="education"
+        )
     body = templating.render(template.body, context)
     # Collapse blank lines left by empty optional variables (no telehealth link, no location).
     body = "\n".join(line for line in body.splitlines() if line.strip() or not line).strip()

@@ -11,6 +11,9 @@
     calls.py          care-gap contact attempts: calls logged, a gap's recall sent now
     staff_messages.py one-off SMS or email from the patient record, through the outbox
     waitlist.py       a freed slot offered to waiting patients: the message, and its "take it" link
+    events.py         what patients did with a message (opened, answered), once per message and kind
+
+The education library's writes are engagement/education/services.py.
 
 Quiet hours, contact windows, channel choice and caps are engagement/etiquette.py; sending itself
 (claim, send, record) is engagement/delivery/. Import from here: the names below are the API.
@@ -25,6 +28,7 @@ from engagement.services.conversations import (
     reschedule_task_create,
     staff_reply,
 )
+from engagement.services.events import engagement_event_record
 from engagement.services.links import link_state, link_use
 from engagement.services.materializers import (
     ADHERENCE_DEFAULT_TIME,
@@ -73,6 +77,7 @@ __all__ = [
     "consent_set",
     "conversation_mark_read",
     "delivery_status_apply",
+    "engagement_event_record",
     "inbound_receive",
     "link_state",
     "link_use",

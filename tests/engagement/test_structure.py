@@ -18,8 +18,9 @@ ENGAGEMENT = Path(__file__).resolve().parents[2] / "engagement"
 
 def test_every_scheduled_rule_kind_has_a_materializer() -> None:
     # Notices are enqueued by the services that change what they announce (notice_enqueue; waitlist
-    # offers by scheduling freeing a slot).
-    notices = {RuleKind.CARE_PLAN_UPDATE, RuleKind.LAB_RESULTS, RuleKind.WAITLIST_OFFER}
+    # offers by scheduling freeing a slot), and education by the receivers of a new diagnosis,
+    # medication or care plan (education_auto_send).
+    notices = {RuleKind.CARE_PLAN_UPDATE, RuleKind.LAB_RESULTS, RuleKind.WAITLIST_OFFER, RuleKind.EDUCATION}
     assert set(services.MATERIALIZERS) == set(RuleKind) - notices
 
 

@@ -40,6 +40,8 @@ KNOWN_RELATIONS = {
     ("engagement.consent", "patient"): "move",
     ("engagement.consentchange", "patient"): "move",
     ("engagement.conversationmessage", "patient"): "move",
+    ("engagement.educationsend", "patient"): "move",
+    ("engagement.engagementevent", "patient"): "move",
     ("engagement.outboundmessage", "patient"): "move",
     ("engagement.surveyresponse", "patient"): "move",
     ("guardian.groupobjectpermission", "content_type", "object_pk"): "move",

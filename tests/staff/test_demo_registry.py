@@ -26,9 +26,10 @@ def test_seed_demo_orders_every_registered_step() -> None:
         "outreach",
         "history",
         "surveys",
+        "education",
         "analytics",
     ]
-    assert [s.per_organization for s in steps] == [False, False, False, True, True, True, True, True, True, True]
+    assert [s.per_organization for s in steps] == [False, False, False, *[True] * 8]
     modules = {s.name: s.function.__module__ for s in steps}
     # Each app seeds its own tables, from its own demo module.
     assert modules == {
@@ -41,6 +42,7 @@ def test_seed_demo_orders_every_registered_step() -> None:
         "outreach": "engagement.demo",
         "history": "analytics.demo",
         "surveys": "engagement.demo",
+        "education": "engagement.demo",
         "analytics": "analytics.demo",
     }
 
