@@ -466,6 +466,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "healthcrm.tasks.clear_expired_sessions_task",
         "schedule": crontab(minute=17),
     },
+    # Retention (patients/erasure/): one run per organization, nightly.
+    "patients-retention": {"task": "patients.erasure.tasks.retention_all_task", "schedule": crontab(minute=25, hour=3)},
     "integrations-fhir-pull-due": {"task": "integrations.fhir.tasks.fhir_pull_due_task", "schedule": crontab()},
     "engagement-dispatch-due": {"task": "engagement.tasks.outbox_dispatch_task", "schedule": 2.0},
     "engagement-materialize-rules": {"task": "engagement.tasks.rules_materialize_all_task", "schedule": 300.0},
