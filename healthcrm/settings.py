@@ -184,6 +184,8 @@ CACHES = {
     },
 }
 SESSION_IDLE_TIMEOUT = env_int("SESSION_IDLE_TIMEOUT", 15 * 60)
+# How long a proof of both factors lets a user change their password or authenticator (staff/reauth.py).
+RECENT_AUTH_SECONDS = env_int("RECENT_AUTH_SECONDS", 5 * 60)
 SESSION_COOKIE_AGE = env_int("SESSION_ABSOLUTE_LIFETIME", 12 * 60 * 60)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
