@@ -48,7 +48,7 @@ def erasure_overview_view(request: TenantRequest) -> HttpResponse:
     access_recorder(request).saw(
         Patient.objects.filter(pk__in={r.patient_id for r in pending} | {h.patient_id for h in holds})
     )
-    return render(request, "patients/erasure/overview.html", {"pending": pending, "holds": holds})
+    return render(request, "patients/erasure/overview.html", {"pending": pending, "holds": holds, "section": "erasure"})
 
 
 def _page(request: TenantRequest, patient: Patient, hold_form: HoldForm, decision_form: DecisionForm) -> HttpResponse:
@@ -58,6 +58,7 @@ def _page(request: TenantRequest, patient: Patient, hold_form: HoldForm, decisio
         "holds": LegalHold.objects.filter(patient=patient).order_by("-placed_at", "-id"),
         "hold_form": hold_form,
         "decision_form": decision_form,
+        "section": "erasure",
     }
     errors = hold_form.errors or decision_form.errors
     return render(request, "patients/erasure/patient.html", context, status=400 if errors else 200)

@@ -151,7 +151,7 @@ def session_list_view(request: TenantRequest) -> HttpResponse:
     sessions = user_session_list(list(members), organization_id=request.organization.pk)
     current = session_digest(request.session.session_key or "")
     rows = [{"member": members[s.user_id], "session": s, "is_current": s.key_digest == current} for s in sessions]
-    return render(request, "staff/members/sessions.html", {"rows": rows})
+    return render(request, "staff/members/sessions.html", {"rows": rows, "section": "sessions"})
 
 
 @staff_view(access=PHI_FREE)
