@@ -11,6 +11,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from patients.care.timeline import TimelineEntry, register_timeline_source
+from patients.erasure.policy import MESSAGES, register_erasure_policy
 from patients.signals import care_plan_updated, patient_created, waitlist_offered
 
 
@@ -220,3 +221,10 @@ def engagement_entries(patient: Any, limit: int) -> list[TimelineEntry]:
         )
         for e in events
     ]
+
+
+# Erasure and retention (patients/erasure/): messages and call notes are erased with the patient
+# (every encrypted field, the default) and deleted by the retention job on the messages period.
+register_erasure_policy("engagement.outboundmessage", retention=MESSAGES)
+register_erasure_policy("engagement.conversationmessage", retention=MESSAGES)
+register_erasure_policy("engagement.calllog", retention=MESSAGES, date_field="called_at")

@@ -9,7 +9,7 @@ class HealthcrmConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from healthcrm import roles, security  # noqa: F401 - security connects the sign-in receiver
+        from healthcrm import roles, security, sessions  # noqa: F401 - they connect the sign-in receivers
         from healthcrm.db import grant_app_role
 
         # After every migrate: the app role gets DML on every table (never TRUNCATE), and each

@@ -11,6 +11,7 @@ from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models.functions import Lower
 
+from healthcrm.crypto import EncryptedCharField
 from healthcrm.opening_hours import closed_reason, validate_opening_hours
 from healthcrm.roles import Role
 from healthcrm.tenancy import get_current_organization, require_current_organization
@@ -256,3 +257,27 @@ class Notification(TenantModel):
 
     def __str__(self) -> str:
         return f"Notification #{self.pk}"
+
+
+class UserSession(models.Model):
+    """The index of a user's signed-in sessions (issue 13 item 6): sessions live in Redis (the cache
+    engine), which cannot list a user's keys, so each sign-in writes one row here and each request
+    touches it at most once a minute (`healthcrm.sessions`). Platform data (a user works in several
+    organizations), no PHI. The session key is stored encrypted (the app role reads ciphertext
+    only, like TOTP keys) to end the session from another one; `key_digest`, its keyed hash, finds
+    the row of the current request without decrypting."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key_digest = models.CharField(max_length=64, unique=True)
+    session_key = EncryptedCharField(max_length=64)
+    user_agent = models.CharField(max_length=200, blank=True, help_text="Browser and system, as the browser said.")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-last_seen_at", "-id"]
+        indexes = [models.Index(fields=["user", "-last_seen_at"], name="usersession_user")]
+
+    def __str__(self) -> str:
+        return f"Session #{self.pk} of user #{self.user_id}"

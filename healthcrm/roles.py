@@ -233,6 +233,23 @@ for _role in (Role.PROVIDER, Role.NURSE, Role.COORDINATOR):
     ]
 for _role in (Role.ADMIN, Role.COORDINATOR):
     ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], *_EDUCATION_LIBRARY, *_EDUCATION_AUTHOR]
+# Sessions (healthcrm.UserSession) and erasure (patients/erasure/): administrators and compliance
+# officers see every member's sessions and end them; compliance handles erasure requests and holds.
+for _role in (Role.ADMIN, Role.COMPLIANCE):
+    ROLE_PERMISSIONS[_role] = [
+        *ROLE_PERMISSIONS[_role],
+        "healthcrm.view_usersession",
+        "healthcrm.delete_usersession",
+    ]
+ROLE_PERMISSIONS[Role.COMPLIANCE] = [
+    *ROLE_PERMISSIONS[Role.COMPLIANCE],
+    "patients.view_erasurerequest",
+    "patients.add_erasurerequest",
+    "patients.change_erasurerequest",
+    "patients.view_legalhold",
+    "patients.add_legalhold",
+    "patients.change_legalhold",
+]
 
 
 def sync_role_groups(sender: Any = None, using: str = "default", **kwargs: Any) -> None:

@@ -109,6 +109,10 @@ class SessionTimeoutMiddleware:
                 return self._sign_out(request, "Your session has ended. Please sign in again.")
             if last_seen is None or now - int(last_seen) >= 30:
                 session[_LAST_SEEN] = now
+            # The session index (healthcrm.sessions): at most one write a minute.
+            from healthcrm.sessions import user_session_touch
+
+            user_session_touch(request, now)
         return self.get_response(request)
 
     @staticmethod

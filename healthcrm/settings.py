@@ -192,6 +192,8 @@ CACHES = {
     },
 }
 SESSION_IDLE_TIMEOUT = env_int("SESSION_IDLE_TIMEOUT", 15 * 60)
+# How long a proof of both factors lets a user change their password or authenticator (staff/reauth.py).
+RECENT_AUTH_SECONDS = env_int("RECENT_AUTH_SECONDS", 5 * 60)
 SESSION_COOKIE_AGE = env_int("SESSION_ABSOLUTE_LIFETIME", 12 * 60 * 60)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
@@ -504,6 +506,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "healthcrm.tasks.clear_expired_sessions_task",
         "schedule": crontab(minute=17),
     },
+    # Retention (patients/erasure/): one run per organization, nightly.
+    "patients-retention": {"task": "patients.erasure.tasks.retention_all_task", "schedule": crontab(minute=25, hour=3)},
     "integrations-fhir-pull-due": {"task": "integrations.fhir.tasks.fhir_pull_due_task", "schedule": crontab()},
     "engagement-dispatch-due": {"task": "engagement.tasks.outbox_dispatch_task", "schedule": 2.0},
     "engagement-materialize-rules": {"task": "engagement.tasks.rules_materialize_all_task", "schedule": 300.0},

@@ -11,3 +11,9 @@ class IntegrationsConfig(AppConfig):
         # in every process that loads the app registry (web, worker, beat).
         from integrations.devices import services  # noqa: F401 - registers the device-alert timeline source
         from integrations.fhir import tasks  # noqa: F401
+        from patients.erasure.policy import register_erasure_policy
+
+        # Clinical rows kept for the retention period when a patient is erased (patients/erasure/).
+        register_erasure_policy("integrations.encounter", keep=("type_display", "reason_display"))
+        register_erasure_policy("integrations.procedure", keep=("display",))
+        register_erasure_policy("integrations.ehrcareplan", keep=("title", "description", "activities"))

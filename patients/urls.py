@@ -5,6 +5,7 @@ from patients.access_report import views as access_report
 from patients.breakglass import views as breakglass
 from patients.care import views as care
 from patients.documents import views as documents
+from patients.erasure import views as erasure
 from patients.scheduling import views as scheduling
 
 app_name = "patients"
@@ -16,6 +17,8 @@ urlpatterns = [
     path("<int:pk>/edit/", views.patient_edit_view, name="edit"),
     path("<int:pk>/merge/", views.patient_merge_view, name="merge"),
     path("<int:pk>/access-report/", access_report.access_report_view, name="access_report"),
+    path("<int:pk>/erasure/", erasure.patient_erasure_view, name="erasure"),
+    path("erasure/", erasure.erasure_overview_view, name="erasure_overview"),
     path("<int:pk>/coverages/new/", views.coverage_add_view, name="coverage_add"),
     path("coverages/<int:pk>/edit/", views.coverage_edit_view, name="coverage_edit"),
     path("coverages/<int:pk>/remove/", views.coverage_remove_view, name="coverage_remove"),

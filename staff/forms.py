@@ -36,6 +36,18 @@ class SecondFactorForm(forms.Form):
         return not self.cleaned_data["token"].isdigit()
 
 
+class ReauthForm(SecondFactorForm):
+    """Both factors again: the password, and a code from the authenticator (or a recovery code)."""
+
+    password = forms.CharField(
+        label="Password",
+        strip=False,
+        max_length=128,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+    field_order = ["password", "token"]
+
+
 class PasswordResetForm(auth_forms.PasswordResetForm):
     """Django's reset form doing the same work for a known and an unknown address: one lookup and
     one task either way (the task, given user ids only, builds and sends the email), so the answer's

@@ -10,6 +10,7 @@ import qrcode.image.svg
 import redis
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import authenticate
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -32,8 +33,9 @@ from healthcrm.models import Organization
 from healthcrm.tenancy import SESSION_KEY
 from patients.models import Patient
 from staff.dashboard import dashboard_for
-from staff.forms import SecondFactorForm, TOTPForm
+from staff.forms import ReauthForm, SecondFactorForm, TOTPForm
 from staff.models import AuthenticatorDevice, MFAEnrolment, RecoveryCodes
+from staff.reauth import has_recent_auth, mark_recent_auth, reauth_redirect
 from staff.services import (
     authenticator_confirm,
     authenticator_pending,
@@ -134,6 +136,7 @@ def mfa_verify(request: HttpRequest) -> HttpResponse:
                 problem = "That recovery code is not valid (each works once)."
             if problem is None and codes is not None:
                 otp_login(request, codes)
+                mark_recent_auth(request)
                 recovery_code_used(device=codes)
                 messages.warning(request, "You signed in with a recovery code. Set up your authenticator again soon.")
                 return redirect(_safe_next(request, reverse("dashboard")))
@@ -141,6 +144,7 @@ def mfa_verify(request: HttpRequest) -> HttpResponse:
             problem = _check_token(device, form.cleaned_data["token"])
             if problem is None:
                 otp_login(request, device)
+                mark_recent_auth(request)
                 return redirect(_safe_next(request, reverse("dashboard")))
         form.add_error("token", problem or "That code is not valid.")
     return render(
@@ -161,6 +165,9 @@ def mfa_setup(request: HttpRequest) -> HttpResponse:
         if has_confirmed_device(request.user):
             return redirect("mfa_verify")
         return render(request, "staff/mfa_enrolment_needed.html", {"next": _safe_next(request, "")})
+    if has_confirmed_device(request.user) and not has_recent_auth(request):
+        # Replacing an authenticator: the link proved the mailbox; both factors prove the person.
+        return reauth_redirect(request)
     device = authenticator_pending(request.user)
     form = TOTPForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -185,6 +192,46 @@ def mfa_setup(request: HttpRequest) -> HttpResponse:
         request,
         "staff/mfa_setup.html",
         {"form": form, "qr_data_uri": qr_data_uri, "secret": secret, "next": _safe_next(request, "")},
+        status=400 if form.errors else 200,
+    )
+
+
+@phi_free
+@never_cache
+@login_required
+def reauthenticate(request: HttpRequest) -> HttpResponse:
+    """Prove both factors again (password, then authenticator or recovery code) before changing
+    the password or the authenticator (staff/reauth.py). Wrong passwords count toward the
+    account's lockout like sign-in failures (django-axes)."""
+    device = AuthenticatorDevice.objects.filter(user=request.user, confirmed=True).first()
+    form = ReauthForm(request.POST or None)
+    if device is None:
+        form.fields.pop("token")  # no second factor to prove yet (an organization without MFA)
+    if request.method == "POST" and form.is_valid():
+        user = authenticate(request, username=request.user.get_username(), password=form.cleaned_data["password"])
+        if user is None or user.pk != request.user.pk:
+            form.add_error("password", "That password is not right.")
+        elif device is not None:
+            token = form.cleaned_data["token"]
+            if form.is_recovery_code:
+                codes = RecoveryCodes.objects.filter(user=request.user, confirmed=True).first()
+                problem = _check_token(codes, token) if codes is not None else "not valid"
+                if problem is None and codes is not None:
+                    otp_login(request, codes)
+                    recovery_code_used(device=codes)
+            else:
+                problem = _check_token(device, token)
+                if problem is None:
+                    otp_login(request, device)  # both factors: the session is verified too
+            if problem is not None:
+                form.add_error("token", problem if problem.startswith(("Too many", "That code")) else "Not valid.")
+        if not form.errors:
+            mark_recent_auth(request)
+            return redirect(_safe_next(request, reverse("dashboard")))
+    return render(
+        request,
+        "staff/reauthenticate.html",
+        {"form": form, "next": _safe_next(request, "")},
         status=400 if form.errors else 200,
     )
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django_otp import DEVICE_ID_SESSION_KEY
 
 from staff.models import AuthenticatorDevice
+from staff.reauth import RECENT_AUTH_KEY
 from staff.services import enrolment_link_issue
 
 
@@ -19,6 +21,8 @@ def verify_session(client: Any, user: Any) -> AuthenticatorDevice:
     device = AuthenticatorDevice.objects.filter(user=user, confirmed=True).first() or authenticator_for(user)
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    # As the code check at sign-in does: a recent proof of both factors (staff/reauth.py).
+    session[RECENT_AUTH_KEY] = int(time.time())
     session.save()
     return device
 

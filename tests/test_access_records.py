@@ -171,6 +171,8 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:break_glass": ("get", "patient", ["patient"]),  # a provider with no restriction: sent on
     "patients:break_glass_events": ("get", "", ["breakglass", "patient"]),
     "patients:break_glass_review": ("get", "breakglass", ["breakglass", "patient"]),
+    "patients:erasure": ("get", "patient", ["patient"]),
+    "patients:erasure_overview": ("get", "", []),  # names patients only with requests or holds open
     "compliance:access_log": ("get", "", []),  # names a patient only when filtered by one
 }
 
@@ -182,6 +184,8 @@ ADMIN_ONLY = {
     "patients:break_glass_events": "compliance",
     "patients:break_glass_review": "compliance",
     "patients:access_report": "compliance",
+    "patients:erasure": "compliance",
+    "patients:erasure_overview": "compliance",
     "patients:merge": "admin",
     "patients:document_delete": "admin",
     # Insurance and identifiers: registration (the front desk), not the clinical roles.

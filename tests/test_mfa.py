@@ -241,6 +241,13 @@ def test_re_enrolment_needs_a_link_replaces_the_device_and_tells_the_user(client
     # With a device, the set-up page sends to the code check, not to a new secret.
     assert client.get(MFA_SETUP)["Location"] == MFA_VERIFY
     mail.outbox.clear()
+    # Replacing it needs both factors again (staff/reauth.py), then the link's set-up page.
+    assert client.get(enrolment_path(mfa_user))["Location"] == MFA_SETUP
+    assert client.get(MFA_SETUP)["Location"] == "/accounts/mfa/reauthenticate/?next=%2Faccounts%2Fmfa%2Fsetup%2F"
+    response = client.post(
+        "/accounts/mfa/reauthenticate/", {"password": PASSWORD, "token": f"{totp(old.bin_key):06d}", "next": MFA_SETUP}
+    )
+    assert response["Location"] == MFA_SETUP
     new, _ = _enrol(client, mfa_user)
     assert list(AuthenticatorDevice.objects.filter(user=mfa_user)) == [new]
     assert not AuthenticatorDevice.objects.filter(pk=old.pk).exists()

@@ -93,6 +93,7 @@ NOT_STAFF_PAGES = {
     "staff.views.mfa_setup",
     "staff.views.mfa_enrolment_send",
     "staff.views.mfa_enrol",
+    "staff.views.reauthenticate",  # both factors again: a second-factor page too (staff/reauth.py)
     "staff.views.healthz",
 }
 STAFF_MODULES = ("patients.", "engagement.views", "compliance.views", "integrations.fhir.views", "staff.views")

@@ -54,6 +54,7 @@ from patients.models.clinical import (
     abnormal_flag,
 )
 from patients.models.documents import DocumentKind, DocumentType, PatientDocument, PatientDocumentContent
+from patients.models.erasure import ErasureKind, ErasureRequest, ErasureStatus, LegalHold
 from patients.models.notes import NoteType, PatientNote
 from patients.models.patient import (
     Channel,
@@ -107,6 +108,8 @@ _PHI_MODELS = (
     TaskEvent,
     PatientNote,
     BreakGlassEvent,
+    ErasureRequest,
+    LegalHold,
     PatientDocument,  # its bytes live in PatientDocumentContent, never in the change log
 )
 for _model in _PHI_MODELS:
@@ -127,6 +130,10 @@ for _audited in (
     auditlog.register(_audited)
 
 __all__ = [
+    "ErasureKind",
+    "ErasureRequest",
+    "ErasureStatus",
+    "LegalHold",
     "BreakGlassEvent",
     "BreakGlassOutcome",
     "BreakGlassReason",

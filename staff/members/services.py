@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from healthcrm.models import Membership, Organization
 from healthcrm.roles import Role
+from healthcrm.sessions import user_sessions_end
 from staff.models import StaffInvitation, invitation_token_digest
 
 # Audit events (LogEntry.additional_data["event"]), on the membership.
@@ -277,7 +278,8 @@ def member_role_change(*, membership: Membership, role: str) -> Membership:
 @transaction.atomic
 def member_deactivate(*, membership: Membership) -> Membership:
     """Take a member's access away: the membership becomes inactive, its open invitation is
-    revoked, and every session of theirs in this organization ends at its next request."""
+    revoked, and every session of theirs in this organization ends at once (deleted from the
+    session store; TenantMiddleware still signs out any it missed at its next request)."""
     revoked = StaffInvitation.objects.filter(
         membership=membership, used_at__isnull=True, revoked_at__isnull=True
     ).update(revoked_at=timezone.now())
@@ -289,6 +291,8 @@ def member_deactivate(*, membership: Membership) -> Membership:
         _ensure_another_admin(membership)
     membership.is_active = False
     _save_membership(membership, EVENT_DEACTIVATED)
+    # Every session of theirs working in this organization ends now, not at its next request.
+    user_sessions_end(user_id=membership.user_id, organization_id=membership.organization_id, reason="deactivated")
     return membership
 
 

@@ -13,4 +13,7 @@ urlpatterns = [
     path("<int:pk>/deactivate/", views.member_deactivate_view, name="deactivate"),
     path("<int:pk>/reactivate/", views.member_reactivate_view, name="reactivate"),
     path("<int:pk>/resend/", views.member_resend_view, name="resend"),
+    path("sessions/", views.session_list_view, name="sessions"),
+    path("sessions/<int:pk>/end/", views.session_end_view, name="session_end"),
+    path("<int:pk>/sessions/end/", views.member_sessions_end_view, name="member_sessions_end"),
 ]

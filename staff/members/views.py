@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.forms import SetPasswordForm
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -20,8 +20,9 @@ from compliance.access import phi_free
 from compliance.decorators import PHI_FREE, staff_view
 from compliance.guards import require_perm
 from healthcrm.http import TenantRequest, form_add_service_errors, public_base_url
-from healthcrm.models import Membership, Organization
+from healthcrm.models import Membership, Organization, UserSession
 from healthcrm.security import client_ip
+from healthcrm.sessions import session_digest, user_session_end, user_session_list, user_sessions_end
 from healthcrm.tenancy import SESSION_KEY, organization_context
 from staff.members.forms import InviteForm, RoleForm
 from staff.members.selectors import Member, member_get, member_list
@@ -39,6 +40,9 @@ from staff.services import enrolment_link_issue
 
 MANAGE = "healthcrm.change_membership"
 INVITE = "healthcrm.add_membership"
+# Administrators and compliance officers (healthcrm/roles.py).
+SESSIONS_VIEW = "healthcrm.view_usersession"
+SESSIONS_END = "healthcrm.delete_usersession"
 
 
 def _member_for_user(request: TenantRequest, pk: int) -> Member:
@@ -135,6 +139,46 @@ def member_resend_view(request: TenantRequest, pk: int) -> HttpResponse:
         lambda m: member_invitation_resend(membership=m, invited_by=request.user, base_url=public_base_url(request)),
         "A new invitation was sent; the previous link no longer works.",
     )
+
+
+# -- Sessions (issue 13 item 6) --------------------------------------------------------------------
+
+
+@staff_view(access=PHI_FREE, perm=SESSIONS_VIEW)
+def session_list_view(request: TenantRequest) -> HttpResponse:
+    """Every member's live sessions working in this organization: device, IP, started, last seen."""
+    members = {m.membership.user_id: m for m in member_list(request.organization)}
+    sessions = user_session_list(list(members), organization_id=request.organization.pk)
+    current = session_digest(request.session.session_key or "")
+    rows = [{"member": members[s.user_id], "session": s, "is_current": s.key_digest == current} for s in sessions]
+    return render(request, "staff/members/sessions.html", {"rows": rows, "section": "sessions"})
+
+
+@staff_view(access=PHI_FREE)
+@require_POST
+def session_end_view(request: TenantRequest, pk: int) -> HttpResponse:
+    """End one session: 404 unless it is a member's of this organization, 403 without the right."""
+    user_ids = [m.membership.user_id for m in member_list(request.organization)]
+    row = UserSession.objects.filter(pk=pk, user_id__in=user_ids).first()
+    if row is None or row not in user_session_list([row.user_id], organization_id=request.organization.pk):
+        raise Http404("No such session.")
+    require_perm(request, SESSIONS_END)
+    user_session_end(row=row, reason="ended_by_staff")
+    messages.success(request, "Session ended.")
+    return redirect("members:sessions")
+
+
+@staff_view(access=PHI_FREE)
+@require_POST
+def member_sessions_end_view(request: TenantRequest, pk: int) -> HttpResponse:
+    """End every session of a member working in this organization."""
+    member = member_get(request.organization, pk)
+    require_perm(request, SESSIONS_END)
+    ended = user_sessions_end(
+        user_id=member.membership.user_id, organization_id=request.organization.pk, reason="ended_by_staff"
+    )
+    messages.success(request, f"{ended} session{'s' if ended != 1 else ''} ended.")
+    return redirect("members:sessions")
 
 
 def _invalid_link(request: HttpRequest, *, gone: bool) -> HttpResponse:

@@ -56,6 +56,8 @@ KNOWN_RELATIONS = {
     ("patients.appointment", "patient"): "move",
     ("patients.breakglassevent", "patient"): "keep",
     ("patients.careplan", "patient"): "move",
+    ("patients.erasurerequest", "patient"): "keep",
+    ("patients.legalhold", "patient"): "move",
     ("patients.careplanactivity", "patient"): "move",
     ("patients.caretask", "patient"): "move",
     ("patients.careteammember", "patient"): "move",

@@ -1,0 +1,1 @@
+"""Erasure requests, legal holds and the retention job (issue 13 item 5)."""
