@@ -4,9 +4,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.apps import apps
-from django.db.models import Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
-from compliance.models import AccessLog
+from compliance.models import AccessLog, AnomalyAlert, AnomalyOutcome, AnomalyRule
 from healthcrm.tenancy import require_current_organization
 
 
@@ -70,3 +70,45 @@ def security_event_list() -> Any:
         .select_related("content_type", "actor")
         .order_by("-timestamp", "-pk")
     )
+
+
+def anomaly_alert_list(*, rule: str = "", reviewed: str = "") -> QuerySet[AnomalyAlert]:
+    """The current organization's anomaly alerts: unreviewed first, newest day first in each group.
+    `reviewed`: "no" or "yes" narrows to one group."""
+    alerts = AnomalyAlert.objects.order_by(F("reviewed_at").asc(nulls_first=True), "-day", "-id")
+    if rule:
+        alerts = alerts.filter(rule=rule)
+    if reviewed == "no":
+        alerts = alerts.filter(reviewed_at__isnull=True)
+    elif reviewed == "yes":
+        alerts = alerts.filter(reviewed_at__isnull=False)
+    return alerts
+
+
+def anomaly_weekly_summary(*, week_start: date) -> dict[str, Any]:
+    """Counts for the organization's week starting `week_start` (seven local days): per rule, raised
+    and awaiting review, and the outcomes of those reviewed. Counts only."""
+    week = AnomalyAlert.objects.filter(day__gte=week_start, day__lt=week_start + timedelta(days=7))
+    per_rule = {row["rule"]: row for row in week.values("rule").annotate(total=Count("id"), open=_OPEN)}
+    outcomes = dict(week.exclude(outcome="").values_list("outcome").annotate(n=Count("id")).values_list("outcome", "n"))
+    rows = [
+        {
+            "rule": rule,
+            "label": label,
+            "total": per_rule.get(rule, {}).get("total", 0),
+            "unreviewed": per_rule.get(rule, {}).get("open", 0),
+        }
+        for rule, label in AnomalyRule.choices
+    ]
+    return {
+        "week_start": week_start,
+        "week_end": week_start + timedelta(days=6),
+        "rows": rows,
+        "total": sum(row["total"] for row in rows),
+        "unreviewed": sum(row["unreviewed"] for row in rows),
+        "outcomes": [(label, outcomes.get(value, 0)) for value, label in AnomalyOutcome.choices],
+        "users": week.values("subject").distinct().count(),
+    }
+
+
+_OPEN = Count("id", filter=Q(reviewed_at__isnull=True))

@@ -56,6 +56,7 @@ from patients.models.clinical import (
 from patients.models.documents import DocumentKind, DocumentType, PatientDocument, PatientDocumentContent
 from patients.models.notes import NoteType, PatientNote
 from patients.models.patient import (
+    AccessFlag,
     Channel,
     Coverage,
     Patient,
@@ -182,6 +183,7 @@ __all__ = [
     "UCUM",
     "AbnormalFlag",
     "Allergy",
+    "AccessFlag",
     "Channel",
     "Condition",
     "ConditionStatus",
