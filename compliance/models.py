@@ -123,7 +123,9 @@ class AnomalyAlert(TenantModel):
     """
 
     rule = models.CharField(max_length=16, choices=AnomalyRule.choices)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     subject = models.CharField(max_length=254)
     day = models.DateField(help_text="The organization's local day the activity happened on.")
     evidence = models.JSONField(default=dict, blank=True)
