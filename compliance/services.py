@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -84,8 +87,10 @@ def anomaly_alert_review(*, alert: AnomalyAlert, reviewer: Any, outcome: str, no
     return alert
 
 
+@transaction.atomic
 def anomaly_weekly_summary_send(*, organization: Organization, week_start: date) -> int:
-    """Tell the organization's compliance officers the week's counts (no names, no ids)."""
+    """Tell the organization's compliance officers the week's counts (no names, no ids): a
+    notification each, and one email (after commit) with the counts per rule."""
     from compliance.selectors import anomaly_weekly_summary
 
     summary = anomaly_weekly_summary(week_start=week_start)
@@ -94,6 +99,18 @@ def anomaly_weekly_summary_send(*, organization: Organization, week_start: date)
         f"{summary['unreviewed']} awaiting review."
     )
     url = f"{reverse('compliance:anomaly_summary')}?week={week_start:%Y-%m-%d}"
-    return len(
-        notify(recipients=compliance_officer_ids(organization.pk), kind="anomaly_summary", message=message, url=url)
-    )
+    officers = compliance_officer_ids(organization.pk)
+    sent = notify(recipients=officers, kind="anomaly_summary", message=message, url=url)
+    addresses = [
+        address
+        for address in get_user_model().objects.filter(pk__in=officers).values_list("email", flat=True)
+        if address
+    ]
+    if addresses:
+        lines = [message, ""] + [
+            f"{row['label']}: {row['total']} ({row['unreviewed']} awaiting review)" for row in summary["rows"]
+        ]
+        body = "\n".join([*lines, "", f"Details: {settings.PUBLIC_BASE_URL}{url}"])
+        subject = f"[{organization.name}] Anomaly alerts, week of {week_start:%Y-%m-%d}"
+        transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, addresses))
+    return len(sent)

@@ -226,3 +226,14 @@ def test_the_scan_task_takes_ids_and_scans_the_organizations_today_and_yesterday
     assert anomaly_scan_task(org_b.pk) == 0
     with organization_context(org_a):
         assert sorted(AnomalyAlert.objects.values_list("day", flat=True)) == [DAY - timedelta(days=1), DAY]
+
+
+def test_failed_sign_ins_through_the_login_page_reach_the_rule(client, org_a) -> None:
+    """django-axes records each failure (AXES_ENABLE_ACCESS_FAILURE_LOG): the rule reads real ones."""
+    _staff(org_a, "nurse@north.example")
+    with time_machine.travel(MIDMORNING, tick=False):
+        for i in range(5):
+            ip = f"198.51.100.{i + 1}"  # one address each: axes locks nobody out before the fifth
+            client.post("/accounts/login/", {"username": "nurse@north.example", "password": "wrong"}, REMOTE_ADDR=ip)
+    [alert] = _fired(_scan(org_a), AnomalyRule.FAILED_LOGINS)
+    assert alert.evidence["failures"] == 5 and len(alert.evidence["ip_addresses"]) == 5

@@ -195,17 +195,24 @@ def test_alert_pages_refuse_other_roles_and_other_organizations(
     assert client_for(compliance_user).get(f"/compliance/alerts/{alerts['theirs'].pk}/").status_code == 404
 
 
-def test_weekly_summary_counts_only(client_for, compliance_user, alerts, org_a) -> None:
+def test_weekly_summary_counts_only(
+    client_for, compliance_user, alerts, org_a, mailoutbox, django_capture_on_commit_callbacks
+) -> None:
     client = client_for(compliance_user)
     page = client.get("/compliance/alerts/summary/?week=2026-11-25").content.decode()
     # The week of Monday 23 November: the alerts of the 25th and 26th, not the 20th's.
     assert "2026-11-23 to 2026-11-29" in page
     assert "<strong>2</strong> alerts about 2 staff members, <strong>1</strong> awaiting review" in page
     assert "provider@north.example" not in page and "desk@north.example" not in page
-    with organization_context(org_a):
+    with django_capture_on_commit_callbacks(execute=True), organization_context(org_a):
         assert anomaly_weekly_summary_send(organization=org_a, week_start=date(2026, 11, 23)) == 1
         note = Notification.objects.get(recipient=compliance_user, kind="anomaly_summary")
     assert note.message == "Anomaly alerts, week of 2026-11-23: 2 raised, 1 awaiting review."
+    [mail] = mailoutbox
+    assert mail.to == [compliance_user.email] and "week of 2026-11-23" in mail.subject
+    assert "A VIP or employee record: 1 (1 awaiting review)" in mail.body
+    assert "Far more records than usual: 1 (0 awaiting review)" in mail.body
+    assert "provider@north.example" not in mail.body and "desk@north.example" not in mail.body
 
 
 # -- The VIP / employee flag ----------------------------------------------------------------------------
