@@ -117,7 +117,15 @@ class SyslogSink:
             if not readable:
                 return False
             if isinstance(sock, ssl.SSLSocket):
-                return sock.pending() == 0 and sock.recv(1) == b""
+                # Readable may be a TLS record that is no data (a TLS 1.3 session ticket): read
+                # without waiting; a collector never sends data, so a byte read is no loss.
+                sock.setblocking(False)
+                try:
+                    return sock.recv(1) == b""
+                except ssl.SSLWantReadError:
+                    return False
+                finally:
+                    sock.settimeout(self.timeout)
             return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except (OSError, ValueError):
             return True

@@ -4,8 +4,11 @@ after a restart at the checkpoint: every event exactly once, in order."""
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -26,7 +29,8 @@ class Collector:
     """A loopback syslog collector (RFC 6587 octet counting). `close_after`: it closes the
     connection it is reading once it has received that many messages in all (then accepts again)."""
 
-    def __init__(self, close_after: int | None = None) -> None:
+    def __init__(self, close_after: int | None = None, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.messages: list[bytes] = []
@@ -42,6 +46,12 @@ class Collector:
                 conn, _ = self.server.accept()
             except OSError:
                 return
+            if self.tls is not None:
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except OSError:  # a client that refused our certificate
+                    conn.close()
+                    continue
             with conn:
                 self._read(conn)
 
@@ -220,3 +230,58 @@ def test_syslog_framing_counts_octets_of_utf8() -> None:
     framed = octet_frame(message)
     length, _, rest = framed.partition(b" ")
     assert int(length) == len(rest) == len(message) and b"\n" not in message
+
+
+def _self_signed(tmp_path: Any) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, as PEM files (the test's own CA)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "collector.test")])
+    # OpenSSL checks validity against the real clock, not the test's frozen one: a wide window.
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+        .not_valid_after(dt.datetime(2100, 1, 1, tzinfo=dt.UTC))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "collector.pem", tmp_path / "collector.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_file), str(key_file)
+
+
+def test_syslog_over_tls_verifies_the_collector_and_resumes_across_connections(org_a, tmp_path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    collector = Collector(close_after=2, tls=server_context)
+    try:
+        _access_rows(org_a, 5)
+        _commit_point()
+        # A collector whose certificate the configured CA did not sign is refused for good.
+        (tmp_path / "other").mkdir()
+        other_ca, _ = _self_signed(tmp_path / "other")
+        impostor = SyslogSink("127.0.0.1", collector.port, tls=True, ca_file=other_ca, timeout=5)
+        with pytest.raises(SinkError) as refused:
+            siem_ship(organization=org_a, sink=impostor, batch_size=2)
+        assert refused.value.permanent
+        sink = SyslogSink("127.0.0.1", collector.port, tls=True, ca_file=cert, timeout=5)
+        assert siem_ship(organization=org_a, sink=sink, batch_size=2, max_batches=1) == 2
+        assert collector.closed.wait(5)
+        assert siem_ship(organization=org_a, sink=sink, batch_size=2) == 3  # a new TLS connection
+        sink.close()
+        assert collector.seqs(5) == [1, 2, 3, 4, 5]
+    finally:
+        collector.stop()
