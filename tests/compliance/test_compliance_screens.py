@@ -70,8 +70,12 @@ def _rows(page: str) -> list[str]:
     return re.findall(_ROW, page)
 
 
-def test_audit_search_shows_reads_and_writes_newest_first_in_clinic_time(client_for, compliance_user, history) -> None:
-    page = client_for(compliance_user).get(f"/compliance/audit/?{NOVEMBER}").content.decode()
+def test_audit_search_shows_reads_and_writes_newest_first_in_clinic_time(
+    client_for, compliance_user, history, django_assert_max_num_queries
+) -> None:
+    client = client_for(compliance_user)
+    with django_assert_max_num_queries(16):
+        page = client.get(f"/compliance/audit/?{NOVEMBER}").content.decode()
     assert _rows(page) == [
         ("write", "admin@north.example"),
         ("access", "nurse@north.example"),
@@ -102,11 +106,13 @@ def test_audit_search_filters_by_source_action_user_ip_and_dates(client_for, com
 def test_audit_search_by_patient_is_posted_and_covers_reads_and_writes(client_for, compliance_user, history) -> None:
     client = client_for(compliance_user)
     response = client.post(f"/compliance/audit/?{NOVEMBER}", {"patient_query": "N-4471"})
+    assert "4471" not in response["Location"]
     assert response.status_code == 302
     location = response["Location"]
     assert location.endswith(f"patient={history['alma'].pk}") and "4471" not in location
     page = client.get(location).content.decode()
     assert [who for _, who in _rows(page)] == ["admin@north.example", "nurse@north.example"]  # not Bram's
+    assert f"/patients/{history['alma'].pk}/access-flag/" in page  # compliance may flag the record from here
     other = client.get(f"/compliance/audit/?patient={history['other'].pk}").content.decode()
     assert _rows(other) == [] and "Northcott" not in other
 
@@ -150,9 +156,12 @@ def alerts(org_a: Any, org_b: Any, compliance_user: Any) -> dict[str, AnomalyAle
     return {"old": old, "new": new, "done": done, "theirs": theirs}
 
 
-def test_alerts_are_listed_unreviewed_first_and_filtered(client_for, compliance_user, alerts) -> None:
+def test_alerts_are_listed_unreviewed_first_and_filtered(
+    client_for, compliance_user, alerts, django_assert_max_num_queries
+) -> None:
     client = client_for(compliance_user)
-    page = client.get("/compliance/alerts/").content.decode()
+    with django_assert_max_num_queries(16):
+        page = client.get("/compliance/alerts/").content.decode()
     order = [page.index(f"#{alerts[k].pk}</td>") for k in ("new", "old", "done")]
     assert order == sorted(order)
     assert "nurse@lake.example" not in page and "Flu clinic" not in page  # the note is on the alert's page only
