@@ -285,3 +285,29 @@ def test_syslog_over_tls_verifies_the_collector_and_resumes_across_connections(o
         assert collector.seqs(5) == [1, 2, 3, 4, 5]
     finally:
         collector.stop()
+
+
+def test_the_command_ships_to_the_configured_file_and_the_beat_task_waits_for_the_flag(
+    org_a, org_b, settings, tmp_path
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from compliance.tasks import siem_ship_all_task, siem_ship_task
+
+    _access_rows(org_a, 3)
+    _access_rows(org_b, 2)
+    _commit_point()
+    settings.SIEM_SINK, settings.SIEM_FILE_PATH = "file", str(tmp_path / "out.jsonl")
+    settings.SIEM_ENABLED = False
+    assert siem_ship_all_task() == 0  # off: nothing enqueued
+    output = StringIO()
+    call_command("siem_ship", "--organization", "north", stdout=output)
+    assert "north: 3 events shipped to file" in output.getvalue()
+    assert siem_ship_task(org_b.pk) == 2  # the task takes the organization's id
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(e["organization"], e["seq"]) for e in lines] == [("north", 1), ("north", 2), ("north", 3)] + [
+        ("lake", 1),
+        ("lake", 2),
+    ]
