@@ -30,6 +30,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils.module_loading import import_string
 
@@ -65,7 +66,7 @@ def organization_hours(organization: Organization) -> dict[str, Intervals]:
     raw = ((organization.settings or {}).get("compliance") or {}).get("hours")
     try:
         return parse_opening_hours(raw if raw else DEFAULT_HOURS)
-    except Exception:  # a bad value in the admin must not stop the scan: the default applies
+    except ValidationError:  # a bad value in the admin must not stop the scan: the default applies
         return parse_opening_hours(DEFAULT_HOURS)
 
 

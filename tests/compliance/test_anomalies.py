@@ -237,3 +237,13 @@ def test_failed_sign_ins_through_the_login_page_reach_the_rule(client, org_a) ->
             client.post("/accounts/login/", {"username": "nurse@north.example", "password": "wrong"}, REMOTE_ADDR=ip)
     [alert] = _fired(_scan(org_a), AnomalyRule.FAILED_LOGINS)
     assert alert.evidence["failures"] == 5 and len(alert.evidence["ip_addresses"]) == 5
+
+
+def test_hours_that_do_not_parse_fall_back_to_the_default_and_the_scan_goes_on(org_a) -> None:
+    org_a.settings = {"compliance": {"hours": {"wed": [["19:00", "07:00"]]}}}  # closes before it opens
+    org_a.save()
+    nurse = _staff(org_a, "nurse@north.example")
+    _open(org_a, nurse, MIDMORNING, [11])  # 10:00: inside the default hours
+    _open(org_a, nurse, datetime(2026, 12, 2, 12, 30, tzinfo=UTC), [12])  # 06:30 there: before them
+    [alert] = _fired(_scan(org_a), AnomalyRule.AFTER_HOURS)
+    assert alert.evidence["local_times"] == ["06:30"]
