@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.core.validators import RegexValidator
 
-from compliance.models import AccessAction
+from compliance.models import ALERT_NOTE_MAX_LENGTH, AccessAction, AnomalyOutcome, AnomalyRule
 
 RECORD = RegexValidator(r"^(?:[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*:)?\d{1,19}$", "A record id, or app.model:id.")
 
@@ -38,3 +38,39 @@ class AccessLogPatientForm(forms.Form):
     patient_query = forms.CharField(
         max_length=120, label="Patient", help_text="MRN or name (at least 3 letters of a name)."
     )
+
+
+class AuditSearchFilterForm(AccessLogFilterForm):
+    """The audit search's filters (reads and writes): the access log's, plus the source, the IP and
+    the write actions. Values that do not parse fall back to no filter."""
+
+    SOURCES = [("", "Reads and writes"), ("access", "Reads (access log)"), ("write", "Writes (change log)")]
+    WRITE_ACTIONS = [("create", "Created a record"), ("update", "Updated a record"), ("delete", "Deleted a record")]
+
+    action = forms.ChoiceField(choices=[*AccessAction.choices, *WRITE_ACTIONS], required=False)
+    source = forms.ChoiceField(choices=SOURCES, required=False)
+    ip = forms.GenericIPAddressField(required=False, label="IP address")
+
+
+class AnomalyFilterForm(forms.Form):
+    rule = forms.ChoiceField(choices=AnomalyRule.choices, required=False)
+    reviewed = forms.ChoiceField(choices=[("", "All"), ("no", "Awaiting review"), ("yes", "Reviewed")], required=False)
+
+    def values(self) -> dict[str, str]:
+        self.is_valid()
+        return {name: ("" if name in self.errors else self.cleaned_data.get(name) or "") for name in self.fields}
+
+
+class AnomalyReviewForm(forms.Form):
+    outcome = forms.ChoiceField(choices=AnomalyOutcome.choices)
+    review_note = forms.CharField(
+        label="Review note",
+        max_length=ALERT_NOTE_MAX_LENGTH,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Stored encrypted. What you checked and what you decided.",
+    )
+
+
+class WeekForm(forms.Form):
+    week = forms.DateField(required=False)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
+from django.core.validators import MaxLengthValidator
 from django.db import models
 
+from healthcrm.crypto import EncryptedTextField
 from healthcrm.models import TenantModel
 
 
@@ -89,3 +91,104 @@ class AuditLink(TenantModel):
 
     def __str__(self) -> str:
         return f"Audit link {self.seq} ({self.source} #{self.source_id})"
+
+
+# -- Anomaly alerts (compliance/anomalies.py) -------------------------------------------------------
+
+
+class AnomalyRule(models.TextChoices):
+    VOLUME = "volume", "Far more records than usual"
+    SAME_FAMILY = "same_family", "A patient with the user's family name"
+    AFTER_HOURS = "after_hours", "Access outside the organization's hours"
+    FLAGGED_RECORD = "flagged", "A VIP or employee record"
+    FAILED_LOGINS = "failed_logins", "Many failed sign-ins"
+
+
+class AnomalyOutcome(models.TextChoices):
+    EXPLAINED = "explained", "Explained (legitimate)"
+    INAPPROPRIATE = "inappropriate", "Inappropriate access"
+    FOLLOW_UP = "follow_up", "Needs follow-up"
+
+
+ALERT_NOTE_MAX_LENGTH = 500
+
+
+class AnomalyAlert(TenantModel):
+    """One rule firing for one user on one of the organization's days, with its evidence.
+
+    Written by the scan (`anomaly_scan`), at most once per (rule, user, day): a scan run again the
+    same day updates the evidence and leaves the review alone. The evidence holds ids, counts and
+    times only (access-log row ids, patient ids, IP addresses of the sign-in attempts): no PHI in clear.
+    The subject is a snapshot of the user's sign-in name; `user` is SET_NULL (alerts outlive accounts).
+    """
+
+    rule = models.CharField(max_length=16, choices=AnomalyRule.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    subject = models.CharField(max_length=254)
+    day = models.DateField(help_text="The organization's local day the activity happened on.")
+    evidence = models.JSONField(default=dict, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_by_label = models.CharField(max_length=150, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=AnomalyOutcome.choices, blank=True)
+    review_note = EncryptedTextField(
+        max_length=ALERT_NOTE_MAX_LENGTH, blank=True, validators=[MaxLengthValidator(ALERT_NOTE_MAX_LENGTH)]
+    )
+
+    class Meta:
+        ordering = ["-day", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "reviewed_at", "-day"], name="anomalyalert_review"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "rule", "subject", "day"],
+                name="anomalyalert_once_per_rule_user_day",
+                violation_error_message="This rule already fired for this user on this day.",
+            ),
+            models.CheckConstraint(condition=models.Q(rule__in=AnomalyRule.values), name="anomalyalert_rule_valid"),
+            models.CheckConstraint(
+                condition=models.Q(outcome="") | models.Q(outcome__in=AnomalyOutcome.values),
+                name="anomalyalert_outcome_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(reviewed_at__isnull=True, outcome="")
+                | models.Q(reviewed_at__isnull=False) & ~models.Q(outcome=""),
+                name="anomalyalert_review_complete",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Anomaly alert #{self.pk} ({self.rule}, {self.day})"
+
+
+# -- SIEM export (compliance/siem/) ----------------------------------------------------------------
+
+
+class SiemCheckpoint(TenantModel):
+    """How far an organization's audit events have gone to one collector: the last audit-chain link
+    (`AuditLink.seq`) shipped. Advanced in the transaction that holds this row locked while the batch
+    is written to the collector, so a shipper that stops (or a collector that fails) resumes at the
+    first event not yet acknowledged by a commit. `seq` is gap-free and assigned at commit, in order,
+    so an event can never appear behind the checkpoint later."""
+
+    sink = models.CharField(max_length=40, help_text="The collector's name (SIEM_SINK).")
+    last_seq = models.BigIntegerField(default=0)
+    shipped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "sink"],
+                name="siemcheckpoint_once_per_sink",
+                violation_error_message="This organization already has a checkpoint for this collector.",
+            ),
+            models.CheckConstraint(condition=models.Q(last_seq__gte=0), name="siemcheckpoint_seq_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"SIEM checkpoint {self.sink} at {self.last_seq}"

@@ -172,8 +172,14 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         # Break-the-glass events (patients/breakglass/): listed and reviewed by compliance only.
         "patients.view_breakglassevent",
         "patients.change_breakglassevent",
+        # Anomaly alerts (compliance/anomalies.py): listed and reviewed by compliance only.
+        "compliance.view_anomalyalert",
+        "compliance.change_anomalyalert",
     ],
 }
+# VIP and employee flags on records (alerts on every opening): set by administrators and compliance.
+for _flagger in (Role.ADMIN, Role.COMPLIANCE):
+    ROLE_PERMISSIONS[_flagger] = [*ROLE_PERMISSIONS[_flagger], "patients.flag_patient"]
 
 
 for _role, _perms in _OUTREACH.items():

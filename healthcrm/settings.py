@@ -304,6 +304,32 @@ AUDITLOG_INCLUDE_TRACKING_MODELS = (
 ACCESS_LOG_PATIENTS = "patients.selectors.access_log_patients"
 # An access-log CSV export holds at most this many rows (narrow the filters for more).
 ACCESS_LOG_EXPORT_MAX_ROWS = 50_000
+# The anomaly scan (compliance/anomalies.py) reads patients' family-name digests and access flags
+# through this function (keyword-only patient_ids; returns {id: (family_name_bidx, access_flag)}).
+COMPLIANCE_PATIENT_FACTS = "patients.selectors.anomaly_patient_facts"
+# Anomaly rules. Volume: a user's distinct records in a day above max(K x their trailing median
+# over BASELINE_DAYS days + MARGIN, FLOOR). Failed sign-ins: at least this many in a day.
+ANOMALY_VOLUME_FACTOR = env_float("ANOMALY_VOLUME_FACTOR", 3.0)
+ANOMALY_VOLUME_MARGIN = env_int("ANOMALY_VOLUME_MARGIN", 10)
+ANOMALY_VOLUME_FLOOR = env_int("ANOMALY_VOLUME_FLOOR", 30)
+ANOMALY_BASELINE_DAYS = env_int("ANOMALY_BASELINE_DAYS", 30)
+ANOMALY_FAILED_LOGINS = env_int("ANOMALY_FAILED_LOGINS", 5)
+# django-axes keeps one row per failed sign-in (not only the running count), for the rule above.
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+
+# SIEM export (compliance/siem/): audit and access events as JSON lines, ids and fingerprints only.
+# SIEM_SINK "file" appends to SIEM_FILE_PATH; "syslog" sends RFC 5424 messages over TCP (RFC 6587
+# octet counting) to SIEM_SYSLOG_HOST:SIEM_SYSLOG_PORT, over TLS when SIEM_SYSLOG_TLS (verified
+# against SIEM_SYSLOG_CA_FILE, or the system's CAs).
+SIEM_ENABLED = env_bool("SIEM_ENABLED", False)
+SIEM_SINK = env_choice("SIEM_SINK", "file", ("file", "syslog"))
+SIEM_FILE_PATH = env_str("SIEM_FILE_PATH", str(BASE_DIR / ".data" / "siem.jsonl"))
+SIEM_SYSLOG_HOST = env_str("SIEM_SYSLOG_HOST", "127.0.0.1")
+SIEM_SYSLOG_PORT = env_int("SIEM_SYSLOG_PORT", 6514)
+SIEM_SYSLOG_TLS = env_bool("SIEM_SYSLOG_TLS", False)
+SIEM_SYSLOG_CA_FILE = env_str("SIEM_SYSLOG_CA_FILE", "")
+SIEM_TIMEOUT = env_float("SIEM_TIMEOUT_SECONDS", 10.0)
+SIEM_BATCH_SIZE = env_int("SIEM_BATCH_SIZE", 500)
 
 # ---------------------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -524,6 +550,15 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": crontab(minute=10, hour=3, day_of_week="sun"),
     },
     "analytics-risk-score": {"task": "analytics.tasks.risk_score_all_task", "schedule": crontab(minute=10, hour=4)},
+    # Anomaly alerts: each organization's today and yesterday (its own zone), every 30 minutes;
+    # the weekly summary to compliance officers on Monday morning (UTC).
+    "compliance-anomaly-scan": {"task": "compliance.tasks.anomaly_scan_all_task", "schedule": crontab(minute="*/30")},
+    "compliance-anomaly-weekly": {
+        "task": "compliance.tasks.anomaly_weekly_summary_all_task",
+        "schedule": crontab(minute=30, hour=7, day_of_week="mon"),
+    },
+    # SIEM export: every minute when SIEM_ENABLED (the task returns at once otherwise).
+    "compliance-siem-ship": {"task": "compliance.tasks.siem_ship_all_task", "schedule": crontab()},
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from patients.models import (
     BLOOD_PRESSURE,
     ICD10CM,
     SNOMED,
+    AccessFlag,
     Allergy,
     Channel,
     Condition,
@@ -232,3 +233,12 @@ class ObservationForm(forms.Form):
         if effective_at and effective_at > timezone.now():
             self.add_error("effective_at", "The measurement cannot be in the future.")
         return data
+
+
+class AccessFlagForm(forms.Form):
+    access_flag = forms.ChoiceField(
+        choices=AccessFlag.choices,
+        required=False,
+        label="Flag",
+        help_text="Every opening of a flagged record raises an anomaly alert for compliance.",
+    )

@@ -296,3 +296,11 @@ def access_log_patients(*, query: str = "", pk: int | None = None, limit: int = 
         by_mrn = Q(pk__in=[])
     found = Patient.objects.filter(by_mrn | Q(pk__in=patient_list(query=text).values("pk")))
     return list(found.order_by("pk")[:limit])
+
+
+def anomaly_patient_facts(*, patient_ids: list[int]) -> dict[int, tuple[str | None, str]]:
+    """For the anomaly scan (compliance reads it through settings.COMPLIANCE_PATIENT_FACTS, below
+    patients in the layers): each patient's family-name blind index and access flag. Nothing
+    decrypted: the scan compares digests."""
+    rows = Patient.objects.filter(pk__in=patient_ids).values_list("pk", "family_name_bidx", "access_flag")
+    return {pk: (digest, flag) for pk, digest, flag in rows}

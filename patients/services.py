@@ -133,6 +133,16 @@ def patient_update(*, patient: Patient, **changes: Any) -> Patient:
     return patient
 
 
+@transaction.atomic
+def patient_access_flag_set(*, patient: Patient, flag: str) -> Patient:
+    """Flag a record as VIP or employee (or clear the flag): every opening of a flagged record
+    raises an anomaly alert. Audited through the change log like any change of the patient."""
+    patient.access_flag = flag
+    patient.full_clean()
+    patient.save(update_fields=["access_flag", "updated_at"])
+    return patient
+
+
 SEARCH_INDEX_BATCH = 2000
 
 

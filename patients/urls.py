@@ -14,6 +14,7 @@ urlpatterns = [
     path("", views.patient_list_view, name="list"),
     path("new/", views.patient_create_view, name="create"),
     path("<int:pk>/", views.patient_detail_view, name="detail"),
+    path("<int:pk>/access-flag/", views.patient_access_flag_view, name="access_flag"),
     path("<int:pk>/edit/", views.patient_edit_view, name="edit"),
     path("<int:pk>/merge/", views.patient_merge_view, name="merge"),
     path("<int:pk>/access-report/", access_report.access_report_view, name="access_report"),

@@ -22,6 +22,7 @@ from patients.care.forms import PatientFilter
 from patients.care.views import render_patient_tab
 from patients.forms import (
     CHANNEL_RULE,
+    AccessFlagForm,
     AllergyForm,
     ConditionForm,
     CoverageForm,
@@ -397,3 +398,16 @@ def identifier_remove_view(request: TenantRequest, pk: int) -> HttpResponse:
     services.patient_identifier_remove(identifier=identifier)
     messages.success(request, "Identifier removed.")
     return redirect("patients:detail", pk=patient.pk)
+
+
+# Administrators and compliance flag VIP and employee records: every opening raises an alert.
+@staff_view(access=AccessAction.VIEW, perm="patients.flag_patient")
+def patient_access_flag_view(request: TenantRequest, pk: int) -> HttpResponse:
+    patient = get_patient_for_user(request, pk, perm="patients.flag_patient")
+    form = AccessFlagForm(request.POST or None, initial={"access_flag": patient.access_flag})
+    if request.method == "POST" and form.is_valid():
+        services.patient_access_flag_set(patient=patient, flag=form.cleaned_data["access_flag"])
+        messages.success(request, "Flag saved.")
+        return redirect("patients:access_flag", pk=patient.pk)
+    status = 400 if form.errors else 200
+    return render(request, "patients/access_flag.html", {"patient": patient, "form": form}, status=status)

@@ -17,7 +17,7 @@ from django.urls import get_resolver, reverse
 from django.utils import timezone
 
 from analytics.models import CareGap
-from compliance.models import AccessAction, AccessLog
+from compliance.models import AccessAction, AccessLog, AnomalyAlert
 from engagement.models import ConsentChange
 from engagement.services import consent_set
 from healthcrm.tenancy import organization_context
@@ -72,6 +72,9 @@ def world(org_a: Any) -> dict[str, Any]:
         consent_change = ConsentChange.objects.get(patient=patient)
         document = document_upload(patient=patient, title="Referral", kind="referral", data=b"%PDF-1.4 test")
         breakglass = break_glass_grant(user=colleague, patient=patient, reason="emergency")
+        alert = AnomalyAlert.objects.create(
+            rule="flagged", user=colleague, subject=colleague.username, day=date(2026, 12, 1), evidence={}
+        )
     # Patient ids and appointment ids are chosen to collide, like the attack's (appointment 28, patient 28).
     return {
         "patient": patient,
@@ -90,6 +93,7 @@ def world(org_a: Any) -> dict[str, Any]:
         "note": note,
         "waitlist": waitlist,
         "breakglass": breakglass,
+        "alert": alert,
     }
 
 
@@ -174,6 +178,9 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:erasure": ("get", "patient", ["patient"]),
     "patients:erasure_overview": ("get", "", []),  # names patients only with requests or holds open
     "compliance:access_log": ("get", "", []),  # names a patient only when filtered by one
+    "compliance:audit_search": ("get", "", []),  # the same
+    "compliance:anomaly_review": ("get", "alert", ["alert"]),
+    "patients:access_flag": ("get", "patient", ["patient"]),
 }
 
 
@@ -181,6 +188,9 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
 ADMIN_ONLY = {
     "engagement:outbox": "admin",
     "compliance:access_log": "compliance",
+    "compliance:audit_search": "compliance",
+    "compliance:anomaly_review": "compliance",
+    "patients:access_flag": "compliance",
     "patients:break_glass_events": "compliance",
     "patients:break_glass_review": "compliance",
     "patients:access_report": "compliance",

@@ -57,6 +57,7 @@ from patients.models.documents import DocumentKind, DocumentType, PatientDocumen
 from patients.models.erasure import ErasureKind, ErasureRequest, ErasureStatus, LegalHold
 from patients.models.notes import NoteType, PatientNote
 from patients.models.patient import (
+    AccessFlag,
     Channel,
     Coverage,
     Patient,
@@ -199,6 +200,7 @@ __all__ = [
     "UCUM",
     "AbnormalFlag",
     "Allergy",
+    "AccessFlag",
     "Channel",
     "Condition",
     "ConditionStatus",

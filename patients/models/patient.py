@@ -41,6 +41,14 @@ class Sex(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
+class AccessFlag(models.TextChoices):
+    """Records whose every opening the compliance officer wants to know about (anomaly alerts)."""
+
+    NONE = "", "None"
+    VIP = "vip", "VIP (public figure)"
+    EMPLOYEE = "employee", "Employee of the organization"
+
+
 class Channel(models.TextChoices):
     SMS = "sms", "Text message"
     EMAIL = "email", "Email"
@@ -101,6 +109,9 @@ class Patient(TenantModel):
     emergency_contact_phone = EncryptedCharField(max_length=32, blank=True, validators=[validate_phone])
 
     is_active = models.BooleanField(default=True)
+    # Set by administrators and compliance (patient_access_flag_set, audited); every opening of a
+    # flagged record raises an anomaly alert (compliance/anomalies.py).
+    access_flag = models.CharField(max_length=8, choices=AccessFlag.choices, default="", blank=True)
     # A duplicate record merged into another (patients.merge.patient_merge): inactive, kept so its
     # ids stay traceable; its page points to the surviving record.
     merged_into = models.ForeignKey(
@@ -113,6 +124,7 @@ class Patient(TenantModel):
             # Field groups: roles without it (front desk) see demographics and appointments only.
             ("view_clinical_summary", "Can see clinical details (problems, medications, care plans, notes)"),
             ("merge_patient", "Can merge a duplicate patient record into another"),
+            ("flag_patient", "Can flag a record as VIP or employee (alerts on every opening)"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -121,6 +133,7 @@ class Patient(TenantModel):
                 violation_error_message="A patient with this MRN already exists in this organization.",
             ),
             models.CheckConstraint(condition=Q(preferred_channel__in=Channel.values), name="patient_channel_valid"),
+            models.CheckConstraint(condition=Q(access_flag__in=AccessFlag.values), name="patient_access_flag_valid"),
             models.CheckConstraint(
                 condition=Q(merged_into__isnull=True) | Q(is_active=False),
                 name="patient_merged_is_inactive",
