@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("healthcrm", "0004_free_text_max_length"),
-        ("patients", "0017_btg_break_glass"),
+        ("patients", "0019_erasure_retention_legal_hold"),
     ]
 
     operations = [
