@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from compliance.models import AccessLog
+from compliance.access import PHIAdminMixin
+from compliance.models import AccessLog, AnomalyAlert
 
 
 @admin.register(AccessLog)
@@ -15,6 +16,32 @@ class AccessLogAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AnomalyAlert)
+class AnomalyAlertAdmin(PHIAdminMixin, admin.ModelAdmin):
+    """Alerts are raised by the scan and reviewed on the compliance page; the admin only reads them."""
+
+    list_display = ["day", "rule", "user", "outcome", "reviewed_by", "created_at"]
+    list_filter = ["rule", "outcome"]
+    readonly_fields = [
+        "user",
+        "rule",
+        "subject",
+        "day",
+        "evidence",
+        "outcome",
+        "reviewed_by",
+        "reviewed_by_label",
+        "reviewed_at",
+    ]
+    exclude = ["review_note"]
+
+    def has_add_permission(self, request, obj=None):
         return False
 
     def has_delete_permission(self, request, obj=None):

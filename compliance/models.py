@@ -192,3 +192,13 @@ class SiemCheckpoint(TenantModel):
 
     def __str__(self) -> str:
         return f"SIEM checkpoint {self.sink} at {self.last_seq}"
+
+
+# The review note is PHI (encrypted): its changes are audited with the value redacted.
+def _register_phi_models() -> None:
+    from compliance.audit import register_phi
+
+    register_phi(AnomalyAlert)
+
+
+_register_phi_models()

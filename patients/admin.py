@@ -14,11 +14,13 @@ from patients.models import (
     CareTeamMember,
     Condition,
     Coverage,
+    ErasureRequest,
     Goal,
     GoalTemplate,
     Immunization,
     Intervention,
     InterventionTemplate,
+    LegalHold,
     Medication,
     Observation,
     Patient,
@@ -291,4 +293,42 @@ class BreakGlassEventAdmin(_PatientPartAdmin):
     raw_id_fields = ["patient", "user", "reviewed_by"]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(ErasureRequest)
+class ErasureRequestAdmin(_PatientPartAdmin):
+    """Read in the admin: requests are decided and carried out on compliance's erasure pages
+    (patients/erasure/), which check legal holds and audit each step."""
+
+    list_display = ["__str__", "patient", "kind", "status", "requested_at", "decided_at"]
+    list_filter = ["kind", "status"]
+    raw_id_fields = ["patient", "requested_by", "decided_by"]
+    exclude = ["decision_note"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(LegalHold)
+class LegalHoldAdmin(_PatientPartAdmin):
+    """Read in the admin: holds are placed and released on compliance's erasure pages."""
+
+    list_display = ["__str__", "patient", "placed_at", "placed_by_label", "released_at"]
+    raw_id_fields = ["patient", "placed_by", "released_by"]
+    exclude = ["reason"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

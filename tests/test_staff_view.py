@@ -95,6 +95,7 @@ NOT_STAFF_PAGES = {
     "staff.views.mfa_enrol",
     "staff.views.reauthenticate",  # both factors again: a second-factor page too (staff/reauth.py)
     "staff.views.healthz",
+    "integrations.fhir.views.connection_jwks_view",  # a public key set the EHR fetches, no sign-in
 }
 STAFF_MODULES = ("patients.", "engagement.views", "compliance.views", "integrations.fhir.views", "staff.views")
 
