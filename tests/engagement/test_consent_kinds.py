@@ -152,6 +152,16 @@ def test_evidence_must_be_the_patients_own(org_a, patient) -> None:
     assert consent.evidence_message_id == mine.pk
 
 
+def test_an_sms_keyword_is_filed_with_its_message_as_evidence(org_a, patient) -> None:
+    with organization_context(org_a):
+        services.inbound_receive(from_number="+13125550101", body="STOP", sid="SMevidence1")
+        stop = ConversationMessage.objects.get(provider_sid="SMevidence1")
+        consent = Consent.objects.get(kind="sms")
+        change = ConsentChange.objects.get()
+    assert (consent.status, consent.source, consent.evidence_message_id) == ("opted_out", "sms_keyword", stop.pk)
+    assert change.evidence_message_id == stop.pk
+
+
 # -- Enforced at send ---------------------------------------------------------------------------
 
 
