@@ -51,8 +51,8 @@ class MessageTemplateAdmin(admin.ModelAdmin):
 
 @admin.register(Consent)
 class ConsentAdmin(admin.ModelAdmin):
-    list_display = ["id", "channel", "status", "source", "changed_at"]
-    raw_id_fields = ["patient"]
+    list_display = ["id", "kind", "party", "status", "source", "changed_at", "expires_at"]
+    raw_id_fields = ["patient", "evidence_document", "evidence_message"]
 
 
 @admin.register(CallLog)
@@ -83,10 +83,10 @@ class SurveyResponseAdmin(PHIAdminMixin, admin.ModelAdmin):
 class ConsentChangeAdmin(PHIAdminMixin, admin.ModelAdmin):
     """Read-only: the history `consent_set` writes (the patient's Consent tab shows it with notes)."""
 
-    list_display = ["id", "channel", "status", "source", "actor_label", "changed_at"]
-    list_filter = ["channel", "status", "source"]
+    list_display = ["id", "kind", "party", "status", "source", "actor_label", "changed_at", "expires_at"]
+    list_filter = ["kind", "status", "source"]
     exclude = ["note"]
-    raw_id_fields = ["patient", "actor"]
+    raw_id_fields = ["patient", "actor", "evidence_document", "evidence_message"]
 
     def has_add_permission(self, request: Any) -> bool:
         return False

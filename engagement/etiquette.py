@@ -12,7 +12,15 @@ import zoneinfo
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from engagement.models import ChannelSettings, ConsentStatus, OutboundMessage, OutboxStatus
+from engagement.models import (
+    MARKETING_RULE_KINDS,
+    OPT_IN_KINDS,
+    ChannelSettings,
+    ConsentKind,
+    ConsentStatus,
+    OutboundMessage,
+    OutboxStatus,
+)
 
 # Carrier / CTIA keywords, matched on the whole message, any case, surrounding spaces ignored.
 STOP_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
@@ -99,6 +107,26 @@ def choose_channel(
         if channel == "email" and settings_.email_enabled and patient.email:
             return "email"
     return None
+
+
+def consent_problem(message: OutboundMessage, consents: dict[tuple[int, str], str]) -> str:
+    """Why the patient's consent stops this message now ("" when it may go), at send time.
+
+    `consents` holds the consents in force ({(patient id, kind): status}, `selectors.consents_for`):
+    an expired consent is absent. Every message needs its channel not opted out; campaigns and daily
+    reminders need an opt-in on the channel; campaigns (marketing, education) also the marketing kind.
+    """
+    channel = consents.get((message.patient_id, message.channel))
+    if channel == ConsentStatus.OPTED_OUT:
+        return "The patient opted out of this channel."
+    rule_kind = message.rule.kind if message.rule_id is not None and message.rule is not None else ""
+    if rule_kind in OPT_IN_KINDS and channel != ConsentStatus.OPTED_IN:
+        return "No opt-in in force on this channel."
+    if rule_kind in MARKETING_RULE_KINDS and consents.get((message.patient_id, ConsentKind.MARKETING)) != (
+        ConsentStatus.OPTED_IN
+    ):
+        return "No consent in force to marketing and education campaigns."
+    return ""
 
 
 def cap_free_at(message: OutboundMessage, settings_: ChannelSettings, now: datetime) -> datetime | None:

@@ -9,6 +9,7 @@ from django import forms
 from engagement.models import (
     STAFF_CONSENT_SOURCES,
     ChannelSettings,
+    ConsentKind,
     ConsentStatus,
     MessageChannel,
     MessageTemplate,
@@ -270,13 +271,30 @@ class StaffMessageForm(forms.Form):
 
 
 class ConsentRecordForm(forms.Form):
-    """A consent change staff record on the patient's Consent tab (through `consent_set`)."""
+    """A consent staff record on the patient's Consent tab (through `consent_set`): the kind (and
+    for data sharing the EHR connection), yes or no, how the patient told us, until when, and the
+    evidence (one of the patient's documents, or a message they sent)."""
 
-    channel = forms.ChoiceField(choices=MessageChannel.choices, label="Channel")
+    kind = forms.ChoiceField(choices=ConsentKind.choices, label="Consent to")
+    party = forms.ChoiceField(
+        choices=[], required=False, label="Shared with", help_text="For data sharing: the EHR connection."
+    )
     status = forms.ChoiceField(choices=ConsentStatus.choices, widget=forms.RadioSelect, label="Consent")
     source = forms.ChoiceField(
         choices=[(s.value, s.label) for s in STAFF_CONSENT_SOURCES],
         label="How the patient told us",
+    )
+    expires_on = forms.DateField(
+        required=False,
+        label="Valid through (optional)",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="The last day the consent counts; after it, it counts as none. Only a given consent expires.",
+    )
+    evidence_document = forms.TypedChoiceField(
+        choices=[], required=False, coerce=int, empty_value=None, label="Evidence: a document"
+    )
+    evidence_message = forms.TypedChoiceField(
+        choices=[], required=False, coerce=int, empty_value=None, label="Evidence: a message from the patient"
     )
     note = forms.CharField(
         label="Note (optional)",
@@ -285,6 +303,42 @@ class ConsentRecordForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Why, in a few words (e.g. asked by phone). At most 500 characters.",
     )
+
+    def __init__(
+        self,
+        *args: Any,
+        parties: list[tuple[str, str]] | None = None,
+        documents: list[tuple[int, str]] | None = None,
+        patient_messages: list[tuple[int, str]] | None = None,
+        today: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.today = today
+        for name, choices, empty in (
+            ("party", parties, "---------"),
+            ("evidence_document", documents, "None"),
+            ("evidence_message", patient_messages, "None"),
+        ):
+            field = self.fields[name]
+            if isinstance(field, forms.ChoiceField):
+                field.choices = [("", empty), *(choices or [])]
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or self.cleaned_data
+        sharing = data.get("kind") == ConsentKind.DATA_SHARING
+        if sharing and not data.get("party"):
+            self.add_error("party", "Choose the EHR connection the data is shared with.")
+        if not sharing:
+            data["party"] = ""
+        expires_on = data.get("expires_on")
+        if expires_on is not None and data.get("status") != ConsentStatus.OPTED_IN:
+            self.add_error("expires_on", "Only a consent that is given can expire.")
+        elif expires_on is not None and self.today is not None and expires_on < self.today:
+            self.add_error("expires_on", "Choose today or a later day.")
+        if data.get("evidence_document") and data.get("evidence_message"):
+            self.add_error("evidence_message", "Give one piece of evidence: a document or a message.")
+        return data
 
 
 class ReplyForm(forms.Form):

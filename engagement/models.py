@@ -7,7 +7,7 @@ runs twice or a redelivered task never creates or sends a message twice.
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import datetime, time
 
 from auditlog.registry import auditlog
 from django.conf import settings
@@ -74,6 +74,20 @@ class ConsentStatus(models.TextChoices):
     OPTED_OUT = "opted_out", "Opted out"
 
 
+class ConsentKind(models.TextChoices):
+    """What a consent is for. The channel kinds share their values with `MessageChannel`."""
+
+    TREATMENT = "treatment", "Treatment"
+    SMS = "sms", "SMS"
+    EMAIL = "email", "Email"
+    MARKETING = "marketing", "Marketing and education campaigns"
+    RESEARCH = "research", "Research"
+    DATA_SHARING = "data_sharing", "Data sharing with an EHR connection"
+
+
+CHANNEL_KINDS = frozenset(MessageChannel.values)
+
+
 class ConsentSource(models.TextChoices):
     STAFF = "staff", "Recorded by staff"
     SMS_KEYWORD = "sms_keyword", "SMS keyword"
@@ -84,45 +98,103 @@ class ConsentSource(models.TextChoices):
 
 
 # What staff may give as the source of a change they record (the others are written by the system).
-STAFF_CONSENT_SOURCES = (ConsentSource.STAFF, ConsentSource.SIGNED_FORM, ConsentSource.INTAKE)
+STAFF_CONSENT_SOURCES = (
+    ConsentSource.STAFF,
+    ConsentSource.SIGNED_FORM,
+    ConsentSource.INTAKE,
+    ConsentSource.IMPORT,
+)
 
 
-class Consent(TenantModel):
-    """A patient's current consent for one channel, with where and when it was given or withdrawn."""
+def _consent_checks(prefix: str) -> list[models.BaseConstraint]:
+    """The state rules `Consent` and `ConsentChange` share (a change is a consent at one moment)."""
+    return [
+        models.CheckConstraint(condition=Q(status__in=ConsentStatus.values), name=f"{prefix}_status_valid"),
+        models.CheckConstraint(condition=Q(kind__in=ConsentKind.values), name=f"{prefix}_kind_valid"),
+        # Data sharing is always with someone; the other kinds are with the organization itself.
+        models.CheckConstraint(
+            condition=Q(kind=ConsentKind.DATA_SHARING, party__gt="")
+            | (~Q(kind=ConsentKind.DATA_SHARING) & Q(party="")),
+            name=f"{prefix}_party_iff_sharing",
+            violation_error_message="Data sharing needs its EHR connection (and only data sharing has one).",
+        ),
+        # A withdrawal does not lapse: only a grant has an expiry.
+        models.CheckConstraint(
+            condition=Q(expires_at__isnull=True) | Q(status=ConsentStatus.OPTED_IN),
+            name=f"{prefix}_expiry_on_grant",
+            violation_error_message="Only a consent that is given can have an expiry date.",
+        ),
+        models.CheckConstraint(
+            condition=Q(evidence_document__isnull=True) | Q(evidence_message__isnull=True),
+            name=f"{prefix}_one_evidence",
+            violation_error_message="Give one piece of evidence: a document or a message.",
+        ),
+    ]
 
-    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="consents")
-    channel = models.CharField(max_length=8, choices=MessageChannel.choices)
+
+class ConsentFields(models.Model):
+    """What a consent says: its kind (and party), yes or no, where from, when, until when, and the proof.
+
+    `party` names the other side of a data-sharing consent with a key owned by the layer that has
+    the parties ("fhir-connection:<id>", integrations/fhir/sharing.py): engagement stays below it.
+    Evidence is a patient document (a signed form) or a message the patient sent (an SMS keyword).
+    """
+
+    kind = models.CharField(max_length=16, choices=ConsentKind.choices)
+    party = models.CharField(max_length=64, blank=True, default="")
     status = models.CharField(max_length=12, choices=ConsentStatus.choices)
     source = models.CharField(max_length=16, choices=ConsentSource.choices)
     changed_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    evidence_document = models.ForeignKey(
+        "patients.PatientDocument", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    evidence_message = models.ForeignKey(
+        "ConversationMessage", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        abstract = True
+
+    def is_effective(self, now: datetime) -> bool:
+        """Whether this record still counts: an expired consent counts as none at all."""
+        return self.expires_at is None or self.expires_at > now
+
+    @property
+    def channel(self) -> str:
+        """The channel of a channel consent ("" for the other kinds): the name before kinds existed."""
+        return self.kind if self.kind in CHANNEL_KINDS else ""
+
+
+class Consent(TenantModel, ConsentFields):
+    """A patient's current consent for one kind (and party), with where, when, until when and the proof."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="consents")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "patient", "channel"],
-                name="consent_unique_per_patient_channel",
-                violation_error_message="This patient already has a consent for this channel.",
+                fields=["organization", "patient", "kind", "party"],
+                name="consent_unique_per_patient_kind",
+                violation_error_message="This patient already has a consent of this kind.",
             ),
-            models.CheckConstraint(condition=Q(status__in=ConsentStatus.values), name="consent_status_valid"),
+            *_consent_checks("consent"),
         ]
 
     def __str__(self) -> str:
         return f"Consent #{self.pk}"
 
 
-class ConsentChange(TenantModel):
+class ConsentChange(TenantModel, ConsentFields):
     """One change of a patient's consent, written by `consent_set` in the same transaction.
 
     The history behind `Consent` (which holds only the current value): every call, whatever its
-    path (staff, SMS keyword, patient link, provider opt-out, intake, import), newest last. Rows
-    before this table existed are not invented: the history starts when it was added.
+    path (staff, SMS keyword, patient link, provider opt-out, intake, import), newest last, with the
+    expiry and evidence given at the time. Rows before this table existed are not invented: the
+    history starts when it was added.
     """
 
     patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="consent_changes")
-    channel = models.CharField(max_length=8, choices=MessageChannel.choices)
-    status = models.CharField(max_length=12, choices=ConsentStatus.choices)
-    source = models.CharField(max_length=16, choices=ConsentSource.choices)
-    changed_at = models.DateTimeField()
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -132,10 +204,7 @@ class ConsentChange(TenantModel):
 
     class Meta:
         ordering = ["-changed_at", "-id"]
-        constraints = [
-            models.CheckConstraint(condition=Q(status__in=ConsentStatus.values), name="consentchange_status_valid"),
-            models.CheckConstraint(condition=Q(channel__in=MessageChannel.values), name="consentchange_channel_valid"),
-        ]
+        constraints = _consent_checks("consentchange")
         indexes = [models.Index(fields=["organization", "patient", "-changed_at"], name="consentchange_patient")]
 
     def __str__(self) -> str:
@@ -184,6 +253,8 @@ class RuleKind(models.TextChoices):
 # Marketing-like outreach and daily reminders need an explicit opt-in; care messages go unless the
 # patient opted out.
 OPT_IN_KINDS = frozenset({RuleKind.CAMPAIGN, RuleKind.ADHERENCE})
+# Campaigns are marketing or education: beyond the channel they need the patient's consent of that kind.
+MARKETING_RULE_KINDS = frozenset({RuleKind.CAMPAIGN})
 
 
 class Rule(TenantModel):

@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from engagement.models import (
     ChannelSettings,
     Consent,
     ConsentChange,
+    ConsentKind,
     ConsentStatus,
     ConversationMessage,
     Direction,
@@ -42,24 +45,74 @@ def channel_settings_get() -> ChannelSettings:
     return found
 
 
-def consents_for(patient_ids: list[int]) -> dict[tuple[int, str], str]:
-    rows = Consent.objects.filter(patient_id__in=patient_ids).values_list("patient_id", "channel", "status")
-    return {(p, c): s for p, c, s in rows}
+Consents = dict[tuple[int, str], str]
+
+
+def _in_force(now: datetime | None = None) -> Q:
+    """Consents that still count: an expired one counts as none at all."""
+    return Q(expires_at__isnull=True) | Q(expires_at__gt=now or timezone.now())
+
+
+def consents_for(patient_ids: list[int], *, now: datetime | None = None) -> Consents:
+    """{(patient id, kind): status} of the consents in force (no party: channels, campaigns, ...)."""
+    rows = (
+        Consent.objects.filter(patient_id__in=patient_ids, party="")
+        .filter(_in_force(now))
+        .values_list("patient_id", "kind", "status")
+    )
+    return {(p, k): s for p, k, s in rows}
+
+
+def sharing_consented(*, patient_ids: list[int], party: str, now: datetime | None = None) -> set[int]:
+    """Which of these patients consent, now, to sharing their data with `party`."""
+    rows = Consent.objects.filter(
+        patient_id__in=patient_ids, kind=ConsentKind.DATA_SHARING, party=party, status=ConsentStatus.OPTED_IN
+    ).filter(_in_force(now))
+    return set(rows.values_list("patient_id", flat=True))
 
 
 @dataclass(frozen=True)
-class ChannelConsent:
-    """One channel on a patient's consent screen: its current value (None: nothing recorded)."""
+class KindConsent:
+    """One line on a patient's consent screen: a kind (and party) with its current record (None: nothing)."""
 
-    channel: str
+    kind: str
     label: str
+    party: str
     current: Consent | None
+    expired: bool = False
 
 
-def consent_channels(*, patient: Any) -> list[ChannelConsent]:
-    """Every channel with the patient's current consent on it (one query)."""
-    current = {c.channel: c for c in Consent.objects.filter(patient_id=patient.pk)}
-    return [ChannelConsent(value, label, current.get(value)) for value, label in MessageChannel.choices]
+def consent_kinds(*, patient: Any, party_labels: dict[str, str] | None = None) -> list[KindConsent]:
+    """Every kind with the patient's current consent on it, then one line per data-sharing party
+    they have a record for (one query). `party_labels` names the parties (key -> label)."""
+    now = timezone.now()
+    current = {
+        (c.kind, c.party): c
+        for c in Consent.objects.filter(patient_id=patient.pk).select_related("evidence_document", "evidence_message")
+    }
+    labels = party_labels or {}
+
+    def line(kind: ConsentKind, party: str = "") -> KindConsent:
+        found = current.get((kind.value, party))
+        label = f"{kind.label}: {labels.get(party, party)}" if party else kind.label
+        return KindConsent(kind.value, label, party, found, bool(found and not found.is_effective(now)))
+
+    lines = [line(kind) for kind in ConsentKind if kind != ConsentKind.DATA_SHARING]
+    sharing = sorted(party for kind, party in current if kind == ConsentKind.DATA_SHARING)
+    return lines + [line(ConsentKind.DATA_SHARING, party) for party in sharing]
+
+
+def consent_parties() -> dict[str, str]:
+    """The parties a patient may consent to share data with ({key: name}), from the layer that has
+    them (ENGAGEMENT_CONSENT_PARTIES, a dotted path: engagement sits below integrations)."""
+    path = getattr(settings, "ENGAGEMENT_CONSENT_PARTIES", "")
+    return dict(import_string(path)()) if path else {}
+
+
+def consent_evidence_messages(*, patient: Any, limit: int = 50) -> list[ConversationMessage]:
+    """Messages the patient sent (newest first): what a consent can cite as its evidence."""
+    rows = ConversationMessage.objects.filter(patient_id=patient.pk, direction=Direction.INBOUND)
+    return list(rows.order_by("-created_at", "-id")[:limit])
 
 
 HISTORY_LIMIT = 200
@@ -67,12 +120,19 @@ HISTORY_LIMIT = 200
 
 def consent_history(*, patient: Any, limit: int = HISTORY_LIMIT) -> list[ConsentChange]:
     """The patient's consent changes, newest first (at most `limit`; one query)."""
-    rows = ConsentChange.objects.filter(patient_id=patient.pk).select_related("actor").order_by("-changed_at", "-id")
+    rows = (
+        ConsentChange.objects.filter(patient_id=patient.pk)
+        .select_related("actor", "evidence_document", "evidence_message")
+        .order_by("-changed_at", "-id")
+    )
     return list(rows[:limit])
 
 
 def is_opted_out(*, patient_id: int, channel: str) -> bool:
-    return Consent.objects.filter(patient_id=patient_id, channel=channel, status=ConsentStatus.OPTED_OUT).exists()
+    """Whether the patient's opt-out of this channel is on record (an opt-out never expires)."""
+    return Consent.objects.filter(
+        patient_id=patient_id, kind=channel, party="", status=ConsentStatus.OPTED_OUT
+    ).exists()
 
 
 def template_for(*, key: str, channel: str, language: str) -> MessageTemplate | None:

@@ -30,11 +30,13 @@ from engagement.forms import (
     SurveyForm,
     TemplateForm,
 )
-from engagement.models import MessageChannel, MessageTemplate, OutboundMessage, OutboxStatus, Rule
+from engagement.models import ConsentKind, MessageChannel, MessageTemplate, OutboundMessage, OutboxStatus, Rule
 from healthcrm.http import TenantRequest, form_add_service_errors, render_partial_or_page
 from healthcrm.models import Organization
 from healthcrm.tenancy import organization_context
 from patients.care.views import render_patient_tab
+from patients.documents.selectors import document_list
+from patients.policies import can_see_clinical
 from patients.selectors import get_patient_for_user
 
 PAGE_SIZE = 50
@@ -322,39 +324,62 @@ CONSENT_CHANGE_PERM = "engagement.change_consent"
 
 @staff_view(access=AccessAction.VIEW)
 def patient_consent_view(request: TenantRequest, patient_pk: int) -> HttpResponse:
-    """Each channel's current consent (with its source and date) and every change, newest first;
-    staff who may change consent record one here, through `consent_set` (an opt-out cancels the
-    patient's pending messages on that channel)."""
+    """Each kind's current consent (source, date, expiry, evidence) and every change, newest first;
+    staff who may change consent record one here, through `consent_set` (a channel opt-out cancels
+    the patient's pending messages on that channel)."""
     patient = get_patient_for_user(request, patient_pk)
     require_perm(request, "engagement.view_consent")
     may_record = request.user.has_perm(CONSENT_CHANGE_PERM)
-    form = ConsentRecordForm(request.POST if request.method == "POST" else None)
+    parties = selectors.consent_parties()
+    documents = {d.pk: d for d in document_list(patient=patient)} if can_see_clinical(request.user) else {}
+    inbound = {m.pk: m for m in selectors.consent_evidence_messages(patient=patient)}
+    zone = request.organization.zone
+    form = ConsentRecordForm(
+        request.POST if request.method == "POST" else None,
+        parties=sorted(parties.items(), key=lambda item: item[1]),
+        documents=[(pk, f"{d.title} ({d.get_kind_display()}, {d.created_at:%Y-%m-%d})") for pk, d in documents.items()],
+        patient_messages=[
+            (pk, f"{m.created_at.astimezone(zone):%Y-%m-%d %H:%M}: {m.keyword or m.body[:40]}")
+            for pk, m in inbound.items()
+        ],
+        today=timezone.now().astimezone(zone).date(),
+    )
     if request.method == "POST":
         require_perm(request, CONSENT_CHANGE_PERM)
         if form.is_valid():
             data = form.cleaned_data
+            expires_on = data["expires_on"]
             try:
                 services.consent_set(
                     patient=patient,
-                    channel=data["channel"],
+                    kind=data["kind"],
+                    party=data["party"],
                     status=data["status"],
                     source=data["source"],
+                    # Valid through the chosen day, in the organization's zone.
+                    expires_at=datetime.combine(expires_on + timedelta(days=1), time(0), tzinfo=zone)
+                    if expires_on
+                    else None,
+                    evidence_document=documents.get(data["evidence_document"]),
+                    evidence_message=inbound.get(data["evidence_message"]),
                     actor=request.user,
                     note=data["note"].strip(),
                 )
             except ValidationError as exc:
                 form_add_service_errors(form, exc)
             else:
-                channel = MessageChannel(data["channel"]).label
-                messages.success(request, f"{channel} consent recorded.")
+                messages.success(request, f"{ConsentKind(data['kind']).label} consent recorded.")
                 return redirect("engagement:patient_consent", patient_pk=patient.pk)
     history = selectors.consent_history(patient=patient)
+    for change in history:
+        change.party_label = parties.get(change.party, change.party)  # type: ignore[attr-defined]
     access_recorder(request).saw(history)
     context = {
-        "channels": selectors.consent_channels(patient=patient),
+        "kinds": selectors.consent_kinds(patient=patient, party_labels=parties),
         "history": history,
         "history_limit": selectors.HISTORY_LIMIT,
         "consent_form": form if may_record else None,
+        "can_download": can_see_clinical(request.user),
     }
     status = 400 if form.errors else 200
     return render_patient_tab(

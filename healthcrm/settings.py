@@ -430,6 +430,9 @@ ENGAGEMENT_SEND_BATCH = env_int("ENGAGEMENT_SEND_BATCH", 50)
 # engagement sits below analytics and cannot import it). It takes the id and returns the current
 # organization's cohort's patient ids, or None when there is no such cohort; empty: no cohorts.
 ENGAGEMENT_COHORT_RESOLVER = "analytics.cohorts.cohort_patient_ids_by_id"
+# The parties a patient can consent to share data with (the Consent tab's data-sharing choice):
+# a dotted path to a function returning {party key: name} for the current organization.
+ENGAGEMENT_CONSENT_PARTIES = "integrations.fhir.sharing.consent_parties"
 
 # ---------------------------------------------------------------------------------------------
 # Analytics (analytics/): a cancellation this close to the visit counts as a late cancel.

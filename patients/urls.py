@@ -58,6 +58,7 @@ urlpatterns = [
     path("notes/<int:pk>/edit/", care.note_edit_view, name="note_edit"),
     path("notes/<int:pk>/sign/", care.note_sign_view, name="note_sign"),
     path("notes/<int:pk>/amend/", care.note_amend_view, name="note_amend"),
+    path("notes/<int:pk>/restrict/", care.note_restrict_view, name="note_restrict"),
     path("<int:pk>/care-team/add/", care.care_team_add_view, name="care_team_add"),
     path("care-team/<int:pk>/remove/", care.care_team_remove_view, name="care_team_remove"),
     path("<int:pk>/care-plans/new/", care.care_plan_start_view, name="care_plan_start"),
@@ -78,6 +79,7 @@ urlpatterns = [
     path("<int:pk>/documents/", documents.documents_tab_view, name="documents"),
     path("documents/<int:pk>/download/", documents.document_download_view, name="document_download"),
     path("documents/<int:pk>/delete/", documents.document_delete_view, name="document_delete"),
+    path("documents/<int:pk>/restrict/", documents.document_restrict_view, name="document_restrict"),
     # Break-the-glass: the reason form, and compliance's review of the events.
     path("<int:pk>/break-glass/", breakglass.break_glass_view, name="break_glass"),
     path("break-glass/", breakglass.break_glass_events_view, name="break_glass_events"),

@@ -139,6 +139,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:note_edit": ("get", "note", ["note", "patient"]),  # signed: sent to its page, nothing edited
     "patients:note_sign": ("post", "note", ["note", "patient"]),
     "patients:note_amend": ("get", "note", ["note", "patient"]),
+    "patients:note_restrict": ("post", "note", ["note", "patient"]),  # nothing to lift: sent to its page
     "patients:goal_edit": ("get", "goal", ["goal", "patient"]),
     "patients:goal_status": ("post", "goal", ["goal", "patient"]),
     "patients:intervention_add": ("post", "plan", ["plan", "patient"]),
@@ -167,6 +168,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:documents": ("get", "patient", ["patient", "document"]),
     "patients:document_download": ("get", "document", ["document", "patient"]),
     "patients:document_delete": ("post", "document", ["document", "patient"]),
+    "patients:document_restrict": ("post", "document", ["document", "patient"]),  # nothing to lift
     "analytics:gaps": ("get", "", ["gap", "patient"]),
     "analytics:gaps_export": ("get", "", ["gap", "patient"]),
     "analytics:gap_call": ("post", "gap", ["gap", "patient"]),

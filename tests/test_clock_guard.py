@@ -46,6 +46,7 @@ REAL_PROCESS_MODULES = {
     "analytics/test_browser_gaps.py": "Chromium against the live server",
     "staff/test_browser_members.py": "Chromium against the live server",
     "compliance/test_browser_break_glass.py": "Chromium against the live server",
+    "compliance/test_browser_compliance_flow.py": "Chromium against the live server",
 }
 
 # Calls that read the clock: (object, attribute), plus the bare names a `from ... import` can bring.

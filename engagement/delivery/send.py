@@ -29,8 +29,6 @@ from engagement.delivery.ratelimit import rate_reserve
 from engagement.delivery.render import render_message
 from engagement.models import (
     ChannelSettings,
-    Consent,
-    ConsentStatus,
     MessageChannel,
     OutboundMessage,
     OutboxStatus,
@@ -163,19 +161,15 @@ class _Batch:
 
     settings: ChannelSettings
     messages: dict[int, OutboundMessage]
-    opted_out: set[tuple[int, str]]
+    consents: dict[tuple[int, str], str]  # in force now: an expired consent is absent
     templates: dict[tuple[str, str, str], Any] = field(default_factory=dict)
     held_alerted: bool = False
 
     @classmethod
     def load(cls, ids: list[int]) -> _Batch:
         messages = {m.pk: m for m in _pending_messages(ids)}
-        opted_out = set(
-            Consent.objects.filter(
-                patient_id__in={m.patient_id for m in messages.values()}, status=ConsentStatus.OPTED_OUT
-            ).values_list("patient_id", "channel")
-        )
-        return cls(selectors.channel_settings_get(), messages, opted_out)
+        consents = selectors.consents_for(list({m.patient_id for m in messages.values()}))
+        return cls(selectors.channel_settings_get(), messages, consents)
 
 
 def _prepare(
@@ -193,12 +187,10 @@ def _prepare(
     if problem:
         _cancel(message, problem)
         return None
-    if (
-        (message.patient_id, message.channel) in batch.opted_out
-        if batch is not None
-        else selectors.is_opted_out(patient_id=message.patient_id, channel=message.channel)
-    ):
-        _cancel(message, "The patient opted out of this channel.")
+    consents = batch.consents if batch is not None else selectors.consents_for([message.patient_id], now=now)
+    refused = etiquette.consent_problem(message, consents)
+    if refused:
+        _cancel(message, refused)
         return None
     patient = message.patient
     if message.subject_type != "conversation":

@@ -106,18 +106,22 @@ def inbound_receive(*, from_number: str, body: str, sid: str) -> str:
         for each in patients:  # every patient at this number
             consent_set(
                 patient=each,
-                channel=MessageChannel.SMS,
+                kind=MessageChannel.SMS,
                 status=ConsentStatus.OPTED_OUT,
                 source=ConsentSource.SMS_KEYWORD,
+                # The keyword is the evidence, filed under the patient the message was stored for.
+                evidence_message=received if each.pk == received.patient_id else None,
             )
         return _stop_reply(clinic)
     if keyword == "START":
         for each in patients:
             consent_set(
                 patient=each,
-                channel=MessageChannel.SMS,
+                kind=MessageChannel.SMS,
                 status=ConsentStatus.OPTED_IN,
                 source=ConsentSource.SMS_KEYWORD,
+                # The keyword is the evidence, filed under the patient the message was stored for.
+                evidence_message=received if each.pk == received.patient_id else None,
             )
         return f"{clinic}: you are subscribed to texts again. Reply STOP to unsubscribe, HELP for help."
     if keyword == "HELP":

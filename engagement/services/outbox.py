@@ -11,7 +11,15 @@ from typing import Any
 from django.utils import timezone
 
 from engagement import etiquette, selectors
-from engagement.models import OPT_IN_KINDS, ChannelSettings, OutboundMessage, Rule
+from engagement.models import (
+    MARKETING_RULE_KINDS,
+    OPT_IN_KINDS,
+    ChannelSettings,
+    ConsentKind,
+    ConsentStatus,
+    OutboundMessage,
+    Rule,
+)
 from healthcrm.tenancy import require_current_organization
 
 
@@ -95,6 +103,11 @@ def outbox_row_for(
     organization = require_current_organization()
     if not patient.is_active:
         return None
+    if (
+        rule.kind in MARKETING_RULE_KINDS
+        and consents.get((patient.pk, ConsentKind.MARKETING)) != ConsentStatus.OPTED_IN
+    ):
+        return None  # campaigns need the marketing and education consent too (checked again at send)
     channel = etiquette.choose_channel(patient, consents, settings_, opt_in=rule.kind in OPT_IN_KINDS)
     if channel is None:
         return None

@@ -18,6 +18,8 @@ class BreakGlassForm(forms.Form):
         help_text="Required when the reason is Other. Compliance reviews every break-the-glass access.",
     )
     next = forms.CharField(max_length=500, required=False, widget=forms.HiddenInput)
+    # Set when the form answers a restricted note or document: a grant even with a care relationship.
+    restricted = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean() or self.cleaned_data

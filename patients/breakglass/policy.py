@@ -7,6 +7,10 @@ Otherwise, when the organization requires a care relationship, the guard answers
 break-the-glass form. Administrators, the front desk and analysts keep their own rules (they do not
 hold the clinical field group). Lists and search are not restricted: only opening a record.
 
+A note or document the patient asked to restrict (`restricted_at` set by staff) opens only under
+an unexpired break-the-glass grant of the user for the patient, care team or not; the opening is
+access-logged with the grant (`patients.breakglassevent:<id>` among the row's records).
+
 The organization's options live in `Organization.settings["break_glass"]` (edited in the admin):
 `{"required": false, "window_days_before": 30, "window_days_after": 7, "grant_minutes": 30}`.
 """
@@ -23,7 +27,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance.access import record_denied
+from compliance.access import access_recorder, record_denied
 from compliance.guards import GuardResponse
 from patients.models import (
     OPEN_TASK_STATUSES,
@@ -115,5 +119,33 @@ def require_care_relationship(request: HttpRequest, patient: Patient) -> None:
         "patient_pk": patient.pk,
         "form": BreakGlassForm(initial={"next": request.get_full_path()}),
         "grant_minutes": options.grant_minutes,
+    }
+    raise GuardResponse(render(request, "patients/break_glass.html", context))
+
+
+def active_grant(user: Any, patient: Patient) -> BreakGlassEvent | None:
+    """The user's newest unexpired break-the-glass grant for the patient, if any."""
+    grants = BreakGlassEvent.objects.filter(patient_id=patient.pk, user_id=user.pk, expires_at__gt=timezone.now())
+    return grants.order_by("-granted_at", "-id").first()
+
+
+def require_unrestricted(request: HttpRequest, record: Any, patient: Patient) -> None:
+    """Opening a restricted note or document: an unexpired grant of this user, logged with it, or
+    the break-the-glass form (the refusal logged). Unrestricted records pass untouched."""
+    if getattr(record, "restricted_at", None) is None:
+        return
+    grant = active_grant(request.user, patient)
+    if grant is not None:
+        access_recorder(request).add(grant._meta.label_lower, grant.pk)
+        return
+    from patients.breakglass.forms import BreakGlassForm
+
+    record_denied(request, record)
+    options = break_glass_settings(patient.organization)
+    context = {
+        "patient_pk": patient.pk,
+        "form": BreakGlassForm(initial={"next": request.get_full_path(), "restricted": True}),
+        "grant_minutes": options.grant_minutes,
+        "restricted": True,
     }
     raise GuardResponse(render(request, "patients/break_glass.html", context))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
+from auditlog.context import set_actor
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -13,7 +15,7 @@ from healthcrm.models import Membership
 from healthcrm.roles import Role
 from healthcrm.services import notify
 from patients.breakglass.policy import break_glass_settings
-from patients.models import BreakGlassEvent, Patient
+from patients.models import BreakGlassEvent, Patient, PatientDocument, PatientNote
 
 
 def _label(user: Any) -> str:
@@ -74,4 +76,18 @@ def break_glass_review(*, event: BreakGlassEvent, reviewer: Any, outcome: str, n
     return event
 
 
-__all__ = ["break_glass_grant", "break_glass_review"]
+@transaction.atomic
+def record_restriction_set(*, record: PatientNote | PatientDocument, restricted: bool, actor: Any = None) -> Any:
+    """Restrict a note or document at the patient's request (or lift it). The change is audited
+    (the change log records who and when); opening a restricted one then takes break-the-glass."""
+    if (record.restricted_at is not None) == restricted:
+        return record  # nothing changes: no audit row for a repeated click
+    record.restricted_at = timezone.now() if restricted else None
+    record.full_clean()
+    user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+    with set_actor(user) if user is not None else nullcontext():
+        record.save(update_fields=["restricted_at", "updated_at"])
+    return record
+
+
+__all__ = ["break_glass_grant", "break_glass_review", "record_restriction_set"]

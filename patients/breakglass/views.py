@@ -36,9 +36,12 @@ def break_glass_view(request: TenantRequest, pk: int) -> HttpResponse:
     patient = get_object_for_user(request, Patient.objects.select_related("organization"), pk, "patients.view_patient")
     require_clinical(request, patient)
     detail = reverse("patients:detail", args=[patient.pk])
-    if not needs_break_glass(request.user, patient):
+    # A restricted note or document asks for a grant even from the care team (policy.require_unrestricted).
+    restricted = (request.POST if request.method == "POST" else request.GET).get("restricted") in ("True", "1", "on")
+    if not restricted and not needs_break_glass(request.user, patient):
         return HttpResponseRedirect(_back_to(request, detail))
-    form = BreakGlassForm(request.POST or None, initial={"next": request.GET.get("next", "")[:500]})
+    initial = {"next": request.GET.get("next", "")[:500], "restricted": restricted}
+    form = BreakGlassForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         break_glass_grant(
             user=request.user, patient=patient, reason=form.cleaned_data["reason"], note=form.cleaned_data["note"]
@@ -48,6 +51,7 @@ def break_glass_view(request: TenantRequest, pk: int) -> HttpResponse:
         "patient_pk": patient.pk,
         "form": form,
         "grant_minutes": break_glass_settings(patient.organization).grant_minutes,
+        "restricted": restricted,
     }
     return render(request, "patients/break_glass.html", context)
 

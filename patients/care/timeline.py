@@ -158,12 +158,18 @@ def _notes(patient: Patient, limit: int) -> list[TimelineEntry]:
             at=n.created_at,
             kind="note",
             title=_note_title(n),
-            detail=(f"Reason: {n.amendment_reason}\n" if n.amends_id else "") + n.body,
+            # A restricted note shows nothing of itself here: opening it takes break-the-glass.
+            detail=RESTRICTED_DETAIL
+            if n.restricted_at
+            else (f"Reason: {n.amendment_reason}\n" if n.amends_id else "") + n.body,
             url=reverse("patients:note_detail", args=[n.pk]),
             actor=n.author_label,
         )
         for n in rows
     ]
+
+
+RESTRICTED_DETAIL = "Restricted at the patient's request: opening it takes break-the-glass."
 
 
 def _note_title(note: PatientNote) -> str:

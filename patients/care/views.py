@@ -24,6 +24,8 @@ from healthcrm.http import TenantRequest, form_add_service_errors, render_partia
 from healthcrm.security import safe_next_url
 from healthcrm.selectors import notification_list
 from healthcrm.services import notifications_mark_read
+from patients.breakglass.policy import require_unrestricted
+from patients.breakglass.services import record_restriction_set
 from patients.care import services
 from patients.care.forms import (
     CarePlanStartForm,
@@ -153,8 +155,10 @@ def note_add_view(request: TenantRequest, pk: int) -> HttpResponse:
 
 
 def _note_patient(request: TenantRequest, note: PatientNote) -> Patient:
+    """The note's patient through the guard, and the note itself when the patient restricted it."""
     patient = get_patient_for_user(request, note.patient_id)
     require_clinical(request, patient)
+    require_unrestricted(request, note, patient)
     return patient
 
 
@@ -164,14 +168,35 @@ def note_detail_view(request: TenantRequest, pk: int) -> HttpResponse:
     note = get_note_for_user(request, pk)
     patient = _note_patient(request, note)
     versions = note_versions(note=note)
+    for version in [*versions.amendments, *versions.originals]:
+        require_unrestricted(request, version, patient)  # a restricted version shown beside it
     access_recorder(request).saw([*versions.amendments, *versions.originals])
     context = {
         "patient": patient,
         "versions": versions,
         "may_edit": not note.is_signed and note.author_id == request.user.pk,
         "may_amend": note.is_signed and request.user.has_perm("patients.add_patientnote"),
+        "may_restrict": request.user.has_perm("patients.add_patientnote"),
     }
     return render(request, "patients/care/note_detail.html", context)
+
+
+@staff_view(access=AccessAction.CHANGE)
+@require_POST
+def note_restrict_view(request: TenantRequest, pk: int) -> HttpResponse:
+    """Restrict a note at the patient's request, or lift the restriction (audited). Lifting it
+    means opening it: a restricted note is lifted under break-the-glass like any opening."""
+    note = get_note_for_user(request, pk, "patients.add_patientnote")
+    patient = get_patient_for_user(request, note.patient_id)
+    require_clinical(request, patient)
+    restrict = request.POST.get("restricted") == "1"
+    if not restrict:
+        require_unrestricted(request, note, patient)
+    record_restriction_set(record=note, restricted=restrict, actor=request.user)
+    messages.success(request, "Note restricted at the patient's request." if restrict else "Restriction lifted.")
+    if restrict:  # the page of the note would now ask for a reason: back to the timeline
+        return redirect("patients:timeline", pk=patient.pk)
+    return redirect("patients:note_detail", pk=note.pk)
 
 
 @staff_view(access=AccessAction.VIEW)

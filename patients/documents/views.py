@@ -19,6 +19,8 @@ from compliance.decorators import staff_view
 from compliance.guards import require_perm
 from compliance.models import AccessAction
 from healthcrm.http import TenantRequest, form_add_service_errors
+from patients.breakglass.policy import require_unrestricted
+from patients.breakglass.services import record_restriction_set
 from patients.care.views import render_patient_tab
 from patients.documents import selectors, services
 from patients.documents.forms import DocumentUploadForm
@@ -78,6 +80,7 @@ def _documents_tab(request: TenantRequest, pk: int, handler: BoundedMemoryUpload
         "upload_form": form if may_upload else None,
         "can_download": clinical,
         "can_delete": user.has_perm(DELETE_PERM),
+        "can_restrict": may_upload,
     }
     return render_patient_tab(
         request,
@@ -95,6 +98,7 @@ def document_download_view(request: TenantRequest, pk: int) -> HttpResponse:
     """The document's bytes, decrypted, as an attachment that no cache keeps (access-logged)."""
     document = selectors.get_document_for_user(request, pk, VIEW_PERM)
     require_clinical(request, document.patient)
+    require_unrestricted(request, document, document.patient)
     data = selectors.document_bytes(document=document)
     name = services.safe_filename(document.original_name or document.title, document.extension)
     # The whole file is in memory already (Fernet decrypts a token at once, at most the upload limit).
@@ -113,4 +117,18 @@ def document_delete_view(request: TenantRequest, pk: int) -> HttpResponse:
     document = selectors.get_document_for_user(request, pk, DELETE_PERM)
     services.document_delete(document=document, actor=request.user)
     messages.success(request, "Document deleted.")
+    return redirect("patients:documents", pk=document.patient_id)
+
+
+@staff_view(access=AccessAction.CHANGE)
+@require_POST
+def document_restrict_view(request: TenantRequest, pk: int) -> HttpResponse:
+    """Restrict a document at the patient's request, or lift it (audited; lifting takes a grant)."""
+    document = selectors.get_document_for_user(request, pk, ADD_PERM)
+    require_clinical(request, document.patient)
+    restrict = request.POST.get("restricted") == "1"
+    if not restrict:
+        require_unrestricted(request, document, document.patient)
+    record_restriction_set(record=document, restricted=restrict, actor=request.user)
+    messages.success(request, "Document restricted at the patient's request." if restrict else "Restriction lifted.")
     return redirect("patients:documents", pk=document.patient_id)

@@ -51,6 +51,9 @@ class PatientDocument(TenantModel):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     deleted_by_label = models.CharField(max_length=150, blank=True)
+    # Restricted at the patient's request (set by staff, audited): opening it takes break-the-glass,
+    # even for the care team (patients/breakglass/policy.py).
+    restricted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -36,6 +36,9 @@ class PatientNote(TenantModel):
     # An amendment is a signed note of its own pointing at the note it corrects (kept unchanged).
     amends = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="amendments")
     amendment_reason = EncryptedCharField(max_length=500, blank=True)
+    # Restricted at the patient's request (set by staff, audited): opening it takes break-the-glass,
+    # even for the care team (patients/breakglass/policy.py).
+    restricted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

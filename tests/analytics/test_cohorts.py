@@ -146,6 +146,7 @@ def test_campaign_with_a_cohort_reaches_only_its_opted_in_patients(org_a: Any) -
         outside = _patient(MIDDLE)  # opted in, no asthma
         for patient in (in_cohort, outside):
             consent_set(patient=patient, channel="sms", status="opted_in", source="staff")
+            consent_set(patient=patient, kind="marketing", status="opted_in", source="staff")  # campaigns need it
         refresh_run(full=True, now=NOW)
         cohort = cohort_save(name="Asthma", definition={"conditions": ["asthma"]})
         assert list(cohort_patient_ids_by_id(cohort.pk) or []) == sorted([in_cohort.pk, in_cohort_not_opted_in.pk])
@@ -199,6 +200,7 @@ def test_a_cohort_narrows_the_other_campaign_filters(org_a: Any) -> None:
         english = _patient(MIDDLE, "195967001", language="en")
         for patient in (spanish, english):
             consent_set(patient=patient, channel="sms", status="opted_in", source="staff")
+            consent_set(patient=patient, kind="marketing", status="opted_in", source="staff")  # campaigns need it
         refresh_run(full=True, now=NOW)
         cohort = cohort_save(name="Asthma", definition={"conditions": ["asthma"]})
         rule = rule_save(

@@ -133,7 +133,7 @@ def test_admin_creates_reminder_rule_sees_outbox_and_inbound_stop_opts_out(
     assert response.status_code == 200, response.text
     assert "you are unsubscribed" in response.text  # the TwiML reply
     with organization_context(clinic.organization):
-        consent = Consent.objects.get(patient_id=clinic.stopper.pk, channel="sms")
+        consent = Consent.objects.get(patient_id=clinic.stopper.pk, kind="sms")
         assert consent.status == ConsentStatus.OPTED_OUT and consent.source == "sms_keyword"
         assert not Consent.objects.filter(patient_id=clinic.other.pk, status=ConsentStatus.OPTED_OUT).exists()
 

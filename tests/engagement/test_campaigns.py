@@ -32,6 +32,7 @@ def _patient(*, born: date, language: str = "es", opted_in: bool = True, diabeti
         Condition.objects.create(patient=patient, code="44054006", display="Type 2 diabetes")
     if opted_in:
         consent_set(patient=patient, channel="sms", status="opted_in", source="staff")
+        consent_set(patient=patient, kind="marketing", status="opted_in", source="staff")  # campaigns need it
     return patient
 
 

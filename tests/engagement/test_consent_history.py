@@ -159,11 +159,11 @@ def test_a_nurse_records_an_opt_out_which_cancels_pending_messages(org_a, patien
             template_key="appointment_reminder",
         )
     client = client_for(nurse_user)
-    data = {"channel": "sms", "status": "opted_out", "source": "staff", "note": "Asked at the desk"}
+    data = {"kind": "sms", "status": "opted_out", "source": "staff", "note": "Asked at the desk"}
     response = client.post(_url(patient), data)
     assert response.status_code == 302
     with organization_context(org_a):
-        assert Consent.objects.get(patient=patient, channel="sms").status == "opted_out"
+        assert Consent.objects.get(patient=patient, kind="sms").status == "opted_out"
         assert OutboundMessage.objects.get(pk=pending.pk).status == OutboxStatus.CANCELLED
         log = AccessLog.objects.filter(view_name="engagement:patient_consent").latest("id")
     assert _history(org_a, patient) == [("sms", "opted_out", "staff", nurse_user.username)]
@@ -176,7 +176,7 @@ def test_roles_that_may_record_consent(org_a, patient, client_for, role, request
     user = request.getfixturevalue(f"{role}_user")
     client = client_for(user)
     assert b"Record a change" in client.get(_url(patient)).content
-    response = client.post(_url(patient), {"channel": "email", "status": "opted_out", "source": "staff"})
+    response = client.post(_url(patient), {"kind": "email", "status": "opted_out", "source": "staff"})
     assert response.status_code == 302
     assert _history(org_a, patient) == [("email", "opted_out", "staff", user.username)]
 
@@ -185,7 +185,7 @@ def test_roles_that_may_record_consent(org_a, patient, client_for, role, request
 def test_roles_without_consent_access_get_403(org_a, patient, client_for, role, request) -> None:
     client = client_for(request.getfixturevalue(f"{role}_user"))
     assert client.get(_url(patient)).status_code == 403
-    response = client.post(_url(patient), {"channel": "sms", "status": "opted_out", "source": "staff"})
+    response = client.post(_url(patient), {"kind": "sms", "status": "opted_out", "source": "staff"})
     assert response.status_code == 403
     assert _history(org_a, patient) == []
 
@@ -193,18 +193,18 @@ def test_roles_without_consent_access_get_403(org_a, patient, client_for, role, 
 def test_another_organizations_patient_is_404(org_a, patient, other_org_user, client_for) -> None:
     client = client_for(other_org_user)
     assert client.get(_url(patient)).status_code == 404
-    assert client.post(_url(patient), {"channel": "sms", "status": "opted_out", "source": "staff"}).status_code == 404
+    assert client.post(_url(patient), {"kind": "sms", "status": "opted_out", "source": "staff"}).status_code == 404
     assert _history(org_a, patient) == []
 
 
 @pytest.mark.parametrize(
     "data",
     [
-        {"channel": "fax", "status": "opted_out", "source": "staff"},
-        {"channel": "sms", "status": "maybe", "source": "staff"},
-        {"channel": "sms", "status": "opted_out", "source": "sms_keyword"},  # only the system writes that one
-        {"channel": "sms", "status": "opted_out", "source": "staff", "note": "x" * 501},
-        {"channel": "\x00", "status": "\x00", "source": "\x00", "note": "\x00"},
+        {"kind": "fax", "status": "opted_out", "source": "staff"},
+        {"kind": "sms", "status": "maybe", "source": "staff"},
+        {"kind": "sms", "status": "opted_out", "source": "sms_keyword"},  # only the system writes that one
+        {"kind": "sms", "status": "opted_out", "source": "staff", "note": "x" * 501},
+        {"kind": "\x00", "status": "\x00", "source": "\x00", "note": "\x00"},
         {},
     ],
 )

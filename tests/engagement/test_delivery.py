@@ -133,7 +133,7 @@ def test_permanent_failures_are_not_retried(org_a, patient_a, fake_twilio, dayti
     assert row.status == "failed" and row.error_code == code and row.attempts == 1
     assert delivery.message_send(org_a, message.pk) == "skipped"
     with organization_context(org_a):
-        opted_out = Consent.objects.filter(patient=patient_a, channel="sms", status="opted_out").exists()
+        opted_out = Consent.objects.filter(patient=patient_a, kind="sms", status="opted_out").exists()
     assert opted_out is (code == "21610")
 
 

@@ -184,7 +184,7 @@ def test_an_unsubscribe_link_stays_usable_and_is_recorded_once(client, org_a, re
         assert response.status_code == 200 and b"no more of these messages" in response.content
     assert _uses(org_a) == [(message.pk, "unsubscribe")]
     with organization_context(org_a):
-        assert Consent.objects.get(patient_id=message.patient_id, channel=message.channel).status == "opted_out"
+        assert Consent.objects.get(patient_id=message.patient_id, kind=message.channel).status == "opted_out"
 
 
 def test_a_link_use_is_invisible_to_another_organization(client, org_a, org_b, reminder) -> None:

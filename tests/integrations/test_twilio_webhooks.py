@@ -73,7 +73,7 @@ def test_every_stop_keyword_opts_out_and_cancels_pending_sms(client, org_a, pati
     response = _post(client, org_a, _inbound(word))
     assert response.status_code == 200 and b"unsubscribed" in response.content
     with organization_context(org_a):
-        assert Consent.objects.get(patient=patient, channel="sms").status == "opted_out"
+        assert Consent.objects.get(patient=patient, kind="sms").status == "opted_out"
         assert OutboundMessage.objects.get(pk=message.pk).status == "cancelled"
 
 
@@ -88,7 +88,7 @@ def test_start_opts_back_in_and_help_answers_with_the_clinic_contact(client, org
     _post(client, org_a, _inbound("STOP", "SM1"))
     response = _post(client, org_a, _inbound("Start", "SM2"))
     with organization_context(org_a):
-        assert Consent.objects.get(patient=patient, channel="sms").status == "opted_in"
+        assert Consent.objects.get(patient=patient, kind="sms").status == "opted_in"
     response = _post(client, org_a, _inbound("HELP", "SM3"))
     assert b"(312) 555-0000" in response.content and b"North Clinic" in response.content
 

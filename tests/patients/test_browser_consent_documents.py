@@ -68,7 +68,7 @@ def test_a_nurse_records_an_sms_opt_out_and_files_a_document(
     expect(tabs.get_by_role("link", name="Consent")).to_have_attribute("aria-current", "page")
     expect(page.get_by_test_id("consent-current")).to_contain_text("Nothing recorded")
     _no_violations(page)
-    page.get_by_label("Channel").select_option("sms")
+    page.get_by_label("Consent to").select_option("sms")
     page.get_by_label("Opted out").check()
     page.get_by_label("How the patient told us").select_option("staff")
     page.get_by_label("Note (optional)").fill("Patient asked by phone: no texts")

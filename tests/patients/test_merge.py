@@ -253,14 +253,12 @@ def test_unique_conflicts_keep_the_survivors_row_and_record_the_rest(org_a, pair
 
     with organization_context(org_a):
         now = timezone.now()
-        mine = Consent.objects.create(
-            patient=survivor, channel="sms", status="opted_in", source="intake", changed_at=now
-        )
+        mine = Consent.objects.create(patient=survivor, kind="sms", status="opted_in", source="intake", changed_at=now)
         clash = Consent.objects.create(
-            patient=duplicate, channel="sms", status="opted_out", source="intake", changed_at=now
+            patient=duplicate, kind="sms", status="opted_out", source="intake", changed_at=now
         )
         moves = Consent.objects.create(
-            patient=duplicate, channel="email", status="opted_in", source="intake", changed_at=now
+            patient=duplicate, kind="email", status="opted_in", source="intake", changed_at=now
         )
         care_team_add(patient=survivor, user=nurse_user, team_role="nurse")
         team_clash = care_team_add(patient=duplicate, user=nurse_user, team_role="nurse")

@@ -223,7 +223,7 @@ def seed_organization(organization: Organization) -> int:
 
         for patient in Patient.objects.filter(preferred_channel__in=["sms", "email"])[:20]:
             for channel in ("sms", "email"):
-                if not Consent.objects.filter(patient=patient, channel=channel).exists():
+                if not Consent.objects.filter(patient=patient, kind=channel).exists():
                     services.consent_set(
                         patient=patient, channel=channel, status="opted_in", source=ConsentSource.INTAKE
                     )
