@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("patients", "0017_btg_break_glass"),
+        ("patients", "0020_patient_access_flag"),
     ]
 
     operations = [

@@ -6,8 +6,8 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("engagement", "0008_consentdocs_consent_history"),
-        ("patients", "0017_btg_break_glass"),
+        ("engagement", "0012_rule_kinds_waitlist_and_education"),
+        ("patients", "0021_restricted_records"),
     ]
 
     operations = [
