@@ -110,6 +110,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:observation_add": ("get", "patient", ["patient"]),
     "patients:merge": ("get", "patient", ["patient"]),
     "patients:access_report": ("get", "patient", ["patient"]),
+    "engagement:access_report_request": ("post", "patient", ["patient"]),
     "patients:coverage_add": ("get", "patient", ["patient"]),
     "patients:coverage_edit": ("get", "coverage", ["coverage", "patient"]),
     "patients:coverage_remove": ("post", "coverage", ["coverage", "patient"]),
@@ -181,6 +182,7 @@ ADMIN_ONLY = {
     "patients:break_glass_events": "compliance",
     "patients:break_glass_review": "compliance",
     "patients:access_report": "compliance",
+    "engagement:access_report_request": "compliance",
     "patients:merge": "admin",
     "patients:document_delete": "admin",
     # Insurance and identifiers: registration (the front desk), not the clinical roles.

@@ -36,6 +36,7 @@ KNOWN_RELATIONS = {
     ("analytics.patientfact", "patient"): "move",
     ("analytics.patientrisk", "patient"): "move",
     ("analytics.treatmentchange", "patient"): "move",
+    ("engagement.accessreportrequest", "patient"): "move",
     ("engagement.calllog", "patient"): "move",
     ("engagement.consent", "patient"): "move",
     ("engagement.consentchange", "patient"): "move",
