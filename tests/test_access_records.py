@@ -21,6 +21,7 @@ from compliance.models import AccessAction, AccessLog
 from engagement.models import ConsentChange
 from engagement.services import consent_set
 from healthcrm.tenancy import organization_context
+from integrations.right_of_access.services import right_of_access_receive
 from patients.breakglass.services import break_glass_grant
 from patients.care.services import (
     care_plan_start,
@@ -72,6 +73,7 @@ def world(org_a: Any) -> dict[str, Any]:
         consent_change = ConsentChange.objects.get(patient=patient)
         document = document_upload(patient=patient, title="Referral", kind="referral", data=b"%PDF-1.4 test")
         breakglass = break_glass_grant(user=colleague, patient=patient, reason="emergency")
+        roa = right_of_access_receive(patient=patient, actor=None, now=timezone.now())
     # Patient ids and appointment ids are chosen to collide, like the attack's (appointment 28, patient 28).
     return {
         "patient": patient,
@@ -90,6 +92,7 @@ def world(org_a: Any) -> dict[str, Any]:
         "note": note,
         "waitlist": waitlist,
         "breakglass": breakglass,
+        "roa": roa,
     }
 
 
@@ -154,6 +157,11 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:team_queue": ("get", "", ["patient"]),
     "patients:follow_up": ("get", "", []),
     "integrations:fhir_patient_export": ("get", "patient", ["patient"]),
+    "integrations:right_of_access_list": ("get", "", ["roa", "patient"]),
+    "integrations:right_of_access": ("get", "roa", ["roa", "patient"]),
+    "integrations:right_of_access_start": ("post", "roa", ["roa", "patient"]),
+    "integrations:right_of_access_download": ("post", "roa", ["roa", "patient"]),  # not ready: sent back
+    "integrations:right_of_access_create": ("post", "patient", ["patient"]),
     "engagement:outbox": ("get", "", []),
     ":dashboard": ("get", "", []),  # names patients only in the role's panels (tests/staff/test_dashboard.py)
     "engagement:conversations": ("get", "", []),
@@ -183,6 +191,16 @@ ADMIN_ONLY = {
     "patients:break_glass_review": "compliance",
     "patients:access_report": "compliance",
     "engagement:access_report_request": "compliance",
+    **{
+        f"integrations:{name}": "compliance"
+        for name in (
+            "right_of_access_list",
+            "right_of_access",
+            "right_of_access_start",
+            "right_of_access_download",
+            "right_of_access_create",
+        )
+    },
     "patients:merge": "admin",
     "patients:document_delete": "admin",
     # Insurance and identifiers: registration (the front desk), not the clinical roles.

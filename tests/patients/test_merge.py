@@ -51,6 +51,7 @@ KNOWN_RELATIONS = {
     ("integrations.encounter", "patient"): "move",
     ("integrations.fhirresourcelink", "content_type", "object_id"): "move",
     ("integrations.procedure", "patient"): "move",
+    ("integrations.rightofaccessrequest", "patient"): "move",
     ("patients.allergy", "patient"): "move",
     ("patients.appointment", "patient"): "move",
     ("patients.breakglassevent", "patient"): "keep",
