@@ -23,6 +23,9 @@ urlpatterns = [
     # Patient links: short path, signed token, no sign-in.
     path("l/<str:token>/", views.patient_link_view, name="patient_link"),
     # The patient's access report ("who viewed my record"): signed link, one-time code, no sign-in.
+    path(
+        "access-report/<slug:organization_slug>/", access_report_views.access_report_ask_view, name="access_report_ask"
+    ),
     path("r/<str:token>/", access_report_views.access_report_link_view, name="access_report_link"),
     path("r/<str:token>/report/", access_report_views.access_report_patient_view, name="access_report_patient"),
     path(

@@ -278,3 +278,39 @@ def patient_report_viewed(*, request: AccessReportRequest, now: datetime, ip_add
     )
     request.last_viewed_at = now
     request.save(update_fields=["last_viewed_at", "updated_at"])
+
+
+PATIENT_REQUESTS_PER_DAY = 3
+
+
+def patient_request_submit(*, date_of_birth: Any, contact: str, now: datetime) -> bool:
+    """The public request form: when exactly one active patient of the current organization has
+    this birth date and this mobile number or email (blind indexes: nothing decrypted), send the
+    link to that contact (the one on file). Returns whether a link was queued; the page says the
+    same either way, so the form cannot tell whether someone is a patient. At most
+    PATIENT_REQUESTS_PER_DAY such requests per patient a day (no text-bombing through the form)."""
+    from patients.models import Patient
+
+    contact = contact.strip()
+    by_email = "@" in contact
+    try:
+        lookup = {"email": contact} if by_email else {"phone_mobile": contact}
+        matches = list(Patient.objects.blind_match(date_of_birth=date_of_birth, **lookup).filter(is_active=True)[:2])
+    except (ValueError, ValidationError):
+        return False  # a contact that does not normalize matches no one
+    if len(matches) != 1:
+        return False
+    patient = matches[0]
+    recent = AccessReportRequest.objects.filter(
+        patient=patient, source="patient", created_at__gte=now - timedelta(days=1)
+    ).count()
+    if recent >= PATIENT_REQUESTS_PER_DAY:
+        return False
+    try:
+        with transaction.atomic():
+            access_report_request_create(
+                patient=patient, channel="email" if by_email else "sms", source="patient", now=now
+            )
+    except ValidationError:
+        return False  # opted out of that channel, or the channel is turned off
+    return True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django import forms
 from django.contrib import messages
 from django.core import signing
 from django.core.exceptions import ValidationError
@@ -165,3 +166,29 @@ def access_report_patient_view(request: HttpRequest, token: str) -> HttpResponse
         }
         with timezone.override(organization.zone):  # no staff session: the clinic's zone, said in the header
             return render(request, "engagement/access_reports/report.html", context)
+
+
+class AccessReportAskForm(forms.Form):
+    date_of_birth = forms.DateField(label="Your date of birth", widget=forms.DateInput(attrs={"type": "date"}))
+    contact = forms.CharField(label="Your mobile number or email, as the clinic has it", max_length=254, strip=True)
+
+
+@phi_free  # shows nothing of any record, and the same page whether or not the details match
+def access_report_ask_view(request: HttpRequest, organization_slug: str) -> HttpResponse:
+    """The patient's own request: birth date and the mobile number or email on file. A match gets
+    the link at that contact; the answer is the same for a match and for no match."""
+    organization = Organization.objects.filter(slug=organization_slug, is_active=True).first()
+    if organization is None:
+        return _polite(request, "invalid", status=404)
+    form = AccessReportAskForm(request.POST if request.method == "POST" else None)
+    sent = False
+    if form.is_bound and form.is_valid():
+        with organization_context(organization):
+            services.patient_request_submit(
+                date_of_birth=form.cleaned_data["date_of_birth"],
+                contact=form.cleaned_data["contact"],
+                now=timezone.now(),
+            )
+        sent = True
+    context = {"clinic": organization.name, "form": form, "sent": sent}
+    return render(request, "engagement/access_reports/ask.html", context, status=400 if form.errors else 200)

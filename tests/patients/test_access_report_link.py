@@ -328,3 +328,59 @@ def test_the_report_needs_the_code_in_this_browser_and_lapses(org_a, history) ->
         assert stranger.get(_report(token)).status_code == 302  # the link alone is not enough
     with _at(ASKED + timedelta(minutes=31)):
         assert patient.get(_report(token)).status_code == 302
+
+
+# -- The patient's own request form -----------------------------------------------------------------
+
+
+def test_the_request_form_sends_the_link_only_to_a_matching_contact_and_answers_the_same(org_a, org_b, history) -> None:
+    alma = history["alma"]
+    with organization_context(org_a):
+        birth = alma.date_of_birth
+    patient = Client()
+    url = reverse("engagement:access_report_ask", args=[org_a.slug])
+    with _at(ASKED):
+        assert patient.get(url).status_code == 200
+        answers = [
+            patient.post(url, {"date_of_birth": birth.isoformat(), "contact": "ALMA@example.org"}),
+            patient.post(url, {"date_of_birth": "1901-01-01", "contact": "alma@example.org"}),  # wrong birth date
+            patient.post(url, {"date_of_birth": birth.isoformat(), "contact": "someone@example.org"}),
+            patient.post(url, {"date_of_birth": birth.isoformat(), "contact": "not a phone"}),
+            patient.post(
+                reverse("engagement:access_report_ask", args=[org_b.slug]),
+                {"date_of_birth": birth.isoformat(), "contact": "alma@example.org"},
+            ),
+        ]
+        for response in answers:
+            assert response.status_code == 200 and 'data-testid="access-ask-sent"' in response.content.decode()
+            assert "Alma" not in response.content.decode()
+        assert patient.post(url, {"date_of_birth": "", "contact": ""}).status_code == 400
+        assert patient.get(reverse("engagement:access_report_ask", args=["nowhere"])).status_code == 404
+    with organization_context(org_a):
+        [access] = AccessReportRequest.objects.all()
+        message = OutboundMessage.objects.get(subject_type="access_report")
+    assert (access.patient_id, access.source, access.channel, access.requested_by) == (
+        alma.pk,
+        "patient",
+        "email",
+        None,
+    )
+    assert message.patient_id == alma.pk and message.channel == "email"
+    with organization_context(org_b):
+        assert not AccessReportRequest.objects.exists()
+
+
+def test_the_request_form_sends_at_most_three_links_a_day_per_patient(org_a, history) -> None:
+    alma = history["alma"]
+    with organization_context(org_a):
+        birth = alma.date_of_birth.isoformat()
+    url = reverse("engagement:access_report_ask", args=[org_a.slug])
+    with _at(ASKED):
+        for _ in range(5):
+            Client().post(url, {"date_of_birth": birth, "contact": "alma@example.org"})
+    with organization_context(org_a):
+        assert AccessReportRequest.objects.filter(patient=alma).count() == 3
+    with _at(ASKED + timedelta(days=1, minutes=1)):
+        Client().post(url, {"date_of_birth": birth, "contact": "alma@example.org"})
+    with organization_context(org_a):
+        assert AccessReportRequest.objects.filter(patient=alma).count() == 4
