@@ -54,7 +54,7 @@ def right_of_access_start(*, request: RightOfAccessRequest) -> None:
     """Queue the fulfilment (a request received, or one that failed or expired, can be built again)."""
     from integrations.right_of_access.tasks import right_of_access_build_task
 
-    if request.status not in (RightOfAccessStatus.RECEIVED, RightOfAccessStatus.FAILED, RightOfAccessStatus.EXPIRED):
+    if not startable(request, timezone.now()):
         raise ValidationError("This request is already being fulfilled or was delivered.")
     request.status = RightOfAccessStatus.IN_PROGRESS
     request.progress, request.progress_step, request.error = 0, "Queued", ""
@@ -63,8 +63,21 @@ def right_of_access_start(*, request: RightOfAccessRequest) -> None:
     transaction.on_commit(lambda: right_of_access_build_task.delay(organization_id, request_id))
 
 
+# A job that has not moved for this long died with its worker (a build takes seconds): it may start again.
+STALLED_AFTER = timedelta(minutes=15)
+
+
+def startable(request: RightOfAccessRequest, now: datetime) -> bool:
+    """Received, failed, expired, or stalled in progress (its worker died: nothing moved for STALLED_AFTER)."""
+    if request.status in (RightOfAccessStatus.RECEIVED, RightOfAccessStatus.FAILED, RightOfAccessStatus.EXPIRED):
+        return True
+    return request.status == RightOfAccessStatus.IN_PROGRESS and request.updated_at < now - STALLED_AFTER
+
+
 def _progress(request_id: int, percent: int, step: str) -> None:
-    RightOfAccessRequest.objects.filter(pk=request_id).update(progress=percent, progress_step=step)
+    RightOfAccessRequest.objects.filter(pk=request_id).update(
+        progress=percent, progress_step=step, updated_at=timezone.now()
+    )
 
 
 def document_render(rec: record.PatientRecord, *, organization: Organization, now: datetime) -> str:
@@ -83,7 +96,7 @@ def right_of_access_build(*, organization: Organization, request_id: int) -> str
     with organization_context(organization):
         claimed = RightOfAccessRequest.objects.filter(
             pk=request_id, status=RightOfAccessStatus.IN_PROGRESS, progress=0
-        ).update(progress=5, progress_step="Reading the record")
+        ).update(progress=5, progress_step="Reading the record", updated_at=timezone.now())
     if claimed != 1:
         return "skipped"  # gone, not started, or another worker has it
     try:

@@ -67,8 +67,7 @@ def right_of_access_detail_view(request: TenantRequest, pk: int) -> HttpResponse
         "now": now,
         "running": found.status == RightOfAccessStatus.IN_PROGRESS,
         "downloadable": found.status == RightOfAccessStatus.READY and found.expires_at and found.expires_at > now,
-        "startable": found.status
-        in (RightOfAccessStatus.RECEIVED, RightOfAccessStatus.FAILED, RightOfAccessStatus.EXPIRED),
+        "startable": services.startable(found, now),
     }
     page, partial = "integrations/right_of_access/detail.html", "integrations/right_of_access/partials/progress.html"
     return render_partial_or_page(request, page, partial, context)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from fhir.resources.R4B.bundle import Bundle
 
@@ -272,3 +273,20 @@ def test_the_job_skips_a_request_not_started_or_gone(org_a, alma) -> None:
     with organization_context(org_a):
         request.refresh_from_db()
         assert request.status == "received" and not RightOfAccessPackage.objects.exists()
+
+
+def test_a_job_whose_worker_died_can_be_started_again_later_not_while_it_runs(org_a, alma) -> None:
+    request = _received(org_a, alma)
+    with time_machine.travel(NOW, tick=False), organization_context(org_a):
+        services.right_of_access_start(request=request)  # queued; the worker dies before it runs
+        request.refresh_from_db()
+        with pytest.raises(ValidationError):
+            services.right_of_access_start(request=request)
+    with time_machine.travel(NOW + timedelta(minutes=16), tick=False):
+        with organization_context(org_a):
+            request.refresh_from_db()
+            services.right_of_access_start(request=request)
+        right_of_access_build_task.apply(args=(org_a.pk, request.pk)).get()
+    with organization_context(org_a):
+        request.refresh_from_db()
+    assert request.status == RightOfAccessStatus.READY
