@@ -607,3 +607,58 @@ for _about_patient in (EducationSend, EngagementEvent):
     register_phi(_about_patient)
 for _audited in (Consent, MessageTemplate, Rule, EducationItem, EducationVersion):
     auditlog.register(_audited)
+
+
+class AccessReportRequestSource(models.TextChoices):
+    STAFF = "staff", "Staff, on the patient's behalf"
+    PATIENT = "patient", "The patient, through the request form"
+
+
+class AccessReportRequest(TenantModel):
+    """A patient's request for their access report ("who viewed my record", issue 13 item 2).
+
+    The patient gets a signed, expiring link (`engagement.access_reports.tokens`: ids only) to the
+    contact on file; opening it asks for a one-time code sent to the phone or email on file. The
+    code is never stored: `code_hash` is an HMAC of it keyed by the request (so equal codes of two
+    requests differ), compared in constant time. `code_attempts` counts wrong codes for the current
+    code, `failed_attempts` all of them (the request locks at ACCESS_REPORT_MAX_FAILED_ATTEMPTS);
+    both move by a conditional UPDATE, the only write a wrong code makes.
+    """
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="access_report_requests")
+    source = models.CharField(max_length=8, choices=AccessReportRequestSource.choices)
+    channel = models.CharField(max_length=8, choices=MessageChannel.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_by_label = models.CharField(max_length=150, blank=True)
+    link_expires_at = models.DateTimeField()
+    message = models.ForeignKey(OutboundMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    code_hash = models.CharField(max_length=64, blank=True)
+    code_channel = models.CharField(max_length=8, choices=MessageChannel.choices, blank=True)
+    code_expires_at = models.DateTimeField(null=True, blank=True)
+    code_attempts = models.PositiveSmallIntegerField(default=0)
+    failed_attempts = models.PositiveSmallIntegerField(default=0)
+    codes_sent = models.PositiveSmallIntegerField(default=0)
+    last_code_sent_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    last_viewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(source__in=AccessReportRequestSource.values), name="accessreportrequest_source_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(channel__in=MessageChannel.values), name="accessreportrequest_channel_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["organization", "patient", "-created_at"], name="accessreportreq_patient")]
+
+    def __str__(self) -> str:
+        return f"Access report request #{self.pk}"
+
+
+# The code's hash never reaches the change log (a hash of 6 digits is guessable offline).
+auditlog.register(AccessReportRequest, exclude_fields=["code_hash"])

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from engagement import views
+from engagement.access_reports import views as access_report_views
 from engagement.education import views as education_views
 
 app_name = "engagement"
@@ -29,4 +30,15 @@ urlpatterns = [
     ),
     # Patient links: short path, signed token, no sign-in.
     path("l/<str:token>/", views.patient_link_view, name="patient_link"),
+    # The patient's access report ("who viewed my record"): signed link, one-time code, no sign-in.
+    path(
+        "access-report/<slug:organization_slug>/", access_report_views.access_report_ask_view, name="access_report_ask"
+    ),
+    path("r/<str:token>/", access_report_views.access_report_link_view, name="access_report_link"),
+    path("r/<str:token>/report/", access_report_views.access_report_patient_view, name="access_report_patient"),
+    path(
+        "patients/<int:patient_pk>/access-report-link/",
+        access_report_views.access_report_request_view,
+        name="access_report_request",
+    ),
 ]

@@ -12,6 +12,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from auditlog.registry import auditlog
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
@@ -396,3 +397,71 @@ class DeviceAlert(TenantModel):
 
 for _model in (Encounter, Procedure, EhrCarePlan, FhirConnection, DeviceAlert):
     register_phi(_model)
+
+
+class RightOfAccessStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    IN_PROGRESS = "in_progress", "In progress"
+    READY = "ready", "Ready to download"
+    DELIVERED = "delivered", "Delivered"
+    EXPIRED = "expired", "Expired"
+    FAILED = "failed", "Failed"
+
+
+class RightOfAccessRequest(TenantModel):
+    """A patient's request for a copy of their record (HIPAA 164.524, GDPR Art. 15; issue 13 item 4).
+
+    Due 30 days after it was received. Fulfilment (integrations/right_of_access/) builds a FHIR R4
+    Bundle and a readable document, stores them encrypted (`RightOfAccessPackage`) and marks the
+    request ready; one download by compliance or an administrator delivers it (and deletes the
+    package); an undownloaded package expires at `expires_at`.
+    """
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="access_requests")
+    requested_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    status = models.CharField(max_length=12, choices=RightOfAccessStatus.choices, default=RightOfAccessStatus.RECEIVED)
+    received_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    received_by_label = models.CharField(max_length=150, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent of the fulfilment done.")
+    progress_step = models.CharField(max_length=64, blank=True)
+    error = models.CharField(max_length=200, blank=True, help_text="What failed, never a value.")
+    ready_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="The package can be downloaded until then.")
+    fulfilled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    fulfilled_by_label = models.CharField(max_length=150, blank=True)
+    fulfilled_at = models.DateTimeField(null=True, blank=True)
+    resource_count = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=RightOfAccessStatus.values), name="rightofaccessrequest_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(progress__lte=100), name="rightofaccessrequest_progress_range"),
+        ]
+        indexes = [models.Index(fields=["organization", "status", "due_at"], name="rightofaccess_org_status_due")]
+
+    def __str__(self) -> str:
+        return f"Right of access request #{self.pk}"
+
+
+class RightOfAccessPackage(TenantModel):
+    """The fulfilment's files, each a Fernet token (`healthcrm.crypto.encrypt_bytes`) in a bytea
+    column, like patient documents: behind RLS, never in lists or audit reads, deleted once
+    downloaded or expired."""
+
+    request = models.OneToOneField(RightOfAccessRequest, on_delete=models.CASCADE, related_name="package")
+    bundle = models.BinaryField()
+    document = models.BinaryField()
+
+    def __str__(self) -> str:
+        return f"Right of access package #{self.pk}"
+
+
+auditlog.register(RightOfAccessRequest, exclude_fields=["progress", "progress_step"])

@@ -2,6 +2,7 @@ from django.urls import path
 
 from integrations.devices import views as device_views
 from integrations.fhir import views as fhir_views
+from integrations.right_of_access import views as roa_views
 
 app_name = "integrations"
 
@@ -21,5 +22,16 @@ urlpatterns = [
     path("fhir/connections/<int:pk>/pull/", fhir_views.connection_pull_view, name="fhir_connection_pull"),
     path("fhir/connections/<int:pk>/test/", fhir_views.connection_test_view, name="fhir_connection_test"),
     path("fhir/patients/<int:pk>/export/", fhir_views.patient_export_view, name="fhir_patient_export"),
+    path("right-of-access/", roa_views.right_of_access_list_view, name="right_of_access_list"),
+    path("right-of-access/<int:pk>/", roa_views.right_of_access_detail_view, name="right_of_access"),
+    path("right-of-access/<int:pk>/start/", roa_views.right_of_access_start_view, name="right_of_access_start"),
+    path(
+        "right-of-access/<int:pk>/download/", roa_views.right_of_access_download_view, name="right_of_access_download"
+    ),
+    path(
+        "patients/<int:patient_pk>/right-of-access/",
+        roa_views.right_of_access_create_view,
+        name="right_of_access_create",
+    ),
     path("devices/observations/", device_views.device_observation_view, name="device_observation"),
 ]

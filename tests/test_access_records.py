@@ -21,6 +21,7 @@ from compliance.models import AccessAction, AccessLog, AnomalyAlert
 from engagement.models import ConsentChange
 from engagement.services import consent_set
 from healthcrm.tenancy import organization_context
+from integrations.right_of_access.services import right_of_access_receive
 from patients.breakglass.services import break_glass_grant
 from patients.care.services import (
     care_plan_start,
@@ -75,6 +76,7 @@ def world(org_a: Any) -> dict[str, Any]:
         alert = AnomalyAlert.objects.create(
             rule="flagged", user=colleague, subject=colleague.username, day=date(2026, 12, 1), evidence={}
         )
+        roa = right_of_access_receive(patient=patient, actor=None, now=timezone.now())
     # Patient ids and appointment ids are chosen to collide, like the attack's (appointment 28, patient 28).
     return {
         "patient": patient,
@@ -94,6 +96,7 @@ def world(org_a: Any) -> dict[str, Any]:
         "waitlist": waitlist,
         "breakglass": breakglass,
         "alert": alert,
+        "roa": roa,
     }
 
 
@@ -114,6 +117,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:observation_add": ("get", "patient", ["patient"]),
     "patients:merge": ("get", "patient", ["patient"]),
     "patients:access_report": ("get", "patient", ["patient"]),
+    "engagement:access_report_request": ("post", "patient", ["patient"]),
     "patients:coverage_add": ("get", "patient", ["patient"]),
     "patients:coverage_edit": ("get", "coverage", ["coverage", "patient"]),
     "patients:coverage_remove": ("post", "coverage", ["coverage", "patient"]),
@@ -158,6 +162,11 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "patients:team_queue": ("get", "", ["patient"]),
     "patients:follow_up": ("get", "", []),
     "integrations:fhir_patient_export": ("get", "patient", ["patient"]),
+    "integrations:right_of_access_list": ("get", "", ["roa", "patient"]),
+    "integrations:right_of_access": ("get", "roa", ["roa", "patient"]),
+    "integrations:right_of_access_start": ("post", "roa", ["roa", "patient"]),
+    "integrations:right_of_access_download": ("post", "roa", ["roa", "patient"]),  # not ready: sent back
+    "integrations:right_of_access_create": ("post", "patient", ["patient"]),
     "engagement:outbox": ("get", "", []),
     ":dashboard": ("get", "", []),  # names patients only in the role's panels (tests/staff/test_dashboard.py)
     "engagement:conversations": ("get", "", []),
@@ -198,6 +207,17 @@ ADMIN_ONLY = {
     "patients:access_report": "compliance",
     "patients:erasure": "compliance",
     "patients:erasure_overview": "compliance",
+    "engagement:access_report_request": "compliance",
+    **{
+        f"integrations:{name}": "compliance"
+        for name in (
+            "right_of_access_list",
+            "right_of_access",
+            "right_of_access_start",
+            "right_of_access_download",
+            "right_of_access_create",
+        )
+    },
     "patients:merge": "admin",
     "patients:document_delete": "admin",
     # Insurance and identifiers: registration (the front desk), not the clinical roles.

@@ -53,6 +53,11 @@ def render_message(
         if message.channel == "sms":
             return "", f"{organization.name}: {message.body}"
         return f"Message from {organization.name}", message.body
+    if message.subject_type == "access_report":
+        # The link to the patient's access report (engagement/access_reports): its text is kept on the row.
+        if message.channel == "sms":
+            return "", f"{organization.name}: {message.body}"
+        return f"Your record's access report from {organization.name}", message.body
     patient = message.patient
     key = (message.template_key, message.channel, patient.preferred_language)
     if templates is not None and key in templates:

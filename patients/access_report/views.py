@@ -29,7 +29,7 @@ PERM = "compliance.view_accesslog"
 PAGE_SIZE = 50
 
 
-def _get_patient(request: TenantRequest, pk: int) -> Patient:
+def get_report_patient(request: TenantRequest, pk: int) -> Patient:
     """The guarded fetch, in the order every view answers: another organization's patient is 404
     for every role (its existence is not confirmed), then a role without PERM gets 403 (logged as
     denied either way). PERM is not a patient permission, so there is no per-patient grant of it."""
@@ -43,7 +43,7 @@ def _get_patient(request: TenantRequest, pk: int) -> Patient:
 
 @staff_view(access=AccessAction.VIEW)
 def access_report_view(request: TenantRequest, pk: int) -> HttpResponse:
-    patient = _get_patient(request, pk)
+    patient = get_report_patient(request, pk)
     filters = AccessLogFilterForm(request.GET).values()  # dates that do not parse: no filter
     rows = patient_access_report(patient=patient, since=filters["since"] or None, until=filters["until"] or None)
     zone = timezone.get_current_timezone_name()
