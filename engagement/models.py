@@ -177,6 +177,7 @@ class RuleKind(models.TextChoices):
     LAB_RESULTS = "lab_results", "Lab results available"
     CAMPAIGN = "campaign", "Education / wellness campaign"
     SURVEY = "survey", "Post-visit satisfaction survey"
+    QUESTIONNAIRE = "questionnaire", "Questionnaire (PHQ-9, GAD-7, ...)"
 
 
 # Marketing-like outreach and daily reminders need an explicit opt-in; care messages go unless the
@@ -483,3 +484,10 @@ for _model in (ChannelSettings, OutboundMessage, ConversationMessage, SurveyResp
     register_phi(_model)
 for _audited in (Consent, MessageTemplate, Rule):
     auditlog.register(_audited)
+
+
+# Questionnaires live in their own module (a sub-domain of outreach), registered on this app.
+from engagement.questionnaires.models import Questionnaire, QuestionnaireResponse, ResponseStatus  # noqa: E402, F401
+
+register_phi(QuestionnaireResponse)
+auditlog.register(Questionnaire)

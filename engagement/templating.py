@@ -26,6 +26,7 @@ ALLOWED_VARIABLES: dict[str, str] = {
     "unsubscribe_link": "Signed link to stop these messages",
     "survey_link": "Signed link to the satisfaction survey of the visit (survey messages)",
     "portal_link": "Where to see details after signing in",
+    "questionnaire_link": "Signed link to the questionnaire's form (questionnaire messages)",
 }
 
 # Refused in SMS whatever the spelling: what a lock screen must never show.

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from engagement import views
+from engagement.questionnaires import views as questionnaires
 
 app_name = "engagement"
 
@@ -19,6 +20,12 @@ urlpatterns = [
     path("settings/", views.channel_settings_view, name="settings"),
     path("patients/<int:patient_pk>/communications/", views.patient_communications_view, name="patient_communications"),
     path("patients/<int:patient_pk>/consent/", views.patient_consent_view, name="patient_consent"),
+    path("questionnaires/", questionnaires.questionnaire_list_view, name="questionnaires"),
+    path(
+        "patients/<int:patient_pk>/questionnaires/",
+        questionnaires.patient_questionnaires_view,
+        name="patient_questionnaires",
+    ),
     # Patient links: short path, signed token, no sign-in.
     path("l/<str:token>/", views.patient_link_view, name="patient_link"),
 ]
