@@ -58,12 +58,14 @@ class AnswersForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.questions = scoring.questions(questionnaire.resource)
         for question in self.questions:
-            self.fields[question.link_id] = forms.CharField(
+            refused = f"Question {question.number} ({question.text}): choose one of the answers offered."
+            self.fields[question.link_id] = forms.ChoiceField(
                 required=False,
-                max_length=64,
                 label=f"{question.number}. {question.text}",
-                widget=forms.RadioSelect(choices=[(o.code, o.display) for o in question.options]),
+                choices=[(o.code, o.display) for o in question.options],
+                widget=forms.RadioSelect,
                 initial=initial_answers.get(question.link_id),
+                error_messages={"invalid_choice": refused},
             )
 
     def answers(self) -> dict[str, str]:
