@@ -41,6 +41,7 @@ KNOWN_RELATIONS = {
     ("engagement.consentchange", "patient"): "move",
     ("engagement.conversationmessage", "patient"): "move",
     ("engagement.outboundmessage", "patient"): "move",
+    ("engagement.questionnaireresponse", "patient"): "move",
     ("engagement.surveyresponse", "patient"): "move",
     ("guardian.groupobjectpermission", "content_type", "object_pk"): "move",
     ("guardian.userobjectpermission", "content_type", "object_pk"): "move",
