@@ -30,6 +30,7 @@ REAL_PROCESS_MODULES = {
     "engagement/test_worker_batch.py": "a real Celery worker subprocess",
     "engagement/test_browser_outreach.py": "Chromium against the live server",
     "engagement/test_browser_staff_message.py": "Chromium against the live server",
+    "engagement/test_browser_questionnaire.py": "Chromium against the live server",
     "patients/test_browser_flows.py": "Chromium against the live server",
     "patients/test_browser_merge.py": "Chromium against the live server",
     "patients/test_browser_consent_documents.py": "Chromium against the live server",
