@@ -33,6 +33,7 @@ STEP_ORDER = (
     "outreach",  # engagement: templates, rules, consents, reminders for the coming visits
     "history",  # analytics: 18 months of visit outcomes, reminders and BP/HbA1c series
     "surveys",  # engagement: six months of post-visit surveys and their answers (past visits above)
+    "questionnaires",  # engagement: a year of PHQ-9 / GAD-7 answers and their scores on the record
     "analytics",  # analytics: a full refresh of the facts, last (reads everything above)
 )
 
