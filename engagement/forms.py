@@ -100,7 +100,7 @@ KIND_OPTIONS: dict[str, dict[str, forms.Field]] = {
     },
     RuleKind.QUESTIONNAIRE: {
         "questionnaire": forms.SlugField(
-            required=False, max_length=64, label="Questionnaire (short name)", help_text="e.g. phq-9, gad-7."
+            required=False, max_length=64, label="Questionnaire", help_text="Its short name, e.g. phq-9, gad-7."
         ),
         "condition_code": forms.CharField(
             required=False, max_length=32, label="Patients with the condition (code)", help_text="e.g. 35489007"

@@ -366,3 +366,57 @@ def test_an_invalid_questionnaire_json_is_refused_with_a_clear_error_and_nothing
         assert Questionnaire.objects.count() == before
         imported = services.questionnaire_import(data=json.dumps({**valid, "version": "2"}), key="gad-7-v2")
         assert (imported.total_code, imported.alert_at) == ("70274-6", 10)  # scored like the built-in GAD-7
+
+
+# -- Views: the personas -------------------------------------------------------------------------------
+
+
+def test_the_record_tab_sends_for_a_nurse_and_refuses_others(
+    clinic, patient, nurse_user, frontdesk_user, coordinator_user, other_org_user, client_for
+) -> None:
+    from django.urls import reverse
+
+    url = reverse("engagement:patient_questionnaires", args=[patient.pk])
+    phq9 = _phq9(clinic)
+    nurse = client_for(nurse_user)
+    page = nurse.get(url)
+    assert page.status_code == 200 and b"Send questionnaire" in page.content
+    sent = nurse.post(url, {"questionnaire": phq9.pk, "channel": "sms", "key": "n" * 22}, follow=True)
+    assert b"Questionnaire queued by SMS" in sent.content
+    nurse.post(url, {"questionnaire": phq9.pk, "channel": "sms", "key": "n" * 22})  # resent: still one
+    with organization_context(clinic):
+        (message,) = OutboundMessage.objects.all()
+        assert (message.subject_type, message.subject_id, message.sent_by_id) == (
+            "questionnaire",
+            phq9.pk,
+            nurse_user.pk,
+        )
+    bad = nurse.post(url, {"questionnaire": "999999", "channel": "sms", "key": "m" * 22})
+    assert bad.status_code == 400 and b"Choose one of this clinic" in bad.content
+    coordinator = client_for(coordinator_user)
+    assert coordinator.get(url).status_code == 200  # reads the answers, sends none
+    assert b"Send questionnaire</h2>" not in coordinator.get(url).content
+    assert coordinator.post(url, {"questionnaire": phq9.pk, "key": "c" * 22}).status_code == 403
+    assert client_for(frontdesk_user).get(url).status_code == 403  # no clinical group
+    assert client_for(other_org_user).get(url).status_code == 404
+
+
+def test_the_import_page_refuses_an_invalid_definition_and_imports_a_valid_one(
+    clinic, admin_user, nurse_user, other_org_user, client_for
+) -> None:
+    from django.urls import reverse
+
+    url = reverse("engagement:questionnaires")
+    admin = client_for(admin_user)
+    assert b"PHQ-9 quick depression assessment" in admin.get(url).content
+    refused = admin.post(url, {"text": json.dumps({"resourceType": "Questionnaire", "status": "someday"})})
+    assert refused.status_code == 400 and b"Not a valid FHIR R4 Questionnaire" in refused.content
+    definition = {**definitions.gad7(), "url": "https://example.org/q/gad-7-short"}
+    assert admin.post(url, {"text": json.dumps(definition), "key": "gad-7-short"}).status_code == 302
+    with organization_context(clinic):
+        assert Questionnaire.objects.filter(key="gad-7-short").exists()
+    nurse = client_for(nurse_user)
+    assert nurse.get(url).status_code == 200 and b"Import a questionnaire" not in nurse.get(url).content
+    assert nurse.post(url, {"text": "{}"}).status_code == 403
+    assert client_for(other_org_user).get(url).status_code == 200  # its own (empty) list
+    assert b"gad-7-short" not in client_for(other_org_user).get(url).content
