@@ -458,9 +458,12 @@ def alert_task_create(*, response: QuestionnaireResponse, questionnaire: Questio
     organization = require_current_organization()
     roles = task_roles()
     role = next((r for r in ("nurse", "provider", "coordinator") if r in roles), roles[0] if roles else "")
-    item_alert = any(
-        answers_of(response).get(link_id) not in (None, "LA6568-5") for link_id in questionnaire.alert_items
-    )
+    answers = answers_of(response)
+    item_alert = False
+    for question in scoring.questions(questionnaire.resource):
+        option = question.option(answers.get(question.link_id, ""))
+        if question.link_id in questionnaire.alert_items and option is not None and (option.score or 0) > 0:
+            item_alert = True
     details = [f"{questionnaire.title}: total {response.score if response.score is not None else 'incomplete'}"]
     if response.band:
         details[0] += f" ({response.band})"
