@@ -83,10 +83,14 @@ def questionnaire_options(organization: Any) -> QuestionnaireOptions:
     raw = (organization.settings or {}).get("questionnaires") if organization is not None else None
     raw = raw if isinstance(raw, dict) else {}
     text = raw.get("crisis_text")
-    thresholds = {}
-    for key, value in (raw.get("alert_at") or {}).items() if isinstance(raw.get("alert_at"), dict) else []:
-        if isinstance(value, int) and 0 <= value <= 1000:
-            thresholds[str(key)] = value
+    given = raw.get("alert_at")
+    given = given if isinstance(given, dict) else {}
+    # A threshold that is not a small whole number is ignored (the definition's default applies).
+    thresholds = {
+        str(key): value
+        for key, value in given.items()
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1000
+    }
     crisis = text.strip()[:1000] if isinstance(text, str) and text.strip() else DEFAULT_CRISIS_TEXT
     return QuestionnaireOptions(crisis_text=crisis, alert_at=thresholds)
 
