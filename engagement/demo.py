@@ -234,3 +234,121 @@ def seed_education(tenant: DemoTenant) -> list[str]:
             )
     EngagementEvent.objects.bulk_create(events, batch_size=2000)
     return [f"{len(items)} education items", f"{len(messages)} education sends ({len(events)} opened)"]
+
+
+# -- Questionnaires: a year of PHQ-9 and GAD-7 answers ---------------------------------------------
+
+QUESTIONNAIRE_SHARE = 0.25  # of patients who answered questionnaires
+QUESTIONNAIRE_EVERY = timedelta(days=91)
+QUESTIONNAIRE_ROUNDS = 4
+
+
+def _item_scores(rng: random.Random, total: int, items: int, *, last_zero: bool) -> list[int]:
+    """Item scores (0-3) adding up to `total` (capped by what the items can hold)."""
+    scores = [0] * items
+    open_items = list(range(items - 1 if last_zero else items))
+    for _ in range(min(total, 3 * len(open_items))):
+        index = rng.choice([i for i in open_items if scores[i] < 3])
+        scores[index] += 1
+    return scores
+
+
+@demo.register("questionnaires")
+def seed_questionnaires(tenant: DemoTenant) -> list[str]:
+    """A year of synthetic PHQ-9 and GAD-7 responses (quarterly, by SMS link) for a quarter of the
+    patients, each with its score Observation, the way the link would have recorded them. History
+    only: no tasks are opened for past answers at the threshold."""
+    import json
+
+    from engagement.questionnaires import definitions, scoring, services
+    from engagement.questionnaires.models import Questionnaire, QuestionnaireResponse
+    from patients.models import Observation, Patient
+    from patients.services import clinical_rows_create
+
+    services.questionnaire_defaults_install()
+    if QuestionnaireResponse.objects.exists():
+        return []  # seeded before
+    rng = random.Random(tenant.run.rng.random())
+    now = timezone.now()
+    chosen = {q.key: q for q in Questionnaire.objects.filter(key__in=("phq-9", "gad-7"))}
+    codes = [code for code, _, _ in definitions.FREQUENCY]
+    patient_ids = [
+        pk for pk in Patient.objects.order_by("pk").values_list("pk", flat=True) if rng.random() < QUESTIONNAIRE_SHARE
+    ]
+    plans = []  # (patient id, questionnaire, sent at, item scores)
+    for patient_id in patient_ids:
+        questionnaire = chosen["phq-9" if rng.random() < 0.7 else "gad-7"]
+        items = [q.link_id for q in scoring.questions(questionnaire.resource) if q.scored]
+        level = rng.uniform(3, 18)  # most improve with care
+        for round_ in range(QUESTIONNAIRE_ROUNDS):
+            sent_at = now - QUESTIONNAIRE_EVERY * (QUESTIONNAIRE_ROUNDS - round_) + timedelta(hours=rng.randint(9, 17))
+            total = max(0, round(level + rng.gauss(0, 2)))
+            values = _item_scores(rng, total, len(items), last_zero=questionnaire.key == "phq-9")
+            plans.append((patient_id, questionnaire, sent_at, dict(zip(items, values, strict=True))))
+            level = max(0.0, level - rng.uniform(0, 3))
+    messages = [
+        OutboundMessage(
+            patient_id=patient_id,
+            template_key=services.TEMPLATE_KEY,
+            subject_type=services.SUBJECT,
+            subject_id=questionnaire.pk,
+            channel="sms",
+            slot=f"demo:{sent_at:%Y%m%d}",
+            status=OutboxStatus.DELIVERED,
+            due_at=sent_at,
+            next_attempt_at=sent_at,
+            claimed_at=sent_at,
+            attempts=1,
+            sent_at=sent_at,
+            delivered_at=sent_at,
+        )
+        for patient_id, questionnaire, sent_at, _ in plans
+    ]
+    OutboundMessage.objects.bulk_create(messages, batch_size=2000)
+    observations, responses = [], []
+    for message, (patient_id, questionnaire, sent_at, by_item) in zip(messages, plans, strict=True):
+        answered_at = sent_at + timedelta(minutes=rng.randint(10, 900))
+        answers = {link_id: codes[value] for link_id, value in by_item.items()}
+        result = scoring.score(
+            questionnaire.resource,
+            answers,
+            bands=questionnaire.bands,
+            alert_at=questionnaire.alert_at,
+            alert_items=questionnaire.alert_items,
+        )
+        resource = services.response_resource(questionnaire, answers, status="completed", authored=answered_at)
+        responses.append(
+            QuestionnaireResponse(
+                patient_id=patient_id,
+                questionnaire=questionnaire,
+                questionnaire_url=questionnaire.url,
+                message=message,
+                status="completed",
+                resource=json.dumps(resource),
+                score=result.total,
+                band=result.band,
+                alerted=result.alert,
+                authored_at=answered_at,
+                completed_at=answered_at,
+            )
+        )
+        observations.append(
+            Observation(
+                patient_id=patient_id,
+                code_system=questionnaire.total_system,
+                code=questionnaire.total_code,
+                display=questionnaire.total_display,
+                category="survey",
+                value_quantity=result.total,
+                unit="{score}",
+                reference_low=0,
+                reference_high=(questionnaire.alert_at or 1) - 1,
+                effective_at=answered_at,
+            )
+        )
+    clinical_rows_create(rows=observations)
+    for response, observation in zip(responses, observations, strict=True):
+        response.observation_id = observation.pk
+    QuestionnaireResponse.objects.bulk_create(responses, batch_size=2000)
+    alerted = sum(r.alerted for r in responses)
+    return [f"{len(responses)} questionnaire responses ({alerted} at the alert threshold)"]

@@ -99,6 +99,15 @@ KIND_OPTIONS: dict[str, dict[str, forms.Field]] = {
         "delay_hours": _hours("Hours after the visit", "Default 2.", low=0, high=24 * 7),
         "max_age_days": _hours("Visits of the last (days)", "Default 3.", high=30),
     },
+    RuleKind.QUESTIONNAIRE: {
+        "questionnaire": forms.SlugField(
+            required=False, max_length=64, label="Questionnaire", help_text="Its short name, e.g. phq-9, gad-7."
+        ),
+        "condition_code": forms.CharField(
+            required=False, max_length=32, label="Patients with the condition (code)", help_text="e.g. 35489007"
+        ),
+        "every_days": _hours("Once every (days)", "Default 90.", high=730),
+    },
 }
 
 
@@ -171,6 +180,8 @@ class RuleForm(forms.Form):
             problem = risk_params_problem(options)
             if problem:
                 self.add_error(f"{kind}-extra_when_risk", problem.replace("extra_when_risk", "the risk"))
+        if kind == RuleKind.QUESTIONNAIRE and not options.get("questionnaire"):
+            self.add_error(f"{kind}-questionnaire", "Name the questionnaire this rule sends.")
         if kind == RuleKind.PREVENTIVE_RECALL and not options.get("recall"):
             self.add_error(f"{kind}-recall", "Choose which recall this rule sends.")
         age_min, age_max = options.get("age_min"), options.get("age_max")

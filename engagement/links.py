@@ -8,6 +8,8 @@ the latest (`link_expires_at`). Each use is
 recorded once (`engagement.models.LinkUse`): confirm/cancel links act once, unsubscribe links stay
 usable (opting out twice is harmless). A survey link records one answer, and no longer than
 SURVEY_VALID_FOR after the survey was issued (an answer weeks after the visit says little about it).
+A questionnaire link keeps one response (saved as the patient goes, completed once) for
+QUESTIONNAIRE_VALID_FOR (engagement/questionnaires/services.py).
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 SALT = "engagement.patient-link"
-ACTIONS: tuple[str, ...] = ("confirm", "cancel", "unsubscribe", "survey", "slot")
+ACTIONS: tuple[str, ...] = ("confirm", "cancel", "unsubscribe", "survey", "slot", "questionnaire")
 # An education page (engagement/education/): opening it is what it records (no action to take).
 ACTIONS += ("education",)
 APPOINTMENT_ACTIONS = ("confirm", "cancel")
 # How long a survey (its link, and an SMS reply to it) accepts an answer after it was sent.
 SURVEY_VALID_FOR = timedelta(days=7)
+# How long a questionnaire link accepts answers (saved progress included) after it was issued.
+QUESTIONNAIRE_VALID_FOR = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ def link_expires_at(claims: LinkClaims, *, starts_at: datetime | None = None) ->
         expires_at = min(expires_at, starts_at)
     if claims.action == "survey":
         expires_at = min(expires_at, claims.issued_at + SURVEY_VALID_FOR)
+    if claims.action == "questionnaire":
+        expires_at = min(expires_at, claims.issued_at + QUESTIONNAIRE_VALID_FOR)
     return expires_at
 
 

@@ -248,6 +248,7 @@ class RuleKind(models.TextChoices):
     SURVEY = "survey", "Post-visit satisfaction survey"
     WAITLIST_OFFER = "waitlist_offer", "Waitlist: a freed slot offered"
     EDUCATION = "education", "Education on a new diagnosis, medication or care plan"
+    QUESTIONNAIRE = "questionnaire", "Questionnaire (PHQ-9, GAD-7, ...)"
 
 
 # Marketing-like outreach and daily reminders need an explicit opt-in; care messages go unless the
@@ -662,3 +663,8 @@ class AccessReportRequest(TenantModel):
 
 # The code's hash never reaches the change log (a hash of 6 digits is guessable offline).
 auditlog.register(AccessReportRequest, exclude_fields=["code_hash"])
+# Questionnaires live in their own module (a sub-domain of outreach), registered on this app.
+from engagement.questionnaires.models import Questionnaire, QuestionnaireResponse, ResponseStatus  # noqa: E402, F401
+
+register_phi(QuestionnaireResponse)
+auditlog.register(Questionnaire)

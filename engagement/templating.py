@@ -28,6 +28,7 @@ ALLOWED_VARIABLES: dict[str, str] = {
     "portal_link": "Where to see details after signing in",
     "slot_link": "Signed link to take a freed slot offered from the waitlist (waitlist offers)",
     "education_link": "Signed link to the education page sent (education messages)",
+    "questionnaire_link": "Signed link to the questionnaire's form (questionnaire messages)",
 }
 
 # Refused in SMS whatever the spelling: what a lock screen must never show.

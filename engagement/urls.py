@@ -3,6 +3,7 @@ from django.urls import path
 from engagement import views
 from engagement.access_reports import views as access_report_views
 from engagement.education import views as education_views
+from engagement.questionnaires import views as questionnaires
 
 app_name = "engagement"
 
@@ -27,6 +28,12 @@ urlpatterns = [
         "patients/<int:patient_pk>/engagement/",
         education_views.patient_engagement_view,
         name="patient_engagement",
+    ),
+    path("questionnaires/", questionnaires.questionnaire_list_view, name="questionnaires"),
+    path(
+        "patients/<int:patient_pk>/questionnaires/",
+        questionnaires.patient_questionnaires_view,
+        name="patient_questionnaires",
     ),
     # Patient links: short path, signed token, no sign-in.
     path("l/<str:token>/", views.patient_link_view, name="patient_link"),

@@ -435,6 +435,10 @@ def patient_link_view(request: HttpRequest, token: str) -> HttpResponse:
             return _slot_link(request, organization, message, claims)
         if claims.action == "education":
             return education_page(request, organization, message, claims)
+        if claims.action == "questionnaire":
+            from engagement.questionnaires.views import questionnaire_link
+
+            return questionnaire_link(request, organization, message, claims)
         if request.method == "POST":
             state = services.link_use(message=message, claims=claims, now=now)
         else:

@@ -269,3 +269,23 @@ def sync_role_groups(sender: Any = None, using: str = "default", **kwargs: Any) 
             app_label, codename = perm.split(".", 1)
             wanted.extend(Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename))
         group.permissions.add(*wanted)
+
+
+# Questionnaires (engagement/questionnaires/, #15): nurses and providers send them from the record
+# and read the answers (clinical); coordinators read them; administrators and coordinators import
+# definitions (no PHI).
+for _role in (Role.PROVIDER, Role.NURSE, Role.COORDINATOR):
+    ROLE_PERMISSIONS[_role] = [
+        *ROLE_PERMISSIONS[_role],
+        "engagement.view_questionnaire",
+        "engagement.view_questionnaireresponse",
+    ]
+for _role in (Role.PROVIDER, Role.NURSE):
+    ROLE_PERMISSIONS[_role] = [*ROLE_PERMISSIONS[_role], "engagement.add_questionnaireresponse"]
+for _role in (Role.ADMIN, Role.COORDINATOR):
+    ROLE_PERMISSIONS[_role] = [
+        *ROLE_PERMISSIONS[_role],
+        "engagement.view_questionnaire",
+        "engagement.add_questionnaire",
+        "engagement.change_questionnaire",
+    ]

@@ -174,6 +174,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "engagement:patient_communications": ("get", "patient", ["patient"]),
     "engagement:patient_consent": ("get", "patient", ["patient", "consent_change"]),
     "engagement:patient_engagement": ("get", "patient", ["patient"]),
+    "engagement:patient_questionnaires": ("get", "patient", ["patient"]),
     "patients:documents": ("get", "patient", ["patient", "document"]),
     "patients:document_download": ("get", "document", ["document", "patient"]),
     "patients:document_delete": ("post", "document", ["document", "patient"]),

@@ -33,6 +33,7 @@ REAL_PROCESS_MODULES = {
     "engagement/test_browser_waitlist_offer.py": "Chromium against the live server",
     "test_browser_htmx_states.py": "Chromium against the live server",
     "engagement/test_browser_education.py": "Chromium against the live server",
+    "engagement/test_browser_questionnaire.py": "Chromium against the live server",
     "patients/test_browser_flows.py": "Chromium against the live server",
     "patients/test_browser_merge.py": "Chromium against the live server",
     "patients/test_browser_consent_documents.py": "Chromium against the live server",

@@ -114,6 +114,10 @@ def render_message(
         context["education_link"] = links.link_for(
             organization_id=organization.pk, message_id=message.pk, action="education"
         )
+    if message.subject_type == "questionnaire":
+        context["questionnaire_link"] = links.link_for(
+            organization_id=organization.pk, message_id=message.pk, action="questionnaire"
+        )
     body = templating.render(template.body, context)
     # Collapse blank lines left by empty optional variables (no telehealth link, no location).
     body = "\n".join(line for line in body.splitlines() if line.strip() or not line).strip()

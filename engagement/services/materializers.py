@@ -382,6 +382,13 @@ def survey_materialize(rule: Rule, now: datetime) -> int:
     return outbox_rows_create(rows)
 
 
+def questionnaire_materialize(rule: Rule, now: datetime) -> int:
+    """A questionnaire to a cohort, once per period (engagement/questionnaires/services.py)."""
+    from engagement.questionnaires.services import questionnaire_materialize as materialize
+
+    return materialize(rule, now)
+
+
 # Rule kind -> what puts its messages in the outbox. Kinds absent here (care-plan update, lab
 # results) are enqueued by the services that change what they announce (notice_enqueue).
 MATERIALIZERS: dict[str, Callable[[Rule, datetime], int]] = {
@@ -392,4 +399,5 @@ MATERIALIZERS: dict[str, Callable[[Rule, datetime], int]] = {
     RuleKind.CAMPAIGN: campaign_materialize,
     RuleKind.ADHERENCE: adherence_materialize,
     RuleKind.SURVEY: survey_materialize,
+    RuleKind.QUESTIONNAIRE: questionnaire_materialize,
 }

@@ -7,6 +7,7 @@ fhir.resources' R4B models before it is returned.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -16,6 +17,7 @@ from django.db import models
 from django.utils import timezone
 from fhir.resources.R4B.bundle import Bundle
 
+from engagement.questionnaires.selectors import responses_for_patient
 from integrations.fhir.mapping import (
     EXT_GENDER_IDENTITY,
     EXT_PRONOUNS,
@@ -214,6 +216,20 @@ def _observation(o: Observation, patient: Patient) -> dict[str, Any]:
     return resource
 
 
+def questionnaire_response_resource(response: Any, patient: Patient) -> dict[str, Any]:
+    """A stored response (already FHIR-shaped) with its id, subject and source (the patient)."""
+    resource = json.loads(response.resource)
+    resource.update(
+        {
+            "resourceType": "QuestionnaireResponse",
+            "id": resource_uuid(response),
+            "subject": _ref(patient),
+            "source": _ref(patient),
+        }
+    )
+    return resource
+
+
 def fhir_export_patient(*, patient: Patient) -> dict[str, Any]:
     """The patient's record as a validated FHIR R4 `collection` Bundle (a dict ready for JSON)."""
     resources: list[dict[str, Any]] = []
@@ -266,8 +282,15 @@ def fhir_export_patient(*, patient: Patient) -> dict[str, Any]:
                 else [],
             }
         )
+    responses = list(responses_for_patient(patient_id=patient.pk))
+    derived = {r.observation_id: r for r in responses if r.observation_id}
     for o in Observation.objects.filter(patient=patient):
-        resources.append(_observation(o, patient))
+        observation = _observation(o, patient)
+        if o.pk in derived:  # a questionnaire's score: it says which answers it was computed from
+            observation["derivedFrom"] = [_ref(derived[o.pk])]
+        resources.append(observation)
+    for r in responses:
+        resources.append(questionnaire_response_resource(r, patient))
     for i in Immunization.objects.filter(patient=patient):
         resources.append(
             {

@@ -17,6 +17,9 @@ from typing import Any
 from django.db import models
 from django.utils.dateparse import parse_datetime
 
+from engagement.questionnaires.definitions import SCORE_CODES
+from engagement.questionnaires.models import QuestionnaireResponse
+from engagement.questionnaires.services import response_fields_from_fhir
 from healthcrm.models import Location
 from integrations.models import EhrCarePlan, Encounter, Procedure
 from patients.models import (
@@ -144,6 +147,7 @@ TIERS: dict[str, int] = {
     "Immunization": 2,
     "Procedure": 2,
     "CarePlan": 2,
+    "QuestionnaireResponse": 2,
 }
 KEPT_TYPES = frozenset(TIERS)
 
@@ -481,6 +485,9 @@ def _category(res: dict[str, Any]) -> str:
         for coding in _list((concept or {}).get("coding")):
             if coding.get("code") in OBSERVATION_CATEGORIES_KEPT:
                 return str(coding["code"])
+            # A questionnaire's total (PHQ-9, GAD-7, ...) is kept; other survey answers are not.
+            if coding.get("code") == "survey" and first_coding(res.get("code")).get("code") in SCORE_CODES:
+                return "survey"
     return ""
 
 
@@ -802,6 +809,26 @@ def map_appointment(res: dict[str, Any]) -> Mapped:
     return mapped
 
 
+QUESTIONNAIRE_RESPONSE_STATUS = {"in-progress", "completed", "amended", "entered-in-error", "stopped"}
+
+
+def map_questionnaire_response(res: dict[str, Any]) -> Mapped:
+    """A patient's answers, kept whole (encrypted), linked to this organization's definition of the
+    same canonical URL when it has one (and then scored like answers given here)."""
+    _code(res.get("status"), QUESTIONNAIRE_RESPONSE_STATUS, "QuestionnaireResponse.status")
+    authored = parse_when(res.get("authored"), "QuestionnaireResponse.authored")
+    if authored is None:
+        raise MappingError("QuestionnaireResponse.authored", "when it was answered is required")
+    if len(str(res.get("questionnaire") or "")) > 255:
+        raise MappingError("QuestionnaireResponse.questionnaire", "longer than 255 characters")
+    return Mapped(
+        QuestionnaireResponse,
+        response_fields_from_fhir(res, authored=authored),
+        refs={"patient": _subject(res, "QuestionnaireResponse")},
+        paths={"resource": "QuestionnaireResponse", "authored_at": "QuestionnaireResponse.authored"},
+    )
+
+
 def _ref_type(ref: str) -> str:
     """The resource type a reference names ('' for urn:uuid references, resolved by the importer)."""
     if ref.startswith("urn:"):
@@ -828,5 +855,6 @@ MAPPERS = {
     "AllergyIntolerance": map_allergy,
     "Immunization": map_immunization,
     "Procedure": map_procedure,
+    "QuestionnaireResponse": map_questionnaire_response,
     "CarePlan": map_careplan,
 }

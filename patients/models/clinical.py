@@ -66,6 +66,7 @@ class Criticality(models.TextChoices):  # FHIR allergy-intolerance-criticality
 class ObservationCategory(models.TextChoices):
     VITAL_SIGNS = "vital-signs", "Vital signs"
     LABORATORY = "laboratory", "Laboratory"
+    SURVEY = "survey", "Survey"  # questionnaire scores (PHQ-9, GAD-7 totals)
 
 
 class AbnormalFlag(models.TextChoices):  # HL7 v3 ObservationInterpretation, the three we compute
@@ -230,7 +231,8 @@ class Observation(ClinicalRecord):
             if systolic and diastolic:
                 return f"{_plain(systolic['value'])}/{_plain(diastolic['value'])} {self.unit}".strip()
         if self.value_quantity is not None:
-            return f"{_plain(self.value_quantity)} {self.unit}".strip()
+            unit = "" if self.unit.startswith("{") else self.unit  # a UCUM annotation ("{score}") reads as none
+            return f"{_plain(self.value_quantity)} {unit}".strip()
         return self.value_text
 
     def clean(self) -> None:

@@ -44,6 +44,7 @@ KNOWN_RELATIONS = {
     ("engagement.educationsend", "patient"): "move",
     ("engagement.engagementevent", "patient"): "move",
     ("engagement.outboundmessage", "patient"): "move",
+    ("engagement.questionnaireresponse", "patient"): "move",
     ("engagement.surveyresponse", "patient"): "move",
     ("guardian.groupobjectpermission", "content_type", "object_pk"): "move",
     ("guardian.userobjectpermission", "content_type", "object_pk"): "move",

@@ -77,3 +77,18 @@ def test_seed_demo_never_double_books_a_patient_or_a_practitioner(seed: int) -> 
                 "WHERE a.status <> 'cancelled' AND b.status <> 'cancelled'"
             )
             assert cursor.fetchone()[0] == 0, column
+
+
+def test_seed_demo_gives_a_history_of_questionnaire_answers_scored_on_the_record() -> None:
+    """Issue #15: `make run` shows PHQ-9 / GAD-7 answers, each with its total on the record."""
+    from engagement.models import QuestionnaireResponse
+
+    call_command("seed_demo", "--patients", "30", stdout=io.StringIO())
+    with organization_context(Organization.objects.get(slug="northside")):
+        responses = list(QuestionnaireResponse.objects.select_related("observation", "questionnaire"))
+        assert responses and {r.questionnaire.key for r in responses} <= {"phq-9", "gad-7"}
+        for response in responses:
+            assert response.status == "completed" and response.message_id is not None
+            assert response.observation.value_quantity == response.score
+            assert response.observation.code == response.questionnaire.total_code
+        assert Observation.objects.filter(code="44261-6", category="survey").exists()

@@ -219,6 +219,9 @@ def seed_organization(organization: Organization) -> int:
                 rule.full_clean()
                 rule.save()
             rules.append(rule)
+        from engagement.questionnaires.services import questionnaire_defaults_install
+
+        questionnaire_defaults_install()  # PHQ-9, GAD-7, the medication check, and their templates
         from patients.models import Patient
 
         for patient in Patient.objects.filter(preferred_channel__in=["sms", "email"])[:20]:

@@ -34,6 +34,7 @@ STEP_ORDER = (
     "history",  # analytics: 18 months of visit outcomes, reminders and BP/HbA1c series
     "surveys",  # engagement: six months of post-visit surveys and their answers (past visits above)
     "education",  # engagement: the education library (en, es), its rule, four months of sends and opens
+    "questionnaires",  # engagement: a year of PHQ-9 / GAD-7 answers and their scores on the record
     "analytics",  # analytics: a full refresh of the facts, last (reads everything above)
 )
 
