@@ -11,3 +11,4 @@ class IntegrationsConfig(AppConfig):
         # in every process that loads the app registry (web, worker, beat).
         from integrations.devices import services  # noqa: F401 - registers the device-alert timeline source
         from integrations.fhir import tasks  # noqa: F401
+        from integrations.hl7v2 import tasks as hl7v2_tasks  # noqa: F401

@@ -396,3 +396,7 @@ class DeviceAlert(TenantModel):
 
 for _model in (Encounter, Procedure, EhrCarePlan, FhirConnection, DeviceAlert):
     register_phi(_model)
+
+
+# HL7 v2 interface models live in their sub-package; Django finds them through this module.
+from integrations.hl7v2.models import Hl7HeldMessage, Hl7Message, Hl7Sender  # noqa: E402, F401
