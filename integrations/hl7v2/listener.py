@@ -26,7 +26,7 @@ from functools import partial
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from integrations.hl7v2.parsing import APPLICATION_INTERNAL_ERROR, Hl7Error, build_ack
@@ -54,14 +54,17 @@ def frame(message: str | bytes) -> bytes:
     return START_BLOCK + data + END_BLOCK
 
 
-def receive_safely(data: bytes, client_cert_sha256: str = "") -> Received:
-    """The processing core, in a listener thread: a stale connection is replaced first, and an
-    unforeseen error becomes an AE (named by type in the log, no message: it may hold values)."""
-    close_old_connections()
+def receive_safely(data: bytes, client_cert_sha256: str = "", *, own_connection: bool = True) -> Received:
+    """The processing core, in a listener thread: an unforeseen error becomes an AE (named by type in
+    the log, no message: it may hold values), and the thread's connection is dropped so that the next
+    message starts on a fresh one (`own_connection`: the thread is the listener's, not a caller's)."""
     try:
         return hl7_message_receive(data, client_cert_sha256=client_cert_sha256)
     except Exception as exc:  # the listener must answer, whatever happened
         logger.error("hl7 message failed unexpectedly: %s", type(exc).__name__)
+        if own_connection:
+            close_old_connections()
+            connection.close()
         error = Hl7Error("MSH", "the message could not be processed", code=APPLICATION_INTERNAL_ERROR)
         return Received(build_ack(None, "AE", now=timezone.now(), error=error), "AE", "error")
 
@@ -96,7 +99,8 @@ class MllpListener:
 
     async def handle(self, data: bytes, client_cert_sha256: str) -> Received:
         if self.thread_sensitive:
-            return await sync_to_async(receive_safely, thread_sensitive=True)(data, client_cert_sha256)
+            receive = partial(receive_safely, own_connection=False)
+            return await sync_to_async(receive, thread_sensitive=True)(data, client_cert_sha256)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, partial(receive_safely, data, client_cert_sha256))
 
@@ -166,6 +170,8 @@ class MllpListener:
             logger.info("hl7 connection closed: idle")
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
+        except asyncio.CancelledError:
+            pass  # the listener is stopping
         except Exception as exc:  # never let one connection take the listener down
             logger.error("hl7 connection failed: %s", type(exc).__name__)
         finally:

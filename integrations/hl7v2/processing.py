@@ -31,7 +31,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from healthcrm.models import Location
@@ -59,6 +59,7 @@ from integrations.hl7v2.parsing import (
     decode,
     read_header,
 )
+from integrations.hl7v2.selectors import sender_route_get
 from integrations.models import FhirResourceLink
 from patients.models import Appointment, AppointmentKind, AppointmentStatus, Patient, PatientIdentifier, Practitioner
 from patients.scheduling.selectors import practitioner_get_by_npi
@@ -128,25 +129,9 @@ def _refused(header: Header | None, error: Hl7Error, now: datetime, what: str) -
 
 
 def sender_for(header: Header, *, client_cert_sha256: str = "") -> Hl7Sender | None:
-    """The active sender registered for MSH-4/MSH-3 whose credential matches, or None.
-
-    Read before any organization is current: the sender table's RLS policy shows the row whose key
-    is the transaction's `app.hl7_sender_key` (and no other), so this is the one cross-tenant read.
-    """
-    key = sender_lookup_key(header.sending_facility, header.sending_application)
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('app.hl7_sender_key', %s, true)", [key])
-        # Platform code on purpose: the organization is what this lookup finds.
-        sender = (
-            Hl7Sender.objects.all_organizations()
-            .select_related("organization")
-            .filter(lookup_key=key, is_active=True, organization__is_active=True)
-            .first()
-        )
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('app.hl7_sender_key', '', true)")
-    if sender is None:
+    """The active sender registered for MSH-4/MSH-3 whose credential matches, or None."""
+    sender = sender_route_get(sender_lookup_key(header.sending_facility, header.sending_application))
+    if sender is None or not sender.is_active or not sender.organization.is_active:
         return None
     if sender.secret_digest and not hmac.compare_digest(secret_digest(header.security), sender.secret_digest):
         return None
