@@ -7,6 +7,7 @@ import pytest
 from healthcrm.tenancy import organization_context
 from integrations.hl7v2.processing import Received, hl7_message_receive
 from integrations.hl7v2.services import hl7_sender_register
+from tests.engagement.conftest import fake_twilio  # noqa: F401 - the end-to-end test's fake provider
 from tests.integrations.hl7v2.messages import APPLICATION, FACILITY, SECRET
 
 

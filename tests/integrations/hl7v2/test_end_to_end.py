@@ -16,7 +16,7 @@ from engagement.models import OutboundMessage
 from healthcrm.tenancy import organization_context
 from integrations.hl7v2.parsing import ack_code
 from patients.models import Appointment
-from tests.engagement.conftest import ACCOUNT, TOKEN, configure, fake_twilio  # noqa: F401 - a fixture
+from tests.engagement.conftest import ACCOUNT, TOKEN, configure
 from tests.factories import PatientFactory
 from tests.integrations.hl7v2.messages import pid, siu
 from tests.integrations.hl7v2.mllp import exchange, run_listener
@@ -41,7 +41,7 @@ def test_an_s12_over_mllp_is_reminded_by_sms_and_confirmed_by_reply(
     sender: Any,
     org_a: Any,
     fake_twilio: Any,
-    afternoon: datetime,  # noqa: F811
+    afternoon: datetime,
 ) -> None:
     settings.PUBLIC_BASE_URL = BASE
     configure(org_a)
