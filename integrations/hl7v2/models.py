@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models import Q
 
@@ -117,7 +118,7 @@ class Hl7Message(TenantModel):
     error_field = models.CharField(max_length=32, blank=True)
     error_reason = models.CharField(max_length=255, blank=True)
     appointment_key = models.CharField(max_length=64, blank=True, help_text="The sender's appointment id (SIU).")
-    ack = models.TextField(max_length=2000, editable=False)
+    ack = models.TextField(max_length=2000, editable=False, validators=[MaxLengthValidator(2000)])
     raw = EncryptedTextField(max_length=MAX_MESSAGE_CHARS, blank=True, editable=False)
     raw_expires_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField()
