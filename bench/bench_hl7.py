@@ -70,7 +70,9 @@ def _pid(mrn: str, n: int, given: str) -> str:
     )
 
 
-def _siu(trigger: str, control: str, mrn: str, n: int, appointment: str, start: datetime, practitioner: int) -> str:
+def _siu(
+    trigger: str, control: str, mrn: str, n: int, appointment: str, start: datetime, practitioner: int, given: str
+) -> str:
     stamp = start.strftime("%Y%m%d%H%M")
     return "\r".join(
         [
@@ -78,7 +80,7 @@ def _siu(trigger: str, control: str, mrn: str, n: int, appointment: str, start: 
             f"SCH|{appointment}|{appointment}|||{appointment}|OFFICE|^Follow-up visit|FOLLOWUP|30|min|^^30^{stamp}"
             "||||||||||||||Booked",
             f"TQ1|1||||||{stamp}+0000||R",
-            _pid(mrn, n, "ALEX"),
+            _pid(mrn, n, given),
             "RGS|1|A",
             f"AIP|1|A|{1000000000 + practitioner}^DOCTOR{practitioner}^DANA^^^DR^^^NPI|D^Doctor",
             f"AIL|1|A|ROOM{practitioner % 5}^^^{FACILITY}^^^^^Bench room {practitioner % 5}",
@@ -98,9 +100,9 @@ def conversations(run: str, patients: int, practitioners: int = 50) -> list[list
         out.append(
             [
                 "\r".join([_msh("ADT^A04^ADT_A01", f"{run}-{n}-1"), "EVN|A04", _pid(mrn, n, "JAMIE")]),
-                _siu("S12", f"{run}-{n}-2", mrn, n, appointment, start, practitioner),
+                _siu("S12", f"{run}-{n}-2", mrn, n, appointment, start, practitioner, "JAMIE"),
                 "\r".join([_msh("ADT^A08^ADT_A01", f"{run}-{n}-3"), "EVN|A08", _pid(mrn, n, "JAMIE-LEE")]),
-                _siu("S14", f"{run}-{n}-4", mrn, n, appointment, start, practitioner),
+                _siu("S14", f"{run}-{n}-4", mrn, n, appointment, start, practitioner, "JAMIE-LEE"),
             ]
         )
     return out

@@ -282,8 +282,11 @@ def _patient_upsert(msg: Message, warnings: list[tuple[str, str]], *, create: bo
     else:
         mapped = found
         patient = _follow_merges(patient)
-        if mapped.fields:
-            patient_update(patient=patient, **mapped.fields)
+        # Only what changed: an SIU or A08 repeating the record as it is writes nothing (no audit
+        # entry, no validation queries), which is most of them.
+        changes = {name: value for name, value in mapped.fields.items() if getattr(patient, name) != value}
+        if changes:
+            patient_update(patient=patient, **changes)
     warnings.extend(mapped.warnings)
     have = {(i.system, i.value) for i in PatientIdentifier.objects.filter(patient=patient)}
     for system, value in _kept_identifiers(mapped.identifiers):
