@@ -88,9 +88,8 @@ def _siu(
     )
 
 
-def conversations(run: str, patients: int, practitioners: int = 50) -> list[list[str]]:
-    """Per patient, its four messages in order (A04, S12, A08, S14)."""
-    base = datetime(2027, 1, 4, 14, 0, tzinfo=UTC) + timedelta(days=400 * (int(run, 36) % 50))
+def conversations(run: str, patients: int, base: datetime, practitioners: int = 50) -> list[list[str]]:
+    """Per patient, its four messages in order (A04, S12, A08, S14); visits from `base` on."""
     out = []
     for n in range(patients):
         mrn = f"{run}-{n:06d}"
@@ -141,6 +140,19 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1000, p95 * 1000
 
 
+def _after(organization: object) -> datetime:
+    """A start after every visit booked so far: runs never double-book the bench's practitioners."""
+    from django.db.models import Max
+
+    from healthcrm.tenancy import organization_context
+    from patients.models import Appointment
+
+    with organization_context(organization):  # type: ignore[arg-type]
+        last = Appointment.objects.aggregate(last=Max("ends_at"))["last"]
+    start = datetime(2027, 1, 4, 14, 0, tzinfo=UTC)
+    return max(start, last + timedelta(days=1)) if last else start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=20_000, help="per run (a multiple of 4)")
@@ -186,11 +198,11 @@ def main() -> None:
             raise SystemExit("the listener did not start")
         print(listener.stdout.readline().decode().strip())
         print(f"machine: {os.cpu_count()} cores; listener threads: {args.threads}; messages per run: {args.messages}")
-        warm = conversations(f"w{int(time.time()) % 10**6:x}", 25)
+        warm = conversations(f"w{int(time.time()) % 10**6:x}", 25, _after(organization))
         asyncio.run(_run(port, [sum(warm, [])]))
         for count in args.connections:
             run = f"r{count}x{int(time.time()) % 10**6:x}"
-            patients = conversations(run, args.messages // 4)
+            patients = conversations(run, args.messages // 4, _after(organization))
             streams = [sum(patients[i::count], []) for i in range(count)]
             seconds, latencies, codes = asyncio.run(_run(port, streams))
             p50, p95 = _percentiles(latencies)
