@@ -1,6 +1,6 @@
 # HealthCRM developer commands (GNU make).
 #
-#   make run             venv, local PostgreSQL + Redis, migrate, seed, web + worker + beat (Ctrl-C stops all)
+#   make run             venv, local PostgreSQL + Redis, migrate, seed, web + worker + beat + HL7 listener (Ctrl-C stops all)
 #   make test            venv, local PostgreSQL + Redis, pytest (PYTEST_ARGS="-k foo -x")
 #   make test-fast       no browser, worker or slow walk tests, one wall clock instead of three
 #   make lint            ruff check + ruff format --check + lint-imports (the import layers) + mypy

@@ -504,6 +504,24 @@ FHIR_IMPORT_MAX_ENTRY_VALUES = env_int("FHIR_IMPORT_MAX_ENTRY_VALUES", 20_000)
 # A number with more digits fails its element (Python refuses ints past 4,300 digits anyway).
 FHIR_IMPORT_MAX_NUMBER_DIGITS = env_int("FHIR_IMPORT_MAX_NUMBER_DIGITS", 40)
 
+# HL7 v2 over MLLP (integrations/hl7v2/, `manage.py hl7_listener`): one listener for every
+# organization; senders are registered per organization (admin). TLS when a certificate is given;
+# HL7_TLS_CLIENT_CA_FILE makes client certificates required (and checked against that CA).
+HL7_LISTENER_HOST = env_str("HL7_LISTENER_HOST", "127.0.0.1")
+HL7_LISTENER_PORT = env_int("HL7_LISTENER_PORT", 2575)
+HL7_TLS_CERT_FILE = env_str("HL7_TLS_CERT_FILE", "")
+HL7_TLS_KEY_FILE = env_str("HL7_TLS_KEY_FILE", "")
+HL7_TLS_CLIENT_CA_FILE = env_str("HL7_TLS_CLIENT_CA_FILE", "")
+# A frame larger than this (bytes, at most 1 MiB) is refused with an AR and the connection closed.
+HL7_MAX_MESSAGE_BYTES = min(env_int("HL7_MAX_MESSAGE_BYTES", 1024 * 1024), 1024 * 1024)
+HL7_IDLE_TIMEOUT_SECONDS = env_float("HL7_IDLE_TIMEOUT_SECONDS", 300.0)
+HL7_LISTENER_THREADS = env_int("HL7_LISTENER_THREADS", 8)
+# Out-of-order SIU changes wait this long for their S12; raw messages are kept (encrypted) this long.
+HL7_HOLD_MINUTES = env_int("HL7_HOLD_MINUTES", 60)
+HL7_RAW_RETENTION_DAYS = env_int("HL7_RAW_RETENTION_DAYS", 30)
+if bool(HL7_TLS_CERT_FILE) != bool(HL7_TLS_KEY_FILE):
+    raise ImproperlyConfigured("Set both HL7_TLS_CERT_FILE and HL7_TLS_KEY_FILE, or neither.")
+
 # ---------------------------------------------------------------------------------------------
 # Celery: Redis broker; payloads are ids only (the broker keeps them in clear); results ignored.
 CELERY_BROKER_URL = REDIS_URL
@@ -538,6 +556,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Retention (patients/erasure/): one run per organization, nightly.
     "patients-retention": {"task": "patients.erasure.tasks.retention_all_task", "schedule": crontab(minute=25, hour=3)},
     "integrations-fhir-pull-due": {"task": "integrations.fhir.tasks.fhir_pull_due_task", "schedule": crontab()},
+    # HL7 v2: held messages past HL7_HOLD_MINUTES reported, raw copies past retention cleared.
+    "integrations-hl7v2-housekeeping": {"task": "integrations.hl7v2.tasks.hl7_housekeeping_due_task", "schedule": 60.0},
     "engagement-dispatch-due": {"task": "engagement.tasks.outbox_dispatch_task", "schedule": 2.0},
     "engagement-materialize-rules": {"task": "engagement.tasks.rules_materialize_all_task", "schedule": 300.0},
     # Analytics facts: what changed, every 15 minutes; everything (age bands, due visits) nightly.

@@ -11,6 +11,7 @@ class IntegrationsConfig(AppConfig):
         # in every process that loads the app registry (web, worker, beat).
         from integrations.devices import services  # noqa: F401 - registers the device-alert timeline source
         from integrations.fhir import tasks  # noqa: F401
+        from integrations.hl7v2 import tasks as hl7v2_tasks  # noqa: F401
         from integrations.right_of_access import tasks as _right_of_access_tasks  # noqa: F401
         from patients.erasure.policy import register_erasure_policy
 

@@ -465,3 +465,7 @@ class RightOfAccessPackage(TenantModel):
 
 
 auditlog.register(RightOfAccessRequest, exclude_fields=["progress", "progress_step"])
+
+
+# HL7 v2 interface models live in their sub-package; Django finds them through this module.
+from integrations.hl7v2.models import Hl7HeldMessage, Hl7Message, Hl7Sender  # noqa: E402, F401

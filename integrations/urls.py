@@ -2,6 +2,7 @@ from django.urls import path
 
 from integrations.devices import views as device_views
 from integrations.fhir import views as fhir_views
+from integrations.hl7v2 import views as hl7_views
 from integrations.right_of_access import views as roa_views
 
 app_name = "integrations"
@@ -34,4 +35,7 @@ urlpatterns = [
         name="right_of_access_create",
     ),
     path("devices/observations/", device_views.device_observation_view, name="device_observation"),
+    path("hl7/", hl7_views.interface_status_view, name="hl7_status"),
+    path("hl7/search/", hl7_views.message_search_view, name="hl7_search"),
+    path("hl7/messages/<int:pk>/", hl7_views.message_detail_view, name="hl7_message"),
 ]

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Run the development web server, a Celery worker and Celery beat together (`make run`).
+"""Run the development web server, a Celery worker, Celery beat and the HL7 v2 MLLP listener
+together (`make run`).
 
 Each child inherits the environment; its output is prefixed with its name. Ctrl-C or SIGTERM stops
 all of them (SIGTERM, then SIGKILL after 10 s); if any child dies on its own, the others are stopped
@@ -55,6 +56,8 @@ def commands() -> dict[str, list[str]]:
             "-Q", "default,outreach,integrations", "--concurrency", "2",
         ],
         "beat": [celery, "-A", "healthcrm", "beat", "-l", beat_level, "--schedule", ".data/celerybeat-schedule"],
+        # HL7 v2 over MLLP for practice-management systems (HL7_LISTENER_PORT, default 2575).
+        "hl7": [sys.executable, "manage.py", "hl7_listener", "--host", "127.0.0.1"],
     }  # fmt: skip
 
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-APP_SERVICES = ("migrate", "web", "worker", "beat")
+APP_SERVICES = ("migrate", "web", "worker", "beat", "hl7")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_web_has_a_healthcheck_on_healthz(compose):
 
 def test_app_services_wait_for_a_successful_migration(compose):
     services = compose["services"]
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "beat", "hl7"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
         assert depends["postgres"]["condition"] == "service_healthy", name

@@ -196,3 +196,9 @@ def test_a_taken_web_port_is_named_with_how_to_choose_another(taken_port: int, c
     )
     assert run.port_problem(str(_free_port())) is None
     assert run.port_problem("http") == "PORT='http' is not a port number"
+
+
+def test_make_run_starts_the_hl7_listener() -> None:
+    run = _load_run()
+    command = run.commands()["hl7"]
+    assert command[1:3] == ["manage.py", "hl7_listener"]

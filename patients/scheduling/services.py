@@ -664,6 +664,7 @@ def appointment_import_upsert(
     kind: str = AppointmentKind.IN_PERSON,
     reason: str = "",
     location_id: int | None = None,
+    appointment_type: str | None = None,
 ) -> Appointment:
     """Create an appointment another system booked, or update the one given (its earlier import).
 
@@ -687,6 +688,8 @@ def appointment_import_upsert(
     if appointment.status_reason not in REASONS_FOR.get(status, frozenset()):
         appointment.status_reason = ""  # the source moved it on (e.g. un-cancelled): our reason no longer fits
     appointment.kind = kind
+    if appointment_type:  # None: the source did not say (a new one keeps the model's default)
+        appointment.appointment_type = appointment_type
     appointment.reason = reason  # type: ignore[assignment]  # encrypted field: the stubs see the field class
     if created and appointment.kind == AppointmentKind.TELEHEALTH:
         appointment.telehealth_url = telehealth_join_url()

@@ -1,0 +1,1 @@
+"""HL7 v2 inbound interface: PM systems send ADT and SIU messages over MLLP."""
