@@ -13,6 +13,7 @@ from engagement.models import (
     EducationVersion,
     MessageTemplate,
     OutboundMessage,
+    QuestionnaireResponse,
     Rule,
     SurveyResponse,
 )
@@ -130,3 +131,19 @@ class EducationItemAdmin(admin.ModelAdmin):
                 body=version.body,
                 video_url=version.video_url,
             )
+
+
+@admin.register(QuestionnaireResponse)
+class QuestionnaireResponseAdmin(PHIAdminMixin, admin.ModelAdmin):
+    """Read in the admin (score, band, status); the answers are read on the patient's record."""
+
+    list_display = ["__str__", "patient", "questionnaire", "status", "score", "band", "completed_at"]
+    list_filter = ["status", "band"]
+    raw_id_fields = ["patient", "message", "observation"]
+    exclude = ["resource"]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False

@@ -130,7 +130,7 @@ class Hl7SenderAdmin(TenantAdmin):
 
 
 @admin.register(Hl7Message)
-class Hl7MessageAdmin(TenantAdmin):
+class Hl7MessageAdmin(PHIAdminMixin, TenantAdmin):
     """Support view of the log: type, outcome, field and reason; never the raw message."""
 
     list_display = ("control_id", "message_type", "outcome", "state", "error_field", "received_at")

@@ -469,3 +469,5 @@ auditlog.register(RightOfAccessRequest, exclude_fields=["progress", "progress_st
 
 # HL7 v2 interface models live in their sub-package; Django finds them through this module.
 from integrations.hl7v2.models import Hl7HeldMessage, Hl7Message, Hl7Sender  # noqa: E402, F401
+
+register_phi(Hl7Message)  # the raw message (encrypted): changes audited with values redacted

@@ -94,13 +94,13 @@ def _concept(system: str, code: str, display: str) -> dict[str, Any]:
     return concept
 
 
-def _clean(value: Any) -> Any:
+def resource_clean(value: Any) -> Any:
     """Drop empty elements: FHIR forbids empty strings, lists and objects."""
     if isinstance(value, dict):
-        out = {k: _clean(v) for k, v in value.items()}
+        out = {k: resource_clean(v) for k, v in value.items()}
         return {k: v for k, v in out.items() if v not in (None, "", [], {})}
     if isinstance(value, list):
-        out_list = [_clean(v) for v in value]
+        out_list = [resource_clean(v) for v in value]
         return [v for v in out_list if v not in (None, "", [], {})]
     return value
 
@@ -399,7 +399,7 @@ def fhir_export_patient(*, patient: Patient) -> dict[str, Any]:
         resources.append(
             {"resourceType": "Location", "id": resource_uuid(loc), "name": loc.name, "address": {"text": loc.address}}
         )
-    bundle = _clean(
+    bundle = resource_clean(
         {
             "resourceType": "Bundle",
             "type": "collection",

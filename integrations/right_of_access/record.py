@@ -19,7 +19,7 @@ from django.utils import timezone
 from fhir.resources.R4B.bundle import Bundle
 
 from engagement.models import Consent, ConsentChange, OutboundMessage, OutboxStatus
-from integrations.fhir.export import _clean, fhir_export_patient, resource_uuid
+from integrations.fhir.export import fhir_export_patient, resource_clean, resource_uuid
 from integrations.models import EhrCarePlan, Encounter
 from patients.access_report.selectors import AccessReportRow, patient_access_report
 from patients.models import (
@@ -218,7 +218,7 @@ def record_bundle(record: PatientRecord) -> dict[str, Any]:
         *(_audit_event(row, i, patient) for i, row in enumerate(record.access_rows)),
     ]
     bundle["entry"].extend(
-        {"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in (_clean(resource) for resource in extra)
+        {"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in (resource_clean(resource) for resource in extra)
     )
     bundle["timestamp"] = timezone.now().isoformat()
     Bundle.model_validate(bundle)

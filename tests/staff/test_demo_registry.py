@@ -27,9 +27,10 @@ def test_seed_demo_orders_every_registered_step() -> None:
         "history",
         "surveys",
         "education",
+        "questionnaires",
         "analytics",
     ]
-    assert [s.per_organization for s in steps] == [False, False, False, *[True] * 8]
+    assert [s.per_organization for s in steps] == [False, False, False, *[True] * 9]
     modules = {s.name: s.function.__module__ for s in steps}
     # Each app seeds its own tables, from its own demo module.
     assert modules == {
@@ -43,6 +44,7 @@ def test_seed_demo_orders_every_registered_step() -> None:
         "history": "analytics.demo",
         "surveys": "engagement.demo",
         "education": "engagement.demo",
+        "questionnaires": "engagement.demo",
         "analytics": "analytics.demo",
     }
 
