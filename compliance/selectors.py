@@ -200,7 +200,7 @@ def audit_event_list(
                     "object_pk",
                     output_field=CharField(),
                 ),
-                detail=RawSQL(_CHANGED_FIELDS, [], output_field=CharField()),  # noqa: S611 - a constant, no parameters
+                detail=RawSQL(_CHANGED_FIELDS, [], output_field=CharField()),  # noqa: S611 (a constant SQL text, no parameters)  # nosec B611
                 ip=Cast("remote_addr", CharField()),
             )
             .values(*AUDIT_COLUMNS)

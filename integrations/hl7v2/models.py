@@ -68,7 +68,7 @@ class Hl7Sender(TenantModel):
                 violation_error_message="This facility and application are already registered.",
             ),
             models.CheckConstraint(
-                condition=~Q(secret_digest="") | ~Q(client_cert_sha256=""),
+                condition=~Q(secret_digest="") | ~Q(client_cert_sha256=""),  # nosec B106 (a condition, not a password)
                 name="hl7sender_has_credential",
                 violation_error_message="Give the sender a shared secret or a client certificate fingerprint.",
             ),
