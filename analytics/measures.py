@@ -77,6 +77,10 @@ BILATERAL_MASTECTOMY = frozenset({"Z90.13"})
 # CMS130 exclusion: malignant neoplasm of colon (SNOMED 363406005; ICD-10 C18.*, C19, C20).
 COLORECTAL_CANCER = frozenset({"363406005"})
 COLORECTAL_CANCER_ICD_PREFIXES = ("C18", "C19", "C20")
+# CMS2 exclusion: depression or bipolar disorder (SNOMED 35489007 depressive disorder, 13746004
+# bipolar disorder; ICD-10 F32.*, F33.* major depressive disorder, F31.* bipolar disorder).
+DEPRESSION_OR_BIPOLAR = frozenset({"35489007", "13746004"})
+DEPRESSION_OR_BIPOLAR_ICD_PREFIXES = ("F32", "F33", "F31")
 
 # Blood pressure: the panel (components) or the two readings as separate observations.
 BP_PANELS = frozenset({"85354-9", "55284-4"})
@@ -122,18 +126,20 @@ FLU_CVX = frozenset(
     {"88", "111", "135", "140", "141", "144", "149", "150", "153", "155", "158", "161", "166", "168", "171"}
     | {"185", "186", "197", "205"}
 )
+# CMS2 screening: the PHQ-9 total score (what a completed PHQ-9 questionnaire writes to the record).
+DEPRESSION_SCREENING = frozenset({"44261-6"})
 NOT_VISITS = frozenset({"lab"})  # appointment types that are not a qualifying encounter
 ATTENDED = ("completed", "checked_in")
 
 SCREENING_CODES = MAMMOGRAPHY | FOBT | FIT_DNA | COLONOSCOPY | SIGMOIDOSCOPY | CT_COLONOGRAPHY
-OBSERVATION_CODES = BP_PANELS | {SYSTOLIC, DIASTOLIC} | GLYCEMIC | SCREENING_CODES
+OBSERVATION_CODES = BP_PANELS | {SYSTOLIC, DIASTOLIC} | GLYCEMIC | DEPRESSION_SCREENING | SCREENING_CODES
 LOOKBACK_YEARS = 10  # the longest window: colonoscopy, the period and 9 years before it
 
 
 # -- Dates ------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=8192)  # pure, and asked millions of times by a full rebuild (12 periods × 5 measures × patients)
+@lru_cache(maxsize=8192)  # pure, and asked millions of times by a full rebuild (12 periods × 6 measures × patients)
 def month_end(day: date) -> date:
     following = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
     return following - timedelta(days=1)
@@ -236,7 +242,7 @@ class PatientData:
         return days[index - 1] if index and days[index - 1] >= start else None
 
     def _sorted(self, key: str, values: Iterable[date] | Callable[[], Iterable[date]]) -> list[date]:
-        """A sorted copy of some dates, made once per patient (each is read for 12 periods × 5 measures)."""
+        """A sorted copy of some dates, made once per patient (each is read for 12 periods × 6 measures)."""
         found = self._cache.get(key)
         if found is None:
             found = self._cache[key] = sorted(values() if callable(values) else values)
@@ -410,6 +416,26 @@ def influenza_immunization(patient: PatientData, period: Period) -> Populations:
     return _populations(True, not_done and not given, given)
 
 
+# -- CMS2v13 Preventive Care and Screening: Screening for Depression ------------------------------
+
+
+def depression_screening(patient: PatientData, period: Period) -> Populations:
+    """CMS2v13, screening only. IP: age 12 or more at the period's start, a visit in the period.
+    Denominator = IP. Exclusions: an active depression or bipolar diagnosis (SNOMED 35489007,
+    13746004; ICD-10 F32.*, F33.*, F31.*) with onset before the period's start.
+    Numerator: a PHQ-9 total score (an Observation with LOINC 44261-6, which a completed PHQ-9
+    writes) in the period. Not applied: the follow-up plan a positive screen asks for, screening
+    tools other than the PHQ-9, the medical and patient reasons for not screening.
+    """
+    age = patient.age_at(period.start)
+    if age is None or age < 12 or not patient.has_visit(period.start, period.end):
+        return NOT_IN_IP
+    excluded = patient.has_condition(
+        DEPRESSION_OR_BIPOLAR, DEPRESSION_OR_BIPOLAR_ICD_PREFIXES, onset_by=period.start - timedelta(days=1)
+    )
+    return _populations(True, excluded, patient.screened(DEPRESSION_SCREENING, period.start, period.end))
+
+
 MEASURES: dict[str, Measure] = {
     m.id: m
     for m in (
@@ -453,6 +479,14 @@ MEASURES: dict[str, Measure] = {
             influenza_immunization,
             numerator_label="Vaccinated",
             not_met_label="Not vaccinated",
+        ),
+        Measure(
+            "CMS2v13",
+            "Preventive Care and Screening: Screening for Depression",
+            "Patients 12 and older seen in the period who had a PHQ-9 depression screening in it.",
+            depression_screening,
+            numerator_label="Screened",
+            not_met_label="Not screened",
         ),
     )
 }
@@ -502,12 +536,15 @@ def load_patients(patient_ids: Iterable[int], since: date, now: datetime) -> dic
         pk: PatientData(pk=pk, birth=dob, sex=sex or "unknown")
         for pk, dob, sex in Patient.objects.filter(pk__in=ids).values_list("pk", "date_of_birth", "sex")
     }
-    condition_codes = HYPERTENSION | DIABETES | ESRD | PREGNANCY | BILATERAL_MASTECTOMY | COLORECTAL_CANCER
+    condition_codes = (
+        HYPERTENSION | DIABETES | ESRD | PREGNANCY | BILATERAL_MASTECTOMY | COLORECTAL_CANCER | DEPRESSION_OR_BIPOLAR
+    )
+    condition_prefixes = DIABETES_ICD_PREFIXES + COLORECTAL_CANCER_ICD_PREFIXES + DEPRESSION_OR_BIPOLAR_ICD_PREFIXES
     conditions = Condition.objects.filter(patient_id__in=ids)
     for patient_id, code, status, onset in conditions.values_list(
         "patient_id", "code", "clinical_status", "onset_date"
     ):
-        if code in condition_codes or code.startswith(DIABETES_ICD_PREFIXES + COLORECTAL_CANCER_ICD_PREFIXES):
+        if code in condition_codes or code.startswith(condition_prefixes):
             data[patient_id].conditions.append((code, status, onset))
     # Readings are needed from the earliest period's start, screenings from up to 10 years before it.
     readings_from = datetime.combine(since, datetime.min.time(), zone)

@@ -648,4 +648,11 @@ def _education_titles(message_ids: list[int]) -> dict[int, str]:
     return education_titles(message_ids)
 
 
+def _questionnaire_titles(message_ids: list[int]) -> dict[int, str]:
+    from engagement.questionnaires.selectors import questionnaire_titles
+
+    return questionnaire_titles(message_ids)
+
+
 register_engagement_content("education", "Education", _education_titles)
+register_engagement_content("questionnaire", "Questionnaire", _questionnaire_titles, answerable=True)

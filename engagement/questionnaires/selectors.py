@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from engagement.questionnaires.models import Questionnaire, QuestionnaireResponse, ResponseStatus
 
@@ -33,3 +33,17 @@ def completion_counts() -> dict[str, int]:
 def response_for_message(*, message_id: int) -> QuestionnaireResponse | None:
     """The response a questionnaire link has (None before the patient first saves)."""
     return QuestionnaireResponse.objects.filter(message_id=message_id).first()
+
+
+def questionnaire_titles(message_ids: list[int]) -> dict[int, str]:
+    """Message id -> the title of the questionnaire it carried ("PHQ-9"), one query: the engagement
+    view, timeline and analytics (registered in engagement.selectors)."""
+    from engagement.models import OutboundMessage
+
+    title = Questionnaire.objects.filter(pk=OuterRef("subject_id")).values("title")[:1]
+    rows = (
+        OutboundMessage.objects.filter(pk__in=message_ids, subject_type="questionnaire")
+        .annotate(title=Subquery(title))
+        .values_list("pk", "title")
+    )
+    return {pk: title for pk, title in rows if title}

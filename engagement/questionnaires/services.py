@@ -25,9 +25,10 @@ from fhir.resources.R4B.questionnaire import Questionnaire as FhirQuestionnaire
 from pydantic import ValidationError as PydanticValidationError
 
 from engagement import links, selectors
-from engagement.models import MessageTemplate, OutboundMessage, Rule
+from engagement.models import EngagementEventKind, MessageTemplate, OutboundMessage, Rule
 from engagement.questionnaires import definitions, scoring
 from engagement.questionnaires.models import Questionnaire, QuestionnaireResponse, ResponseStatus
+from engagement.services.events import engagement_event_record
 from engagement.services.outbox import outbox_enqueue, outbox_row_for
 from engagement.services.rules import template_save
 from engagement.services.staff_messages import KEY_PATTERN, staff_message_problem
@@ -372,9 +373,9 @@ def questionnaire_answers_save(
     now: datetime,
 ) -> Saved:
     """Keep the patient's answers (in progress), or complete the response once: score it, write its
-    total to the record, and open an urgent task at the organization's threshold, all in one
-    transaction. Raises ValidationError (nothing written) for an answer outside the options, or a
-    required question unanswered on submit."""
+    total to the record, open an urgent task at the organization's threshold and record the
+    engagement event "answered", all in one transaction. Raises ValidationError (nothing written)
+    for an answer outside the options, or a required question unanswered on submit."""
     state = questionnaire_link_state(message=message, claims=claims, now=now)
     if state != "ask":
         return Saved(state)
@@ -405,6 +406,7 @@ def questionnaire_answers_save(
             response.save()
             if submit:
                 _record(response, questionnaire, now)
+                engagement_event_record(message=message, kind=EngagementEventKind.ANSWERED, now=now)
     except IntegrityError:  # a concurrent first save of the same link won
         return Saved("used")
     return Saved("done" if submit else "saved", response)

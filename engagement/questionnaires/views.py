@@ -16,9 +16,11 @@ from compliance.decorators import PHI_FREE, staff_view
 from compliance.guards import require_perm
 from compliance.models import AccessAction
 from engagement import links
-from engagement.models import OutboundMessage, OutboxStatus
+from engagement.education.views import is_link_preview
+from engagement.models import EngagementEventKind, OutboundMessage, OutboxStatus
 from engagement.questionnaires import scoring, selectors, services
 from engagement.questionnaires.forms import AnswersForm, ImportForm, SendForm
+from engagement.services import engagement_event_record
 from healthcrm.http import TenantRequest, form_add_service_errors
 from healthcrm.models import Organization
 from patients.care.views import render_patient_tab
@@ -102,8 +104,9 @@ def _queued_note(message: OutboundMessage) -> str:
 def questionnaire_link(
     request: HttpRequest, organization: Organization, message: OutboundMessage, claims: links.LinkClaims
 ) -> HttpResponse:
-    """GET shows the form with the answers saved so far (writes nothing); POST "save" keeps the
-    answers, POST "submit" completes the response once. A refused answer re-renders the form (400)
+    """GET shows the form with the answers saved so far (writes only the engagement event "opened",
+    first open once, later ones counted, link previewers' not); POST "save" keeps the answers, POST
+    "submit" completes the response once. A refused answer re-renders the form (400)
     naming the question; answered, expired or withdrawn links answer 410 with nothing shown."""
     now = timezone.now()
     state = services.questionnaire_link_state(message=message, claims=claims, now=now)
@@ -111,6 +114,8 @@ def questionnaire_link(
         return _link_page(request, organization, state)
     questionnaire = services.questionnaire_of(message)
     assert questionnaire is not None
+    if request.method == "GET" and not is_link_preview(request):
+        engagement_event_record(message=message, kind=EngagementEventKind.OPENED, now=now)
     response = selectors.response_for_message(message_id=message.pk)
     saved = services.answers_of(response)
     form = AnswersForm(

@@ -80,6 +80,7 @@ def test_analyst_sees_rates_trend_and_providers_without_any_patient(
     page = response.content.decode()
     assert "CMS165v12" in page and "CMS122v12" in page and "Dr Main" in page
     assert 'id="chart-cms165v12-trend-chart"' in page and 'id="chart-cms165v12-provider-chart"' in page
+    assert "Screening for Depression" in page and 'id="chart-cms2v13-trend-chart"' in page  # every measure
     for patient in clinic["patients"]:
         assert patient.family_name not in page
     # The drill-down link is for worklist roles only.

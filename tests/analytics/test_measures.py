@@ -386,6 +386,55 @@ def test_cms147_influenza_immunization(clinic: Any, doctor: Any) -> None:
     assert rate("CMS147v13") == pytest.approx(0.5)
 
 
+# -- CMS2v13 Screening for Depression ---------------------------------------------------------------
+
+
+def test_cms2_depression_screening_with_a_phq9(clinic: Any, doctor: Any) -> None:
+    seen = date(2026, 1, 15)
+    start = date(2025, 7, 1)  # the period to 30 June 2026 starts on 1 July 2025
+
+    def phq9(p: Any, when: datetime) -> Any:
+        return quantity(p, "44261-6", when, "7", unit="{score}")
+
+    d1 = patient(40)
+    phq9(d1, at(date(2026, 3, 3)))  # -> numerator
+    d2 = patient(dob=born(12, on=start))  # 12 on the period's first day: in; no PHQ-9 -> not met
+    d3 = patient(40)
+    phq9(d3, at(start, 0, 10))  # the period's first local day -> numerator
+    d4 = patient(40)
+    phq9(d4, at(date(2025, 6, 30), 23, 50))  # the day before -> not met
+    d5 = patient(40)
+    condition(d5, "F32.9", onset=date(2024, 2, 1))  # depression before the period -> excluded
+    phq9(d5, at(date(2026, 2, 2)))  # screened anyway: an excluded patient is not in the numerator
+    d6 = patient(30, sex="male")
+    condition(d6, "13746004", onset=None)  # bipolar, onset unknown (counts as before) -> excluded
+    d7 = patient(70)
+    condition(d7, "35489007", onset=date(2025, 9, 1))  # diagnosed during the period: not excluded
+    phq9(d7, at(date(2025, 9, 1)))  # -> numerator
+    d8 = patient(50)
+    condition(d8, "F33.1", onset=date(2020, 1, 1), status="resolved")  # not active -> not excluded, not met
+    for p in (d1, d2, d3, d4, d5, d6, d7, d8):
+        visit(p, seen, doctor)
+    # Not in the IP: 11 on the period's first day (12 the day after); no visit; a lab visit only.
+    young = patient(dob=date(2013, 7, 2))
+    visit(young, seen, doctor)
+    phq9(young, at(seen))
+    phq9(patient(40), at(seen))
+    lab_only = patient(40)
+    visit(lab_only, seen, doctor, kind="lab")
+    phq9(lab_only, at(seen))
+
+    build()
+
+    # IP: d1..d8 = 8; excluded d5, d6 = 2; numerator d1, d3, d7 = 3; rate 3 / (8 - 2) = 50 %.
+    assert populations("CMS2v13") == {"ip": 8, "denominator": 8, "excluded": 2, "numerator": 3}
+    assert rate("CMS2v13") == pytest.approx(0.5)
+    assert set(measure_gap_patient_ids(MEASURES["CMS2v13"], CURRENT)) == {d2.pk, d4.pk, d8.pk}
+    # The period before (1 June 2025 – 31 May 2026) holds d4's screening, and d5's diagnosis
+    # still precedes it.
+    assert populations("CMS2v13", PREVIOUS)["numerator"] == 4  # d1, d3, d4, d7
+
+
 # -- Attribution ----------------------------------------------------------------------------
 
 

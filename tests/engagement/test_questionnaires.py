@@ -420,3 +420,86 @@ def test_the_import_page_refuses_an_invalid_definition_and_imports_a_valid_one(
     assert nurse.post(url, {"text": "{}"}).status_code == 403
     assert client_for(other_org_user).get(url).status_code == 200  # its own (empty) list
     assert b"gad-7-short" not in client_for(other_org_user).get(url).content
+
+
+# -- Engagement: questionnaires opened and answered (issue 15, the join of items 2 and 3) -----------
+
+
+def _sent_to(organization: Any, n: int, *, at: datetime) -> OutboundMessage:
+    """A PHQ-9 sent at `at` to a patient of its own."""
+    with organization_context(organization):
+        someone = PatientFactory(phone_mobile=f"+131255503{n:02d}", preferred_channel="sms", timezone="")
+        message = services.questionnaire_send(
+            patient=someone,
+            questionnaire=_phq9(organization),
+            channel="sms",
+            key=f"engagement-{n:02d}-" + "e" * 16,
+            actor=None,
+        )
+        OutboundMessage.objects.filter(pk=message.pk).update(status="sent", sent_at=at)
+        message.refresh_from_db()
+        return message
+
+
+def test_opening_twice_and_completing_records_one_open_counted_twice_and_one_answer(
+    client, client_for, nurse_user, clinic, patient
+) -> None:
+    from django.urls import reverse
+
+    from engagement.models import EngagementEvent
+
+    message = _sent(clinic, patient)
+    url = _url(clinic, message)
+    assert client.head(url).status_code == 200  # a HEAD is no open
+    assert client.get(url, HTTP_USER_AGENT="Slackbot-LinkExpanding 1.0").status_code == 200  # a preview is none
+    with organization_context(clinic):
+        assert not EngagementEvent.objects.exists()
+    assert client.get(url).status_code == 200
+    assert client.get(url).status_code == 200
+    assert _post(client, url, [0, 0, 0, 0, 0, 0, 0, 0, 0]).status_code == 200
+    with organization_context(clinic):
+        events = {e.kind: e for e in EngagementEvent.objects.filter(message=message)}
+        assert set(events) == {"opened", "answered"}
+        assert (events["opened"].count, events["answered"].count) == (2, 1)
+        assert events["answered"].patient_id == patient.pk
+    nurse = client_for(nurse_user)
+    tab = nurse.get(reverse("engagement:patient_engagement", args=[patient.pk])).content.decode()
+    assert "Questionnaire" in tab and "PHQ-9" in tab and "(2 times)" in tab
+    timeline = nurse.get(reverse("patients:timeline", args=[patient.pk])).content.decode()
+    assert "Opened by the patient: PHQ-9" in timeline and "Answered by the patient: PHQ-9" in timeline
+
+
+def test_saved_or_refused_answers_are_not_answered(client, clinic, patient) -> None:
+    from engagement.models import EngagementEvent
+
+    message = _sent(clinic, patient)
+    url = _url(clinic, message)
+    assert _post(client, url, [1, 1, 0], action="save").status_code == 200  # progress kept, not completed
+    assert _post(client, url, [1, 1, 0]).status_code == 400  # submitted with questions unanswered
+    refused = {**_answers(PHQ9_ITEMS, [0] * 9), "44259-0": "LA9999-9", "action": "submit"}
+    assert client.post(url, refused).status_code == 400
+    with organization_context(clinic):
+        assert not EngagementEvent.objects.filter(kind="answered").exists()
+
+
+def test_completion_counts_questionnaires_sent_opened_and_answered_in_the_period(client, clinic) -> None:
+    from analytics.engagement import completion_table
+    from engagement.selectors import engagement_completion
+
+    now = timezone.now()
+    answered, opened, unopened = (_sent_to(clinic, n, at=now - timedelta(hours=1)) for n in range(3))
+    earlier = _sent_to(clinic, 3, at=now - timedelta(days=40))  # before the period: not counted
+    for message in (answered, answered, opened, earlier):
+        assert client.get(_url(clinic, message)).status_code == 200
+    assert _post(client, _url(clinic, answered), [1, 0, 0, 0, 0, 0, 0, 0, 0]).status_code == 200
+    assert _post(client, _url(clinic, earlier), [1, 0, 0, 0, 0, 0, 0, 0, 0]).status_code == 200
+    with organization_context(clinic):
+        rows = engagement_completion(start=now - timedelta(days=1), end=now + timedelta(days=1))
+    [questionnaires] = [r for r in rows if r.subject_type == "questionnaire"]
+    # Hand-counted: 3 sent in the period; 2 opened (one of them twice: one message); 1 answered.
+    assert (questionnaires.sent, questionnaires.opened, questionnaires.answered) == (3, 2, 1)
+    assert questionnaires.answerable and questionnaires.content == "Questionnaire"
+    table = completion_table(rows)
+    assert (table.values[("questionnaire", "answered")], table.values[("questionnaire", "not_answered")]) == (1, 2)
+    with organization_context(clinic):
+        assert not unopened.events.exists()
