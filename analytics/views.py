@@ -324,6 +324,6 @@ def engagement_view(request: TenantRequest) -> HttpResponse:
         page_slug="engagement",
         sent=sum(r.sent for r in reach),
         tables=list(tables.items()),
-        has_questionnaires=any(r.answerable for r in completion),
+        has_questionnaires=any(r.answerable and r.sent for r in completion),
     )
     return export_or_page(request, tables, "analytics/engagement.html", context)

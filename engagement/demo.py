@@ -260,6 +260,7 @@ def seed_questionnaires(tenant: DemoTenant) -> list[str]:
     only: no tasks are opened for past answers at the threshold."""
     import json
 
+    from engagement.models import EngagementEvent
     from engagement.questionnaires import definitions, scoring, services
     from engagement.questionnaires.models import Questionnaire, QuestionnaireResponse
     from patients.models import Observation, Patient
@@ -350,5 +351,29 @@ def seed_questionnaires(tenant: DemoTenant) -> list[str]:
     for response, observation in zip(responses, observations, strict=True):
         response.observation_id = observation.pk
     QuestionnaireResponse.objects.bulk_create(responses, batch_size=2000)
+    # What the engagement view and its completion rates read: each answered link was opened first.
+    events = []
+    for response, (_, _, sent_at, _) in zip(responses, plans, strict=True):
+        answered_at = response.completed_at or sent_at
+        opened_at = answered_at - timedelta(minutes=rng.randint(2, 8))
+        events.append(
+            EngagementEvent(
+                patient_id=response.patient_id,
+                message=response.message,
+                kind="opened",
+                first_at=opened_at,
+                last_at=opened_at,
+            )
+        )
+        events.append(
+            EngagementEvent(
+                patient_id=response.patient_id,
+                message=response.message,
+                kind="answered",
+                first_at=answered_at,
+                last_at=answered_at,
+            )
+        )
+    EngagementEvent.objects.bulk_create(events, batch_size=2000)
     alerted = sum(r.alerted for r in responses)
     return [f"{len(responses)} questionnaire responses ({alerted} at the alert threshold)"]

@@ -92,3 +92,9 @@ def test_seed_demo_gives_a_history_of_questionnaire_answers_scored_on_the_record
             assert response.observation.value_quantity == response.score
             assert response.observation.code == response.questionnaire.total_code
         assert Observation.objects.filter(code="44261-6", category="survey").exists()
+        # The engagement view counts them answered (each link opened first).
+        from engagement.models import EngagementEvent
+
+        answered = EngagementEvent.objects.filter(kind="answered", message__subject_type="questionnaire")
+        assert answered.count() == len(responses)
+        assert set(answered.values_list("message_id", flat=True)) == {r.message_id for r in responses}
