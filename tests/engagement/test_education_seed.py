@@ -37,7 +37,7 @@ def test_seed_demo_builds_a_library_and_a_history_of_sends_and_opens() -> None:
         assert sends and all(s.message.sent_at for s in sends)
         # In the patient's language (the demo has English and Spanish speakers).
         assert all(s.language == (s.patient.preferred_language or "en") for s in sends)
-        opened = EngagementEvent.objects.filter(kind="opened").count()
+        opened = EngagementEvent.objects.filter(kind="opened", message__subject_type="education").count()
         assert 0 < opened < len(sends)
         message_id = sends[0].message_id
     token = links.make_token(organization_id=organization.pk, message_id=message_id, action="education")
