@@ -13,7 +13,7 @@ from django.core import checks
 @checks.register(checks.Tags.security, deploy=True)
 def outreach_deploy_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     found: list[checks.CheckMessage] = []
-    backend, sink = settings.ENGAGEMENT_SMS_BACKEND, settings.ENGAGEMENT_SMS_BACKENDS["outbox_sink"]
+    backend, sink = settings.ENGAGEMENT_SMS_BACKEND, settings.ENGAGEMENT_SINK_BACKEND
     if backend == sink:
         found.append(
             checks.Warning(

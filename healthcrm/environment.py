@@ -94,3 +94,15 @@ def engagement_longest_send(*, batch: int, threads: int, rate_max_wait: float, t
     """
     rounds = -(-max(batch, 1) // max(threads, 1))
     return round(rounds * (rate_max_wait + timeout), 1)
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost or a loopback address (plain transport to it never leaves the machine)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

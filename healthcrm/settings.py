@@ -21,6 +21,7 @@ from healthcrm.environment import (
     env_int,
     env_list,
     env_str,
+    is_loopback_host,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -375,17 +376,6 @@ else:
     EMAIL_USE_SSL = _email.scheme == "smtp+ssl"
 
 
-def _loopback_host(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "HealthCRM <no-reply@healthcrm.example>")
 
 # Twilio: off unless enabled; its other settings matter only then.
@@ -403,6 +393,7 @@ ENGAGEMENT_SMS_BACKENDS = {
     "twilio": "integrations.twilio.backend.TwilioBackend",
     "outbox_sink": "engagement.delivery.backends.SinkBackend",
 }
+ENGAGEMENT_SINK_BACKEND = ENGAGEMENT_SMS_BACKENDS["outbox_sink"]  # development only: production refuses it
 ENGAGEMENT_SMS_BACKEND = (
     env_str("ENGAGEMENT_SMS_BACKEND", "")
     or ENGAGEMENT_SMS_BACKENDS[
@@ -646,7 +637,7 @@ if PRODUCTION:
         )
     # The development sink marks text messages sent with a fake id: in production reminders would
     # never leave, and without PUBLIC_BASE_URL every Twilio webhook (STOP included) fails its signature.
-    if ENGAGEMENT_SMS_BACKEND.endswith(".SinkBackend"):
+    if ENGAGEMENT_SMS_BACKEND == ENGAGEMENT_SINK_BACKEND:  # noqa: SIM300 (both settings)
         raise ImproperlyConfigured(
             "The setting SMS_BACKEND is the development sink (outbox_sink: messages marked sent that never leave) "
             "when HEALTHCRM_ENV=production: set TWILIO_ENABLED=true (or SMS_BACKEND=twilio)."
@@ -656,7 +647,7 @@ if PRODUCTION:
             "The setting PUBLIC_BASE_URL must be the site's https:// address when HEALTHCRM_ENV=production "
             "(patient links, Twilio's status callbacks and its webhook signatures are built from it)."
         )
-    if not (EMAIL_USE_TLS or EMAIL_USE_SSL or _loopback_host(EMAIL_HOST)):
+    if not (EMAIL_USE_TLS or EMAIL_USE_SSL or is_loopback_host(EMAIL_HOST)):
         raise ImproperlyConfigured(
             "The setting EMAIL_URL uses plain smtp:// to a host that is not loopback: use smtp+tls:// or "
             "smtp+ssl:// when HEALTHCRM_ENV=production."

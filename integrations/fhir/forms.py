@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 
 from django import forms
 
+from healthcrm.environment import is_loopback_host
 from integrations.fhir.mapping import TIERS
 from integrations.fhir.services import max_upload_bytes
 from integrations.fhir.smart import scope_problems
@@ -132,7 +133,7 @@ class ConnectionForm(forms.ModelForm):
 
     def clean_token_url(self) -> str:
         url = self.cleaned_data.get("token_url", "")
-        if url and urlsplit(url).scheme != "https" and not _loopback(urlsplit(url).hostname or ""):
+        if url and urlsplit(url).scheme != "https" and not is_loopback_host(urlsplit(url).hostname or ""):
             raise forms.ValidationError("The token endpoint must use https:// (it receives our signed assertion).")
         return url
 
@@ -158,14 +159,3 @@ class ConnectionForm(forms.ModelForm):
                 if not data.get(name):
                     self.add_error(name, f"SMART Backend Services needs the EHR's {label}.")
         return data
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
